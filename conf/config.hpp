@@ -1,0 +1,52 @@
+// The effective configuration of one rotor run: plain typed values, filled in by the loaders
+// (conf/load.cpp) from the option table (conf/options.cpp). Nothing outside conf/ parses options.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace rotor::conf {
+
+struct Config {
+  // Application
+  std::string app;  // positional APP ("module:attr"); empty for native worker classes
+  std::string worker_class = "hello";  // "hello" (native); "asgi" comes later
+  std::string config_file;             // -c/--config, informational
+
+  // Server socket
+  std::vector<std::string> bind;  // HOST:PORT, [V6]:PORT, unix:PATH, fd://N
+  int64_t backlog = 2048;
+
+  // Workers and rotation
+  int64_t workers = 1;
+  int64_t max_requests = 0;  // 0 = off
+  int64_t max_requests_jitter = 0;
+  int64_t max_rss_mb = 0;   // 0 = off
+  double max_lifetime = 0;  // seconds, 0 = off
+  double max_lifetime_jitter = 0;
+  int64_t max_concurrent_rotations = 1;
+  double timeout = 30;           // heartbeat timeout, seconds (0 = off)
+  double graceful_timeout = 30;  // seconds
+  double keep_alive = 5;         // idle keep-alive timeout, seconds
+
+  // HTTP limits
+  int64_t limit_request_line = 4094;
+  int64_t limit_request_fields = 100;
+  int64_t limit_request_field_size = 8190;
+
+  // Process
+  std::string chdir;
+  std::string pid_file;  // --pid
+  std::string user;
+  std::string group;
+  int64_t umask = 0;  // parsed from octal ("0o22", "022", "18" as decimal is not accepted)
+
+  // Logging
+  std::string log_level = "info";   // debug, info, warning, error, critical
+  std::string error_logfile = "-";  // "-" is stderr
+  std::string access_logfile;       // empty = off, "-" is stdout
+  std::string access_logformat;
+};
+
+}  // namespace rotor::conf

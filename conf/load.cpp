@@ -1,0 +1,404 @@
+// Layering: every source (defaults, TOML file, environment, command line) is first turned into
+// raw text per option, then applied in precedence order through the one parser per kind
+// (conf/values.cpp). Sources never parse values themselves, so they cannot disagree.
+#include "conf/load.hpp"
+
+#include <toml++/toml.h>
+#include <CLI/CLI.hpp>
+#include <algorithm>
+#include <cerrno>
+#include <charconv>
+#include <cstdio>
+#include <cstring>
+
+#include "conf/options.hpp"
+#include "conf/values.hpp"
+
+namespace rotor::conf {
+namespace {
+
+const std::string kErrorPrefix = "rotor: error: ";
+
+// One option's value(s) as one source gave them, before parsing.
+struct Given {
+  const Option* option;
+  std::string where;               // names the source in messages: "--workers", "ROTOR_WORKERS"
+  std::vector<std::string> texts;  // one per list item; scalars: the last one wins
+};
+using Layer = std::vector<Given>;
+
+std::string in_quotes(std::string_view text) {
+  return "'" + std::string(text) + "'";
+}
+
+std::string one_line(std::string text) {
+  std::replace(text.begin(), text.end(), '\n', ' ');
+  while (!text.empty() && text.back() == ' ') text.pop_back();
+  return text;
+}
+
+LoadResult failure(std::string message) {
+  LoadResult result;
+  result.action = Action::kError;
+  result.exit_code = 2;
+  result.message = kErrorPrefix + one_line(std::move(message));
+  return result;
+}
+
+// "" on success, else the error message (without the prefix).
+std::string apply(const Given& given, Config& config) {
+  const Option& option = *given.option;
+  if (option.kind == Kind::kStringList && given.texts.size() < option.min) {
+    std::string joined;
+    for (const std::string& text : given.texts) joined += (joined.empty() ? "" : ",") + text;
+    return given.where + ": expected at least one value, got " + in_quotes(joined);
+  }
+  std::vector<Value> values;
+  for (const std::string& text : given.texts) {
+    Parsed parsed = parse_value(option, text);
+    if (!parsed.error.empty())
+      return given.where + ": " + parsed.error + ", got " + in_quotes(text);
+    values.push_back(std::move(parsed.value));
+  }
+  assign(option, values, config);
+  return "";
+}
+
+Layer defaults_layer() {
+  Layer layer;
+  for (const Option& option : options()) {
+    std::vector<std::string> texts{std::string(option.default_value)};
+    if (option.kind == Kind::kStringList) texts = split_list(option.default_value);
+    layer.push_back({&option, "default of " + std::string(option.name), texts});
+  }
+  return layer;
+}
+
+Layer environment_layer(const Environment& env) {
+  Layer layer;
+  for (const Option& option : options()) {
+    std::string name = env_name(option);
+    auto it = env.find(name);
+    if (it == env.end() && !option.env_alias.empty()) {
+      name = option.env_alias;
+      it = env.find(name);
+    }
+    if (it == env.end()) continue;
+    std::vector<std::string> texts{it->second};
+    if (option.kind == Kind::kStringList) texts = split_list(it->second);
+    layer.push_back({&option, name, texts});
+  }
+  return layer;
+}
+
+// --- TOML file ---
+
+std::string position(const std::string& path, const toml::source_region& source) {
+  return path + ":" + std::to_string(source.begin.line) + ":" + std::to_string(source.begin.column);
+}
+
+std::string a_toml_type(toml::node_type type) {
+  switch (type) {
+    case toml::node_type::string:
+      return "a string";
+    case toml::node_type::integer:
+      return "an integer";
+    case toml::node_type::floating_point:
+      return "a float";
+    case toml::node_type::boolean:
+      return "a boolean";
+    case toml::node_type::array:
+      return "an array";
+    case toml::node_type::table:
+      return "a table";
+    default:
+      return "a date or time";
+  }
+}
+
+std::string expected_toml_type(Kind kind) {
+  switch (kind) {
+    case Kind::kInt:
+      return "an integer";
+    case Kind::kSeconds:
+      return "a number";
+    case Kind::kBool:
+      return "a boolean";
+    case Kind::kOctal:
+      return "an integer like 0o22 or a string like \"022\"";
+    case Kind::kStringList:
+      return "a string or an array of strings";
+    case Kind::kString:
+    case Kind::kChoice:
+      break;
+  }
+  return "a string";
+}
+
+// Keeps the integer's TOML spelling (0o22, 0x12) so the umask parser sees what was written.
+std::string integer_text(const toml::value<int64_t>& node) {
+  int base = 10;
+  std::string prefix;
+  if (!!(node.flags() & toml::value_flags::format_as_octal)) base = 8, prefix = "0o";
+  if (!!(node.flags() & toml::value_flags::format_as_hexadecimal)) base = 16, prefix = "0x";
+  if (!!(node.flags() & toml::value_flags::format_as_binary)) base = 2, prefix = "0b";
+  char buf[72];
+  auto end = std::to_chars(buf, buf + sizeof buf, node.get(), base).ptr;
+  return prefix + std::string(buf, end);
+}
+
+// The node as text for parse_value, after checking its TOML type; false if the type is wrong.
+bool toml_text(Kind kind, const toml::node& node, std::string& text) {
+  const auto* string = node.as_string();
+  const auto* integer = node.as_integer();
+  const auto* floating = node.as_floating_point();
+  const auto* boolean = node.as_boolean();
+  char buf[32];
+  switch (kind) {
+    case Kind::kInt:
+      if (integer) text = std::to_string(integer->get());
+      return integer;
+    case Kind::kSeconds:  // 30 and 30.0 are both fine
+      if (integer) text = std::to_string(integer->get());
+      if (floating) text.assign(buf, std::to_chars(buf, buf + sizeof buf, floating->get()).ptr);
+      return integer || floating;
+    case Kind::kBool:
+      if (boolean) text = boolean->get() ? "true" : "false";
+      return boolean;
+    case Kind::kOctal:  // umask = 0o22 or umask = "022"
+      if (integer) text = integer_text(*integer);
+      if (string) text = string->get();
+      return integer || string;
+    case Kind::kString:
+    case Kind::kStringList:
+    case Kind::kChoice:
+      break;
+  }
+  if (string) text = string->get();
+  return string;
+}
+
+std::string toml_given(const std::string& path, const Option& option, const toml::node& node,
+                       Given& given) {
+  given = {&option, position(path, node.source()) + ": " + std::string(option.name), {}};
+  auto wrong_type = [&](const toml::node& n) {
+    return position(path, n.source()) + ": " + std::string(option.name) + ": expected " +
+           expected_toml_type(option.kind) + ", got " + a_toml_type(n.type());
+  };
+  const toml::array* array = node.as_array();
+  if (option.kind == Kind::kStringList && array) {
+    for (const toml::node& item : *array) {
+      if (!item.is_string()) return wrong_type(item);
+      given.texts.push_back(item.as_string()->get());
+    }
+    return "";
+  }
+  std::string text;
+  if (!toml_text(option.kind, node, text)) return wrong_type(node);
+  given.texts.push_back(text);
+  return "";
+}
+
+std::string read_file(const std::string& path, std::string& content) {
+  std::FILE* file = std::fopen(path.c_str(), "rb");
+  if (!file) return std::strerror(errno);
+  char buf[4096];
+  size_t n = 0;
+  while ((n = std::fread(buf, 1, sizeof buf, file)) > 0) content.append(buf, n);
+  std::string problem = std::ferror(file) ? std::strerror(errno) : "";
+  std::fclose(file);
+  return problem;
+}
+
+// Reads the TOML file named by `from` (the --config or ROTOR_CONFIG given). "" on success.
+std::string file_layer(const Given& from, Layer& layer) {
+  const std::string& path = from.texts.back();
+  std::string content;
+  if (std::string problem = read_file(path, content); !problem.empty())
+    return from.where + ": cannot read " + in_quotes(path) + ": " + problem;
+  toml::table table;
+  try {
+    table = toml::parse(content, std::string_view(path));
+  } catch (const toml::parse_error& e) {
+    return position(path, e.source()) + ": invalid TOML: " + std::string(e.description());
+  }
+  // Report problems in file order, not the table's (alphabetical) order.
+  std::vector<std::pair<const toml::key*, const toml::node*>> entries;
+  for (const auto& [key, node] : table) entries.emplace_back(&key, &node);
+  std::sort(entries.begin(), entries.end(), [](const auto& a, const auto& b) {
+    return a.first->source().begin < b.first->source().begin;
+  });
+  for (const auto& [key, node] : entries) {
+    const Option* option = find_option(key->str());
+    if (!option || !option->in_file) {
+      std::string hint;
+      std::string underscored(key->str());
+      std::replace(underscored.begin(), underscored.end(), '-', '_');
+      if (underscored != key->str() && find_option(underscored))
+        hint = " (did you mean " + in_quotes(underscored) + "?)";
+      return position(path, key->source()) + ": unknown option " + in_quotes(key->str()) + hint;
+    }
+    Given given;
+    if (std::string problem = toml_given(path, *option, *node, given); !problem.empty())
+      return problem;
+    layer.push_back(std::move(given));
+  }
+  return "";
+}
+
+// --- Command line ---
+
+struct CommandLine {
+  Layer layer;
+  const ActionFlag* action = nullptr;  // the first action flag given, in table order
+  std::string help;
+};
+
+std::string option_description(const Option& option) {
+  std::string text = help_text(option);
+  if (!option.default_value.empty())
+    text += " [default: " + std::string(option.default_value) + "]";
+  return text;
+}
+
+// CLI11 only collects raw strings here; parsing and validation happen in apply().
+std::string parse_command_line(const std::vector<std::string>& args, CommandLine& out) {
+  CLI::App app("rotor: a pre-fork HTTP server supervisor.", "rotor");
+  app.set_help_flag();  // -h/--help is one of our action flags, not CLI11's exception
+  app.get_formatter()->column_width(36);
+  app.footer(
+      "Every option can also be set in the TOML file (-c) under its snake_case name (workers,\n"
+      "max_requests, ...) or in the environment as ROTOR_<NAME> (ROTOR_MAX_REQUESTS).\n"
+      "Precedence: defaults < file < environment < command line.");
+
+  const std::vector<Option>& table = options();
+  std::vector<std::vector<std::string>> lists(table.size());
+  std::vector<std::string> scalars(table.size());
+  std::vector<CLI::Option*> cli(table.size());
+  for (size_t i = 0; i < table.size(); ++i) {
+    const Option& option = table[i];
+    std::string flags(option.flags);
+    std::string description = option_description(option);
+    if (option.kind == Kind::kBool) {
+      cli[i] = app.add_flag(flags)->description(description);
+    } else if (option.kind == Kind::kStringList) {
+      cli[i] = app.add_option(flags, lists[i], description)
+                   ->option_text(std::string(option.metavar))
+                   ->allow_extra_args(false);  // one value per occurrence: -b A -b B, not -b A B
+    } else {
+      cli[i] = app.add_option(flags, scalars[i], description)
+                   ->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);  // as argparse does
+      if (cli[i]->get_positional())
+        cli[i]->type_name("");  // shown by its name alone, not "APP TEXT"
+      else
+        cli[i]->option_text(std::string(option.metavar));
+    }
+  }
+  std::vector<CLI::Option*> actions;
+  for (const ActionFlag& flag : action_flags())
+    actions.push_back(app.add_flag(std::string(flag.flags))
+                          ->description(std::string(flag.help))
+                          ->group(flag.hidden ? "" : "Actions"));
+
+  std::vector<std::string> reversed(args.rbegin(), args.rend());  // CLI11 consumes from the back
+  try {
+    app.parse(reversed);
+  } catch (const CLI::ExtrasError&) {
+    std::string extra = app.remaining().empty() ? "" : app.remaining().front();
+    return (extra.starts_with('-') ? "unknown option " : "unexpected argument ") + in_quotes(extra);
+  } catch (const CLI::ArgumentMismatch& e) {
+    // CLI11 says "--workers: 1 required TEXT missing"; keep the name, say it plainly.
+    std::string what = e.what();
+    return what.substr(0, what.find(':')) + ": expected a value";
+  } catch (const CLI::ParseError& e) {
+    return e.what();
+  }
+
+  for (size_t i = 0; i < actions.size() && !out.action; ++i)
+    if (actions[i]->count() > 0) out.action = &action_flags()[i];
+  if (out.action && out.action->action == Action::kHelp) out.help = app.help();
+  for (size_t i = 0; i < table.size(); ++i) {
+    if (cli[i]->count() == 0) continue;
+    std::vector<std::string> texts = lists[i];
+    if (table[i].kind == Kind::kBool) texts = {"true"};
+    if (table[i].kind != Kind::kBool && table[i].kind != Kind::kStringList) texts = {scalars[i]};
+    out.layer.push_back({&table[i], cli_label(table[i]), texts});
+  }
+  return "";
+}
+
+const Given* find_given(const Layer& layer, std::string_view name) {
+  for (const Given& given : layer)
+    if (given.option->name == name) return &given;
+  return nullptr;
+}
+
+std::vector<std::string> cross_check(const Config& config) {
+  std::vector<std::string> warnings;
+  if (config.max_requests_jitter > 0 && config.max_requests == 0)
+    warnings.push_back("max_requests_jitter has no effect while max_requests is 0 (off)");
+  if (config.max_lifetime_jitter > 0 && config.max_lifetime == 0)
+    warnings.push_back("max_lifetime_jitter has no effect while max_lifetime is 0 (off)");
+  if (!config.app.empty() && config.worker_class == "hello")
+    warnings.push_back("the hello worker class serves its own response; APP " +
+                       in_quotes(config.app) + " is ignored");
+  return warnings;
+}
+
+}  // namespace
+
+LoadResult load(const std::vector<std::string>& args, const Environment& env) {
+  CommandLine command_line;
+  if (std::string problem = parse_command_line(args, command_line); !problem.empty())
+    return failure(problem);
+
+  LoadResult result;
+  if (const ActionFlag* flag = command_line.action) {
+    if (flag->action == Action::kHelp) {
+      result.action = Action::kHelp;
+      result.message =
+          flag->flags == "--help-options-markdown" ? options_markdown() : command_line.help;
+      return result;
+    }
+    if (flag->action == Action::kVersion) {
+      result.action = Action::kVersion;
+      result.message = "rotor " ROTOR_VERSION;
+      return result;
+    }
+  }
+
+  Layer environment = environment_layer(env);
+  Layer file;
+  const Given* config_file = find_given(command_line.layer, "config");
+  if (!config_file) config_file = find_given(environment, "config");
+  if (config_file && !config_file->texts.back().empty()) {
+    if (std::string problem = file_layer(*config_file, file); !problem.empty())
+      return failure(problem);
+  }
+
+  for (const Layer& layer : {defaults_layer(), file, environment, command_line.layer}) {
+    for (const Given& given : layer) {
+      if (std::string problem = apply(given, result.config); !problem.empty())
+        return failure(problem);
+    }
+  }
+  result.warnings = cross_check(result.config);
+
+  if (command_line.action) result.action = command_line.action->action;
+  if (result.action == Action::kPrintConfig) result.message = to_toml(result.config);
+  if (result.action == Action::kCheckConfig) result.message = "rotor: config ok";
+  return result;
+}
+
+Environment environment_from(char** envp) {
+  Environment env;
+  for (char** entry = envp; entry && *entry; ++entry) {
+    std::string_view text(*entry);
+    size_t eq = text.find('=');
+    if (eq == std::string_view::npos) continue;
+    env.emplace(std::string(text.substr(0, eq)), std::string(text.substr(eq + 1)));
+  }
+  return env;
+}
+
+}  // namespace rotor::conf

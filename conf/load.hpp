@@ -1,0 +1,44 @@
+// Loading the configuration: defaults < TOML file (-c) < environment (ROTOR_*, WEB_CONCURRENCY)
+// < command line. Pure: arguments and environment come in as values, so it is unit-tested and
+// the master can run it again on HUP.
+#pragma once
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include "conf/config.hpp"
+
+namespace rotor::conf {
+
+using Environment = std::map<std::string, std::string>;
+
+enum class Action {
+  kRun,          // start serving
+  kPrintConfig,  // --print-config: print effective config as TOML, exit 0
+  kCheckConfig,  // --check-config: validate, print "config ok", exit 0
+  kVersion,      // --version
+  kHelp,         // -h/--help
+  kError,        // bad input: `message` is one line naming the option and the problem; exit 2
+};
+
+struct LoadResult {
+  Action action = Action::kRun;
+  Config config;
+  std::string message;                // help text, version, printed config, or the error line
+  int exit_code = 0;                  // what main returns when action != kRun (2 for kError)
+  std::vector<std::string> warnings;  // one line each, logged at startup
+};
+
+// args excludes argv[0]. env is the process environment (see environment_from()).
+LoadResult load(const std::vector<std::string>& args, const Environment& env);
+
+Environment environment_from(char** envp);
+
+// The effective configuration as TOML, every option present (what --print-config prints).
+std::string to_toml(const Config& config);
+
+// The README's option table, derived from the option table (markdown).
+std::string options_markdown();
+
+}  // namespace rotor::conf

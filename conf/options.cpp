@@ -1,0 +1,306 @@
+// The option table. Flag names follow gunicorn's so an existing gunicorn command line works.
+#include "conf/options.hpp"
+
+#include <arpa/inet.h>
+
+#include <cctype>
+#include <charconv>
+
+namespace rotor::conf {
+namespace {
+
+bool all_digits(std::string_view s) {
+  if (s.empty()) return false;
+  for (char c : s)
+    if (!std::isdigit(static_cast<unsigned char>(c))) return false;
+  return true;
+}
+
+// HOST:PORT, [V6]:PORT, unix:PATH or fd://N. The port is required: a silent default port is
+// more surprising than an error.
+std::string check_bind(std::string_view text) {
+  constexpr std::string_view kFormats = "expected HOST:PORT, [V6]:PORT, unix:PATH or fd://N";
+  if (text.starts_with("unix:")) return text.size() > 5 ? "" : "expected a socket path after unix:";
+  if (text.starts_with("fd://")) {
+    int fd = -1;
+    std::string_view n = text.substr(5);
+    auto [end, ec] = std::from_chars(n.data(), n.data() + n.size(), fd);
+    bool ok = all_digits(n) && ec == std::errc() && end == n.data() + n.size();
+    return ok ? "" : "expected a file descriptor number after fd://";
+  }
+  size_t colon = text.rfind(':');
+  if (colon == std::string_view::npos) return std::string(kFormats);
+  std::string_view host = text.substr(0, colon);
+  std::string_view port = text.substr(colon + 1);
+  if (host.starts_with('[')) {
+    if (!host.ends_with(']')) return std::string(kFormats);
+    std::string v6(host.substr(1, host.size() - 2));
+    v6 = v6.substr(0, v6.find('%'));  // a zone id ("%eth0") is the kernel's business
+    in6_addr addr{};
+    if (inet_pton(AF_INET6, v6.c_str(), &addr) != 1) return "expected an IPv6 address in [...]";
+  } else if (host.empty() || host.find_first_of(":[] \t") != std::string_view::npos) {
+    return std::string(kFormats);
+  }
+  unsigned value = 0;
+  auto [end, ec] = std::from_chars(port.data(), port.data() + port.size(), value);
+  if (!all_digits(port) || ec != std::errc() || end != port.data() + port.size() || value > 65535)
+    return "expected a port in 0..65535";
+  return "";
+}
+
+}  // namespace
+
+const std::vector<Option>& options() {
+  static const std::vector<Option> table = {
+      {.name = "app",
+       .flags = "APP",
+       .metavar = "APP",
+       .help = "Application to serve, as module:attribute (for worker classes that load one).",
+       .member = &Config::app},
+      {.name = "config",
+       .flags = "-c,--config",
+       .metavar = "FILE",
+       .help = "TOML configuration file; its keys are the option names below.",
+       .member = &Config::config_file,
+       .in_file = false},
+
+      // Server socket
+      {.name = "bind",
+       .flags = "-b,--bind",
+       .kind = Kind::kStringList,
+       .default_value = "127.0.0.1:8000",
+       .metavar = "ADDRESS",
+       .help = "Socket to listen on: HOST:PORT, [V6]:PORT, unix:PATH or fd://N. Repeatable; "
+               "replaces the default.",
+       .member = &Config::bind,
+       .min = 1,
+       .check = check_bind},
+      {.name = "backlog",
+       .flags = "--backlog",
+       .kind = Kind::kInt,
+       .default_value = "2048",
+       .metavar = "INT",
+       .help = "Maximum number of pending connections.",
+       .member = &Config::backlog,
+       .min = 1},
+
+      // Workers
+      {.name = "workers",
+       .flags = "-w,--workers",
+       .kind = Kind::kInt,
+       .default_value = "1",
+       .metavar = "INT",
+       .help = "Number of worker processes.",
+       .member = &Config::workers,
+       .min = 1,
+       .env_alias = "WEB_CONCURRENCY"},
+      {.name = "worker_class",
+       .flags = "-k,--worker-class",
+       .kind = Kind::kChoice,
+       .default_value = "hello",
+       .metavar = "NAME",
+       .help = "Worker implementation.",
+       .member = &Config::worker_class,
+       .choices = {"hello"}},  // add "asgi" here when workers/asgi lands
+      {.name = "timeout",
+       .flags = "-t,--timeout",
+       .kind = Kind::kSeconds,
+       .default_value = "30",
+       .metavar = "SECONDS",
+       .help = "Kill and replace a worker silent for this long (0 = never).",
+       .member = &Config::timeout},
+      {.name = "graceful_timeout",
+       .flags = "--graceful-timeout",
+       .kind = Kind::kSeconds,
+       .default_value = "30",
+       .metavar = "SECONDS",
+       .help = "Time a stopping worker gets to finish its requests before it is killed.",
+       .member = &Config::graceful_timeout},
+      {.name = "keep_alive",
+       .flags = "--keep-alive",
+       .kind = Kind::kSeconds,
+       .default_value = "5",
+       .metavar = "SECONDS",
+       .help = "How long an idle keep-alive connection is kept open.",
+       .member = &Config::keep_alive},
+
+      // Rotation
+      {.name = "max_requests",
+       .flags = "--max-requests",
+       .kind = Kind::kInt,
+       .default_value = "0",
+       .metavar = "INT",
+       .help = "Replace a worker after it has served this many requests (0 = never).",
+       .member = &Config::max_requests},
+      {.name = "max_requests_jitter",
+       .flags = "--max-requests-jitter",
+       .kind = Kind::kInt,
+       .default_value = "0",
+       .metavar = "INT",
+       .help = "Add a random 0..N to each worker's max_requests, so workers do not rotate "
+               "together.",
+       .member = &Config::max_requests_jitter},
+      {.name = "max_rss",
+       .flags = "--max-rss",
+       .kind = Kind::kInt,
+       .default_value = "0",
+       .metavar = "MB",
+       .help = "Replace a worker whose resident memory exceeds this many MiB (0 = never).",
+       .member = &Config::max_rss_mb},
+      {.name = "max_lifetime",
+       .flags = "--max-lifetime",
+       .kind = Kind::kSeconds,
+       .default_value = "0",
+       .metavar = "SECONDS",
+       .help = "Replace a worker after it has lived this long (0 = never).",
+       .member = &Config::max_lifetime},
+      {.name = "max_lifetime_jitter",
+       .flags = "--max-lifetime-jitter",
+       .kind = Kind::kSeconds,
+       .default_value = "0",
+       .metavar = "SECONDS",
+       .help = "Add a random 0..N seconds to each worker's max_lifetime.",
+       .member = &Config::max_lifetime_jitter},
+      {.name = "max_concurrent_rotations",
+       .flags = "--max-concurrent-rotations",
+       .kind = Kind::kInt,
+       .default_value = "1",
+       .metavar = "INT",
+       .help = "How many workers may be replaced at the same time.",
+       .member = &Config::max_concurrent_rotations,
+       .min = 1},
+
+      // HTTP limits
+      {.name = "limit_request_line",
+       .flags = "--limit-request-line",
+       .kind = Kind::kInt,
+       .default_value = "4094",
+       .metavar = "INT",
+       .help = "Maximum size of the HTTP request line in bytes (0 = unlimited).",
+       .member = &Config::limit_request_line,
+       .max = 1048576},
+      {.name = "limit_request_fields",
+       .flags = "--limit-request-fields",
+       .kind = Kind::kInt,
+       .default_value = "100",
+       .metavar = "INT",
+       .help = "Maximum number of header fields in a request.",
+       .member = &Config::limit_request_fields,
+       .max = 32768},
+      {.name = "limit_request_field_size",
+       .flags = "--limit-request-field_size,--limit-request-field-size",  // gunicorn's spelling
+       .kind = Kind::kInt,
+       .default_value = "8190",
+       .metavar = "INT",
+       .help = "Maximum size of one header field in bytes (0 = unlimited).",
+       .member = &Config::limit_request_field_size},
+
+      // Process
+      {.name = "chdir",
+       .flags = "--chdir",
+       .metavar = "DIR",
+       .help = "Change to this directory before loading the application.",
+       .member = &Config::chdir},
+      {.name = "pid_file",
+       .flags = "-p,--pid",
+       .metavar = "FILE",
+       .help = "Write the master's PID to this file.",
+       .member = &Config::pid_file},
+      {.name = "user",
+       .flags = "-u,--user",
+       .metavar = "USER",
+       .help = "Run workers as this user (name or uid).",
+       .member = &Config::user},
+      {.name = "group",
+       .flags = "-g,--group",
+       .metavar = "GROUP",
+       .help = "Run workers as this group (name or gid).",
+       .member = &Config::group},
+      {.name = "umask",
+       .flags = "-m,--umask",
+       .kind = Kind::kOctal,
+       .default_value = "0",
+       .metavar = "MODE",
+       .help = "File mode creation mask, octal (022, 0o22).",
+       .member = &Config::umask,
+       .max = 0777},
+
+      // Logging
+      {.name = "log_level",
+       .flags = "--log-level",
+       .kind = Kind::kChoice,
+       .default_value = "info",
+       .metavar = "LEVEL",
+       .help = "Error log verbosity.",
+       .member = &Config::log_level,
+       .choices = {"debug", "info", "warning", "error", "critical"}},
+      {.name = "error_logfile",
+       .flags = "--error-logfile,--log-file",
+       .default_value = "-",
+       .metavar = "FILE",
+       .help = "Error log file; - is stderr.",
+       .member = &Config::error_logfile},
+      {.name = "access_logfile",
+       .flags = "--access-logfile",
+       .metavar = "FILE",
+       .help = "Access log file; - is stdout, empty is off.",
+       .member = &Config::access_logfile},
+      {.name = "access_logformat",
+       .flags = "--access-logformat",
+       .default_value = R"(%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s")",
+       .metavar = "FORMAT",
+       .help = "Access log line format (gunicorn's atoms).",
+       .member = &Config::access_logformat},
+  };
+  return table;
+}
+
+const Option* find_option(std::string_view name) {
+  for (const Option& option : options())
+    if (option.name == name) return &option;
+  return nullptr;
+}
+
+const std::vector<ActionFlag>& action_flags() {
+  static const std::vector<ActionFlag> table = {
+      {"--print-config", Action::kPrintConfig,
+       "Print the effective configuration as TOML and exit."},
+      {"--check-config", Action::kCheckConfig, "Validate the configuration and exit."},
+      {"-v,--version", Action::kVersion, "Print the version and exit."},
+      {"-h,--help", Action::kHelp, "Print this help and exit."},
+      {"--help-options-markdown", Action::kHelp, "Print the README's option table.", true},
+  };
+  return table;
+}
+
+std::string env_name(const Option& option) {
+  std::string name = "ROTOR_";
+  for (char c : option.name) name += static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  return name;
+}
+
+std::vector<std::string> flag_names(std::string_view flags) {
+  std::vector<std::string> names;
+  while (!flags.empty()) {
+    size_t comma = flags.find(',');
+    names.emplace_back(flags.substr(0, comma));
+    flags = comma == std::string_view::npos ? "" : flags.substr(comma + 1);
+  }
+  return names;
+}
+
+std::string cli_label(const Option& option) {
+  std::vector<std::string> names = flag_names(option.flags);
+  for (const std::string& name : names)
+    if (name.starts_with("--")) return name;
+  return names.front();
+}
+
+std::string help_text(const Option& option) {
+  std::string text(option.help);
+  for (size_t i = 0; i < option.choices.size(); ++i)
+    text += (i == 0 ? " One of: " : ", ") + std::string(option.choices[i]);
+  return option.choices.empty() ? text : text + ".";
+}
+
+}  // namespace rotor::conf

@@ -1,0 +1,70 @@
+// The option table: every setting is declared once, here. The CLI flags, TOML keys, environment
+// names, --help, --print-config and the README's table are all derived from these declarations.
+#pragma once
+
+#include <cstdint>
+#include <limits>
+#include <string>
+#include <string_view>
+#include <variant>
+#include <vector>
+
+#include "conf/config.hpp"
+#include "conf/load.hpp"
+
+namespace rotor::conf {
+
+enum class Kind {
+  kInt,         // decimal integer within [min, max]
+  kSeconds,     // finite non-negative double ("2", "0.5") within [min, max]
+  kBool,        // true/false; a CLI flag without a value
+  kString,      // free text (optionally checked by `check`)
+  kStringList,  // repeatable flag; env splits on commas/whitespace; at least `min` items
+  kChoice,      // one of `choices`
+  kOctal,       // umask-style mode: "0", "022", "0o22", "0x12"; within [min, max]
+};
+
+// Where the parsed value lands. The alternative must match the kind (a unit test checks).
+using Member = std::variant<int64_t Config::*, double Config::*, bool Config::*,
+                            std::string Config::*, std::vector<std::string> Config::*>;
+
+// An extra per-value check (e.g. bind address syntax): "" if fine, else "expected ...".
+using Check = std::string (*)(std::string_view text);
+
+inline constexpr double kUnbounded = std::numeric_limits<double>::infinity();
+
+struct Option {
+  std::string_view name{};   // TOML key; the environment name is ROTOR_<NAME>
+  std::string_view flags{};  // CLI11 names, "-w,--workers"; no dash = positional
+  Kind kind = Kind::kString;
+  std::string_view default_value{};  // as text, parsed like user input (lists: comma-separated)
+  std::string_view metavar{};
+  std::string_view help{};
+  Member member{};
+  double min = 0;  // numbers: lowest value; lists: fewest items
+  double max = kUnbounded;
+  std::vector<std::string_view> choices{};  // kChoice
+  Check check = nullptr;
+  std::string_view env_alias{};  // a second, lower-precedence environment name
+  bool in_file = true;           // false: not a TOML key (only --config itself)
+};
+
+// Table order is the order of --help, --print-config and the README table.
+const std::vector<Option>& options();
+const Option* find_option(std::string_view name);
+
+// Command-line-only flags that choose what to do instead of setting a value.
+struct ActionFlag {
+  std::string_view flags;
+  Action action;
+  std::string_view help;
+  bool hidden = false;
+};
+const std::vector<ActionFlag>& action_flags();
+
+std::string env_name(const Option& option);                   // "ROTOR_MAX_REQUESTS"
+std::vector<std::string> flag_names(std::string_view flags);  // {"-w", "--workers"}
+std::string cli_label(const Option& option);  // first long flag, or the positional's name
+std::string help_text(const Option& option);  // help plus the choices, if any
+
+}  // namespace rotor::conf

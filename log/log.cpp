@@ -1,0 +1,128 @@
+#include "log/log.hpp"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <memory>
+#include <mutex>
+
+#include <spdlog/details/null_mutex.h>
+#include <spdlog/pattern_formatter.h>
+#include <spdlog/sinks/base_sink.h>
+#include <spdlog/spdlog.h>
+
+namespace rotor::log {
+
+namespace {
+
+// A sink on a file descriptor: unbuffered, one write per line, reopenable.
+class FdSink : public spdlog::sinks::base_sink<spdlog::details::null_mutex> {
+ public:
+  explicit FdSink(std::string path) : path_(std::move(path)) {}
+  ~FdSink() override {
+    if (owned_ && fd_ >= 0) ::close(fd_);
+  }
+
+  bool open(std::string* error) {
+    if (path_ == "-") {
+      fd_ = STDERR_FILENO;
+      owned_ = false;
+      return true;
+    }
+    int fd = ::open(path_.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0) {
+      if (error) *error = path_ + ": " + std::strerror(errno);
+      return false;
+    }
+    if (owned_ && fd_ >= 0) ::close(fd_);
+    fd_ = fd;
+    owned_ = true;
+    return true;
+  }
+
+ protected:
+  void sink_it_(const spdlog::details::log_msg& msg) override {
+    spdlog::memory_buf_t buf;
+    formatter_->format(msg, buf);
+    const char* p = buf.data();
+    size_t left = buf.size();
+    while (left > 0) {
+      ssize_t n = ::write(fd_, p, left);
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        return;  // nowhere left to report a failing log
+      }
+      p += n;
+      left -= static_cast<size_t>(n);
+    }
+  }
+  void flush_() override {}
+
+ private:
+  std::string path_;
+  int fd_ = -1;
+  bool owned_ = false;
+};
+
+std::shared_ptr<FdSink> g_sink;
+std::string g_role = "master";
+
+void apply_pattern() {
+  spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e%z level=%l role=" + g_role + " pid=%P %v");
+}
+
+}  // namespace
+
+bool setup(const std::string& path, const std::string& level, std::string* error) {
+  auto lvl = spdlog::level::from_str(level == "warning" ? "warn" : level);
+  if (lvl == spdlog::level::off && level != "off") {
+    if (error) *error = "unknown log level '" + level + "'";
+    return false;
+  }
+  auto sink = std::make_shared<FdSink>(path);
+  if (!sink->open(error)) return false;
+  auto logger = std::make_shared<spdlog::logger>("rotor", sink);
+  logger->set_level(lvl);
+  spdlog::set_default_logger(logger);
+  g_sink = sink;
+  apply_pattern();
+  return true;
+}
+
+void reopen() {
+  if (g_sink) {
+    std::string error;
+    if (!g_sink->open(&error)) spdlog::error("event=log-reopen-failed error={}", quote(error));
+  }
+}
+
+void set_role(const char* role) {
+  g_role = role;
+  apply_pattern();
+}
+
+std::string quote(const std::string& value) {
+  bool plain = !value.empty();
+  for (char c : value) {
+    if (c == ' ' || c == '"' || c == '=' || c == '\\' || static_cast<unsigned char>(c) < 0x20) {
+      plain = false;
+      break;
+    }
+  }
+  if (plain) return value;
+  std::string out = "\"";
+  for (char c : value) {
+    if (c == '"' || c == '\\') out += '\\';
+    if (c == '\n') {
+      out += "\\n";
+      continue;
+    }
+    out += c;
+  }
+  out += '"';
+  return out;
+}
+
+}  // namespace rotor::log

@@ -1,0 +1,190 @@
+"""rotor's benchmark scenarios (run through scripts/bench.sh).
+
+Each scenario starts the servers it compares one after another on the same machine, loads each
+with the same wrk command and prints a markdown table with ratios. Servers listen on loopback
+only and every load run is bounded in time.
+"""
+import argparse
+import os
+import platform
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+ROTOR = ROOT / "build" / "rotor"
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port, proc, timeout=30):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited early with {proc.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
+                s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+                if s.recv(100).startswith(b"HTTP/1.1 200"):
+                    return
+        except OSError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"nothing answered on port {port}")
+
+
+def wrk(url, duration, connections=32, threads=2, extra=()):
+    cmd = ["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{duration}s", "--latency",
+           *extra, url]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 60).stdout
+    r = {"cmd": " ".join(cmd[:-1]), "rps": 0.0, "p99_ms": float("nan"), "errors": 0}
+    m = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    if m:
+        r["rps"] = float(m.group(1))
+    m = re.search(r"99%\s+([\d.]+)(us|ms|s)", out)
+    if m:
+        r["p99_ms"] = float(m.group(1)) * {"us": 0.001, "ms": 1, "s": 1000}[m.group(2)]
+    m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    if m:
+        r["errors"] += sum(int(x) for x in m.groups())
+    m = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    if m:
+        r["errors"] += int(m.group(1))
+    return r
+
+
+class Server:
+    def __init__(self, name, cmd, port, cwd=None, env=None, stop_signal=signal.SIGTERM):
+        self.name, self.cmd, self.port = name, cmd, port
+        self.cwd, self.env, self.stop_signal = cwd, env, stop_signal
+
+    def __enter__(self):
+        env = dict(os.environ)
+        env.update(self.env or {})
+        self.proc = subprocess.Popen(self.cmd, cwd=self.cwd, env=env, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL, start_new_session=True)
+        wait_port(self.port, self.proc)
+        return self
+
+    def __exit__(self, *exc):
+        try:
+            os.killpg(self.proc.pid, self.stop_signal)
+            self.proc.wait(timeout=30)
+        except (ProcessLookupError, subprocess.TimeoutExpired):
+            pass
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.proc.wait()
+
+
+def rotor_server(name, port, *args):
+    return Server(name, [str(ROTOR), "-b", f"127.0.0.1:{port}", *args], port)
+
+
+def nginx_server(port, tmp):
+    conf = Path(tmp) / "nginx.conf"
+    conf.write_text(f"""
+worker_processes 2;
+daemon off;
+pid {tmp}/nginx.pid;
+error_log {tmp}/error.log;
+events {{ worker_connections 1024; }}
+http {{
+  access_log off;
+  client_body_temp_path {tmp};
+  proxy_temp_path {tmp};
+  fastcgi_temp_path {tmp};
+  uwsgi_temp_path {tmp};
+  scgi_temp_path {tmp};
+  keepalive_requests 1000000;
+  server {{
+    listen 127.0.0.1:{port};
+    location / {{ default_type text/plain; return 200 "Hello, world!"; }}
+  }}
+}}
+""")
+    return Server("nginx", ["nginx", "-p", tmp, "-c", str(conf), "-e", f"{tmp}/error.log"], port,
+                  stop_signal=signal.SIGQUIT)
+
+
+def table(title, rows, base_name):
+    base = next((r for r in rows if r["name"] == base_name), rows[0])
+    print(f"\n### {title}\n")
+    print("| server | req/s | ratio | p99 ms | errors |")
+    print("|---|---:|---:|---:|---:|")
+    for r in rows:
+        ratio = r["rps"] / base["rps"] if base["rps"] else float("nan")
+        print(f"| {r['name']} | {r['rps']:.0f} | {ratio:.2f} | {r['p99_ms']:.2f} | {r['errors']} |")
+    print(f"\nratio: against `{base_name}`. load: `{rows[0]['cmd']}`")
+
+
+def measure(servers, duration, path="/"):
+    rows = []
+    for s in servers:
+        with s:
+            wrk(f"http://127.0.0.1:{s.port}{path}", 1)  # warm-up
+            r = wrk(f"http://127.0.0.1:{s.port}{path}", duration)
+        r["name"] = s.name
+        rows.append(r)
+        print(f"  {s.name}: {r['rps']:.0f} req/s, p99 {r['p99_ms']:.2f} ms, errors {r['errors']}",
+              file=sys.stderr)
+    return rows
+
+
+def scenario_hello(args):
+    """rotor's native hello worker against nginx returning a fixed 200, 2 workers each."""
+    with tempfile.TemporaryDirectory() as tmp:
+        servers = [rotor_server("rotor -k hello -w 2", free_port(), "-k", "hello", "-w", "2"),
+                   nginx_server(free_port(), tmp)]
+        rows = measure(servers, args.duration)
+    table("hello: rotor native worker vs nginx (2 workers each)", rows, "nginx")
+
+
+def scenario_rotation(args):
+    """Throughput with max-requests rotation as a fraction of throughput without it."""
+    servers = [
+        rotor_server("rotor hello, no rotation", free_port(), "-k", "hello", "-w", "2"),
+        rotor_server("rotor hello, --max-requests 1000 --max-requests-jitter 100", free_port(),
+                     "-k", "hello", "-w", "2", "--max-requests", "1000",
+                     "--max-requests-jitter", "100"),
+    ]
+    rows = measure(servers, args.duration)
+    table("rotation cost: rotor hello, 2 workers", rows, "rotor hello, no rotation")
+
+
+SCENARIOS = {"hello": scenario_hello, "rotation": scenario_rotation}
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("scenarios", nargs="*", help=f"any of {', '.join(SCENARIOS)} (default: all)")
+    p.add_argument("--quick", action="store_true", help="short runs (smoke test)")
+    p.add_argument("--duration", type=int, default=None, help="seconds of load per server")
+    args = p.parse_args()
+    args.duration = args.duration or (3 if args.quick else 10)
+    unknown = [s for s in args.scenarios if s not in SCENARIOS]
+    if unknown:
+        p.error(f"unknown scenario {unknown[0]}; choose from {', '.join(SCENARIOS)}")
+    for tool in ("wrk", "nginx"):
+        if not shutil.which(tool):
+            sys.exit(f"bench: {tool} is not installed (scripts/install-deps.sh)")
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, {platform.platform()}; "
+          f"{subprocess.run([str(ROTOR), '--version'], capture_output=True, text=True).stdout.strip()}")
+    for name in args.scenarios or SCENARIOS:
+        SCENARIOS[name](args)
+
+
+if __name__ == "__main__":
+    main()

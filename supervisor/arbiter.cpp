@@ -1,0 +1,460 @@
+#include "supervisor/arbiter.hpp"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/signalfd.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <csignal>
+#include <cstring>
+#include <fstream>
+
+#include <spdlog/spdlog.h>
+
+#include "conf/load.hpp"
+#include "log/log.hpp"
+#include "workers/runtime.hpp"
+
+extern char** environ;
+
+namespace rotor {
+
+namespace {
+
+constexpr size_t kScoreboardSlots = 1024;
+constexpr int kMaxWorkers = 512;
+constexpr int64_t kMs = 1000000;
+constexpr int64_t kSec = 1000 * kMs;
+constexpr int64_t kSweepMs = 100;
+constexpr int64_t kKillGraceNs = 2 * kSec;  // after SIGABRT, before SIGKILL
+constexpr int64_t kFastStopNs = 1 * kSec;   // INT/QUIT: workers get this long to exit
+constexpr int64_t kRssSampleNs = 1 * kSec;
+
+const int kMasterSignals[] = {SIGTERM, SIGINT,  SIGQUIT, SIGHUP, SIGTTIN,
+                              SIGTTOU, SIGUSR1, SIGUSR2, SIGCHLD};
+
+std::string exit_status_text(int status) {
+  if (WIFEXITED(status)) return "exit:" + std::to_string(WEXITSTATUS(status));
+  if (WIFSIGNALED(status)) {
+    const char* name = sigabbrev_np(WTERMSIG(status));
+    return std::string("signal:") + (name ? name : std::to_string(WTERMSIG(status)).c_str());
+  }
+  return "unknown";
+}
+
+uint64_t read_rss_bytes(pid_t pid) {
+  std::ifstream statm("/proc/" + std::to_string(pid) + "/statm");
+  uint64_t size = 0, resident = 0;
+  if (!(statm >> size >> resident)) return 0;
+  return resident * static_cast<uint64_t>(sysconf(_SC_PAGESIZE));
+}
+
+double seconds(int64_t ns) {
+  return static_cast<double>(ns) / 1e9;
+}
+
+}  // namespace
+
+Arbiter::Arbiter(conf::Config config, std::vector<std::string> args,
+                 std::vector<Listener> listeners, Identity identity)
+    : cfg_(std::move(config)),
+      args_(std::move(args)),
+      listeners_(std::move(listeners)),
+      scoreboard_(std::make_unique<Scoreboard>(kScoreboardSlots)),
+      rng_(std::random_device{}()),
+      backoff_(100 * kMs, 10 * kSec, 30 * kSec),
+      desired_(static_cast<int>(cfg_.workers)),
+      identity_(identity),
+      master_pid_(getpid()) {}
+
+Arbiter::~Arbiter() {
+  if (signal_fd_ >= 0) ::close(signal_fd_);
+  for (int fd : notify_pipe_) {
+    if (fd >= 0) ::close(fd);
+  }
+}
+
+void Arbiter::setup_signals() {
+  sigset_t set;
+  sigemptyset(&set);
+  for (int s : kMasterSignals) sigaddset(&set, s);
+  sigprocmask(SIG_BLOCK, &set, nullptr);
+  signal_fd_ = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
+  std::signal(SIGPIPE, SIG_IGN);
+}
+
+void Arbiter::write_pid_file() {
+  if (cfg_.pid_file.empty()) return;
+  std::ofstream f(cfg_.pid_file, std::ios::trunc);
+  f << master_pid_ << "\n";
+  if (!f) spdlog::error("event=pid-file-failed path={}", log::quote(cfg_.pid_file));
+}
+
+int Arbiter::run() {
+  setup_signals();
+  if (pipe2(notify_pipe_, O_NONBLOCK | O_CLOEXEC) != 0 || signal_fd_ < 0) {
+    spdlog::critical("event=start-failed error={}", log::quote(std::strerror(errno)));
+    return kExitBootFailed;
+  }
+  for (const auto& l : listeners_) {
+    spdlog::info("event=listening address={}", log::quote(l.address));
+  }
+  spdlog::info("event=start version={} worker_class={} workers={} max_requests={} jitter={}",
+               ROTOR_VERSION, cfg_.worker_class, desired_, cfg_.max_requests,
+               cfg_.max_requests_jitter);
+  write_pid_file();
+
+  while (true) {
+    sweep();
+    if (stopping_ && workers_.empty()) break;
+    pollfd fds[2] = {{signal_fd_, POLLIN, 0}, {notify_pipe_[0], POLLIN, 0}};
+    int n = poll(fds, 2, static_cast<int>(poll_timeout_ms()));
+    if (n < 0 && errno != EINTR) {
+      spdlog::critical("event=poll-failed error={}", log::quote(std::strerror(errno)));
+      break;
+    }
+    if (fds[0].revents & POLLIN) handle_signals();
+    if (fds[1].revents & POLLIN) {
+      char buf[256];
+      while (::read(notify_pipe_[0], buf, sizeof buf) > 0) {
+      }
+    }
+  }
+
+  close_listeners(listeners_);
+  if (!cfg_.pid_file.empty()) unlink(cfg_.pid_file.c_str());
+  spdlog::info("event=exit code={}", exit_code_);
+  return exit_code_;
+}
+
+int64_t Arbiter::poll_timeout_ms() const {
+  return kSweepMs;
+}
+
+void Arbiter::handle_signals() {
+  signalfd_siginfo info;
+  while (::read(signal_fd_, &info, sizeof info) == sizeof info) {
+    handle_signal(static_cast<int>(info.ssi_signo));
+  }
+}
+
+void Arbiter::handle_signal(int sig) {
+  switch (sig) {
+    case SIGCHLD:
+      break;  // the sweep reaps
+    case SIGTERM:
+      begin_stop(true);
+      break;
+    case SIGINT:
+    case SIGQUIT:
+      begin_stop(false);
+      break;
+    case SIGHUP:
+      reload();
+      break;
+    case SIGTTIN:
+      if (desired_ < kMaxWorkers) ++desired_;
+      spdlog::info("event=scale workers={} signal=TTIN", desired_);
+      break;
+    case SIGTTOU:
+      if (desired_ > 1) --desired_;
+      spdlog::info("event=scale workers={} signal=TTOU", desired_);
+      break;
+    case SIGUSR1:
+      log::reopen();
+      signal_all(SIGUSR1);
+      break;
+    default:
+      break;
+  }
+}
+
+void Arbiter::sweep() {
+  reap_workers();
+  observe_workers();
+  murder_workers();
+  if (!stopping_) manage_workers();
+}
+
+Arbiter::Worker* Arbiter::find(uint64_t id) {
+  for (auto& [pid, w] : workers_) {
+    if (w.id == id) return &w;
+  }
+  return nullptr;
+}
+
+void Arbiter::spawn_worker(uint64_t predecessor) {
+  long slot = scoreboard_->find_free();
+  if (slot < 0) {
+    spdlog::error("event=spawn-failed error=\"scoreboard full\"");
+    return;
+  }
+  Worker w;
+  w.id = ++spawn_seq_;
+  w.slot = static_cast<size_t>(slot);
+  w.generation = generation_;
+  w.request_limit = policy::draw_request_limit(cfg_.max_requests, cfg_.max_requests_jitter, rng_);
+  int64_t lifetime = policy::draw_lifetime_ns(cfg_.max_lifetime, cfg_.max_lifetime_jitter, rng_);
+  w.started_ns = monotonic_ns();
+  w.deadline_ns = lifetime ? w.started_ns + lifetime : 0;
+  scoreboard_->claim(w.slot, w.id, w.request_limit);
+
+  pid_t pid = fork();
+  if (pid < 0) {
+    spdlog::error("event=spawn-failed error={}", log::quote(std::strerror(errno)));
+    scoreboard_->release(w.slot);
+    backoff_.on_crash(monotonic_ns());
+    return;
+  }
+  if (pid == 0) run_child(w.slot);
+
+  w.pid = pid;
+  std::string reason = ever_ready_ ? "replace" : "boot";
+  std::string replaces;
+  if (Worker* old = predecessor ? find(predecessor) : nullptr) {
+    old->successor = w.id;
+    w.is_successor = true;
+    reason = old->reason;
+    replaces = " replaces=" + std::to_string(old->pid);
+  }
+  workers_[pid] = w;
+  spdlog::info("event=spawn pid={} reason={} requests=0 limit={} generation={}{}", pid, reason,
+               w.request_limit, w.generation, replaces);
+}
+
+void Arbiter::run_child(size_t slot) {
+  // Nothing of the master's signal handling survives into the worker.
+  sigset_t none;
+  sigemptyset(&none);
+  sigprocmask(SIG_SETMASK, &none, nullptr);
+  ::close(signal_fd_);
+  ::close(notify_pipe_[0]);
+
+  worker::Context ctx;
+  ctx.config = &cfg_;
+  for (const auto& l : listeners_) ctx.listeners.push_back({l.fd, l.is_unix});
+  ctx.slot = &scoreboard_->slot(slot);
+  ctx.notify_fd = notify_pipe_[1];
+  ctx.master_pid = master_pid_;
+  ctx.switch_user = identity_.switch_user;
+  ctx.uid = identity_.uid;
+  ctx.gid = identity_.gid;
+  int code = worker::run(ctx);
+  _exit(code);
+}
+
+void Arbiter::reap_workers() {
+  int status = 0;
+  pid_t pid;
+  while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+    auto it = workers_.find(pid);
+    if (it == workers_.end()) {
+      // An orphan reparented to us (subreaper, or PID 1): reaped, nothing else.
+      spdlog::debug("event=reaped-orphan pid={} status={}", pid, exit_status_text(status));
+      continue;
+    }
+    on_worker_exit(it->second, status);
+    workers_.erase(it);
+  }
+}
+
+void Arbiter::on_worker_exit(Worker& w, int status) {
+  int64_t now = monotonic_ns();
+  Slot& s = scoreboard_->slot(w.slot);
+  uint64_t requests = s.token.load(std::memory_order_acquire) == w.id
+                          ? s.requests.load(std::memory_order_relaxed)
+                          : 0;
+  bool asked = w.drain_ns || w.abort_ns || w.killed;
+  std::string reason = asked ? w.reason : "crash";
+  bool boot_failure = !ever_ready_ && w.phase == policy::Phase::kBooting && !stopping_;
+  auto level = reason == "crash" || reason == "timeout" ? spdlog::level::err : spdlog::level::info;
+  spdlog::log(level,
+              "event=worker-exit pid={} reason={} requests={} limit={} status={} uptime_s={:.3f} "
+              "generation={}",
+              w.pid, reason, requests, w.request_limit, exit_status_text(status),
+              seconds(now - w.started_ns), w.generation);
+
+  // Unlink rotations: a retiring worker whose successor died waits for another one, and a
+  // successor whose predecessor died is simply a worker.
+  for (auto& [pid, other] : workers_) {
+    if (other.successor == w.id) other.successor = 0;
+    if (w.successor == other.id) other.is_successor = false;
+  }
+  scoreboard_->release(w.slot);
+
+  if (boot_failure) {
+    spdlog::critical("event=boot-failed pid={} status={} action=exit code={}", w.pid,
+                     exit_status_text(status), kExitBootFailed);
+    exit_code_ = kExitBootFailed;
+    begin_stop(false);
+    return;
+  }
+  if (reason == "crash" && !stopping_) {
+    backoff_.on_crash(now);
+    if (backoff_.delay_ns() > 0) {
+      spdlog::warn("event=backoff crashes={} delay_ms={}", backoff_.crashes(),
+                   backoff_.delay_ns() / kMs);
+    }
+  }
+}
+
+void Arbiter::observe_workers() {
+  int64_t now = monotonic_ns();
+  for (auto& [pid, w] : workers_) {
+    Slot& s = scoreboard_->slot(w.slot);
+    if (s.token.load(std::memory_order_acquire) != w.id) continue;
+    uint32_t state = s.state.load(std::memory_order_acquire);
+    if (w.phase == policy::Phase::kBooting &&
+        (state == static_cast<uint32_t>(WorkerState::kReady) ||
+         state == static_cast<uint32_t>(WorkerState::kRetiring))) {
+      w.phase = policy::Phase::kReady;
+      w.ready_ns = now;
+      ever_ready_ = true;
+      // The worker's own timestamp, trusted only within the bounds we know.
+      int64_t ready = std::clamp(s.ready_ns.load(std::memory_order_relaxed), w.started_ns, now);
+      spdlog::info("event=worker-ready pid={} spawn_ms={:.2f} generation={}", pid,
+                   static_cast<double>(ready - w.started_ns) / kMs, w.generation);
+    }
+    if (w.phase != policy::Phase::kReady || !w.reason.empty()) continue;
+    policy::RetireInputs in;
+    in.requests = s.requests.load(std::memory_order_relaxed);
+    in.request_limit = w.request_limit;
+    in.max_rss_bytes = static_cast<uint64_t>(cfg_.max_rss_mb) * 1024 * 1024;
+    if (in.max_rss_bytes && now - w.rss_checked_ns >= kRssSampleNs) {
+      w.rss_checked_ns = now;
+      in.rss_bytes = read_rss_bytes(pid);
+    }
+    in.now_ns = now;
+    in.deadline_ns = w.deadline_ns;
+    if (auto reason = policy::retire_reason(in)) {
+      w.reason = *reason;
+      spdlog::debug("event=retire pid={} reason={} requests={} limit={} rss_mb={}", pid, w.reason,
+                    in.requests, w.request_limit, in.rss_bytes >> 20);
+    }
+  }
+}
+
+void Arbiter::murder_workers() {
+  int64_t now = monotonic_ns();
+  int64_t timeout_ns = static_cast<int64_t>(cfg_.timeout * 1e9);
+  int64_t graceful_ns = static_cast<int64_t>(cfg_.graceful_timeout * 1e9);
+  for (auto& [pid, w] : workers_) {
+    if (w.killed) continue;
+    bool kill = false;
+    if (w.abort_ns) {
+      kill = now - w.abort_ns > kKillGraceNs;
+    } else if (stopping_ && now > stop_deadline_ns_) {
+      kill = true;
+    } else if (w.drain_ns && now - w.drain_ns > graceful_ns + kSec) {
+      kill = true;  // it should have left by itself at graceful_timeout
+    } else if (timeout_ns > 0) {
+      Slot& s = scoreboard_->slot(w.slot);
+      int64_t beat =
+          s.token.load(std::memory_order_acquire) == w.id
+              ? std::clamp(s.heartbeat_ns.load(std::memory_order_relaxed), w.started_ns, now)
+              : w.started_ns;
+      if (now - beat > timeout_ns) {
+        spdlog::error("event=worker-timeout pid={} silent_s={:.1f} action=abort", pid,
+                      seconds(now - beat));
+        w.reason = "timeout";
+        w.abort_ns = now;
+        w.phase = policy::Phase::kDraining;
+        ::kill(pid, SIGABRT);
+        ::kill(pid, SIGCONT);  // a stopped worker acts on the abort only once continued
+      }
+    }
+    if (kill) {
+      spdlog::warn("event=worker-kill pid={} reason={}", pid, w.reason.empty() ? "-" : w.reason);
+      w.killed = true;
+      w.phase = policy::Phase::kDraining;
+      ::kill(pid, SIGKILL);
+    }
+  }
+}
+
+void Arbiter::manage_workers() {
+  int64_t now = monotonic_ns();
+  std::vector<policy::WorkerView> views;
+  views.reserve(workers_.size());
+  for (const auto& [pid, w] : workers_) {
+    policy::WorkerView v;
+    v.id = w.id;
+    v.phase = w.phase;
+    v.retiring = !w.reason.empty();
+    v.successor = w.successor;
+    v.is_successor = w.is_successor;
+    v.started_ns = w.started_ns;
+    views.push_back(v);
+  }
+  policy::Plan plan = policy::plan(views, desired_, static_cast<int>(cfg_.max_concurrent_rotations),
+                                   backoff_.allows_spawn(now));
+  for (uint64_t id : plan.drain) {
+    if (Worker* w = find(id)) drain_worker(*w, w->reason);
+  }
+  for (uint64_t id : plan.scale_down) {
+    if (Worker* w = find(id)) drain_worker(*w, w->reason.empty() ? "scale-down" : w->reason);
+  }
+  for (uint64_t id : plan.start_rotation) spawn_worker(id);
+  for (int i = 0; i < plan.spawn_fresh; ++i) spawn_worker(0);
+}
+
+void Arbiter::drain_worker(Worker& w, const std::string& reason) {
+  w.reason = reason;
+  w.phase = policy::Phase::kDraining;
+  w.drain_ns = monotonic_ns();
+  ::kill(w.pid, SIGTERM);
+}
+
+void Arbiter::signal_all(int sig) {
+  for (auto& [pid, w] : workers_) ::kill(pid, sig);
+}
+
+void Arbiter::begin_stop(bool graceful) {
+  if (stopping_ && (!graceful_ || graceful)) return;
+  stopping_ = true;
+  graceful_ = graceful;
+  int64_t now = monotonic_ns();
+  stop_deadline_ns_ =
+      now + (graceful ? static_cast<int64_t>(cfg_.graceful_timeout * 1e9) : kFastStopNs);
+  spdlog::info("event=shutdown mode={} workers={}", graceful ? "graceful" : "fast",
+               workers_.size());
+  for (auto& [pid, w] : workers_) {
+    w.reason = "shutdown";
+    if (!w.drain_ns) w.drain_ns = now;
+    w.phase = policy::Phase::kDraining;
+    ::kill(pid, graceful ? SIGTERM : SIGQUIT);
+  }
+}
+
+void Arbiter::reload() {
+  conf::LoadResult res = conf::load(args_, conf::environment_from(environ));
+  if (res.action != conf::Action::kRun) {
+    spdlog::error(
+        "event=reload-failed error={}",
+        log::quote(res.action == conf::Action::kError ? res.message : "reload needs a run config"));
+    return;
+  }
+  for (const auto& w : res.warnings) spdlog::warn("event=config-warning message={}", log::quote(w));
+  if (res.config.bind != cfg_.bind) {
+    spdlog::warn("event=reload-bind-ignored detail=\"changing --bind needs a restart\"");
+    res.config.bind = cfg_.bind;
+  }
+  if (res.config.error_logfile != cfg_.error_logfile || res.config.log_level != cfg_.log_level) {
+    std::string error;
+    if (!log::setup(res.config.error_logfile, res.config.log_level, &error)) {
+      spdlog::error("event=reload-failed error={}", log::quote(error));
+      return;
+    }
+  }
+  cfg_ = std::move(res.config);
+  desired_ = static_cast<int>(cfg_.workers);
+  ++generation_;
+  for (auto& [pid, w] : workers_) {
+    if (w.phase != policy::Phase::kDraining && w.reason.empty()) w.reason = "reload";
+  }
+  spdlog::info("event=reload generation={} workers={}", generation_, desired_);
+}
+
+}  // namespace rotor

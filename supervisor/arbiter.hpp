@@ -1,0 +1,98 @@
+// The master: forks the workers, watches them through the scoreboard, rotates them by the
+// policy's plan and acts on signals. Signals only queue work (signalfd); one loop acts on them.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "conf/config.hpp"
+#include "supervisor/identity.hpp"
+#include "supervisor/listeners.hpp"
+#include "supervisor/policy.hpp"
+#include "supervisor/scoreboard.hpp"
+
+namespace rotor {
+
+// Exit codes of the master, as gunicorn's where they overlap.
+constexpr int kExitBindFailed = 1;
+constexpr int kExitUsage = 2;
+constexpr int kExitBootFailed = 3;
+
+class Arbiter {
+ public:
+  // `args` and the config file are read again on HUP.
+  Arbiter(conf::Config config, std::vector<std::string> args, std::vector<Listener> listeners,
+          Identity identity);
+  ~Arbiter();
+  Arbiter(const Arbiter&) = delete;
+  Arbiter& operator=(const Arbiter&) = delete;
+
+  int run();  // returns the exit code
+
+ private:
+  struct Worker {
+    uint64_t id = 0;  // spawn sequence, also the slot's token
+    pid_t pid = 0;
+    size_t slot = 0;
+    uint64_t generation = 0;
+    int64_t started_ns = 0;
+    int64_t ready_ns = 0;
+    int64_t deadline_ns = 0;  // end of lifetime, 0 = none
+    uint64_t request_limit = 0;
+    policy::Phase phase = policy::Phase::kBooting;
+    std::string reason;      // why it is leaving; empty while it is not
+    uint64_t successor = 0;  // worker booting to replace it
+    bool is_successor = false;
+    int64_t drain_ns = 0;  // when TERM was sent
+    int64_t abort_ns = 0;  // when SIGABRT was sent (heartbeat timeout)
+    bool killed = false;   // SIGKILL sent
+    int64_t rss_checked_ns = 0;
+  };
+
+  void setup_signals();
+  void handle_signals();
+  void handle_signal(int sig);
+  void sweep();
+  void spawn_worker(uint64_t predecessor);
+  void write_pid_file();
+  void reap_workers();
+  void on_worker_exit(Worker& w, int status);
+  void observe_workers();
+  void murder_workers();
+  void manage_workers();
+  void drain_worker(Worker& w, const std::string& reason);
+  void reload();
+  void begin_stop(bool graceful);
+  void signal_all(int sig);
+  Worker* find(uint64_t id);
+  int64_t poll_timeout_ms() const;
+  [[noreturn]] void run_child(size_t slot);
+
+  conf::Config cfg_;
+  std::vector<std::string> args_;
+  std::vector<Listener> listeners_;
+  std::unique_ptr<Scoreboard> scoreboard_;
+  std::map<pid_t, Worker> workers_;
+  std::mt19937_64 rng_;
+  policy::Backoff backoff_;
+  int desired_ = 1;
+  uint64_t generation_ = 1;
+  uint64_t spawn_seq_ = 0;
+  bool ever_ready_ = false;  // some worker of this master reached READY
+  bool stopping_ = false;
+  bool graceful_ = true;
+  int64_t stop_deadline_ns_ = 0;
+  int exit_code_ = 0;
+  int signal_fd_ = -1;
+  int notify_pipe_[2] = {-1, -1};
+  Identity identity_;
+  pid_t master_pid_ = 0;
+};
+
+}  // namespace rotor

@@ -1,0 +1,31 @@
+// The listening sockets, bound by the master before any worker exists so that every worker
+// shares one accept queue and nothing queued is lost when a worker exits.
+#pragma once
+
+#include <map>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace rotor {
+
+struct Listener {
+  std::string spec;     // as configured ("127.0.0.1:8000", "unix:/run/x.sock", "fd://3")
+  std::string address;  // as bound, for logs ("http://127.0.0.1:43211", "unix:/run/x.sock")
+  int fd = -1;
+  bool is_unix = false;
+  std::string unix_path;  // removed at exit when we created it
+};
+
+struct BindError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+// Binds every spec, or uses the sockets systemd passed (LISTEN_FDS/LISTEN_PID) when `env`
+// says so. Throws BindError with one line naming the address and the reason.
+std::vector<Listener> open_listeners(const std::vector<std::string>& specs, int backlog,
+                                     const std::map<std::string, std::string>& env);
+
+void close_listeners(std::vector<Listener>& listeners);
+
+}  // namespace rotor

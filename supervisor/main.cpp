@@ -1,0 +1,84 @@
+// rotor: a pre-fork HTTP server supervisor with max-requests rotation.
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+
+#include <spdlog/spdlog.h>
+
+#include "conf/load.hpp"
+#include "log/log.hpp"
+#include "supervisor/arbiter.hpp"
+#include "supervisor/identity.hpp"
+#include "supervisor/listeners.hpp"
+#include "workers/http/access_log.hpp"
+
+extern char** environ;
+
+namespace {
+
+int usage_error(const std::string& what) {
+  std::fprintf(stderr, "rotor: error: %s\n", what.c_str());
+  return rotor::kExitUsage;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::vector<std::string> args(argv + 1, argv + argc);
+  rotor::conf::Environment env = rotor::conf::environment_from(environ);
+  rotor::conf::LoadResult res = rotor::conf::load(args, env);
+  switch (res.action) {
+    case rotor::conf::Action::kRun:
+      break;
+    case rotor::conf::Action::kError:
+      std::fprintf(stderr, "%s\n", res.message.c_str());
+      return res.exit_code ? res.exit_code : rotor::kExitUsage;
+    default:
+      std::fwrite(res.message.data(), 1, res.message.size(), stdout);
+      if (!res.message.empty() && res.message.back() != '\n') std::fputc('\n', stdout);
+      return res.exit_code;
+  }
+  rotor::conf::Config& cfg = res.config;
+
+  std::string error;
+  if (!rotor::log::setup(cfg.error_logfile, cfg.log_level, &error)) {
+    return usage_error("--error-logfile: " + error);
+  }
+  for (const auto& w : res.warnings) {
+    spdlog::warn("event=config-warning message={}", rotor::log::quote(w));
+  }
+  if (!cfg.chdir.empty() && chdir(cfg.chdir.c_str()) != 0) {
+    return usage_error("--chdir: " + cfg.chdir + ": " + std::strerror(errno));
+  }
+  if (cfg.umask > 0) umask(static_cast<mode_t>(cfg.umask));
+  // Each worker opens the access log itself; a path it cannot open is a usage error, found here.
+  if (!cfg.access_logfile.empty() &&
+      !rotor::http::AccessLog::open(cfg.access_logfile, cfg.access_logformat, &error)) {
+    return usage_error("--access-logfile: " + error);
+  }
+  auto identity = rotor::resolve_identity(cfg.user, cfg.group, &error);
+  if (!identity) return usage_error(error);
+
+  // Orphans of our workers (and, as PID 1, of anyone) come to us to be reaped.
+  prctl(PR_SET_CHILD_SUBREAPER, 1);
+
+  std::vector<rotor::Listener> listeners;
+  try {
+    listeners = rotor::open_listeners(cfg.bind, static_cast<int>(cfg.backlog), env);
+  } catch (const rotor::BindError& e) {
+    std::fprintf(stderr, "rotor: error: %s\n", e.what());
+    return rotor::kExitBindFailed;
+  }
+  // Socket activation is ours alone; nothing the workers start should see it.
+  unsetenv("LISTEN_FDS");
+  unsetenv("LISTEN_PID");
+  unsetenv("LISTEN_FDNAMES");
+
+  rotor::Arbiter arbiter(std::move(cfg), std::move(args), std::move(listeners), *identity);
+  return arbiter.run();
+}

@@ -1,0 +1,106 @@
+#include "supervisor/policy.hpp"
+
+#include <algorithm>
+#include <unordered_map>
+
+namespace rotor::policy {
+
+uint64_t draw_request_limit(int64_t max_requests, int64_t jitter, std::mt19937_64& rng) {
+  if (max_requests <= 0) return 0;
+  uint64_t extra = 0;
+  if (jitter > 0) {
+    extra = std::uniform_int_distribution<uint64_t>(0, static_cast<uint64_t>(jitter))(rng);
+  }
+  return static_cast<uint64_t>(max_requests) + extra;
+}
+
+int64_t draw_lifetime_ns(double max_lifetime, double jitter, std::mt19937_64& rng) {
+  if (max_lifetime <= 0) return 0;
+  double extra = jitter > 0 ? std::uniform_real_distribution<double>(0, jitter)(rng) : 0;
+  return static_cast<int64_t>((max_lifetime + extra) * 1e9);
+}
+
+std::optional<std::string> retire_reason(const RetireInputs& in) {
+  if (in.request_limit > 0 && in.requests >= in.request_limit) return "max-requests";
+  if (in.max_rss_bytes > 0 && in.rss_bytes > in.max_rss_bytes) return "max-rss";
+  if (in.deadline_ns > 0 && in.now_ns >= in.deadline_ns) return "max-lifetime";
+  return std::nullopt;
+}
+
+void Backoff::on_crash(int64_t now_ns) {
+  if (crashes_ > 0 && now_ns - last_crash_ns_ > window_ns_) crashes_ = 0;
+  ++crashes_;
+  last_crash_ns_ = now_ns;
+  if (crashes_ <= 1) {
+    delay_ns_ = 0;
+  } else {
+    delay_ns_ = base_ns_;
+    for (int i = 2; i < crashes_ && delay_ns_ < max_ns_; ++i) delay_ns_ *= 2;
+    delay_ns_ = std::min(delay_ns_, max_ns_);
+  }
+  not_before_ns_ = now_ns + delay_ns_;
+}
+
+Plan plan(const std::vector<WorkerView>& workers, int desired, int max_concurrent_rotations,
+          bool spawn_allowed) {
+  Plan out;
+  std::unordered_map<uint64_t, const WorkerView*> by_id;
+  for (const auto& w : workers) by_id[w.id] = &w;
+
+  // A retiring worker and its booting successor hold one place between them.
+  int places = 0;
+  int rotating = 0;
+  std::vector<const WorkerView*> waiting;  // retiring, no successor yet
+  for (const auto& w : workers) {
+    if (w.phase == Phase::kDraining) continue;
+    ++places;
+    if (!w.retiring) continue;
+    auto succ = w.successor ? by_id.find(w.successor) : by_id.end();
+    if (succ == by_id.end() || succ->second->phase == Phase::kDraining) {
+      waiting.push_back(&w);
+      continue;
+    }
+    --places;
+    if (succ->second->phase == Phase::kReady) {
+      out.drain.push_back(w.id);
+    } else {
+      ++rotating;
+    }
+  }
+
+  int surplus = places - desired;
+  if (surplus > 0) {
+    // Shed the workers that were leaving anyway first, then the youngest booting, then the
+    // oldest ready ones.
+    std::vector<const WorkerView*> order = waiting;
+    std::vector<const WorkerView*> booting, ready;
+    for (const auto& w : workers) {
+      if (w.phase == Phase::kDraining || w.retiring || w.is_successor) continue;
+      (w.phase == Phase::kBooting ? booting : ready).push_back(&w);
+    }
+    std::sort(booting.begin(), booting.end(),
+              [](auto* a, auto* b) { return a->started_ns > b->started_ns; });
+    std::sort(ready.begin(), ready.end(),
+              [](auto* a, auto* b) { return a->started_ns < b->started_ns; });
+    order.insert(order.end(), booting.begin(), booting.end());
+    order.insert(order.end(), ready.begin(), ready.end());
+    for (int i = 0; i < surplus && i < static_cast<int>(order.size()); ++i) {
+      out.scale_down.push_back(order[i]->id);
+      waiting.erase(std::remove(waiting.begin(), waiting.end(), order[i]), waiting.end());
+    }
+    return out;
+  }
+  if (!spawn_allowed) return out;
+  out.spawn_fresh = desired - places;
+
+  std::sort(waiting.begin(), waiting.end(),
+            [](auto* a, auto* b) { return a->started_ns < b->started_ns; });
+  for (const auto* w : waiting) {
+    if (rotating >= max_concurrent_rotations) break;
+    out.start_rotation.push_back(w->id);
+    ++rotating;
+  }
+  return out;
+}
+
+}  // namespace rotor::policy

@@ -1,0 +1,74 @@
+// Pure supervision decisions: request limits, lifetimes, crash backoff and the plan of which
+// workers to spawn and drain. No I/O and no clock of their own (time comes in as a value), so
+// they are unit-tested with a fake clock; the arbiter only carries the plan out.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <random>
+#include <string>
+#include <vector>
+
+namespace rotor::policy {
+
+// max_requests + uniform_int(0, jitter); 0 when max_requests is 0 (no limit).
+uint64_t draw_request_limit(int64_t max_requests, int64_t jitter, std::mt19937_64& rng);
+
+// Nanoseconds a worker may live: max_lifetime + uniform(0, jitter); 0 when max_lifetime is 0.
+int64_t draw_lifetime_ns(double max_lifetime, double jitter, std::mt19937_64& rng);
+
+// Why a running worker should be rotated now, if at all. Checked in this order.
+struct RetireInputs {
+  uint64_t requests = 0;
+  uint64_t request_limit = 0;  // 0 = none
+  uint64_t rss_bytes = 0;      // 0 = unknown
+  uint64_t max_rss_bytes = 0;  // 0 = none
+  int64_t now_ns = 0;
+  int64_t deadline_ns = 0;  // end of lifetime, 0 = none
+};
+std::optional<std::string> retire_reason(const RetireInputs& in);
+
+// Respawn backoff after crashes: the first crash respawns at once; crashes that follow within
+// `window` double the delay from `base` up to `max`. A quiet window resets it.
+class Backoff {
+ public:
+  Backoff(int64_t base_ns, int64_t max_ns, int64_t window_ns)
+      : base_ns_(base_ns), max_ns_(max_ns), window_ns_(window_ns) {}
+  void on_crash(int64_t now_ns);
+  bool allows_spawn(int64_t now_ns) const { return now_ns >= not_before_ns_; }
+  int64_t not_before_ns() const { return not_before_ns_; }
+  int64_t delay_ns() const { return delay_ns_; }
+  int crashes() const { return crashes_; }
+
+ private:
+  int64_t base_ns_, max_ns_, window_ns_;
+  int crashes_ = 0;
+  int64_t last_crash_ns_ = 0;
+  int64_t delay_ns_ = 0;
+  int64_t not_before_ns_ = 0;
+};
+
+// One worker as the planner sees it.
+enum class Phase { kBooting, kReady, kDraining };
+struct WorkerView {
+  uint64_t id = 0;
+  Phase phase = Phase::kBooting;
+  bool retiring = false;      // has a retire reason, still serving
+  uint64_t successor = 0;     // id of the worker booting to replace it, 0 = none yet
+  bool is_successor = false;  // booted to replace a retiring worker
+  int64_t started_ns = 0;
+};
+
+struct Plan {
+  int spawn_fresh = 0;                   // initial boot, crash replacement, scale up
+  std::vector<uint64_t> start_rotation;  // retiring workers that get a successor now
+  std::vector<uint64_t> drain;           // retiring workers whose successor is ready
+  std::vector<uint64_t> scale_down;      // surplus workers to drain
+};
+
+// Spawn-before-retire with at most `max_concurrent_rotations` successors booting at once.
+// `spawn_allowed` is false while a crash backoff runs (nothing new is forked then).
+Plan plan(const std::vector<WorkerView>& workers, int desired, int max_concurrent_rotations,
+          bool spawn_allowed);
+
+}  // namespace rotor::policy

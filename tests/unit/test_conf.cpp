@@ -1,0 +1,463 @@
+// conf/: option table, layering (defaults < file < env < CLI), error lines, TOML round trip.
+#include <doctest/doctest.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "conf/load.hpp"
+#include "conf/options.hpp"
+#include "conf/values.hpp"
+
+using rotor::conf::Action;
+using rotor::conf::Config;
+using rotor::conf::Environment;
+using rotor::conf::load;
+using rotor::conf::LoadResult;
+
+namespace {
+
+const std::string kGunicornLogFormat =
+    R"(%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s")";
+
+// A fresh directory for TOML files, removed afterwards.
+struct TempDir {
+  std::filesystem::path path;
+  TempDir() {
+    std::string pattern = (std::filesystem::temp_directory_path() / "rotor-conf-XXXXXX").string();
+    path = mkdtemp(pattern.data());
+  }
+  ~TempDir() { std::filesystem::remove_all(path); }
+  std::string write(const std::string& name, const std::string& content) const {
+    std::ofstream(path / name) << content;
+    return (path / name).string();
+  }
+};
+
+LoadResult run(const std::vector<std::string>& args, const Environment& env = {}) {
+  return load(args, env);
+}
+
+bool contains(const std::string& haystack, const std::string& needle) {
+  return haystack.find(needle) != std::string::npos;
+}
+
+}  // namespace
+
+// An error is exit 2 and one line that starts with "rotor: error: " and contains `needle`.
+#define CHECK_ERROR(result_expr, needle)               \
+  do {                                                 \
+    LoadResult r_ = (result_expr);                     \
+    INFO("message: " << r_.message);                   \
+    CHECK(r_.action == Action::kError);                \
+    CHECK(r_.exit_code == 2);                          \
+    CHECK(r_.message.starts_with("rotor: error: "));   \
+    CHECK(r_.message.find('\n') == std::string::npos); \
+    CHECK(contains(r_.message, needle));               \
+  } while (0)
+
+TEST_SUITE("conf") {
+  TEST_CASE("defaults") {
+    LoadResult r = run({});
+    REQUIRE(r.action == Action::kRun);
+    CHECK(r.exit_code == 0);
+    CHECK(r.warnings.empty());
+    const Config& c = r.config;
+    CHECK(c.bind == std::vector<std::string>{"127.0.0.1:8000"});
+    CHECK(c.workers == 1);
+    CHECK(c.worker_class == "hello");
+    CHECK(c.app.empty());
+    CHECK(c.config_file.empty());
+    CHECK(c.timeout == 30);
+    CHECK(c.graceful_timeout == 30);
+    CHECK(c.keep_alive == 5);
+    CHECK(c.backlog == 2048);
+    CHECK(c.max_requests == 0);
+    CHECK(c.max_requests_jitter == 0);
+    CHECK(c.max_rss_mb == 0);
+    CHECK(c.max_lifetime == 0);
+    CHECK(c.max_concurrent_rotations == 1);
+    CHECK(c.limit_request_line == 4094);
+    CHECK(c.limit_request_fields == 100);
+    CHECK(c.limit_request_field_size == 8190);
+    CHECK(c.umask == 0);
+    CHECK(c.log_level == "info");
+    CHECK(c.error_logfile == "-");
+    CHECK(c.access_logfile.empty());
+    CHECK(c.access_logformat == kGunicornLogFormat);
+  }
+
+  // Code that builds a Config by hand (tests) starts from the same values; bind starts empty.
+  TEST_CASE("Config{} initializers agree with the table, except bind and access_logformat") {
+    Config expected;
+    expected.bind = {"127.0.0.1:8000"};
+    expected.access_logformat = kGunicornLogFormat;
+    CHECK(rotor::conf::to_toml(run({}).config) == rotor::conf::to_toml(expected));
+  }
+
+  TEST_CASE("the table: unique names, flags and environment names") {
+    std::set<std::string> names, flags, envs;
+    for (const auto& option : rotor::conf::options()) {
+      CHECK(names.insert(std::string(option.name)).second);
+      CHECK(envs.insert(rotor::conf::env_name(option)).second);
+      for (const std::string& flag : rotor::conf::flag_names(option.flags))
+        CHECK(flags.insert(flag).second);
+      CHECK(!option.help.empty());
+    }
+    for (const auto& action : rotor::conf::action_flags())
+      for (const std::string& flag : rotor::conf::flag_names(action.flags))
+        CHECK(flags.insert(flag).second);
+  }
+
+  TEST_CASE("layers: file < environment < command line") {
+    TempDir dir;
+    std::string file = dir.write("rotor.toml",
+                                 "workers = 3\n"
+                                 "max_requests = 50\n"
+                                 "timeout = 10\n"
+                                 "log_level = \"debug\"\n");
+    Environment env{{"ROTOR_WORKERS", "4"}, {"ROTOR_TIMEOUT", "20.5"}};
+
+    LoadResult r = run({"-c", file}, {});
+    REQUIRE(r.action == Action::kRun);
+    CHECK(r.config.workers == 3);
+    CHECK(r.config.max_requests == 50);
+    CHECK(r.config.timeout == 10);
+    CHECK(r.config.config_file == file);
+
+    r = run({"-c", file}, env);
+    REQUIRE(r.action == Action::kRun);
+    CHECK(r.config.workers == 4);
+    CHECK(r.config.timeout == 20.5);
+    CHECK(r.config.max_requests == 50);
+    CHECK(r.config.log_level == "debug");
+
+    r = run({"-c", file, "-w", "5", "--log-level", "error"}, env);
+    REQUIRE(r.action == Action::kRun);
+    CHECK(r.config.workers == 5);
+    CHECK(r.config.timeout == 20.5);
+    CHECK(r.config.max_requests == 50);
+    CHECK(r.config.log_level == "error");
+  }
+
+  TEST_CASE("the file comes from ROTOR_CONFIG unless -c names one") {
+    TempDir dir;
+    std::string a = dir.write("a.toml", "workers = 2\n");
+    std::string b = dir.write("b.toml", "workers = 7\n");
+    CHECK(run({}, {{"ROTOR_CONFIG", a}}).config.workers == 2);
+    LoadResult r = run({"--config", b}, {{"ROTOR_CONFIG", a}});
+    CHECK(r.config.workers == 7);
+    CHECK(r.config.config_file == b);
+    CHECK_ERROR(run({}, {{"ROTOR_CONFIG", dir.path / "missing.toml"}}),
+                "ROTOR_CONFIG: cannot read '");
+    CHECK_ERROR(run({"-c", dir.path / "missing.toml"}), "--config: cannot read '");
+    CHECK_ERROR(run({"-c", dir.path.string()}), "--config: cannot read '");
+  }
+
+  TEST_CASE("WEB_CONCURRENCY is a lower-precedence alias of ROTOR_WORKERS") {
+    CHECK(run({}, {{"WEB_CONCURRENCY", "6"}}).config.workers == 6);
+    CHECK(run({}, {{"WEB_CONCURRENCY", "6"}, {"ROTOR_WORKERS", "3"}}).config.workers == 3);
+    CHECK(run({"-w", "2"}, {{"WEB_CONCURRENCY", "6"}}).config.workers == 2);
+    CHECK(run({}, {{"WEB_CONCURRENCY", "abc"}, {"ROTOR_WORKERS", "3"}}).config.workers == 3);
+    CHECK_ERROR(run({}, {{"WEB_CONCURRENCY", "0"}}),
+                "WEB_CONCURRENCY: expected an integer >= 1, got '0'");
+  }
+
+  TEST_CASE("unrelated ROTOR_ variables are ignored") {
+    CHECK(run({}, {{"ROTOR_BIN", "/x"}, {"ROTOR_SOURCE_DIR", "/y"}}).action == Action::kRun);
+  }
+
+  TEST_CASE("bind: repeatable, replaces the default, validated") {
+    CHECK(run({"-b", "0.0.0.0:9000"}).config.bind == std::vector<std::string>{"0.0.0.0:9000"});
+    LoadResult r = run({"-b", "[::1]:8000", "--bind", "unix:/tmp/r.sock", "-b", "fd://3"});
+    CHECK(r.config.bind == std::vector<std::string>{"[::1]:8000", "unix:/tmp/r.sock", "fd://3"});
+    CHECK(run({"--bind=localhost:0", "app:main"}).config.app == "app:main");
+    CHECK(run({}, {{"ROTOR_BIND", "a:1, b:2 c:3"}}).config.bind ==
+          std::vector<std::string>{"a:1", "b:2", "c:3"});
+
+    TempDir dir;
+    std::string list = dir.write("list.toml", "bind = [\"a:1\", \"[fe80::1%eth0]:2\"]\n");
+    CHECK(run({"-c", list}).config.bind == std::vector<std::string>{"a:1", "[fe80::1%eth0]:2"});
+    std::string single = dir.write("single.toml", "bind = \"unix:/run/rotor.sock\"\n");
+    CHECK(run({"-c", single}).config.bind == std::vector<std::string>{"unix:/run/rotor.sock"});
+    CHECK(run({"-c", list, "-b", "z:9"}).config.bind == std::vector<std::string>{"z:9"});
+
+    for (const char* bad : {"nohost", "host:", ":80", "host:port", "host:70000", "1.2.3.4:-1",
+                            "[::1:80", "[zz]:80", "::1:80", "unix:", "fd://", "fd://x"}) {
+      CAPTURE(bad);
+      CHECK_ERROR(run({"-b", bad}), "--bind: expected");
+    }
+    CHECK_ERROR(run({"-b", "h:70000"}),
+                "rotor: error: --bind: expected a port in 0..65535, got 'h:70000'");
+    CHECK_ERROR(run({}, {{"ROTOR_BIND", " , "}}), "ROTOR_BIND: expected at least one value");
+    CHECK_ERROR(run({"-c", dir.write("empty.toml", "bind = []\n")}),
+                "bind: expected at least one value");
+  }
+
+  TEST_CASE("integers") {
+    CHECK_ERROR(run({"--workers", "abc"}),
+                "rotor: error: --workers: expected an integer >= 1, got 'abc'");
+    CHECK_ERROR(run({"-w", "0"}), "--workers: expected an integer >= 1, got '0'");
+    CHECK_ERROR(run({"-w", "1.5"}), "--workers: expected an integer >= 1, got '1.5'");
+    CHECK_ERROR(run({"-w", ""}), "--workers: expected an integer >= 1, got ''");
+    CHECK_ERROR(run({"-w", "99999999999999999999"}), "--workers: expected an integer");
+    CHECK_ERROR(run({}, {{"ROTOR_MAX_REQUESTS", "-5"}}),
+                "rotor: error: ROTOR_MAX_REQUESTS: expected an integer >= 0, got '-5'");
+    CHECK_ERROR(run({"--limit-request-fields", "40000"}),
+                "--limit-request-fields: expected an integer in 0..32768, got '40000'");
+    CHECK_ERROR(run({"--max-requests=-5"}), "--max-requests: expected an integer >= 0, got '-5'");
+    CHECK(run({"--limit-request-line", "0"}).config.limit_request_line == 0);
+    CHECK(run({"--limit-request-field-size", "10"}).config.limit_request_field_size == 10);
+    CHECK(run({"-w", "2", "-w", "3"}).config.workers == 3);  // last one wins, like argparse
+  }
+
+  TEST_CASE("durations") {
+    CHECK(run({"-t", "0.5"}).config.timeout == 0.5);
+    CHECK(run({"--graceful-timeout", "2"}).config.graceful_timeout == 2);
+    CHECK(run({"--keep-alive", "0"}).config.keep_alive == 0);
+    CHECK(run({"--max-lifetime", "3600"}).config.max_lifetime == 3600);
+    for (const char* bad : {"-1", "nan", "inf", "-inf", "1s", "", "0x10", "1e999"}) {
+      CAPTURE(bad);
+      CHECK_ERROR(run({"--timeout", bad}), "--timeout: expected a number of seconds >= 0, got '");
+    }
+    CHECK_ERROR(run({}, {{"ROTOR_KEEP_ALIVE", "soon"}}),
+                "ROTOR_KEEP_ALIVE: expected a number of seconds >= 0, got 'soon'");
+  }
+
+  TEST_CASE("choices") {
+    CHECK(run({"--log-level", "DEBUG"}).config.log_level == "debug");
+    CHECK(run({"-k", "hello"}).config.worker_class == "hello");
+    CHECK_ERROR(run({"-k", "gevent"}), "--worker-class: expected one of hello, got 'gevent'");
+    CHECK_ERROR(run({"--log-level", "loud"}),
+                "--log-level: expected one of debug, info, warning, error, critical, got 'loud'");
+  }
+
+  TEST_CASE("booleans (no option uses them yet)") {
+    rotor::conf::Option flag{.name = "flag", .kind = rotor::conf::Kind::kBool};
+    for (const char* yes : {"true", "TRUE", "1", "yes", "on"})
+      CHECK(std::get<bool>(rotor::conf::parse_value(flag, yes).value));
+    for (const char* no : {"false", "0", "no", "Off"})
+      CHECK(!std::get<bool>(rotor::conf::parse_value(flag, no).value));
+    for (const char* bad : {"", "maybe", "2"})
+      CHECK(rotor::conf::parse_value(flag, bad).error == "expected true or false");
+  }
+
+  TEST_CASE("umask forms") {
+    CHECK(run({"--umask", "0"}).config.umask == 0);
+    CHECK(run({"--umask", "022"}).config.umask == 022);
+    CHECK(run({"--umask", "0o22"}).config.umask == 022);
+    CHECK(run({"--umask", "0O22"}).config.umask == 022);
+    CHECK(run({"--umask", "0x12"}).config.umask == 022);
+    CHECK(run({"--umask", "0b10010"}).config.umask == 022);
+    CHECK(run({"-m", "0777"}).config.umask == 0777);
+    CHECK(run({}, {{"ROTOR_UMASK", "007"}}).config.umask == 07);
+    for (const char* bad : {"18", "22", "0o8", "08", "0o1000", "abc", "-0o22", "0o", "0x", ""}) {
+      CAPTURE(bad);
+      CHECK_ERROR(run({"--umask", bad}), "--umask: expected an octal mode like 022 or 0o22");
+    }
+    CHECK_ERROR(run({"--umask", "0o1000"}), "at most 0o777, got '0o1000'");
+
+    TempDir dir;
+    CHECK(run({"-c", dir.write("a.toml", "umask = 0o22\n")}).config.umask == 022);
+    CHECK(run({"-c", dir.write("b.toml", "umask = \"022\"\n")}).config.umask == 022);
+    CHECK(run({"-c", dir.write("c.toml", "umask = 0\n")}).config.umask == 0);
+    CHECK_ERROR(run({"-c", dir.write("d.toml", "umask = 18\n")}), "umask: expected an octal mode");
+  }
+
+  TEST_CASE("command-line errors are one line, exit 2") {
+    CHECK_ERROR(run({"--wokers", "3"}), "rotor: error: unknown option '--wokers'");
+    CHECK_ERROR(run({"-x"}), "unknown option '-x'");
+    CHECK_ERROR(run({"--workers"}), "--workers");
+    CHECK_ERROR(run({"-b"}), "--bind");
+    CHECK_ERROR(run({"a:app", "b:app"}), "rotor: error: unexpected argument 'b:app'");
+    CHECK_ERROR(run({"--timeout"}), "--timeout");
+  }
+
+  TEST_CASE("TOML file errors name the file, line and column") {
+    TempDir dir;
+    std::string bad_syntax = dir.write("rotor.toml", "workers = 2\nbind = \n");
+    CHECK_ERROR(run({"-c", bad_syntax}), bad_syntax + ":2:");
+    CHECK_ERROR(run({"-c", bad_syntax}), "invalid TOML");
+
+    std::string unknown = dir.write("unknown.toml", "workers = 2\n\nwokers = 3\n");
+    CHECK_ERROR(run({"-c", unknown}), "rotor: error: " + unknown + ":3:1: unknown option 'wokers'");
+    std::string dashed = dir.write("dashed.toml", "max-requests = 3\n");
+    CHECK_ERROR(run({"-c", dashed}),
+                "unknown option 'max-requests' (did you mean 'max_requests'?)");
+    CHECK_ERROR(run({"-c", dir.write("config.toml", "config = \"x.toml\"\n")}),
+                "unknown option 'config'");
+    CHECK_ERROR(run({"-c", dir.write("table.toml", "[server]\nworkers = 2\n")}),
+                "unknown option 'server'");
+
+    std::string wrong = dir.write("wrong.toml", "workers = \"3\"\n");
+    CHECK_ERROR(run({"-c", wrong}), wrong + ":1:11: workers: expected an integer, got a string");
+    CHECK_ERROR(run({"-c", dir.write("f.toml", "backlog = 1.0\n")}),
+                "backlog: expected an integer, got a float");
+    CHECK_ERROR(run({"-c", dir.write("s.toml", "timeout = \"30\"\n")}),
+                "timeout: expected a number, got a string");
+    CHECK_ERROR(run({"-c", dir.write("l.toml", "log_level = 3\n")}),
+                "log_level: expected a string, got an integer");
+    CHECK_ERROR(run({"-c", dir.write("b.toml", "bind = [\"a:1\", 2]\n")}),
+                ":1:16: bind: expected a string or an array of strings, got an integer");
+    CHECK_ERROR(run({"-c", dir.write("r.toml", "workers = 0\n")}),
+                ":1:11: workers: expected an integer >= 1, got '0'");
+    CHECK_ERROR(run({"-c", dir.write("n.toml", "timeout = nan\n")}),
+                "timeout: expected a number of seconds >= 0, got 'nan'");
+
+    // Seconds accept TOML integers and floats.
+    CHECK(run({"-c", dir.write("t.toml", "timeout = 10\nkeep_alive = 0.25\n")}).config.keep_alive ==
+          0.25);
+  }
+
+  TEST_CASE("actions") {
+    LoadResult r = run({"--check-config"});
+    CHECK(r.action == Action::kCheckConfig);
+    CHECK(r.exit_code == 0);
+    CHECK(r.message == "rotor: config ok");
+    CHECK_ERROR(run({"--check-config", "-w", "0"}), "--workers");
+
+    r = run({"--version"});
+    CHECK(r.action == Action::kVersion);
+    CHECK(r.message == std::string("rotor ") + ROTOR_VERSION);
+
+    r = run({"-h"});
+    CHECK(r.action == Action::kHelp);
+    CHECK(r.exit_code == 0);
+    for (const auto& option : rotor::conf::options())
+      for (const std::string& flag : rotor::conf::flag_names(option.flags))
+        CHECK_MESSAGE(contains(r.message, flag), flag);
+    CHECK(!contains(r.message, "--help-options-markdown"));
+    CHECK(run({"--help", "-w", "abc"}).action == Action::kHelp);  // help wins over bad values
+
+    r = run({"--help-options-markdown"});
+    CHECK(r.action == Action::kHelp);
+    CHECK(r.message == rotor::conf::options_markdown());
+  }
+
+  TEST_CASE("options_markdown lists every flag and environment name") {
+    std::string md = rotor::conf::options_markdown();
+    CHECK(md.starts_with("| Option | Flags | Env | Default | Description |\n"));
+    for (const auto& option : rotor::conf::options()) {
+      for (const std::string& flag : rotor::conf::flag_names(option.flags))
+        CHECK_MESSAGE(contains(md, "`" + flag + "`"), flag);
+      CHECK(contains(md, "`" + rotor::conf::env_name(option) + "`"));
+    }
+    CHECK(contains(md, "`WEB_CONCURRENCY`"));
+    CHECK(contains(md, "`--print-config`"));
+    CHECK(contains(md, "`--check-config`"));
+  }
+
+  TEST_CASE("print-config round trip") {
+    LoadResult printed = run({"--print-config"});
+    CHECK(printed.action == Action::kPrintConfig);
+    CHECK(printed.exit_code == 0);
+    CHECK(printed.message == rotor::conf::to_toml(run({}).config));
+
+    std::vector<std::string> args = {"--print-config",
+                                     "app:main",
+                                     "-w",
+                                     "3",
+                                     "-b",
+                                     "0.0.0.0:9000",
+                                     "-b",
+                                     "unix:/tmp/a b.sock",
+                                     "-t",
+                                     "0.1",
+                                     "--graceful-timeout",
+                                     "7",
+                                     "--keep-alive",
+                                     "2.5",
+                                     "--max-requests",
+                                     "100",
+                                     "--max-requests-jitter",
+                                     "10",
+                                     "--max-rss",
+                                     "512",
+                                     "--max-lifetime",
+                                     "3600.75",
+                                     "--max-lifetime-jitter",
+                                     "60",
+                                     "--max-concurrent-rotations",
+                                     "2",
+                                     "--backlog",
+                                     "64",
+                                     "--limit-request-line",
+                                     "0",
+                                     "--limit-request-fields",
+                                     "32768",
+                                     "--limit-request-field_size",
+                                     "100",
+                                     "--chdir",
+                                     "/srv/app",
+                                     "--pid",
+                                     "/run/rotor.pid",
+                                     "--user",
+                                     "www",
+                                     "--group",
+                                     "www",
+                                     "--umask",
+                                     "0o27",
+                                     "--log-level",
+                                     "warning",
+                                     "--error-logfile",
+                                     "/var/log/err.log",
+                                     "--access-logfile",
+                                     "-",
+                                     "--access-logformat",
+                                     "%(h)s \"quoted\" back\\slash 'single' ünïcode\ttab"};
+    printed = run(args);
+    REQUIRE(printed.action == Action::kPrintConfig);
+    TempDir dir;
+    std::string file = dir.write("printed.toml", printed.message);
+    LoadResult reloaded = run({"-c", file});
+    INFO(printed.message);
+    REQUIRE(reloaded.action == Action::kRun);
+    CHECK(rotor::conf::to_toml(reloaded.config) == printed.message);
+    CHECK(reloaded.config.bind == printed.config.bind);
+    CHECK(reloaded.config.timeout == 0.1);
+    CHECK(reloaded.config.max_lifetime == 3600.75);
+    CHECK(reloaded.config.umask == 027);
+    CHECK(reloaded.config.access_logformat == printed.config.access_logformat);
+    CHECK(!contains(printed.message, "config ="));
+  }
+
+  TEST_CASE("gunicorn's flags parse") {
+    LoadResult r = run({"-w", "2", "--max-requests", "100", "--max-requests-jitter", "10", "-b",
+                        "0.0.0.0:9000", "--limit-request-field_size", "100"});
+    REQUIRE(r.action == Action::kRun);
+    CHECK(r.config.workers == 2);
+    CHECK(r.config.max_requests == 100);
+    CHECK(r.config.max_requests_jitter == 10);
+    CHECK(r.config.bind == std::vector<std::string>{"0.0.0.0:9000"});
+    CHECK(r.config.limit_request_field_size == 100);
+    CHECK(r.warnings.empty());
+
+    r = run({"-w2", "--timeout=60", "-k", "hello", "--log-file", "-", "-p", "x.pid", "-u", "nobody",
+             "-g", "nogroup", "-m", "007", "--access-logfile", "-"});
+    REQUIRE(r.action == Action::kRun);
+    CHECK(r.config.workers == 2);
+    CHECK(r.config.timeout == 60);
+    CHECK(r.config.pid_file == "x.pid");
+    CHECK(r.config.umask == 07);
+  }
+
+  TEST_CASE("cross-field checks warn") {
+    LoadResult r = run({"--max-requests-jitter", "10"});
+    REQUIRE(r.action == Action::kRun);
+    REQUIRE(r.warnings.size() == 1);
+    CHECK(contains(r.warnings[0], "max_requests_jitter"));
+    CHECK(run({"--max-lifetime-jitter", "5"}).warnings.size() == 1);
+    CHECK(run({"app:main"}).warnings.size() == 1);
+  }
+
+  TEST_CASE("environment_from") {
+    std::string a = "A=1", b = "B=x=y", c = "C=", d = "junk";
+    char* envp[] = {a.data(), b.data(), c.data(), d.data(), nullptr};
+    Environment env = rotor::conf::environment_from(envp);
+    CHECK(env == Environment{{"A", "1"}, {"B", "x=y"}, {"C", ""}});
+  }
+}

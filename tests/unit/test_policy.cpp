@@ -1,0 +1,196 @@
+// Rotation policy with a fake clock: limits, lifetimes, backoff and the spawn/drain plan.
+#include <doctest/doctest.h>
+
+#include <algorithm>
+
+#include "supervisor/policy.hpp"
+
+using namespace rotor::policy;
+
+namespace {
+constexpr int64_t kSec = 1000000000;
+
+WorkerView ready(uint64_t id, int64_t started = 0) {
+  WorkerView v;
+  v.id = id;
+  v.phase = Phase::kReady;
+  v.started_ns = started;
+  return v;
+}
+WorkerView booting(uint64_t id, bool successor = false) {
+  WorkerView v;
+  v.id = id;
+  v.phase = Phase::kBooting;
+  v.is_successor = successor;
+  return v;
+}
+WorkerView retiring(uint64_t id, uint64_t successor = 0, int64_t started = 0) {
+  WorkerView v = ready(id, started);
+  v.retiring = true;
+  v.successor = successor;
+  return v;
+}
+}  // namespace
+
+TEST_SUITE("policy") {
+  TEST_CASE("request limit is max_requests plus jitter within range") {
+    std::mt19937_64 rng(42);
+    uint64_t lo = UINT64_MAX, hi = 0;
+    for (int i = 0; i < 5000; ++i) {
+      uint64_t l = draw_request_limit(1000, 100, rng);
+      CHECK(l >= 1000);
+      CHECK(l <= 1100);
+      lo = std::min(lo, l);
+      hi = std::max(hi, l);
+    }
+    // The whole range is used, both ends included.
+    CHECK(lo == 1000);
+    CHECK(hi == 1100);
+    CHECK(draw_request_limit(0, 100, rng) == 0);
+    CHECK(draw_request_limit(50, 0, rng) == 50);
+  }
+
+  TEST_CASE("lifetime is max_lifetime plus jitter, zero when off") {
+    std::mt19937_64 rng(7);
+    for (int i = 0; i < 1000; ++i) {
+      int64_t l = draw_lifetime_ns(10, 5, rng);
+      CHECK(l >= 10 * kSec);
+      CHECK(l <= 15 * kSec);
+    }
+    CHECK(draw_lifetime_ns(0, 5, rng) == 0);
+  }
+
+  TEST_CASE("retire reasons in order: requests, rss, lifetime") {
+    RetireInputs in;
+    CHECK_FALSE(retire_reason(in).has_value());
+    in.request_limit = 100;
+    in.requests = 99;
+    CHECK_FALSE(retire_reason(in).has_value());
+    in.requests = 100;
+    CHECK(*retire_reason(in) == "max-requests");
+    in.requests = 0;
+    in.max_rss_bytes = 100 << 20;
+    in.rss_bytes = 99 << 20;
+    CHECK_FALSE(retire_reason(in).has_value());
+    in.rss_bytes = 101 << 20;
+    CHECK(*retire_reason(in) == "max-rss");
+    in.rss_bytes = 0;  // unknown RSS never retires
+    CHECK_FALSE(retire_reason(in).has_value());
+    in.deadline_ns = 50 * kSec;
+    in.now_ns = 49 * kSec;
+    CHECK_FALSE(retire_reason(in).has_value());
+    in.now_ns = 50 * kSec;
+    CHECK(*retire_reason(in) == "max-lifetime");
+  }
+
+  TEST_CASE("backoff: first crash respawns at once, repeats double up to the cap") {
+    Backoff b(100 * 1000000, 1 * kSec, 30 * kSec);
+    int64_t t = 1000 * kSec;
+    CHECK(b.allows_spawn(t));
+    b.on_crash(t);
+    CHECK(b.delay_ns() == 0);
+    CHECK(b.allows_spawn(t));
+    b.on_crash(t + 1);
+    CHECK(b.delay_ns() == 100 * 1000000);
+    CHECK_FALSE(b.allows_spawn(t + 2));
+    CHECK(b.allows_spawn(t + 1 + 100 * 1000000));
+    b.on_crash(t + 2);
+    CHECK(b.delay_ns() == 200 * 1000000);
+    for (int i = 0; i < 20; ++i) b.on_crash(t + 3 + i);
+    CHECK(b.delay_ns() == 1 * kSec);  // capped
+    // A quiet window resets the count.
+    int64_t later = t + 100 * kSec;
+    b.on_crash(later);
+    CHECK(b.delay_ns() == 0);
+    CHECK(b.crashes() == 1);
+  }
+
+  TEST_CASE("plan: boots the desired number, no more") {
+    Plan p = plan({}, 3, 1, true);
+    CHECK(p.spawn_fresh == 3);
+    p = plan({booting(1), ready(2)}, 3, 1, true);
+    CHECK(p.spawn_fresh == 1);
+    p = plan({ready(1), ready(2), ready(3)}, 3, 1, true);
+    CHECK(p.spawn_fresh == 0);
+    CHECK(p.drain.empty());
+    CHECK(p.scale_down.empty());
+  }
+
+  TEST_CASE("plan: nothing is spawned during backoff") {
+    Plan p = plan({ready(1)}, 2, 1, false);
+    CHECK(p.spawn_fresh == 0);
+    p = plan({retiring(1), ready(2)}, 2, 1, false);
+    CHECK(p.start_rotation.empty());
+  }
+
+  TEST_CASE("plan: spawn before retire") {
+    // Worker 1 hit its limit: a successor is started, worker 1 keeps serving.
+    Plan p = plan({retiring(1), ready(2)}, 2, 1, true);
+    CHECK(p.spawn_fresh == 0);
+    REQUIRE(p.start_rotation.size() == 1);
+    CHECK(p.start_rotation[0] == 1);
+    CHECK(p.drain.empty());
+    // Successor 3 booting: nothing more to do, capacity unchanged.
+    p = plan({retiring(1, 3), ready(2), booting(3, true)}, 2, 1, true);
+    CHECK(p.spawn_fresh == 0);
+    CHECK(p.start_rotation.empty());
+    CHECK(p.drain.empty());
+    // Successor ready: now worker 1 drains.
+    WorkerView s = ready(3);
+    s.is_successor = true;
+    p = plan({retiring(1, 3), ready(2), s}, 2, 1, true);
+    REQUIRE(p.drain.size() == 1);
+    CHECK(p.drain[0] == 1);
+    CHECK(p.spawn_fresh == 0);
+  }
+
+  TEST_CASE("plan: at most max_concurrent_rotations successors boot at once") {
+    std::vector<WorkerView> ws = {retiring(1, 0, 10), retiring(2, 0, 5), retiring(3, 0, 20),
+                                  ready(4)};
+    Plan p = plan(ws, 4, 1, true);
+    REQUIRE(p.start_rotation.size() == 1);
+    CHECK(p.start_rotation[0] == 2);  // the oldest first
+    p = plan(ws, 4, 2, true);
+    CHECK(p.start_rotation.size() == 2);
+    // One rotation already running with cap 1: the others wait.
+    ws[1].successor = 9;
+    ws.push_back(booting(9, true));
+    p = plan(ws, 4, 1, true);
+    CHECK(p.start_rotation.empty());
+    CHECK(p.spawn_fresh == 0);
+    p = plan(ws, 4, 3, true);
+    CHECK(p.start_rotation.size() == 2);
+  }
+
+  TEST_CASE("plan: a successor that died leaves its predecessor waiting again") {
+    // successor id 7 is gone from the census
+    Plan p = plan({retiring(1, 7), ready(2)}, 2, 1, true);
+    CHECK(p.spawn_fresh == 0);
+    REQUIRE(p.start_rotation.size() == 1);
+    CHECK(p.start_rotation[0] == 1);
+  }
+
+  TEST_CASE("plan: draining workers hold no place, crashed ones are replaced") {
+    WorkerView d = ready(1);
+    d.phase = Phase::kDraining;
+    Plan p = plan({d, ready(2)}, 2, 1, true);
+    CHECK(p.spawn_fresh == 1);
+  }
+
+  TEST_CASE("plan: scale down sheds leaving workers first, then the oldest") {
+    Plan p = plan({ready(1, 30), ready(2, 10), ready(3, 20)}, 2, 1, true);
+    REQUIRE(p.scale_down.size() == 1);
+    CHECK(p.scale_down[0] == 2);
+    p = plan({ready(1, 30), retiring(2, 0, 40), ready(3, 20)}, 2, 1, true);
+    REQUIRE(p.scale_down.size() == 1);
+    CHECK(p.scale_down[0] == 2);
+    p = plan({ready(1, 30), ready(2, 10), ready(3, 20)}, 1, 1, true);
+    CHECK(p.scale_down.size() == 2);
+    CHECK(p.spawn_fresh == 0);
+  }
+
+  TEST_CASE("plan: scale up while a rotation runs") {
+    Plan p = plan({retiring(1, 3), ready(2), booting(3, true)}, 3, 1, true);
+    CHECK(p.spawn_fresh == 1);
+  }
+}

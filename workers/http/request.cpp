@@ -1,0 +1,28 @@
+#include "workers/http/request.hpp"
+
+#include <llhttp.h>
+
+namespace rotor::http {
+
+bool iequals(std::string_view a, std::string_view lower) {
+  if (a.size() != lower.size()) return false;
+  for (size_t i = 0; i < a.size(); ++i) {
+    char c = a[i];
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c + ('a' - 'A'));
+    if (c != lower[i]) return false;
+  }
+  return true;
+}
+
+std::string_view Request::method_name() const {
+  return llhttp_method_name(static_cast<llhttp_method_t>(method));
+}
+
+std::string_view Request::header(std::string_view lower_name) const {
+  for (const auto& f : fields) {
+    if (iequals(name(f), lower_name)) return value(f);
+  }
+  return {};
+}
+
+}  // namespace rotor::http

@@ -1,0 +1,163 @@
+#include "workers/http/server.hpp"
+
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <ctime>
+
+#include <spdlog/spdlog.h>
+
+#include "workers/http/connection.hpp"
+
+namespace rotor::http {
+
+namespace {
+// Accepting a few connections per wake-up, rather than all that are queued, lets every worker
+// polling the shared socket take its share.
+constexpr int kAcceptsPerWakeup = 4;
+constexpr uint64_t kSweepIntervalMs = 250;
+}  // namespace
+
+struct Server::Listener {
+  Server* server;
+  int fd;
+  bool is_unix;
+  uv_poll_t poll;
+};
+
+Server::Server(uv_loop_t* loop, const Limits& limits, Handler& handler, Observer& observer)
+    : loop_(loop), limits_(limits), handler_(handler), observer_(observer) {
+  refresh_date();
+  uv_timer_init(loop_, &sweep_timer_);
+  sweep_timer_.data = this;
+  uv_timer_start(&sweep_timer_, on_sweep, kSweepIntervalMs, kSweepIntervalMs);
+  uv_unref(reinterpret_cast<uv_handle_t*>(&sweep_timer_));
+}
+
+Server::~Server() = default;
+
+int Server::listen(const std::vector<ListenSocket>& sockets) {
+  for (const auto& s : sockets) {
+    auto l = std::make_unique<Listener>();
+    l->server = this;
+    l->fd = s.fd;
+    l->is_unix = s.is_unix;
+    int rc = uv_poll_init(loop_, &l->poll, s.fd);
+    if (rc != 0) return rc;
+    l->poll.data = l.get();
+    rc = uv_poll_start(&l->poll, UV_READABLE, on_acceptable);
+    if (rc != 0) return rc;
+    listeners_.push_back(std::move(l));
+  }
+  return 0;
+}
+
+void Server::on_acceptable(uv_poll_t* poll, int status, int) {
+  auto* l = static_cast<Listener*>(poll->data);
+  if (status < 0) return;
+  l->server->accept_from(*l);
+}
+
+void Server::accept_from(Listener& l) {
+  for (int i = 0; i < kAcceptsPerWakeup; ++i) {
+    int fd = accept4(l.fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd < 0) {
+      if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR || errno == ECONNABORTED) {
+        return;
+      }
+      spdlog::warn("event=accept-failed error=\"{}\"", std::strerror(errno));
+      return;
+    }
+    auto* conn = new Connection(*this);
+    conn->next = head_;
+    if (head_) head_->prev = conn;
+    head_ = conn;
+    ++open_;
+    observer_.on_connections(open_);
+    conn->start(fd, l.is_unix);
+  }
+}
+
+void Server::connection_closed(Connection* conn) {
+  if (conn->prev) conn->prev->next = conn->next;
+  if (conn->next) conn->next->prev = conn->prev;
+  if (head_ == conn) head_ = conn->next;
+  --open_;
+  observer_.on_connections(open_);
+  maybe_empty();
+}
+
+void Server::request_started() {
+  observer_.on_in_flight(++in_flight_);
+}
+
+void Server::response_complete(bool answered) {
+  observer_.on_in_flight(--in_flight_);
+  if (answered) observer_.on_response_complete();
+}
+
+void Server::stop_listening() {
+  for (auto& l : listeners_) {
+    uv_poll_stop(&l->poll);
+    // Our copy of the shared socket only: the master and the other workers keep it open, so
+    // connections still queued are accepted by them.
+    uv_close(reinterpret_cast<uv_handle_t*>(&l->poll), [](uv_handle_t* h) {
+      auto* dead = static_cast<Listener*>(h->data);
+      ::close(dead->fd);
+      delete dead;
+    });
+    l.release();
+  }
+  listeners_.clear();
+}
+
+void Server::drain(uint64_t idle_grace_ms, std::function<void()> on_empty) {
+  draining_ = true;
+  drain_idle_grace_ms_ = idle_grace_ms;
+  on_empty_ = std::move(on_empty);
+  stop_listening();
+  for (Connection* c = head_; c; c = c->next) c->begin_drain();
+  maybe_empty();
+}
+
+void Server::close_all() {
+  stop_listening();
+  for (Connection* c = head_; c; c = c->next) c->close_now();
+}
+
+void Server::maybe_empty() {
+  if (draining_ && open_ == 0 && on_empty_) {
+    auto cb = std::move(on_empty_);
+    on_empty_ = nullptr;
+    cb();
+  }
+}
+
+void Server::on_sweep(uv_timer_t* timer) {
+  static_cast<Server*>(timer->data)->sweep();
+}
+
+void Server::sweep() {
+  refresh_date();
+  uint64_t now = uv_now(loop_);
+  for (Connection* c = head_; c;) {
+    Connection* next = c->next;  // closing unlinks only in the close callback, but be safe
+    c->check_deadline(now);
+    c = next;
+  }
+}
+
+void Server::refresh_date() {
+  time_t now = time(nullptr);
+  if (now == date_second_) return;
+  date_second_ = now;
+  struct tm tm;
+  gmtime_r(&now, &tm);
+  char buf[64];
+  size_t n = strftime(buf, sizeof buf, "Date: %a, %d %b %Y %H:%M:%S GMT\r\n", &tm);
+  date_header_.assign(buf, n);
+}
+
+}  // namespace rotor::http

@@ -1,0 +1,112 @@
+// The HTTP/1.1 server of one worker: accepts on the inherited listening sockets, owns the
+// connections, enforces their deadlines and drains them on request.
+#pragma once
+
+#include <uv.h>
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace rotor::http {
+
+class AccessLog;
+class Connection;
+struct Request;
+
+struct Limits {
+  uint64_t request_line = 4094;  // bytes of request-target; 0 = unlimited
+  uint64_t fields = 100;         // header fields; 0 = unlimited
+  uint64_t field_size = 8190;    // bytes of one header name + value; 0 = unlimited
+  uint64_t keep_alive_ms = 5000;
+  uint64_t head_timeout_ms = 10000;  // from the first byte of a request to its complete head
+  uint64_t body_timeout_ms = 30000;  // longest wait for the next body bytes
+  uint64_t linger_ms = 2000;         // after Connection: close, read and discard until EOF
+};
+
+class Handler {
+ public:
+  virtual ~Handler() = default;
+  // The request (head and body) is complete. Answer with Connection::respond(), now or later.
+  virtual void on_request(Connection& conn, const Request& req) = 0;
+};
+
+// What the worker runtime wants to know (the scoreboard counters).
+class Observer {
+ public:
+  virtual ~Observer() = default;
+  virtual void on_connections(size_t open) = 0;
+  virtual void on_in_flight(size_t in_flight) = 0;
+  virtual void on_response_complete() = 0;
+};
+
+struct ListenSocket {
+  int fd;
+  bool is_unix;
+};
+
+class Server {
+ public:
+  Server(uv_loop_t* loop, const Limits& limits, Handler& handler, Observer& observer);
+  ~Server();
+  Server(const Server&) = delete;
+  Server& operator=(const Server&) = delete;
+
+  // Start accepting; returns a libuv error code (0 on success).
+  int listen(const std::vector<ListenSocket>& sockets);
+  // Stop accepting and let every connection finish: requests already received are answered
+  // with Connection: close, idle keep-alive connections get `idle_grace_ms` before they close.
+  // `on_empty` runs once no connection is left.
+  void drain(uint64_t idle_grace_ms, std::function<void()> on_empty);
+  // Close everything now (fast shutdown).
+  void close_all();
+
+  bool draining() const { return draining_; }
+  size_t connections() const { return open_; }
+  uv_loop_t* loop() const { return loop_; }
+  const Limits& limits() const { return limits_; }
+  Handler& handler() { return handler_; }
+  // "Date: ...\r\n", refreshed by the sweep timer.
+  const std::string& date_header() const { return date_header_; }
+
+  // Optional; not owned. Each answered request gets a line.
+  void set_access_log(AccessLog* log) { access_log_ = log; }
+  AccessLog* access_log() const { return access_log_; }
+
+  // Called by connections.
+  void connection_closed(Connection* conn);
+  void request_started();
+  void response_complete(bool answered);
+  uint64_t drain_idle_grace_ms() const { return drain_idle_grace_ms_; }
+
+ private:
+  struct Listener;
+  static void on_acceptable(uv_poll_t* poll, int status, int events);
+  static void on_sweep(uv_timer_t* timer);
+  void accept_from(Listener& l);
+  void sweep();
+  void refresh_date();
+  void stop_listening();
+  void maybe_empty();
+
+  uv_loop_t* loop_;
+  Limits limits_;
+  Handler& handler_;
+  Observer& observer_;
+  std::vector<std::unique_ptr<Listener>> listeners_;
+  Connection* head_ = nullptr;  // intrusive list of open connections
+  size_t open_ = 0;
+  size_t in_flight_ = 0;
+  uv_timer_t sweep_timer_;
+  std::string date_header_;
+  int64_t date_second_ = -1;
+  bool draining_ = false;
+  uint64_t drain_idle_grace_ms_ = 0;
+  std::function<void()> on_empty_;
+  AccessLog* access_log_ = nullptr;
+  friend class Connection;
+};
+
+}  // namespace rotor::http

@@ -1,0 +1,207 @@
+#include "workers/runtime.hpp"
+
+#include <grp.h>
+#include <sys/prctl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <csignal>
+#include <cstring>
+#include <memory>
+
+#include <spdlog/spdlog.h>
+
+#include "log/log.hpp"
+#include "workers/hello/hello.hpp"
+#include "workers/http/access_log.hpp"
+
+namespace rotor::worker {
+
+namespace {
+
+// An idle keep-alive connection of a draining worker stays open this long: closing it at once
+// would race a client that is just sending its next request.
+constexpr uint64_t kDrainIdleGraceMs = 1000;
+
+class Runtime : public http::Observer {
+ public:
+  explicit Runtime(const Context& ctx) : ctx_(ctx), cfg_(*ctx.config) {}
+
+  int run();
+
+  void on_connections(size_t open) override {
+    ctx_.slot->connections.store(static_cast<uint32_t>(open), std::memory_order_relaxed);
+  }
+  void on_in_flight(size_t n) override {
+    ctx_.slot->in_flight.store(static_cast<uint32_t>(n), std::memory_order_relaxed);
+  }
+  void on_response_complete() override {
+    uint64_t served = ctx_.slot->requests.fetch_add(1, std::memory_order_relaxed) + 1;
+    if (!limit_reported_ && limit_ && served >= limit_) {
+      // Keep serving: the master retires this worker once its successor is ready.
+      limit_reported_ = true;
+      set_state(WorkerState::kRetiring);
+    }
+  }
+
+ private:
+  void set_state(WorkerState s) {
+    ctx_.slot->state.store(static_cast<uint32_t>(s), std::memory_order_release);
+    char b = 1;
+    // The master sweeps every slot when woken; a full pipe means it is about to anyway.
+    [[maybe_unused]] ssize_t n = ::write(ctx_.notify_fd, &b, 1);
+  }
+  void heartbeat() {
+    ctx_.slot->heartbeat_ns.store(monotonic_ns(), std::memory_order_relaxed);
+    if (getppid() != ctx_.master_pid) {
+      spdlog::error("event=master-gone action=exit");
+      stop_now();
+    }
+  }
+  void drain();
+  void stop_now();
+  bool drop_privileges();
+
+  static void on_signal(uv_signal_t* h, int signum);
+
+  const Context& ctx_;
+  const conf::Config& cfg_;
+  uv_loop_t loop_;
+  std::unique_ptr<http::Handler> handler_;
+  std::unique_ptr<http::Server> server_;
+  std::unique_ptr<http::AccessLog> access_log_;
+  uv_signal_t sig_term_, sig_int_, sig_quit_, sig_usr1_;
+  uv_timer_t heartbeat_timer_, graceful_timer_;
+  uint64_t limit_ = 0;
+  bool limit_reported_ = false;
+  bool draining_ = false;
+  int exit_code_ = kExitOk;
+};
+
+void Runtime::on_signal(uv_signal_t* h, int signum) {
+  auto* rt = static_cast<Runtime*>(h->data);
+  switch (signum) {
+    case SIGTERM:
+      rt->drain();
+      break;
+    case SIGINT:
+    case SIGQUIT:
+      rt->stop_now();
+      break;
+    case SIGUSR1:
+      log::reopen();
+      if (rt->access_log_) rt->access_log_->reopen();
+      break;
+    default:
+      break;
+  }
+}
+
+void Runtime::drain() {
+  if (draining_) return;
+  draining_ = true;
+  set_state(WorkerState::kDraining);
+  spdlog::debug("event=drain connections={}", server_->connections());
+  uint64_t grace_ms = static_cast<uint64_t>(cfg_.graceful_timeout * 1000);
+  uv_timer_init(&loop_, &graceful_timer_);
+  graceful_timer_.data = this;
+  uv_timer_start(
+      &graceful_timer_,
+      [](uv_timer_t* t) {
+        auto* rt = static_cast<Runtime*>(t->data);
+        spdlog::warn("event=graceful-timeout connections={}", rt->server_->connections());
+        rt->stop_now();
+      },
+      grace_ms, 0);
+  server_->drain(std::min(kDrainIdleGraceMs, grace_ms), [this] { uv_stop(&loop_); });
+}
+
+void Runtime::stop_now() {
+  server_->close_all();
+  uv_stop(&loop_);
+}
+
+bool Runtime::drop_privileges() {
+  if (!ctx_.switch_user) return true;
+  if (setgroups(0, nullptr) != 0 && errno != EPERM) return false;
+  if (setgid(ctx_.gid) != 0 || setuid(ctx_.uid) != 0) {
+    spdlog::error("event=boot-failed error={}",
+                  log::quote(std::string("cannot switch user: ") + std::strerror(errno)));
+    return false;
+  }
+  return true;
+}
+
+int Runtime::run() {
+  log::set_role("worker");
+  // Die with the master; the heartbeat's getppid() check covers the window before this call.
+  prctl(PR_SET_PDEATHSIG, SIGKILL);
+  if (getppid() != ctx_.master_pid) return kExitOk;
+  std::signal(SIGPIPE, SIG_IGN);
+  if (!drop_privileges()) return kExitBootFailed;
+
+  limit_ = ctx_.slot->request_limit.load(std::memory_order_relaxed);
+  uv_loop_init(&loop_);
+
+  http::Limits limits;
+  limits.request_line = static_cast<uint64_t>(cfg_.limit_request_line);
+  limits.fields = static_cast<uint64_t>(cfg_.limit_request_fields);
+  limits.field_size = static_cast<uint64_t>(cfg_.limit_request_field_size);
+  limits.keep_alive_ms = static_cast<uint64_t>(cfg_.keep_alive * 1000);
+
+  handler_ = std::make_unique<hello::HelloHandler>();
+  server_ = std::make_unique<http::Server>(&loop_, limits, *handler_, *this);
+  if (!cfg_.access_logfile.empty()) {
+    std::string error;
+    access_log_ = http::AccessLog::open(cfg_.access_logfile, cfg_.access_logformat, &error);
+    if (!access_log_) {
+      spdlog::error("event=boot-failed error={}", log::quote("--access-logfile: " + error));
+      return kExitBootFailed;
+    }
+    server_->set_access_log(access_log_.get());
+  }
+
+  struct {
+    uv_signal_t* h;
+    int sig;
+  } sigs[] = {
+      {&sig_term_, SIGTERM}, {&sig_int_, SIGINT}, {&sig_quit_, SIGQUIT}, {&sig_usr1_, SIGUSR1}};
+  for (auto& s : sigs) {
+    uv_signal_init(&loop_, s.h);
+    s.h->data = this;
+    uv_signal_start(s.h, on_signal, s.sig);
+    uv_unref(reinterpret_cast<uv_handle_t*>(s.h));
+  }
+
+  if (int rc = server_->listen(ctx_.listeners); rc != 0) {
+    spdlog::error("event=boot-failed error={}", log::quote(uv_strerror(rc)));
+    return kExitBootFailed;
+  }
+
+  // Beat often enough that the master sees a stall within a small part of its timeout.
+  uint64_t beat_ms = 1000;
+  if (cfg_.timeout > 0) {
+    beat_ms = std::clamp<uint64_t>(static_cast<uint64_t>(cfg_.timeout * 1000 / 4), 50, 1000);
+  }
+  uv_timer_init(&loop_, &heartbeat_timer_);
+  heartbeat_timer_.data = this;
+  uv_timer_start(
+      &heartbeat_timer_, [](uv_timer_t* t) { static_cast<Runtime*>(t->data)->heartbeat(); }, 0,
+      beat_ms);
+
+  ctx_.slot->ready_ns.store(monotonic_ns(), std::memory_order_relaxed);
+  heartbeat();
+  set_state(WorkerState::kReady);
+  uv_run(&loop_, UV_RUN_DEFAULT);
+  return exit_code_;
+}
+
+}  // namespace
+
+int run(const Context& ctx) {
+  Runtime rt(ctx);
+  return rt.run();
+}
+
+}  // namespace rotor::worker

@@ -1,0 +1,34 @@
+// What every worker process runs, whatever its worker class: its own libuv loop, the HTTP
+// server, the scoreboard slot (counts, state, heartbeat), signals and the drain.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <vector>
+
+#include "conf/config.hpp"
+#include "supervisor/scoreboard.hpp"
+#include "workers/http/server.hpp"
+
+namespace rotor::worker {
+
+struct Context {
+  const conf::Config* config = nullptr;
+  std::vector<http::ListenSocket> listeners;
+  Slot* slot = nullptr;
+  int notify_fd = -1;  // write end of the master's wake-up pipe
+  pid_t master_pid = 0;
+  uid_t uid = 0;  // switch to these after fork when `switch_user` (--user/--group)
+  gid_t gid = 0;
+  bool switch_user = false;
+};
+
+// Exit codes of a worker process, read by the master.
+constexpr int kExitOk = 0;
+constexpr int kExitBootFailed = 3;
+
+// Runs in the forked child; returns the process exit code.
+int run(const Context& ctx);
+
+}  // namespace rotor::worker
