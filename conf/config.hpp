@@ -34,6 +34,7 @@ struct Config {
   int64_t limit_request_line = 4094;
   int64_t limit_request_fields = 100;
   int64_t limit_request_field_size = 8190;
+  int64_t limit_request_body = 0;  // bytes, 0 = unlimited
 
   // Process
   std::string chdir;

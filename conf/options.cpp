@@ -93,6 +93,7 @@ const std::vector<Option>& options() {
        .help = "Number of worker processes.",
        .member = &Config::workers,
        .min = 1,
+       .max = 512,  // the scoreboard holds twice this many slots (successors, draining)
        .env_alias = "WEB_CONCURRENCY"},
       {.name = "worker_class",
        .flags = "-k,--worker-class",
@@ -194,6 +195,13 @@ const std::vector<Option>& options() {
        .metavar = "INT",
        .help = "Maximum size of one header field in bytes (0 = unlimited).",
        .member = &Config::limit_request_field_size},
+      {.name = "limit_request_body",
+       .flags = "--limit-request-body",
+       .kind = Kind::kInt,
+       .default_value = "0",
+       .metavar = "BYTES",
+       .help = "Maximum size of a request body in bytes; larger ones get 413 (0 = unlimited).",
+       .member = &Config::limit_request_body},
 
       // Process
       {.name = "chdir",

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <sys/signalfd.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -71,7 +72,7 @@ Arbiter::Arbiter(conf::Config config, std::vector<std::string> args,
 
 Arbiter::~Arbiter() {
   if (signal_fd_ >= 0) ::close(signal_fd_);
-  for (int fd : notify_pipe_) {
+  for (int fd : {notify_pipe_[0], notify_pipe_[1], handoff_pair_[0], handoff_pair_[1]}) {
     if (fd >= 0) ::close(fd);
   }
 }
@@ -94,7 +95,8 @@ void Arbiter::write_pid_file() {
 
 int Arbiter::run() {
   setup_signals();
-  if (pipe2(notify_pipe_, O_NONBLOCK | O_CLOEXEC) != 0 || signal_fd_ < 0) {
+  if (pipe2(notify_pipe_, O_NONBLOCK | O_CLOEXEC) != 0 || signal_fd_ < 0 ||
+      socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, handoff_pair_) != 0) {
     spdlog::critical("event=start-failed error={}", log::quote(std::strerror(errno)));
     return kExitBootFailed;
   }
@@ -237,6 +239,7 @@ void Arbiter::run_child(size_t slot) {
   for (const auto& l : listeners_) ctx.listeners.push_back({l.fd, l.is_unix});
   ctx.slot = &scoreboard_->slot(slot);
   ctx.notify_fd = notify_pipe_[1];
+  ctx.handoff = {handoff_pair_[0], handoff_pair_[1]};
   ctx.master_pid = master_pid_;
   ctx.switch_user = identity_.switch_user;
   ctx.uid = identity_.uid;
@@ -404,7 +407,8 @@ void Arbiter::drain_worker(Worker& w, const std::string& reason) {
   w.reason = reason;
   w.phase = policy::Phase::kDraining;
   w.drain_ns = monotonic_ns();
-  ::kill(w.pid, SIGTERM);
+  // Workers stay behind this one: it hands its keep-alive connections to them (USR2).
+  ::kill(w.pid, SIGUSR2);
 }
 
 void Arbiter::signal_all(int sig) {

@@ -91,6 +91,7 @@ class Arbiter {
   int exit_code_ = 0;
   int signal_fd_ = -1;
   int notify_pipe_[2] = {-1, -1};
+  int handoff_pair_[2] = {-1, -1};  // [0] workers receive connections, [1] drainers send
   Identity identity_;
   pid_t master_pid_ = 0;
 };

@@ -59,7 +59,7 @@ class Runtime : public http::Observer {
       stop_now();
     }
   }
-  void drain();
+  void drain(bool hand_off);
   void stop_now();
   bool drop_privileges();
 
@@ -71,7 +71,7 @@ class Runtime : public http::Observer {
   std::unique_ptr<http::Handler> handler_;
   std::unique_ptr<http::Server> server_;
   std::unique_ptr<http::AccessLog> access_log_;
-  uv_signal_t sig_term_, sig_int_, sig_quit_, sig_usr1_;
+  uv_signal_t sig_term_, sig_int_, sig_quit_, sig_usr1_, sig_usr2_;
   uv_timer_t heartbeat_timer_, graceful_timer_;
   uint64_t limit_ = 0;
   bool limit_reported_ = false;
@@ -83,7 +83,10 @@ void Runtime::on_signal(uv_signal_t* h, int signum) {
   auto* rt = static_cast<Runtime*>(h->data);
   switch (signum) {
     case SIGTERM:
-      rt->drain();
+      rt->drain(false);
+      break;
+    case SIGUSR2:
+      rt->drain(true);  // rotation: hand connections to the workers that stay
       break;
     case SIGINT:
     case SIGQUIT:
@@ -98,11 +101,12 @@ void Runtime::on_signal(uv_signal_t* h, int signum) {
   }
 }
 
-void Runtime::drain() {
+void Runtime::drain(bool hand_off) {
   if (draining_) return;
   draining_ = true;
   set_state(WorkerState::kDraining);
-  spdlog::debug("event=drain connections={}", server_->connections());
+  spdlog::info("event=drain mode={} connections={}", hand_off ? "handoff" : "close",
+               server_->connections());
   uint64_t grace_ms = static_cast<uint64_t>(cfg_.graceful_timeout * 1000);
   uv_timer_init(&loop_, &graceful_timer_);
   graceful_timer_.data = this;
@@ -114,7 +118,7 @@ void Runtime::drain() {
         rt->stop_now();
       },
       grace_ms, 0);
-  server_->drain(std::min(kDrainIdleGraceMs, grace_ms), [this] { uv_stop(&loop_); });
+  server_->drain(std::min(kDrainIdleGraceMs, grace_ms), hand_off, [this] { uv_stop(&loop_); });
 }
 
 void Runtime::stop_now() {
@@ -148,6 +152,7 @@ int Runtime::run() {
   limits.request_line = static_cast<uint64_t>(cfg_.limit_request_line);
   limits.fields = static_cast<uint64_t>(cfg_.limit_request_fields);
   limits.field_size = static_cast<uint64_t>(cfg_.limit_request_field_size);
+  limits.body = static_cast<uint64_t>(cfg_.limit_request_body);
   limits.keep_alive_ms = static_cast<uint64_t>(cfg_.keep_alive * 1000);
 
   handler_ = std::make_unique<hello::HelloHandler>();
@@ -165,8 +170,11 @@ int Runtime::run() {
   struct {
     uv_signal_t* h;
     int sig;
-  } sigs[] = {
-      {&sig_term_, SIGTERM}, {&sig_int_, SIGINT}, {&sig_quit_, SIGQUIT}, {&sig_usr1_, SIGUSR1}};
+  } sigs[] = {{&sig_term_, SIGTERM},
+              {&sig_int_, SIGINT},
+              {&sig_quit_, SIGQUIT},
+              {&sig_usr1_, SIGUSR1},
+              {&sig_usr2_, SIGUSR2}};
   for (auto& s : sigs) {
     uv_signal_init(&loop_, s.h);
     s.h->data = this;
@@ -174,7 +182,7 @@ int Runtime::run() {
     uv_unref(reinterpret_cast<uv_handle_t*>(s.h));
   }
 
-  if (int rc = server_->listen(ctx_.listeners); rc != 0) {
+  if (int rc = server_->listen(ctx_.listeners, ctx_.handoff); rc != 0) {
     spdlog::error("event=boot-failed error={}", log::quote(uv_strerror(rc)));
     return kExitBootFailed;
   }

@@ -18,6 +18,7 @@ struct Context {
   std::vector<http::ListenSocket> listeners;
   Slot* slot = nullptr;
   int notify_fd = -1;  // write end of the master's wake-up pipe
+  http::HandoffChannel handoff;
   pid_t master_pid = 0;
   uid_t uid = 0;  // switch to these after fork when `switch_user` (--user/--group)
   gid_t gid = 0;

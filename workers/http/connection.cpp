@@ -5,9 +5,11 @@
 #include <unistd.h>
 
 #include <charconv>
+#include <cstring>
 #include <ctime>
 
 #include "workers/http/access_log.hpp"
+#include "workers/http/handoff.hpp"
 #include "workers/http/server.hpp"
 #include "workers/http/status.hpp"
 
@@ -174,8 +176,13 @@ int Connection::cb_url(llhttp_t* p, const char* at, size_t len) {
   Request& r = c->req_;
   r.arena.append(at, len);
   r.target_len += static_cast<uint32_t>(len);
+  // Like gunicorn, the limit is on the whole request line: method, target and version.
   uint64_t limit = c->server_.limits().request_line;
-  if (limit && r.target_len > limit) return c->fail(414, "request-target too long");
+  if (limit) {
+    uint64_t line = std::strlen(llhttp_method_name(static_cast<llhttp_method_t>(p->method))) +
+                    1 + r.target_len + sizeof(" HTTP/1.1") - 1;
+    if (line > limit) return c->fail(414, "request line too long");
+  }
   return 0;
 }
 
@@ -240,6 +247,10 @@ int Connection::cb_headers_complete(llhttp_t* p) {
     // The body is read (and discarded) right away, so the client may send it now.
     if (r.has_body && r.http_minor >= 1) c->out_ += "HTTP/1.1 100 Continue\r\n\r\n";
   }
+  uint64_t body_limit = c->server_.limits().body;
+  if (body_limit && (p->flags & F_CONTENT_LENGTH) && p->content_length > body_limit) {
+    return c->fail(413, "request body too large");
+  }
   if (r.has_body) c->set_deadline(c->server_.limits().body_timeout_ms);
   return 0;
 }
@@ -247,6 +258,8 @@ int Connection::cb_headers_complete(llhttp_t* p) {
 int Connection::cb_body(llhttp_t* p, const char*, size_t len) {
   Connection* c = self(p);
   c->req_.body_bytes += len;
+  uint64_t limit = c->server_.limits().body;
+  if (limit && c->req_.body_bytes > limit) return c->fail(413, "request body too large");
   c->set_deadline(c->server_.limits().body_timeout_ms);
   return 0;
 }
@@ -266,7 +279,11 @@ int Connection::cb_message_complete(llhttp_t* p) {
 
 void Connection::respond(int status, std::string_view content_type, std::string_view body) {
   const Limits& lim = server_.limits();
-  bool keep = req_.keep_alive && !draining_ && lim.keep_alive_ms > 0;
+  // A draining worker that hands connections over keeps them alive for one more answer; it
+  // closes a connection it could not hand over after that.
+  bool keep = req_.keep_alive && lim.keep_alive_ms > 0 &&
+              (!draining_ || (server_.handoff_fd() >= 0 && !answered_in_drain_));
+  if (draining_) answered_in_drain_ = true;
   close_after_ = !keep;
   append_status_line(out_, status);
   out_ += "Server: rotor\r\n";
@@ -397,7 +414,25 @@ void Connection::on_write(uv_write_t* req, int status) {
 }
 
 void Connection::finish_output() {
-  if (close_after_ && !handling_) start_linger();
+  if (close_after_ && !handling_) {
+    start_linger();
+  } else if (draining_ && server_.handoff_fd() >= 0) {
+    try_handoff();
+  }
+}
+
+bool Connection::try_handoff() {
+  if (closing_ || lingering_ || in_message_ || handling_ || paused_ || close_after_ ||
+      write_pending_ || !out_.empty() || !pending_in_.empty()) {
+    return false;
+  }
+  uv_os_fd_t fd;
+  if (uv_fileno(&h_.handle, &fd) != 0) return false;
+  bool is_unix = h_.handle.type == UV_NAMED_PIPE;
+  if (!send_connection(server_.handoff_fd(), fd, is_unix)) return false;
+  // The message holds its own reference to the socket: closing ours does not end it.
+  close_now();
+  return true;
 }
 
 void Connection::start_linger() {
@@ -420,6 +455,7 @@ void Connection::on_shutdown(uv_shutdown_t* req, int status) {
 
 void Connection::begin_drain() {
   draining_ = true;
+  if (server_.handoff_fd() >= 0 && try_handoff()) return;
   if (!in_message_ && !handling_ && !close_after_ && !lingering_) {
     set_deadline(server_.drain_idle_grace_ms());
   }

@@ -31,6 +31,9 @@ class Connection {
 
   // Server-driven transitions.
   void begin_drain();
+  // At a request boundary with nothing buffered, passes the socket to another worker and
+  // closes our side. False (and nothing changed) when it cannot.
+  bool try_handoff();
   void close_now();
   void check_deadline(uint64_t now_ms);
 
@@ -101,6 +104,7 @@ class Connection {
   bool lingering_ = false;
   bool closing_ = false;
   bool draining_ = false;
+  bool answered_in_drain_ = false;  // one answer without Connection: close, then hand off
 };
 
 }  // namespace rotor::http

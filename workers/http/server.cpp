@@ -24,6 +24,7 @@ struct Server::Listener {
   Server* server;
   int fd;
   bool is_unix;
+  bool handoff;  // the handoff channel rather than a listening socket
   uv_poll_t poll;
 };
 
@@ -38,19 +39,27 @@ Server::Server(uv_loop_t* loop, const Limits& limits, Handler& handler, Observer
 
 Server::~Server() = default;
 
-int Server::listen(const std::vector<ListenSocket>& sockets) {
+int Server::listen(const std::vector<ListenSocket>& sockets, const HandoffChannel& handoff) {
+  handoff_ = handoff;
   for (const auto& s : sockets) {
-    auto l = std::make_unique<Listener>();
-    l->server = this;
-    l->fd = s.fd;
-    l->is_unix = s.is_unix;
-    int rc = uv_poll_init(loop_, &l->poll, s.fd);
-    if (rc != 0) return rc;
-    l->poll.data = l.get();
-    rc = uv_poll_start(&l->poll, UV_READABLE, on_acceptable);
-    if (rc != 0) return rc;
-    listeners_.push_back(std::move(l));
+    if (int rc = add_listener(s.fd, s.is_unix, false); rc != 0) return rc;
   }
+  if (handoff.recv_fd >= 0) return add_listener(handoff.recv_fd, false, true);
+  return 0;
+}
+
+int Server::add_listener(int fd, bool is_unix, bool handoff) {
+  auto l = std::make_unique<Listener>();
+  l->server = this;
+  l->fd = fd;
+  l->is_unix = is_unix;
+  l->handoff = handoff;
+  int rc = uv_poll_init(loop_, &l->poll, fd);
+  if (rc != 0) return rc;
+  l->poll.data = l.get();
+  rc = uv_poll_start(&l->poll, UV_READABLE, on_acceptable);
+  if (rc != 0) return rc;
+  listeners_.push_back(std::move(l));
   return 0;
 }
 
@@ -62,6 +71,13 @@ void Server::on_acceptable(uv_poll_t* poll, int status, int) {
 
 void Server::accept_from(Listener& l) {
   for (int i = 0; i < kAcceptsPerWakeup; ++i) {
+    if (l.handoff) {
+      bool is_unix = false;
+      int fd = receive_connection(l.fd, &is_unix);
+      if (fd < 0) return;
+      adopt(fd, is_unix);
+      continue;
+    }
     int fd = accept4(l.fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd < 0) {
       if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR || errno == ECONNABORTED) {
@@ -70,14 +86,18 @@ void Server::accept_from(Listener& l) {
       spdlog::warn("event=accept-failed error=\"{}\"", std::strerror(errno));
       return;
     }
-    auto* conn = new Connection(*this);
-    conn->next = head_;
-    if (head_) head_->prev = conn;
-    head_ = conn;
-    ++open_;
-    observer_.on_connections(open_);
-    conn->start(fd, l.is_unix);
+    adopt(fd, l.is_unix);
   }
+}
+
+void Server::adopt(int fd, bool is_unix) {
+  auto* conn = new Connection(*this);
+  conn->next = head_;
+  if (head_) head_->prev = conn;
+  head_ = conn;
+  ++open_;
+  observer_.on_connections(open_);
+  conn->start(fd, is_unix);
 }
 
 void Server::connection_closed(Connection* conn) {
@@ -113,8 +133,9 @@ void Server::stop_listening() {
   listeners_.clear();
 }
 
-void Server::drain(uint64_t idle_grace_ms, std::function<void()> on_empty) {
+void Server::drain(uint64_t idle_grace_ms, bool hand_off, std::function<void()> on_empty) {
   draining_ = true;
+  hand_off_ = hand_off && handoff_.send_fd >= 0;
   drain_idle_grace_ms_ = idle_grace_ms;
   on_empty_ = std::move(on_empty);
   stop_listening();

@@ -10,6 +10,8 @@
 #include <string>
 #include <vector>
 
+#include "workers/http/handoff.hpp"
+
 namespace rotor::http {
 
 class AccessLog;
@@ -20,6 +22,7 @@ struct Limits {
   uint64_t request_line = 4094;  // bytes of request-target; 0 = unlimited
   uint64_t fields = 100;         // header fields; 0 = unlimited
   uint64_t field_size = 8190;    // bytes of one header name + value; 0 = unlimited
+  uint64_t body = 0;             // bytes of a request body; 0 = unlimited
   uint64_t keep_alive_ms = 5000;
   uint64_t head_timeout_ms = 10000;  // from the first byte of a request to its complete head
   uint64_t body_timeout_ms = 30000;  // longest wait for the next body bytes
@@ -54,12 +57,14 @@ class Server {
   Server(const Server&) = delete;
   Server& operator=(const Server&) = delete;
 
-  // Start accepting; returns a libuv error code (0 on success).
-  int listen(const std::vector<ListenSocket>& sockets);
+  // Start accepting, on the listening sockets and from the handoff channel (when it has one);
+  // returns a libuv error code (0 on success).
+  int listen(const std::vector<ListenSocket>& sockets, const HandoffChannel& handoff);
   // Stop accepting and let every connection finish: requests already received are answered
   // with Connection: close, idle keep-alive connections get `idle_grace_ms` before they close.
-  // `on_empty` runs once no connection is left.
-  void drain(uint64_t idle_grace_ms, std::function<void()> on_empty);
+  // `on_empty` runs once no connection is left. With `hand_off`, connections at a request
+  // boundary go to the other workers instead (rotation); without, they close (shutdown).
+  void drain(uint64_t idle_grace_ms, bool hand_off, std::function<void()> on_empty);
   // Close everything now (fast shutdown).
   void close_all();
 
@@ -80,12 +85,16 @@ class Server {
   void request_started();
   void response_complete(bool answered);
   uint64_t drain_idle_grace_ms() const { return drain_idle_grace_ms_; }
+  // The channel to hand connections to while draining for a rotation, else -1.
+  int handoff_fd() const { return hand_off_ ? handoff_.send_fd : -1; }
 
  private:
   struct Listener;
   static void on_acceptable(uv_poll_t* poll, int status, int events);
   static void on_sweep(uv_timer_t* timer);
   void accept_from(Listener& l);
+  void adopt(int fd, bool is_unix);
+  int add_listener(int fd, bool is_unix, bool handoff);
   void sweep();
   void refresh_date();
   void stop_listening();
@@ -103,6 +112,8 @@ class Server {
   std::string date_header_;
   int64_t date_second_ = -1;
   bool draining_ = false;
+  bool hand_off_ = false;
+  HandoffChannel handoff_;
   uint64_t drain_idle_grace_ms_ = 0;
   std::function<void()> on_empty_;
   AccessLog* access_log_ = nullptr;
