@@ -5,6 +5,7 @@ with the same wrk command and prints a markdown table with ratios. Servers liste
 only and every load run is bounded in time.
 """
 import argparse
+import contextlib
 import os
 import platform
 import re
@@ -19,6 +20,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 ROTOR = ROOT / "build" / "rotor"
+ARGS = None  # the parsed command line, for the table footers
 
 
 def free_port():
@@ -127,19 +129,31 @@ def table(title, rows, base_name):
     for r in rows:
         ratio = r["rps"] / base["rps"] if base["rps"] else float("nan")
         print(f"| {r['name']} | {r['rps']:.0f} | {ratio:.2f} | {r['p99_ms']:.2f} | {r['errors']} |")
-    print(f"\nratio: against `{base_name}`. load: `{rows[0]['cmd']}`")
+    print(f"\nratio: against `{base_name}`; median of {ARGS.rounds} interleaved runs of "
+          f"`{rows[0]['cmd']}`; errors: summed over all runs")
 
 
-def measure(servers, duration, path="/"):
+def measure(servers, args, path="/"):
+    """Loads every server in turn, `args.rounds` times (A B A B ...), and keeps each one's
+    median run: interleaving spreads the machine's drift over all of them alike."""
+    with contextlib.ExitStack() as stack:
+        for s in servers:
+            stack.enter_context(s)
+            wrk(f"http://127.0.0.1:{s.port}{path}", 1)  # warm-up
+        runs = {s.name: [] for s in servers}
+        for _ in range(args.rounds):
+            for s in servers:
+                r = wrk(f"http://127.0.0.1:{s.port}{path}", args.duration)
+                runs[s.name].append(r)
+                print(f"  {s.name}: {r['rps']:.0f} req/s, p99 {r['p99_ms']:.2f} ms, "
+                      f"errors {r['errors']}", file=sys.stderr)
     rows = []
     for s in servers:
-        with s:
-            wrk(f"http://127.0.0.1:{s.port}{path}", 1)  # warm-up
-            r = wrk(f"http://127.0.0.1:{s.port}{path}", duration)
+        ordered = sorted(runs[s.name], key=lambda r: r["rps"])
+        r = dict(ordered[len(ordered) // 2])
+        r["errors"] = sum(x["errors"] for x in ordered)  # every run's failures count
         r["name"] = s.name
         rows.append(r)
-        print(f"  {s.name}: {r['rps']:.0f} req/s, p99 {r['p99_ms']:.2f} ms, errors {r['errors']}",
-              file=sys.stderr)
     return rows
 
 
@@ -148,7 +162,7 @@ def scenario_hello(args):
     with tempfile.TemporaryDirectory() as tmp:
         servers = [rotor_server("rotor -k hello -w 2", free_port(), "-k", "hello", "-w", "2"),
                    nginx_server(free_port(), tmp)]
-        rows = measure(servers, args.duration)
+        rows = measure(servers, args)
     table("hello: rotor native worker vs nginx (2 workers each)", rows, "nginx")
 
 
@@ -160,7 +174,7 @@ def scenario_rotation(args):
                      "-k", "hello", "-w", "2", "--max-requests", "1000",
                      "--max-requests-jitter", "100"),
     ]
-    rows = measure(servers, args.duration)
+    rows = measure(servers, args)
     table("rotation cost: rotor hello, 2 workers", rows, "rotor hello, no rotation")
 
 
@@ -171,9 +185,13 @@ def main():
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("scenarios", nargs="*", help=f"any of {', '.join(SCENARIOS)} (default: all)")
     p.add_argument("--quick", action="store_true", help="short runs (smoke test)")
-    p.add_argument("--duration", type=int, default=None, help="seconds of load per server")
+    p.add_argument("--duration", type=int, default=None, help="seconds of load per run")
+    p.add_argument("--rounds", type=int, default=None, help="interleaved runs per server")
     args = p.parse_args()
-    args.duration = args.duration or (3 if args.quick else 10)
+    args.duration = args.duration or (3 if args.quick else 8)
+    args.rounds = args.rounds or (1 if args.quick else 3)
+    global ARGS
+    ARGS = args
     unknown = [s for s in args.scenarios if s not in SCENARIOS]
     if unknown:
         p.error(f"unknown scenario {unknown[0]}; choose from {', '.join(SCENARIOS)}")
