@@ -166,6 +166,7 @@ void Arbiter::handle_signal(int sig) {
       break;
     case SIGUSR1:
       log::reopen();
+      spdlog::info("event=reopen-logs workers={}", workers_.size());
       signal_all(SIGUSR1);
       break;
     default:

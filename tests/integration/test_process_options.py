@@ -118,3 +118,34 @@ def test_max_rss_rotates_workers(rotor):
     wait_for(lambda: len([f for f in r.events("worker-exit") if f["reason"] == "max-rss"]) >= 2,
              what="two max-rss rotations")
     assert _get(r.port).startswith(b"HTTP/1.1 200")
+
+
+@pytest.mark.skipif(os.getuid() != 0, reason="switching users needs root")
+def test_first_generation_boot_failure_exits_3_without_a_fork_loop(rotor, tmp_path):
+    # The master (root) can open the access log; workers running as nobody cannot, so no
+    # worker of the first generation boots.
+    access = tmp_path / "access.log"
+    access.touch(mode=0o600)
+    os.chmod(tmp_path, 0o755)
+    r = rotor("-k", "hello", "-w", "2", "--user", "nobody", "--access-logfile", str(access),
+              wait=False)
+    assert r.wait_exit() == 3, r.log()
+    log = r.log()
+    assert "event=boot-failed" in log
+    assert "Permission denied" in log  # the worker's own error is shown
+    assert len(r.events("spawn")) <= 2, "the master kept forking workers that cannot boot"
+
+
+def test_repeated_crashes_back_off(rotor):
+    r = rotor("-k", "hello", "-w", "1")
+    # Kill each new worker as soon as it is ready; after the first crash respawns are delayed.
+    for _ in range(4):
+        pid = wait_for(lambda: r.ready_pids() and r.ready_pids()[0], what="a ready worker")
+        os.kill(pid, signal.SIGKILL)
+        wait_for(lambda: any(int(f["pid"]) == pid for f in r.events("worker-exit")),
+                 what="the crash to be logged")
+    wait_for(lambda: r.events("backoff"), what="a backoff line")
+    delays = [int(f["delay_ms"]) for f in r.events("backoff")]
+    assert delays == sorted(delays) and delays[0] >= 100, delays
+    r.wait_ready(1)  # it does come back after the delay
+    assert _get(r.port).startswith(b"HTTP/1.1 200")
