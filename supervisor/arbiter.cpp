@@ -239,6 +239,7 @@ void Arbiter::run_child(size_t slot) {
   ctx.config = &cfg_;
   for (const auto& l : listeners_) ctx.listeners.push_back({l.fd, l.is_unix});
   ctx.slot = &scoreboard_->slot(slot);
+  ctx.scoreboard = scoreboard_.get();
   ctx.notify_fd = notify_pipe_[1];
   ctx.handoff = {handoff_pair_[0], handoff_pair_[1]};
   ctx.master_pid = master_pid_;

@@ -28,17 +28,18 @@ const char* to_string(WorkerState state) {
 }
 
 Scoreboard::Scoreboard(size_t slots) : size_(slots) {
-  void* mem = mmap(nullptr, sizeof(Slot) * slots, PROT_READ | PROT_WRITE,
+  void* mem = mmap(nullptr, sizeof(Header) + sizeof(Slot) * slots, PROT_READ | PROT_WRITE,
                    MAP_SHARED | MAP_ANONYMOUS, -1, 0);
   if (mem == MAP_FAILED) {
     throw std::runtime_error(std::string("scoreboard mmap failed: ") + std::strerror(errno));
   }
-  slots_ = static_cast<Slot*>(mem);
+  header_ = new (mem) Header();
+  slots_ = reinterpret_cast<Slot*>(static_cast<char*>(mem) + sizeof(Header));
   for (size_t i = 0; i < slots; ++i) new (&slots_[i]) Slot();
 }
 
 Scoreboard::~Scoreboard() {
-  munmap(slots_, sizeof(Slot) * size_);
+  munmap(header_, sizeof(Header) + sizeof(Slot) * size_);
 }
 
 long Scoreboard::find_free() const {
@@ -58,6 +59,9 @@ void Scoreboard::claim(size_t index, uint64_t token, uint64_t request_limit) {
   s.heartbeat_ns.store(monotonic_ns(), std::memory_order_relaxed);
   s.ready_ns.store(0, std::memory_order_relaxed);
   s.token.store(token, std::memory_order_release);
+  if (index + 1 > header_->high_water.load(std::memory_order_relaxed)) {
+    header_->high_water.store(static_cast<uint32_t>(index + 1), std::memory_order_release);
+  }
 }
 
 void Scoreboard::release(size_t index) {

@@ -40,7 +40,10 @@ class Scoreboard {
   Scoreboard& operator=(const Scoreboard&) = delete;
 
   size_t size() const { return size_; }
+  // One past the highest slot index ever claimed: scans stop there.
+  size_t high_water() const { return header_->high_water.load(std::memory_order_acquire); }
   Slot& slot(size_t index) { return slots_[index]; }
+  const Slot& slot(size_t index) const { return slots_[index]; }
   // A free slot, or -1 when every slot is taken.
   long find_free() const;
   // Reset a slot for a new worker before the fork.
@@ -48,6 +51,10 @@ class Scoreboard {
   void release(size_t index);
 
  private:
+  struct alignas(64) Header {
+    std::atomic<uint32_t> high_water{0};
+  };
+  Header* header_;
   Slot* slots_;
   size_t size_;
 };

@@ -13,6 +13,7 @@
 #include <spdlog/spdlog.h>
 
 #include "log/log.hpp"
+#include "workers/balance.hpp"
 #include "workers/hello/hello.hpp"
 #include "workers/http/access_log.hpp"
 
@@ -35,6 +36,21 @@ class Runtime : public http::Observer {
   }
   void on_in_flight(size_t n) override {
     ctx_.slot->in_flight.store(static_cast<uint32_t>(n), std::memory_order_relaxed);
+  }
+  bool may_accept(size_t open) override {
+    uint32_t least = kNoOtherWorker;
+    size_t n = ctx_.scoreboard->high_water();
+    for (size_t i = 0; i < n; ++i) {
+      const Slot& s = ctx_.scoreboard->slot(i);
+      if (&s == ctx_.slot || s.token.load(std::memory_order_relaxed) == 0) continue;
+      uint32_t state = s.state.load(std::memory_order_relaxed);
+      if (state != static_cast<uint32_t>(WorkerState::kReady) &&
+          state != static_cast<uint32_t>(WorkerState::kRetiring)) {
+        continue;
+      }
+      least = std::min(least, s.connections.load(std::memory_order_relaxed));
+    }
+    return may_take_connection(open, least);
   }
   void on_response_complete() override {
     uint64_t served = ctx_.slot->requests.fetch_add(1, std::memory_order_relaxed) + 1;

@@ -17,7 +17,8 @@ struct Context {
   const conf::Config* config = nullptr;
   std::vector<http::ListenSocket> listeners;
   Slot* slot = nullptr;
-  int notify_fd = -1;  // write end of the master's wake-up pipe
+  const Scoreboard* scoreboard = nullptr;  // every worker's slot, to share connections fairly
+  int notify_fd = -1;                      // write end of the master's wake-up pipe
   http::HandoffChannel handoff;
   pid_t master_pid = 0;
   uid_t uid = 0;  // switch to these after fork when `switch_user` (--user/--group)

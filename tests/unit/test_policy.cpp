@@ -194,3 +194,22 @@ TEST_SUITE("policy") {
     CHECK(p.spawn_fresh == 1);
   }
 }
+
+#include "workers/balance.hpp"
+
+TEST_SUITE("balance") {
+  TEST_CASE("a worker takes connections only up to one more than the least loaded other") {
+    using rotor::worker::kNoOtherWorker;
+    using rotor::worker::may_take_connection;
+    CHECK(may_take_connection(0, kNoOtherWorker));
+    CHECK(may_take_connection(1000, kNoOtherWorker));  // alone: always
+    CHECK(may_take_connection(0, 0));
+    CHECK(may_take_connection(1, 0));
+    CHECK_FALSE(may_take_connection(2, 0));
+    CHECK(may_take_connection(16, 16));
+    CHECK(may_take_connection(17, 16));
+    CHECK_FALSE(may_take_connection(18, 16));
+    // The least loaded worker itself always may: nobody waits for everyone to decline.
+    CHECK(may_take_connection(5, 9));
+  }
+}

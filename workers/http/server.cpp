@@ -18,6 +18,7 @@ namespace {
 // polling the shared socket take its share.
 constexpr int kAcceptsPerWakeup = 4;
 constexpr uint64_t kSweepIntervalMs = 250;
+constexpr uint64_t kAcceptRetryMs = 1;
 }  // namespace
 
 struct Server::Listener {
@@ -26,7 +27,20 @@ struct Server::Listener {
   bool is_unix;
   bool handoff;  // the handoff channel rather than a listening socket
   uv_poll_t poll;
+  uv_timer_t retry;  // re-arms the poll after a deferral
+  bool deferred = false;
+  int open_handles = 2;  // poll and retry: freed when both have closed
 };
+
+namespace {
+void close_listener_handle(uv_handle_t* h) {
+  auto* l = static_cast<Server::Listener*>(h->data);
+  if (--l->open_handles == 0) {
+    ::close(l->fd);
+    delete l;
+  }
+}
+}  // namespace
 
 Server::Server(uv_loop_t* loop, const Limits& limits, Handler& handler, Observer& observer)
     : loop_(loop), limits_(limits), handler_(handler), observer_(observer) {
@@ -57,6 +71,8 @@ int Server::add_listener(int fd, bool is_unix, bool handoff) {
   int rc = uv_poll_init(loop_, &l->poll, fd);
   if (rc != 0) return rc;
   l->poll.data = l.get();
+  uv_timer_init(loop_, &l->retry);
+  l->retry.data = l.get();
   rc = uv_poll_start(&l->poll, UV_READABLE, on_acceptable);
   if (rc != 0) return rc;
   listeners_.push_back(std::move(l));
@@ -71,6 +87,10 @@ void Server::on_acceptable(uv_poll_t* poll, int status, int) {
 
 void Server::accept_from(Listener& l) {
   for (int i = 0; i < kAcceptsPerWakeup; ++i) {
+    if (!observer_.may_accept(open_)) {
+      defer_accepting(l);
+      return;
+    }
     if (l.handoff) {
       bool is_unix = false;
       int fd = receive_connection(l.fd, &is_unix);
@@ -88,6 +108,22 @@ void Server::accept_from(Listener& l) {
     }
     adopt(fd, l.is_unix);
   }
+}
+
+void Server::defer_accepting(Listener& l) {
+  // Level-triggered polling would wake us again at once; look again a moment later, when the
+  // other workers have taken their share.
+  if (l.deferred) return;
+  l.deferred = true;
+  uv_poll_stop(&l.poll);
+  uv_timer_start(
+      &l.retry,
+      [](uv_timer_t* t) {
+        auto* lst = static_cast<Listener*>(t->data);
+        lst->deferred = false;
+        uv_poll_start(&lst->poll, UV_READABLE, on_acceptable);
+      },
+      kAcceptRetryMs, 0);
 }
 
 void Server::adopt(int fd, bool is_unix) {
@@ -121,13 +157,11 @@ void Server::response_complete(bool answered) {
 void Server::stop_listening() {
   for (auto& l : listeners_) {
     uv_poll_stop(&l->poll);
+    uv_timer_stop(&l->retry);
     // Our copy of the shared socket only: the master and the other workers keep it open, so
     // connections still queued are accepted by them.
-    uv_close(reinterpret_cast<uv_handle_t*>(&l->poll), [](uv_handle_t* h) {
-      auto* dead = static_cast<Listener*>(h->data);
-      ::close(dead->fd);
-      delete dead;
-    });
+    uv_close(reinterpret_cast<uv_handle_t*>(&l->retry), close_listener_handle);
+    uv_close(reinterpret_cast<uv_handle_t*>(&l->poll), close_listener_handle);
     l.release();
   }
   listeners_.clear();

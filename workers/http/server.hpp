@@ -43,6 +43,9 @@ class Observer {
   virtual void on_connections(size_t open) = 0;
   virtual void on_in_flight(size_t in_flight) = 0;
   virtual void on_response_complete() = 0;
+  // Whether to take one more connection now, with `open` already open: a worker that has more
+  // than its share leaves new and handed-off connections to the others.
+  virtual bool may_accept(size_t open) = 0;
 };
 
 struct ListenSocket {
@@ -52,6 +55,7 @@ struct ListenSocket {
 
 class Server {
  public:
+  struct Listener;
   Server(uv_loop_t* loop, const Limits& limits, Handler& handler, Observer& observer);
   ~Server();
   Server(const Server&) = delete;
@@ -89,10 +93,10 @@ class Server {
   int handoff_fd() const { return hand_off_ ? handoff_.send_fd : -1; }
 
  private:
-  struct Listener;
   static void on_acceptable(uv_poll_t* poll, int status, int events);
   static void on_sweep(uv_timer_t* timer);
   void accept_from(Listener& l);
+  void defer_accepting(Listener& l);
   void adopt(int fd, bool is_unix);
   int add_listener(int fd, bool is_unix, bool handoff);
   void sweep();
