@@ -29,6 +29,12 @@ struct Config {
   double timeout = 30;           // heartbeat timeout, seconds (0 = off)
   double graceful_timeout = 30;  // seconds
   double keep_alive = 5;         // idle keep-alive timeout, seconds
+  int64_t worker_connections = 1000;  // a worker stops accepting at this many connections
+
+  // HTTP timeouts, seconds (0 = none)
+  double timeout_request_head = 10;    // first byte of a request to the end of its head
+  double timeout_request_body = 30;    // between two reads of a request body
+  double timeout_response_write = 30;  // an answer the client does not read
 
   // HTTP limits
   int64_t limit_request_line = 4094;

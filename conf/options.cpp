@@ -124,6 +124,16 @@ const std::vector<Option>& options() {
        .metavar = "SECONDS",
        .help = "How long an idle keep-alive connection is kept open.",
        .member = &Config::keep_alive},
+      {.name = "worker_connections",
+       .flags = "--worker-connections",
+       .kind = Kind::kInt,
+       .default_value = "1000",
+       .metavar = "INT",
+       .help = "Open connections at which a worker stops accepting new ones (they wait in the "
+               "shared queue for another worker) until one closes.",
+       .member = &Config::worker_connections,
+       .min = 1,
+       .max = 1000000},
 
       // Rotation
       {.name = "max_requests",
@@ -203,6 +213,32 @@ const std::vector<Option>& options() {
        .help = "Maximum size of a request body in bytes; larger ones get 413 (0 = unlimited).",
        .member = &Config::limit_request_body},
 
+      // HTTP timeouts
+      {.name = "timeout_request_head",
+       .flags = "--timeout-request-head",
+       .kind = Kind::kSeconds,
+       .default_value = "10",
+       .metavar = "SECONDS",
+       .help = "Longest time from the first byte of a request to the end of its head (slow "
+               "clients, slowloris); then 408 and close (0 = no limit).",
+       .member = &Config::timeout_request_head},
+      {.name = "timeout_request_body",
+       .flags = "--timeout-request-body",
+       .kind = Kind::kSeconds,
+       .default_value = "30",
+       .metavar = "SECONDS",
+       .help = "Longest wait for the next bytes of a request body; then 408 and close "
+               "(0 = no limit).",
+       .member = &Config::timeout_request_body},
+      {.name = "timeout_response_write",
+       .flags = "--timeout-response-write",
+       .kind = Kind::kSeconds,
+       .default_value = "30",
+       .metavar = "SECONDS",
+       .help = "Close a connection whose client has not read any of its answer for this long "
+               "(0 = no limit).",
+       .member = &Config::timeout_response_write},
+
       // Process
       {.name = "chdir",
        .flags = "--chdir",
@@ -259,6 +295,7 @@ const std::vector<Option>& options() {
        .metavar = "FORMAT",
        .help = "Access log line format (gunicorn's atoms).",
        .member = &Config::access_logformat},
+
   };
   return table;
 }

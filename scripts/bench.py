@@ -45,11 +45,18 @@ def wait_port(port, proc, timeout=30):
     raise RuntimeError(f"nothing answered on port {port}")
 
 
-def wrk(url, duration, connections=32, threads=2, extra=()):
+def wrk(url, duration, connections=32, threads=2, extra=(), script=None, script_args=()):
     cmd = ["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{duration}s", "--latency",
-           *extra, url]
+           *extra]
+    shown = list(cmd)  # for the table footer: the script by name, no URL
+    if script:
+        cmd += ["-s", str(script)]
+        shown += ["-s", Path(script).name]
+    tail = ["--", *map(str, script_args)] if script_args else []
+    shown = " ".join(shown + tail)
+    cmd += [url, *tail]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 60).stdout
-    r = {"cmd": " ".join(cmd[:-1]), "rps": 0.0, "p99_ms": float("nan"), "errors": 0}
+    r = {"cmd": shown, "rps": 0.0, "p99_ms": float("nan"), "errors": 0}
     m = re.search(r"Requests/sec:\s+([\d.]+)", out)
     if m:
         r["rps"] = float(m.group(1))
@@ -91,12 +98,69 @@ class Server:
         self.proc.wait()
 
 
+# wrk sends `depth` requests in each write and counts every response.
+PIPELINE_LUA = """
+init = function(args)
+  local depth = tonumber(args[1]) or 16
+  local r = {}
+  for i = 1, depth do r[i] = wrk.format(nil, "/") end
+  req = table.concat(r)
+end
+request = function() return req end
+"""
+
+
+class IdleConnections:
+    """`n` keep-alive connections that make one request each, then stay open and silent."""
+
+    def __init__(self, port, n):
+        self.port, self.n, self.socks = port, n, []
+
+    def __enter__(self):
+        for _ in range(self.n):
+            s = socket.create_connection(("127.0.0.1", self.port), timeout=10)
+            s.sendall(b"GET / HTTP/1.1\r\nHost: idle\r\n\r\n")
+            self.socks.append(s)
+        for s in self.socks:
+            data = b""
+            while b"Hello, world!" not in data:
+                b = s.recv(4096)
+                if not b:
+                    raise RuntimeError("an idle connection was closed before it was idle")
+                data += b
+        return self
+
+    def still_open(self):
+        n = 0
+        for s in self.socks:
+            s.setblocking(False)
+            try:
+                if s.recv(1):  # unexpected bytes, but open
+                    n += 1
+            except BlockingIOError:  # nothing to read: open and idle
+                n += 1
+            except OSError:
+                pass
+        return n
+
+    def __exit__(self, *exc):
+        for s in self.socks:
+            s.close()
+
+
+class Load:
+    """One row of a table: a server under one wrk configuration."""
+
+    def __init__(self, name, server, **wrk_args):
+        self.name, self.server, self.wrk_args = name, server, wrk_args
+
+
 def rotor_server(name, port, *args):
     return Server(name, [str(ROTOR), "-b", f"127.0.0.1:{port}", *args], port)
 
 
-def nginx_server(port, tmp):
-    conf = Path(tmp) / "nginx.conf"
+def nginx_server(port, tmp, keepalive_timeout=75):
+    conf = Path(tmp) / f"nginx-{port}.conf"
     conf.write_text(f"""
 worker_processes 2;
 daemon off;
@@ -111,6 +175,7 @@ http {{
   uwsgi_temp_path {tmp};
   scgi_temp_path {tmp};
   keepalive_requests 1000000;
+  keepalive_timeout {keepalive_timeout}s;
   server {{
     listen 127.0.0.1:{port};
     location / {{ default_type text/plain; return 200 "Hello, world!"; }}
@@ -129,30 +194,39 @@ def table(title, rows, base_name):
     for r in rows:
         ratio = r["rps"] / base["rps"] if base["rps"] else float("nan")
         print(f"| {r['name']} | {r['rps']:.0f} | {ratio:.2f} | {r['p99_ms']:.2f} | {r['errors']} |")
+    cmds = list(dict.fromkeys(r["cmd"] for r in rows))
     print(f"\nratio: against `{base_name}`; median of {ARGS.rounds} interleaved runs of "
-          f"`{rows[0]['cmd']}`; errors: summed over all runs")
+          f"{' / '.join(f'`{c}`' for c in cmds)}; errors: summed over all runs")
 
 
-def measure(servers, args, path="/"):
-    """Loads every server in turn, `args.rounds` times (A B A B ...), and keeps each one's
-    median run: interleaving spreads the machine's drift over all of them alike."""
+def measure(servers, args, path="/", loads=None, idle=None):
+    """Loads every server (or every Load) in turn, `args.rounds` times (A B A B ...), and keeps
+    each one's median run: interleaving spreads the machine's drift over all of them alike.
+    `idle` maps a server to the number of idle connections held open on it meanwhile."""
+    loads = loads or [Load(s.name, s) for s in servers]
+    idle = idle or {}
+    holders = {}
     with contextlib.ExitStack() as stack:
         for s in servers:
             stack.enter_context(s)
+            if idle.get(s):
+                holders[s] = stack.enter_context(IdleConnections(s.port, idle[s]))
             wrk(f"http://127.0.0.1:{s.port}{path}", 1)  # warm-up
-        runs = {s.name: [] for s in servers}
+        runs = {l.name: [] for l in loads}
         for _ in range(args.rounds):
-            for s in servers:
-                r = wrk(f"http://127.0.0.1:{s.port}{path}", args.duration)
-                runs[s.name].append(r)
-                print(f"  {s.name}: {r['rps']:.0f} req/s, p99 {r['p99_ms']:.2f} ms, "
+            for l in loads:
+                r = wrk(f"http://127.0.0.1:{l.server.port}{path}", args.duration, **l.wrk_args)
+                runs[l.name].append(r)
+                print(f"  {l.name}: {r['rps']:.0f} req/s, p99 {r['p99_ms']:.2f} ms, "
                       f"errors {r['errors']}", file=sys.stderr)
+        for s, h in holders.items():  # the idle connections must have stayed open throughout
+            s.idle_left = h.still_open()
     rows = []
-    for s in servers:
-        ordered = sorted(runs[s.name], key=lambda r: r["rps"])
+    for l in loads:
+        ordered = sorted(runs[l.name], key=lambda r: r["rps"])
         r = dict(ordered[len(ordered) // 2])
         r["errors"] = sum(x["errors"] for x in ordered)  # every run's failures count
-        r["name"] = s.name
+        r["name"] = l.name
         rows.append(r)
     return rows
 
@@ -178,7 +252,48 @@ def scenario_rotation(args):
     table("rotation cost: rotor hello, 2 workers", rows, "rotor hello, no rotation")
 
 
-SCENARIOS = {"hello": scenario_hello, "rotation": scenario_rotation}
+def scenario_pipelining(args):
+    """The hello worker against nginx, each with and without HTTP/1.1 pipelining (wrk sends
+    16 requests per write), in the same run."""
+    depth = 16
+    with tempfile.TemporaryDirectory() as tmp:
+        script = Path(tmp) / "pipeline.lua"
+        script.write_text(PIPELINE_LUA)
+        rotor = rotor_server("rotor -k hello -w 2", free_port(), "-k", "hello", "-w", "2")
+        nginx = nginx_server(free_port(), tmp)
+        loads = [Load("rotor", rotor), Load("nginx", nginx),
+                 Load(f"rotor, pipelined x{depth}", rotor, script=script, script_args=[depth]),
+                 Load(f"nginx, pipelined x{depth}", nginx, script=script, script_args=[depth])]
+        rows = measure([rotor, nginx], args, loads=loads)
+    table(f"pipelining: hello worker vs nginx, without and with {depth} requests per write "
+          "(2 workers each)", rows, "nginx")
+
+
+def scenario_idle(args):
+    """Throughput of the hello worker (and nginx) while 300 idle keep-alive connections are
+    held open, against the same server without them."""
+    n = 300
+    with tempfile.TemporaryDirectory() as tmp:
+        # Keep-alive longer than the whole scenario: the idle connections must stay open.
+        ka = ("--keep-alive", "3600")
+        plain = rotor_server("rotor", free_port(), "-k", "hello", "-w", "2", *ka)
+        loaded = rotor_server(f"rotor, {n} idle connections", free_port(), "-k", "hello", "-w",
+                              "2", *ka)
+        nginx_plain = nginx_server(free_port(), tmp, keepalive_timeout=3600)
+        nginx_plain.name = "nginx"
+        nginx_loaded = nginx_server(free_port(), tmp, keepalive_timeout=3600)
+        nginx_loaded.name = f"nginx, {n} idle connections"
+        servers = [plain, loaded, nginx_plain, nginx_loaded]
+        rows = measure(servers, args, idle={loaded: n, nginx_loaded: n})
+    table(f"idle connections: throughput with {n} idle keep-alive connections held open "
+          "(2 workers each)", rows, "rotor")
+    for s in (loaded, nginx_loaded):
+        print(f"{s.name}: {getattr(s, 'idle_left', 0)} of {n} idle connections still open at "
+              "the end")
+
+
+SCENARIOS = {"hello": scenario_hello, "rotation": scenario_rotation,
+             "pipelining": scenario_pipelining, "idle": scenario_idle}
 
 
 def main():

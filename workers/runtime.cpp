@@ -14,7 +14,6 @@
 
 #include "log/log.hpp"
 #include "workers/balance.hpp"
-#include "workers/hello/hello.hpp"
 #include "workers/http/access_log.hpp"
 
 namespace rotor::worker {
@@ -84,7 +83,7 @@ class Runtime : public http::Observer {
   const Context& ctx_;
   const conf::Config& cfg_;
   uv_loop_t loop_;
-  std::unique_ptr<http::Handler> handler_;
+  std::unique_ptr<WorkerClass> app_;
   std::unique_ptr<http::Server> server_;
   std::unique_ptr<http::AccessLog> access_log_;
   uv_signal_t sig_term_, sig_int_, sig_quit_, sig_usr1_, sig_usr2_;
@@ -93,6 +92,7 @@ class Runtime : public http::Observer {
   bool limit_reported_ = false;
   bool draining_ = false;
   int exit_code_ = kExitOk;
+  bool drained_ = false;  // every connection finished: the app may run its shutdown
 };
 
 void Runtime::on_signal(uv_signal_t* h, int signum) {
@@ -134,12 +134,15 @@ void Runtime::drain(bool hand_off) {
         rt->stop_now();
       },
       grace_ms, 0);
-  server_->drain(std::min(kDrainIdleGraceMs, grace_ms), hand_off, [this] { uv_stop(&loop_); });
+  server_->drain(std::min(kDrainIdleGraceMs, grace_ms), hand_off, [this] {
+    drained_ = true;
+    app_->stop();
+  });
 }
 
 void Runtime::stop_now() {
   server_->close_all();
-  uv_stop(&loop_);
+  app_->stop();
 }
 
 bool Runtime::drop_privileges() {
@@ -165,24 +168,18 @@ int Runtime::run() {
   uv_loop_init(&loop_);
 
   http::Limits limits;
-  limits.request_line = static_cast<uint64_t>(cfg_.limit_request_line);
-  limits.fields = static_cast<uint64_t>(cfg_.limit_request_fields);
-  limits.field_size = static_cast<uint64_t>(cfg_.limit_request_field_size);
-  limits.body = static_cast<uint64_t>(cfg_.limit_request_body);
-  limits.keep_alive_ms = static_cast<uint64_t>(cfg_.keep_alive * 1000);
+  limits.parse.request_line = static_cast<uint64_t>(cfg_.limit_request_line);
+  limits.parse.fields = static_cast<uint64_t>(cfg_.limit_request_fields);
+  limits.parse.field_size = static_cast<uint64_t>(cfg_.limit_request_field_size);
+  limits.parse.body = static_cast<uint64_t>(cfg_.limit_request_body);
+  auto ms = [](double seconds) { return static_cast<uint64_t>(seconds * 1000); };
+  limits.keep_alive_ms = ms(cfg_.keep_alive);
+  limits.head_timeout_ms = ms(cfg_.timeout_request_head);
+  limits.body_timeout_ms = ms(cfg_.timeout_request_body);
+  limits.write_timeout_ms = ms(cfg_.timeout_response_write);
+  limits.max_connections = static_cast<size_t>(cfg_.worker_connections);
 
-  handler_ = std::make_unique<hello::HelloHandler>();
-  server_ = std::make_unique<http::Server>(&loop_, limits, *handler_, *this);
-  if (!cfg_.access_logfile.empty()) {
-    std::string error;
-    access_log_ = http::AccessLog::open(cfg_.access_logfile, cfg_.access_logformat, &error);
-    if (!access_log_) {
-      spdlog::error("event=boot-failed error={}", log::quote("--access-logfile: " + error));
-      return kExitBootFailed;
-    }
-    server_->set_access_log(access_log_.get());
-  }
-
+  // Signals first: an embedded Python leaves SIGINT alone only when it is already handled.
   struct {
     uv_signal_t* h;
     int sig;
@@ -196,6 +193,19 @@ int Runtime::run() {
     s.h->data = this;
     uv_signal_start(s.h, on_signal, s.sig);
     uv_unref(reinterpret_cast<uv_handle_t*>(s.h));
+  }
+
+  app_ = make_worker_class(cfg_);
+  if (int code = app_->boot(&loop_); code != kExitOk) return code;
+  server_ = std::make_unique<http::Server>(&loop_, limits, app_->handler(), *this);
+  if (!cfg_.access_logfile.empty()) {
+    std::string error;
+    access_log_ = http::AccessLog::open(cfg_.access_logfile, cfg_.access_logformat, &error);
+    if (!access_log_) {
+      spdlog::error("event=boot-failed error={}", log::quote("--access-logfile: " + error));
+      return kExitBootFailed;
+    }
+    server_->set_access_log(access_log_.get());
   }
 
   if (int rc = server_->listen(ctx_.listeners, ctx_.handoff); rc != 0) {
@@ -217,7 +227,8 @@ int Runtime::run() {
   ctx_.slot->ready_ns.store(monotonic_ns(), std::memory_order_relaxed);
   heartbeat();
   set_state(WorkerState::kReady);
-  uv_run(&loop_, UV_RUN_DEFAULT);
+  app_->run(&loop_);
+  if (drained_) app_->finish();
   return exit_code_;
 }
 

@@ -10,6 +10,7 @@
 #include "conf/config.hpp"
 #include "supervisor/scoreboard.hpp"
 #include "workers/http/server.hpp"
+#include "workers/worker_class.hpp"
 
 namespace rotor::worker {
 
@@ -25,10 +26,6 @@ struct Context {
   gid_t gid = 0;
   bool switch_user = false;
 };
-
-// Exit codes of a worker process, read by the master.
-constexpr int kExitOk = 0;
-constexpr int kExitBootFailed = 3;
 
 // Runs in the forked child; returns the process exit code.
 int run(const Context& ctx);

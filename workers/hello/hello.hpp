@@ -2,13 +2,12 @@
 // the engine's speed, and what the supervision tests run.
 #pragma once
 
-#include "workers/http/server.hpp"
+#include <memory>
+
+#include "workers/worker_class.hpp"
 
 namespace rotor::hello {
 
-class HelloHandler : public http::Handler {
- public:
-  void on_request(http::Connection& conn, const http::Request& req) override;
-};
+std::unique_ptr<worker::WorkerClass> make_hello_worker();
 
 }  // namespace rotor::hello

@@ -20,12 +20,11 @@ namespace {
 // Reads are parsed before the next one starts, so one buffer serves every connection.
 char g_read_buffer[64 * 1024];
 
-// Above this much unsent output the connection stops reading (a client that does not read).
-constexpr size_t kWriteHighWater = 1 << 20;
-
-Connection* self(llhttp_t* p) {
-  return static_cast<Connection*>(p->data);
-}
+// With this much output not taken by the kernel, the connection stops parsing and reading (a
+// client that pipelines requests but does not read the answers).
+constexpr size_t kOutputHighWater = 256 * 1024;
+// Output buffers larger than this are released once empty, so an idle connection stays small.
+constexpr size_t kKeptBuffer = 64 * 1024;
 
 void append_number(std::string& out, uint64_t n) {
   char buf[24];
@@ -45,30 +44,13 @@ void append_status_line(std::string& out, int status) {
   out += "\r\n";
 }
 
+void release_if_large(std::string& s) {
+  if (s.capacity() > kKeptBuffer) std::string().swap(s);
+}
+
 }  // namespace
 
-Connection::Connection(Server& server) : server_(server) {
-  llhttp_init(&parser_, HTTP_REQUEST, &settings());
-  parser_.data = this;
-}
-
-const llhttp_settings_t& Connection::settings() {
-  static const llhttp_settings_t s = [] {
-    llhttp_settings_t st;
-    llhttp_settings_init(&st);
-    st.on_message_begin = cb_message_begin;
-    st.on_url = cb_url;
-    st.on_header_field = cb_header_field;
-    st.on_header_field_complete = cb_header_field_complete;
-    st.on_header_value = cb_header_value;
-    st.on_header_value_complete = cb_header_value_complete;
-    st.on_headers_complete = cb_headers_complete;
-    st.on_body = cb_body;
-    st.on_message_complete = cb_message_complete;
-    return st;
-  }();
-  return s;
-}
+Connection::Connection(Server& server) : server_(server), parser_(server.limits().parse) {}
 
 bool Connection::start(int fd, bool is_unix) {
   uv_loop_t* loop = server_.loop();
@@ -85,8 +67,10 @@ bool Connection::start(int fd, bool is_unix) {
     return false;
   }
   if (!is_unix) uv_tcp_nodelay(&h_.tcp, 1);
-  set_deadline(server_.limits().keep_alive_ms > 0 ? server_.limits().keep_alive_ms
-                                                  : server_.limits().head_timeout_ms);
+  const Limits& lim = server_.limits();
+  wait_ = Wait::kIdle;
+  uint64_t first = lim.keep_alive_ms > 0 ? lim.keep_alive_ms : lim.head_timeout_ms;
+  deadline_ms_ = first ? now_ms() + first : 0;
   if (server_.draining()) begin_drain();
   update_reading();
   return true;
@@ -96,13 +80,13 @@ uint64_t Connection::now_ms() const {
   return uv_now(server_.loop());
 }
 
-void Connection::set_deadline(uint64_t ms_from_now) {
-  deadline_ms_ = now_ms() + ms_from_now;
+bool Connection::can_process() const {
+  return !handling_ && !close_after_ && !closing_ && !lingering_ &&
+         out_.size() + writing_.size() < kOutputHighWater;
 }
 
 void Connection::update_reading() {
-  bool want = !closing_ &&
-              (lingering_ || (!paused_ && !(write_pending_ && writing_.size() > kWriteHighWater)));
+  bool want = !closing_ && !eof_ && (lingering_ || (pending_in_.empty() && can_process()));
   if (want == reading_) return;
   if (want) {
     reading_ = uv_read_start(&h_.stream, on_alloc, on_read) == 0;
@@ -121,167 +105,81 @@ void Connection::on_read(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf) {
   auto* c = static_cast<Connection*>(s->data);
   if (nread == 0) return;
   if (nread < 0) {
-    // The peer closed or reset. An answer still being prepared has nobody to go to.
-    c->close_now();
+    c->on_eof();
     return;
   }
-  c->in_read_cb_ = true;
-  c->feed(buf->base, static_cast<size_t>(nread));
-  c->in_read_cb_ = false;
+  if (c->closing_ || c->lingering_) return;  // after the last answer, input is discarded
+  size_t len = static_cast<size_t>(nread);
+  size_t used = c->process(buf->base, len);
+  // What could not be parsed yet waits in our own buffer: the read buffer is shared.
+  if (used < len && !c->close_after_ && !c->closing_ && !c->lingering_) {
+    c->pending_in_.assign(buf->base + used, len - used);
+    c->pending_off_ = 0;
+  }
+  c->rearm();
+  c->update_reading();
   c->flush();
 }
 
-void Connection::feed(const char* data, size_t len) {
-  if (lingering_ || closing_) return;  // after Connection: close, input is discarded
-  llhttp_errno_t err = llhttp_execute(&parser_, data, len);
-  if (err == HPE_OK) return;
-  if (err == HPE_PAUSED) {
-    paused_ = true;
-    if (close_after_) return;  // nothing after this request will be answered
-    const char* pos = llhttp_get_error_pos(&parser_);
-    pending_in_.assign(pos, static_cast<size_t>(data + len - pos));
-    update_reading();
-    return;
+// Parses `data` and dispatches every complete request. Stops early, returning how much was
+// used, when the handler keeps a request, nothing more will be answered, or the output is
+// above the high-water mark.
+size_t Connection::process(const char* data, size_t len) {
+  size_t pos = 0;
+  in_process_ = true;
+  while (pos < len && can_process()) {
+    if (server_.access_log() && parser_.phase() == RequestParser::Phase::kIdle) {
+      started_hr_ = uv_hrtime();
+      started_wall_ = time(nullptr);
+    }
+    size_t used = 0;
+    RequestParser::Event ev = parser_.feed(data + pos, len - pos, &used);
+    pos += used;
+    if (ev == RequestParser::Event::kNeedMore) {
+      // The client waits for a go-ahead before it sends the body (RFC 9110 section 10.1.1).
+      if (parser_.expect_continue() && !continue_sent_) {
+        continue_sent_ = true;
+        out_ += "HTTP/1.1 100 Continue\r\n\r\n";
+      }
+      break;
+    }
+    if (ev == RequestParser::Event::kError) {
+      respond_error(parser_.error_status());
+      pos = len;
+      break;
+    }
+    dispatch();
   }
-  if (err == HPE_PAUSED_UPGRADE) {
-    // No worker class speaks an upgraded protocol yet: answer, then close.
-    paused_ = true;
-    close_after_ = true;
-    return;
+  in_process_ = false;
+  return pos;
+}
+
+void Connection::dispatch() {
+  wait_ = Wait::kNone;  // whatever comes next gets a fresh deadline
+  continue_sent_ = false;
+  handling_ = true;
+  server_.request_started();
+  server_.handler().on_request(*this, parser_.request());
+}
+
+void Connection::resume_input() {
+  if (!pending_in_.empty()) {
+    pending_off_ += process(pending_in_.data() + pending_off_, pending_in_.size() - pending_off_);
+    if (pending_off_ == pending_in_.size() || close_after_ || closing_ || lingering_) {
+      pending_in_.clear();
+      pending_off_ = 0;
+    }
   }
-  respond_error(error_status_ ? error_status_ : 400);
-}
-
-int Connection::fail(int status, const char* reason) {
-  error_status_ = status;
-  llhttp_set_error_reason(&parser_, reason);
-  return HPE_USER;
-}
-
-int Connection::cb_message_begin(llhttp_t* p) {
-  Connection* c = self(p);
-  c->in_message_ = true;
-  c->req_.reset();
-  c->field_open_ = false;
-  c->set_deadline(c->server_.limits().head_timeout_ms);
-  if (c->server_.access_log()) {
-    c->started_hr_ = uv_hrtime();
-    c->started_wall_ = time(nullptr);
-  }
-  return 0;
-}
-
-int Connection::cb_url(llhttp_t* p, const char* at, size_t len) {
-  Connection* c = self(p);
-  Request& r = c->req_;
-  r.arena.append(at, len);
-  r.target_len += static_cast<uint32_t>(len);
-  // Like gunicorn, the limit is on the whole request line: method, target and version.
-  uint64_t limit = c->server_.limits().request_line;
-  if (limit) {
-    uint64_t line = std::strlen(llhttp_method_name(static_cast<llhttp_method_t>(p->method))) +
-                    1 + r.target_len + sizeof(" HTTP/1.1") - 1;
-    if (line > limit) return c->fail(414, "request line too long");
-  }
-  return 0;
-}
-
-int Connection::cb_header_field(llhttp_t* p, const char* at, size_t len) {
-  Connection* c = self(p);
-  Request& r = c->req_;
-  const Limits& lim = c->server_.limits();
-  if (!c->field_open_) {
-    if (lim.fields && r.fields.size() >= lim.fields) return c->fail(431, "too many header fields");
-    r.fields.push_back({static_cast<uint32_t>(r.arena.size()), 0, 0, 0});
-    c->field_open_ = true;
-  }
-  r.arena.append(at, len);
-  r.fields.back().name_len += static_cast<uint32_t>(len);
-  if (lim.field_size && r.fields.back().name_len > lim.field_size) {
-    return c->fail(431, "header field too large");
-  }
-  return 0;
-}
-
-int Connection::cb_header_field_complete(llhttp_t* p) {
-  Connection* c = self(p);
-  if (!c->field_open_) return c->fail(400, "empty header name");
-  c->field_open_ = false;
-  c->req_.fields.back().value_off = static_cast<uint32_t>(c->req_.arena.size());
-  return 0;
-}
-
-int Connection::cb_header_value(llhttp_t* p, const char* at, size_t len) {
-  Connection* c = self(p);
-  Request& r = c->req_;
-  r.arena.append(at, len);
-  Request::Field& f = r.fields.back();
-  f.value_len += static_cast<uint32_t>(len);
-  uint64_t limit = c->server_.limits().field_size;
-  if (limit && f.name_len + f.value_len > limit) return c->fail(431, "header field too large");
-  return 0;
-}
-
-int Connection::cb_header_value_complete(llhttp_t*) {
-  return 0;
-}
-
-int Connection::cb_headers_complete(llhttp_t* p) {
-  Connection* c = self(p);
-  Request& r = c->req_;
-  r.method = p->method;
-  r.http_major = p->http_major;
-  r.http_minor = p->http_minor;
-  r.keep_alive = llhttp_should_keep_alive(p) != 0;
-  r.head = p->method == HTTP_HEAD;
-  r.has_body = (p->flags & F_CHUNKED) || ((p->flags & F_CONTENT_LENGTH) && p->content_length > 0);
-
-  if (r.http_major == 1 && r.http_minor == 1) {
-    int hosts = 0;
-    for (const auto& f : r.fields) hosts += iequals(r.name(f), "host");
-    if (hosts != 1) return c->fail(400, hosts ? "duplicate Host" : "missing Host");
-  }
-  std::string_view expect = r.header("expect");
-  if (!expect.empty()) {
-    if (!iequals(expect, "100-continue")) return c->fail(417, "unsupported expectation");
-    // The body is read (and discarded) right away, so the client may send it now.
-    if (r.has_body && r.http_minor >= 1) c->out_ += "HTTP/1.1 100 Continue\r\n\r\n";
-  }
-  uint64_t body_limit = c->server_.limits().body;
-  if (body_limit && (p->flags & F_CONTENT_LENGTH) && p->content_length > body_limit) {
-    return c->fail(413, "request body too large");
-  }
-  if (r.has_body) c->set_deadline(c->server_.limits().body_timeout_ms);
-  return 0;
-}
-
-int Connection::cb_body(llhttp_t* p, const char*, size_t len) {
-  Connection* c = self(p);
-  c->req_.body_bytes += len;
-  uint64_t limit = c->server_.limits().body;
-  if (limit && c->req_.body_bytes > limit) return c->fail(413, "request body too large");
-  c->set_deadline(c->server_.limits().body_timeout_ms);
-  return 0;
-}
-
-int Connection::cb_message_complete(llhttp_t* p) {
-  Connection* c = self(p);
-  c->in_message_ = false;
-  c->deadline_ms_ = 0;
-  c->handling_ = true;
-  c->server_.request_started();
-  c->server_.handler().on_request(*c, c->req_);
-  // Pause while an answer is outstanding (pipelined requests wait in order) or when nothing
-  // after this request will be answered.
-  if (c->handling_ || c->close_after_) return HPE_PAUSED;
-  return HPE_OK;
+  rearm();
+  update_reading();
 }
 
 void Connection::respond(int status, std::string_view content_type, std::string_view body) {
+  const Request& req = parser_.request();
   const Limits& lim = server_.limits();
   // A draining worker that hands connections over keeps them alive for one more answer; it
-  // closes a connection it could not hand over after that.
-  bool keep = req_.keep_alive && lim.keep_alive_ms > 0 &&
+  // closes a connection it could not hand over after that. Nothing after an upgrade is HTTP.
+  bool keep = req.keep_alive && !parser_.upgrade() && lim.keep_alive_ms > 0 &&
               (!draining_ || (server_.handoff_fd() >= 0 && !answered_in_drain_));
   if (draining_) answered_in_drain_ = true;
   close_after_ = !keep;
@@ -298,16 +196,20 @@ void Connection::respond(int status, std::string_view content_type, std::string_
   out_ += "\r\n";
   if (!keep) {
     out_ += "Connection: close\r\n";
-  } else if (req_.http_minor == 0) {
+  } else if (req.http_minor == 0) {
     out_ += "Connection: keep-alive\r\n";
   }
   out_ += "\r\n";
-  if (!req_.head) out_ += body;
-  if (server_.access_log()) log_access(status, req_.head ? 0 : body.size());
+  if (!req.head) out_ += body;
+  if (server_.access_log()) log_access(status, req.head ? 0 : body.size());
 
   handling_ = false;
+  parser_.next();
   server_.response_complete(true);
-  after_response();
+  if (in_process_) return;  // the parsing loop carries on and flushes
+  // An answer given later: go on with what the client pipelined meanwhile.
+  if (!close_after_) resume_input();
+  flush();
 }
 
 void Connection::log_access(int status, uint64_t body_bytes) {
@@ -326,7 +228,7 @@ void Connection::log_access(int status, uint64_t body_bytes) {
     remote_ = host;
   }
   AccessEntry e;
-  e.request = &req_;
+  e.request = &parser_.request();
   e.remote = remote_;
   e.status = status;
   e.body_bytes = body_bytes;
@@ -335,30 +237,8 @@ void Connection::log_access(int status, uint64_t body_bytes) {
   server_.access_log()->write(e);
 }
 
-void Connection::after_response() {
-  if (close_after_) {
-    if (!in_read_cb_) flush();
-    return;
-  }
-  set_deadline(draining_ ? server_.drain_idle_grace_ms() : server_.limits().keep_alive_ms);
-  if (paused_) {
-    // An answer given later: go on with what the client pipelined meanwhile.
-    paused_ = false;
-    llhttp_resume(&parser_);
-    std::string input;
-    input.swap(pending_in_);
-    bool outer = in_read_cb_;
-    in_read_cb_ = true;
-    if (!input.empty()) feed(input.data(), input.size());
-    in_read_cb_ = outer;
-    update_reading();
-  }
-  if (!in_read_cb_) flush();
-}
-
 void Connection::respond_error(int status) {
   close_after_ = true;
-  paused_ = true;
   std::string_view line = status_line(status);
   append_status_line(out_, status);
   out_ += "Server: rotor\r\n";
@@ -366,64 +246,121 @@ void Connection::respond_error(int status) {
   out_ += "Content-Type: text/plain\r\nContent-Length: ";
   append_number(out_, line.size() + 1);
   out_ += "\r\nConnection: close\r\n\r\n";
-  out_ += line;
-  out_ += "\n";
-  if (!in_read_cb_) flush();
+  if (!parser_.head_method()) {  // the answer to a HEAD has no body, an error's neither
+    out_ += line;
+    out_ += "\n";
+  }
+  if (!in_process_) flush();
+}
+
+void Connection::on_eof() {
+  // The client will send nothing more. What it sent is still answered (a client may half-close
+  // after its requests); a request it left incomplete never will be.
+  eof_ = true;
+  if (closing_) return;
+  if (lingering_) {
+    close_now();
+    return;
+  }
+  update_reading();
+  if (!handling_ && pending_in_.empty() && !write_pending_ && out_.empty()) {
+    close_now();
+    return;
+  }
+  flush();
+}
+
+void Connection::rearm() {
+  if (closing_ || lingering_ || handling_ || close_after_) return;
+  const Limits& lim = server_.limits();
+  uint64_t ms = 0;
+  switch (parser_.phase()) {
+    case RequestParser::Phase::kIdle:
+      if (wait_ == Wait::kIdle) return;  // idle since earlier: the deadline stands
+      wait_ = Wait::kIdle;
+      ms = draining_ ? server_.drain_idle_grace_ms() : lim.keep_alive_ms;
+      break;
+    case RequestParser::Phase::kHead:
+      if (wait_ == Wait::kHead) return;  // the whole head must arrive in time, not each byte
+      wait_ = Wait::kHead;
+      ms = lim.head_timeout_ms;
+      break;
+    case RequestParser::Phase::kBody:
+      wait_ = Wait::kBody;  // progress: the body timeout restarts
+      ms = lim.body_timeout_ms;
+      break;
+  }
+  deadline_ms_ = ms ? now_ms() + ms : 0;
 }
 
 void Connection::flush() {
-  if (closing_ || write_pending_) return;  // on_write carries on
-  if (out_.empty()) {
-    finish_output();
-    return;
-  }
-  uv_buf_t b = uv_buf_init(out_.data(), static_cast<unsigned>(out_.size()));
-  int n = uv_try_write(&h_.stream, &b, 1);
-  if (n == static_cast<int>(out_.size())) {
+  while (!closing_ && !write_pending_) {
+    if (out_.empty()) {
+      finish_output();
+      return;
+    }
+    uv_buf_t b = uv_buf_init(out_.data(), static_cast<unsigned>(out_.size()));
+    int n = uv_try_write(&h_.stream, &b, 1);
+    if (n == static_cast<int>(out_.size())) {
+      out_.clear();
+      release_if_large(out_);
+      // The kernel took it all: input that waited for room in the output goes on now.
+      if (!in_process_) resume_input();
+      continue;
+    }
+    if (n < 0 && n != UV_EAGAIN) {
+      close_now();
+      return;
+    }
+    if (n > 0) out_.erase(0, static_cast<size_t>(n));
+    writing_.swap(out_);
     out_.clear();
-    finish_output();
-    return;
+    b = uv_buf_init(writing_.data(), static_cast<unsigned>(writing_.size()));
+    if (uv_write(&write_req_, &h_.stream, &b, 1, on_write) != 0) {
+      close_now();
+      return;
+    }
+    write_pending_ = true;
+    write_progress_ms_ = now_ms();
+    write_queue_seen_ = h_.stream.write_queue_size;
+    update_reading();
   }
-  if (n < 0 && n != UV_EAGAIN) {
-    close_now();
-    return;
-  }
-  if (n > 0) out_.erase(0, static_cast<size_t>(n));
-  writing_.swap(out_);
-  out_.clear();
-  b = uv_buf_init(writing_.data(), static_cast<unsigned>(writing_.size()));
-  if (uv_write(&write_req_, &h_.stream, &b, 1, on_write) != 0) {
-    close_now();
-    return;
-  }
-  write_pending_ = true;
-  update_reading();
 }
 
 void Connection::on_write(uv_write_t* req, int status) {
   auto* c = static_cast<Connection*>(req->handle->data);
   c->write_pending_ = false;
   c->writing_.clear();
+  release_if_large(c->writing_);
   if (c->closing_) return;
   if (status < 0) {
     c->close_now();
     return;
   }
-  c->update_reading();
+  // Output was in the way of parsing: the keep-alive wait starts now, pipelined input resumes.
+  if (c->wait_ == Wait::kIdle) c->wait_ = Wait::kNone;
+  c->resume_input();
   c->flush();
 }
 
 void Connection::finish_output() {
-  if (close_after_ && !handling_) {
-    start_linger();
+  if (handling_) return;
+  if (close_after_) {
+    if (eof_) {
+      close_now();
+    } else {
+      start_linger();
+    }
+  } else if (eof_ && pending_in_.empty()) {
+    close_now();
   } else if (draining_ && server_.handoff_fd() >= 0) {
     try_handoff();
   }
 }
 
 bool Connection::try_handoff() {
-  if (closing_ || lingering_ || in_message_ || handling_ || paused_ || close_after_ ||
-      write_pending_ || !out_.empty() || !pending_in_.empty()) {
+  if (closing_ || lingering_ || eof_ || handling_ || close_after_ || write_pending_ ||
+      parser_.phase() != RequestParser::Phase::kIdle || !out_.empty() || !pending_in_.empty()) {
     return false;
   }
   uv_os_fd_t fd;
@@ -440,7 +377,10 @@ void Connection::start_linger() {
   // Half-close and read until the client closes too: closing with unread input would reset
   // the connection and could destroy the answer before the client reads it.
   lingering_ = true;
-  set_deadline(server_.limits().linger_ms);
+  pending_in_.clear();
+  pending_off_ = 0;
+  uint64_t ms = server_.limits().linger_ms;
+  deadline_ms_ = now_ms() + (ms ? ms : 1);
   if (uv_shutdown(&shutdown_req_, &h_.stream, on_shutdown) != 0) {
     close_now();
     return;
@@ -456,13 +396,43 @@ void Connection::on_shutdown(uv_shutdown_t* req, int status) {
 void Connection::begin_drain() {
   draining_ = true;
   if (server_.handoff_fd() >= 0 && try_handoff()) return;
-  if (!in_message_ && !handling_ && !close_after_ && !lingering_) {
-    set_deadline(server_.drain_idle_grace_ms());
+  if (parser_.phase() == RequestParser::Phase::kIdle && !handling_ && !close_after_ &&
+      !lingering_ && !closing_) {
+    wait_ = Wait::kIdle;
+    deadline_ms_ = now_ms() + server_.drain_idle_grace_ms();
   }
 }
 
 void Connection::check_deadline(uint64_t now) {
-  if (closing_ || deadline_ms_ == 0 || now < deadline_ms_ || handling_) return;
+  if (closing_) return;
+  if (write_pending_) {
+    // A client that does not read: the write must make progress, whatever else we wait for.
+    size_t queued = h_.stream.write_queue_size;
+    if (queued != write_queue_seen_) {
+      write_queue_seen_ = queued;
+      write_progress_ms_ = now;
+    } else if (uint64_t limit = server_.limits().write_timeout_ms;
+               limit && now - write_progress_ms_ >= limit) {
+      close_now();
+      return;
+    }
+    if (!lingering_) return;
+  }
+  if (handling_ || deadline_ms_ == 0 || now < deadline_ms_) return;
+  expire();
+}
+
+void Connection::expire() {
+  if (lingering_ || close_after_) {
+    close_now();
+    return;
+  }
+  // A request under way gets 408 (RFC 9110 section 15.5.9); an idle connection just closes,
+  // since a client may be sending its next request right now.
+  if (wait_ == Wait::kHead || wait_ == Wait::kBody) {
+    respond_error(408);
+    return;
+  }
   close_now();
 }
 

@@ -1,15 +1,19 @@
-// One client connection: reads with libuv, parses with llhttp (strict), hands complete
-// requests to the handler one at a time (pipelined requests wait their turn) and writes the
-// answers in order, batching everything one read produced into one write.
+// One client connection: reads with libuv, judges the bytes with a RequestParser, hands
+// complete requests to the handler one at a time (pipelined requests wait their turn) and writes
+// the answers in order, batching everything one read produced into one write.
+//
+// Memory per connection is bounded: input is read only while the handler has no request and
+// the unsent output is below a high-water mark; bytes read but not yet parsed (pipelining) are
+// at most one read buffer.
 #pragma once
 
-#include <llhttp.h>
 #include <uv.h>
 
 #include <cstdint>
 #include <string>
 #include <string_view>
 
+#include "workers/http/parser.hpp"
 #include "workers/http/request.hpp"
 
 namespace rotor::http {
@@ -26,7 +30,8 @@ class Connection {
   // closed then and the connection deletes itself).
   bool start(int fd, bool is_unix);
 
-  // Answer the current request. `body` is omitted on the wire for HEAD.
+  // Answer the current request. `body` is omitted on the wire for HEAD. The request passed to
+  // the handler stays valid until this call.
   void respond(int status, std::string_view content_type, std::string_view body);
 
   // Server-driven transitions.
@@ -41,34 +46,29 @@ class Connection {
   Connection* next = nullptr;
 
  private:
+  // What the read deadline is waiting for.
+  enum class Wait : uint8_t { kNone, kIdle, kHead, kBody };
+
   static void on_alloc(uv_handle_t* h, size_t suggested, uv_buf_t* buf);
   static void on_read(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf);
   static void on_write(uv_write_t* req, int status);
   static void on_shutdown(uv_shutdown_t* req, int status);
   static void on_close(uv_handle_t* h);
 
-  // llhttp callbacks
-  static int cb_message_begin(llhttp_t* p);
-  static int cb_url(llhttp_t* p, const char* at, size_t len);
-  static int cb_header_field(llhttp_t* p, const char* at, size_t len);
-  static int cb_header_field_complete(llhttp_t* p);
-  static int cb_header_value(llhttp_t* p, const char* at, size_t len);
-  static int cb_header_value_complete(llhttp_t* p);
-  static int cb_headers_complete(llhttp_t* p);
-  static int cb_body(llhttp_t* p, const char* at, size_t len);
-  static int cb_message_complete(llhttp_t* p);
-  static const llhttp_settings_t& settings();
-
-  void feed(const char* data, size_t len);
-  int fail(int status, const char* reason);  // llhttp error return with our status
+  size_t process(const char* data, size_t len);
+  bool can_process() const;
+  void dispatch();
+  void resume_input();
+  void on_eof();
   void respond_error(int status);
-  void after_response();
   void flush();
   void finish_output();
   void start_linger();
   void update_reading();
-  void set_deadline(uint64_t ms_from_now);
+  void rearm();
+  void expire();
   uint64_t now_ms() const;
+  void log_access(int status, uint64_t body_bytes);
 
   Server& server_;
   union {
@@ -77,30 +77,29 @@ class Connection {
     uv_tcp_t tcp;
     uv_pipe_t pipe;
   } h_;
-  llhttp_t parser_;
-  Request req_;
-  bool field_open_ = false;  // a header name is being read (llhttp may split it)
+  RequestParser parser_;
 
   std::string out_;      // answers not yet handed to the kernel
   std::string writing_;  // the buffer of the uv_write in flight
   uv_write_t write_req_;
   uv_shutdown_t shutdown_req_;
-  std::string pending_in_;  // bytes after a request whose answer is still pending
+  std::string pending_in_;  // bytes read but not parsed yet (a pipelined request must wait)
+  size_t pending_off_ = 0;  // how much of pending_in_ is parsed
 
-  void log_access(int status, uint64_t body_bytes);
-
-  uint64_t deadline_ms_ = 0;  // 0 = none
-  uint64_t started_hr_ = 0;   // request start (uv_hrtime), kept only for the access log
+  Wait wait_ = Wait::kIdle;
+  uint64_t deadline_ms_ = 0;        // of the read side; 0 = none
+  uint64_t write_progress_ms_ = 0;  // last time the write in flight made progress
+  size_t write_queue_seen_ = 0;     // libuv's write queue size at that time
+  uint64_t started_hr_ = 0;         // request start (uv_hrtime), kept only for the access log
   int64_t started_wall_ = 0;
   std::string remote_;  // peer address, looked up once, for the access log
-  int error_status_ = 0;
   bool reading_ = false;
-  bool in_read_cb_ = false;
-  bool in_message_ = false;  // between the first byte of a request and its last
+  bool in_process_ = false;  // parsing: answers given now are flushed by the caller
   bool handling_ = false;    // the handler owns the current request
-  bool paused_ = false;      // parser paused after a message (answer pending or closing)
   bool write_pending_ = false;
-  bool close_after_ = false;  // close once the current answer is written
+  bool close_after_ = false;    // close once the current answer is written
+  bool continue_sent_ = false;  // 100 Continue written for the current request
+  bool eof_ = false;            // the client closed its side
   bool lingering_ = false;
   bool closing_ = false;
   bool draining_ = false;

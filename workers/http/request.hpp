@@ -22,7 +22,9 @@ struct Request {
   bool keep_alive = true;
   bool head = false;  // HEAD: answer without a body
   bool has_body = false;
-  uint64_t body_bytes = 0;
+  bool chunked = false;
+  uint64_t content_length = 0;  // when not chunked
+  uint64_t body_bytes = 0;      // read so far
 
   std::string_view target() const { return {arena.data(), target_len}; }
   std::string_view name(const Field& f) const { return {arena.data() + f.name_off, f.name_len}; }
@@ -32,12 +34,20 @@ struct Request {
   std::string_view header(std::string_view lower_name) const;
 
   void reset() {
-    arena.clear();
+    // Reused from request to request; a huge head does not pin its memory for good.
+    if (arena.capacity() > kKeptArena) {
+      std::string().swap(arena);
+    } else {
+      arena.clear();
+    }
     target_len = 0;
     fields.clear();
     body_bytes = 0;
+    content_length = 0;
     has_body = false;
+    chunked = false;
   }
+  static constexpr size_t kKeptArena = 64 * 1024;
 };
 
 bool iequals(std::string_view a, std::string_view lower);

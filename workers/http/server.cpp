@@ -86,7 +86,7 @@ void Server::on_acceptable(uv_poll_t* poll, int status, int) {
 }
 
 void Server::accept_from(Listener& l) {
-  for (int i = 0; i < kAcceptsPerWakeup; ++i) {
+  for (int i = 0; i < kAcceptsPerWakeup && !accept_paused_; ++i) {
     if (!observer_.may_accept(open_)) {
       defer_accepting(l);
       return;
@@ -121,7 +121,7 @@ void Server::defer_accepting(Listener& l) {
       [](uv_timer_t* t) {
         auto* lst = static_cast<Listener*>(t->data);
         lst->deferred = false;
-        uv_poll_start(&lst->poll, UV_READABLE, on_acceptable);
+        if (!lst->server->accept_paused_) uv_poll_start(&lst->poll, UV_READABLE, on_acceptable);
       },
       kAcceptRetryMs, 0);
 }
@@ -133,7 +133,28 @@ void Server::adopt(int fd, bool is_unix) {
   head_ = conn;
   ++open_;
   observer_.on_connections(open_);
+  // At the limit, leave new connections in the shared queue for the other workers.
+  if (open_ >= limits_.max_connections) pause_accepting(true);
   conn->start(fd, is_unix);
+}
+
+void Server::pause_accepting(bool pause) {
+  if (pause == accept_paused_) return;
+  accept_paused_ = pause;
+  for (auto& l : listeners_) {
+    if (pause) {
+      uv_poll_stop(&l->poll);
+    } else if (!l->deferred) {  // a deferred one restarts on its timer
+      uv_poll_start(&l->poll, UV_READABLE, on_acceptable);
+    }
+  }
+  if (pause) {
+    uint64_t now = uv_now(loop_);
+    if (pause_logged_ms_ == 0 || now - pause_logged_ms_ >= 60000) {  // at most once a minute
+      pause_logged_ms_ = now;
+      spdlog::warn("event=accept-paused connections={} reason=worker-connections", open_);
+    }
+  }
 }
 
 void Server::connection_closed(Connection* conn) {
@@ -142,6 +163,7 @@ void Server::connection_closed(Connection* conn) {
   if (head_ == conn) head_ = conn->next;
   --open_;
   observer_.on_connections(open_);
+  if (accept_paused_ && open_ < limits_.max_connections && !draining_) pause_accepting(false);
   maybe_empty();
 }
 

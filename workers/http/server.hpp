@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "workers/http/handoff.hpp"
+#include "workers/http/parser.hpp"
 
 namespace rotor::http {
 
@@ -19,14 +20,13 @@ class Connection;
 struct Request;
 
 struct Limits {
-  uint64_t request_line = 4094;  // bytes of request-target; 0 = unlimited
-  uint64_t fields = 100;         // header fields; 0 = unlimited
-  uint64_t field_size = 8190;    // bytes of one header name + value; 0 = unlimited
-  uint64_t body = 0;             // bytes of a request body; 0 = unlimited
-  uint64_t keep_alive_ms = 5000;
-  uint64_t head_timeout_ms = 10000;  // from the first byte of a request to its complete head
-  uint64_t body_timeout_ms = 30000;  // longest wait for the next body bytes
-  uint64_t linger_ms = 2000;         // after Connection: close, read and discard until EOF
+  ParseLimits parse;                  // request line, fields, body
+  uint64_t keep_alive_ms = 5000;      // idle between requests; 0 = one request per connection
+  uint64_t head_timeout_ms = 10000;   // from the first byte of a request to its complete head
+  uint64_t body_timeout_ms = 30000;   // longest wait for the next body bytes
+  uint64_t write_timeout_ms = 30000;  // longest time an answer may wait for the client to read
+  uint64_t linger_ms = 2000;          // after Connection: close, read and discard until EOF
+  size_t max_connections = 1000;      // open connections at which the worker stops accepting
 };
 
 class Handler {
@@ -84,6 +84,9 @@ class Server {
   void set_access_log(AccessLog* log) { access_log_ = log; }
   AccessLog* access_log() const { return access_log_; }
 
+  // Serves a connected, non-blocking socket (what accepting does; also for tests and fuzzers).
+  void adopt(int fd, bool is_unix);
+
   // Called by connections.
   void connection_closed(Connection* conn);
   void request_started();
@@ -97,11 +100,11 @@ class Server {
   static void on_sweep(uv_timer_t* timer);
   void accept_from(Listener& l);
   void defer_accepting(Listener& l);
-  void adopt(int fd, bool is_unix);
   int add_listener(int fd, bool is_unix, bool handoff);
   void sweep();
   void refresh_date();
   void stop_listening();
+  void pause_accepting(bool pause);
   void maybe_empty();
 
   uv_loop_t* loop_;
@@ -116,6 +119,8 @@ class Server {
   std::string date_header_;
   int64_t date_second_ = -1;
   bool draining_ = false;
+  bool accept_paused_ = false;  // at max_connections
+  uint64_t pause_logged_ms_ = 0;
   bool hand_off_ = false;
   HandoffChannel handoff_;
   uint64_t drain_idle_grace_ms_ = 0;

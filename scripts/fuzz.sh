@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# Builds rotor's libFuzzer targets (Debian's clang, ASan + UBSan, llhttp strict as in the real
+# build) into build-fuzz/ and runs each for a bounded time. Not part of scripts/test.sh.
+#   scripts/fuzz.sh [SECONDS] [TARGET...]
+# SECONDS (default 60) is shared between the targets: request_parser (workers/http/parser,
+# whole-vs-split oracle) and connection (a Connection on a socketpair with a real libuv loop).
+# The corpora grow in build-fuzz/corpus-*; crashes are saved as build-fuzz/crash-*.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+TOTAL=${1:-60}
+shift || true
+TARGETS=("$@")
+[ ${#TARGETS[@]} -gt 0 ] || TARGETS=(request_parser connection)
+OUT=${FUZZ_DIR:-build-fuzz}
+CC=${FUZZ_CC:-clang}
+CXX=${FUZZ_CXX:-clang++}
+command -v "$CXX" >/dev/null || { echo "fuzz: $CXX not found (apt-get install clang)" >&2; exit 2; }
+
+SAN=(-g -O1 -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all)
+CXXFLAGS=(-std=c++20 "${SAN[@]}" -I. -isystem /usr/share/include/llhttp -Wall -Wextra -Werror
+          -DSPDLOG_COMPILED_LIB -DSPDLOG_FMT_EXTERNAL -DSPDLOG_SHARED_LIB -DFMT_SHARED)
+mkdir -p "$OUT/obj"
+
+echo "fuzz: building into $OUT/" >&2
+for f in llhttp api http; do
+  "$CC" "${SAN[@]}" -fsanitize=fuzzer-no-link -DLLHTTP_STRICT_MODE=1 -w \
+    -I/usr/share/include/llhttp -c "/usr/share/llhttp/$f.c" -o "$OUT/obj/llhttp_$f.o"
+done
+PARSER=(workers/http/parser.cpp workers/http/request.cpp "$OUT"/obj/llhttp_*.o)
+ENGINE=(workers/http/connection.cpp workers/http/server.cpp workers/http/status.cpp
+        workers/http/handoff.cpp workers/http/access_log.cpp)
+for t in "${TARGETS[@]}"; do
+  case "$t" in
+    request_parser) "$CXX" "${CXXFLAGS[@]}" -fsanitize=fuzzer fuzz/fuzz_request_parser.cpp \
+                      "${PARSER[@]}" -o "$OUT/fuzz_request_parser" ;;
+    connection) "$CXX" "${CXXFLAGS[@]}" -fsanitize=fuzzer fuzz/fuzz_connection.cpp \
+                  "${ENGINE[@]}" "${PARSER[@]}" -luv -lspdlog -lfmt -o "$OUT/fuzz_connection" ;;
+    *) echo "fuzz: unknown target $t (request_parser, connection)" >&2; exit 2 ;;
+  esac
+done
+
+# Seeds: llhttp's request corpus when ../shared is there, plus a few of our own. A seed's
+# first byte(s) choose limits and split pattern (see each target).
+/usr/bin/python3 - "$OUT" <<'PY'
+import os, sys
+from pathlib import Path
+out = Path(sys.argv[1])
+sys.path.insert(0, "tests/integration")
+inputs = [b"GET / HTTP/1.1\r\nHost: a\r\n\r\n",
+          b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5;a=b\r\nhello\r\n0\r\nX: y\r\n\r\n",
+          b"POST / HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\nabc"
+          b"GET /x?y HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"]
+try:
+    import test_corpus
+    for _, _, meta, raw, log in test_corpus.load_cases():
+        if not test_corpus.skip_reason(meta, raw):
+            inputs.append(test_corpus.with_host(test_corpus.decode(raw), log))
+except Exception as e:  # no corpus, or no pytest: our own seeds are enough
+    print(f"fuzz: llhttp corpus seeds unavailable ({e})", file=sys.stderr)
+for target, prefixes in (("request_parser", [b"\x00\x00", b"\x01\x07", b"\x02\x03"]),
+                         ("connection", [b"\x00", b"\x05"])):
+    seeds = out / f"seeds-{target}"
+    seeds.mkdir(exist_ok=True)
+    for i, data in enumerate(inputs):
+        for j, p in enumerate(prefixes):
+            (seeds / f"s{i:03d}-{j}").write_bytes(p + data)
+PY
+
+per=$(( TOTAL / ${#TARGETS[@]} ))
+[ "$per" -gt 0 ] || per=1
+status=0
+for t in "${TARGETS[@]}"; do
+  mkdir -p "$OUT/corpus-$t"
+  echo "fuzz: running $t for ${per}s" >&2
+  "$OUT/fuzz_$t" -max_total_time="$per" -dict=fuzz/http.dict -max_len=4096 -timeout=10 \
+    -rss_limit_mb=2048 -print_final_stats=1 -artifact_prefix="$OUT/crash-$t-" \
+    "$OUT/corpus-$t" "$OUT/seeds-$t" || status=$?
+done
+exit $status
