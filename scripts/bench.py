@@ -242,12 +242,12 @@ def scenario_hello(args):
 
 def scenario_rotation(args):
     """Throughput with max-requests rotation as a fraction of throughput without it."""
-    servers = [
-        rotor_server("rotor hello, no rotation", free_port(), "-k", "hello", "-w", "2"),
-        rotor_server("rotor hello, --max-requests 1000 --max-requests-jitter 100", free_port(),
-                     "-k", "hello", "-w", "2", "--max-requests", "1000",
-                     "--max-requests-jitter", "100"),
-    ]
+    servers = [rotor_server("rotor hello, no rotation", free_port(), "-k", "hello", "-w", "2")]
+    for limit, jitter in ((10000, 1000), (1000, 100)):
+        servers.append(rotor_server(
+            f"rotor hello, --max-requests {limit} --max-requests-jitter {jitter}", free_port(),
+            "-k", "hello", "-w", "2", "--max-requests", str(limit),
+            "--max-requests-jitter", str(jitter)))
     rows = measure(servers, args)
     table("rotation cost: rotor hello, 2 workers", rows, "rotor hello, no rotation")
 
