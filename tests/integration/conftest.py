@@ -186,6 +186,23 @@ def run_wrk(url, duration=5, connections=16, threads=2, timeout="5s"):
     return stats
 
 
+def recv_until_closed(sock, timeout):
+    """(data, closed): everything the peer sent until it closed; closed is False on timeout."""
+    end = time.monotonic() + timeout
+    chunks = []
+    while True:
+        sock.settimeout(max(0.01, end - time.monotonic()))
+        try:
+            b = sock.recv(65536)
+        except ConnectionResetError:
+            return b"".join(chunks), True
+        except socket.timeout:
+            return b"".join(chunks), False
+        if not b:
+            return b"".join(chunks), True
+        chunks.append(b)
+
+
 def raw_request(port, data, timeout=10, read_until_close=True):
     """Sends raw bytes, returns everything the server answered until it closed."""
     with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:

@@ -6,27 +6,12 @@ import time
 import httpx
 import pytest
 
+from conftest import recv_until_closed
+
 # Far longer than any deadline below, so "the server closed" can only mean it chose to.
 LIMITS = ("-k", "hello", "-w", "1", "--keep-alive", "30",
           "--limit-request-line", "100", "--limit-request-fields", "5")
 CLOSE_DEADLINE = 8
-
-
-def recv_until_closed(sock, timeout):
-    """(data, closed): closed is False when the peer still had the connection open at timeout."""
-    end = time.monotonic() + timeout
-    chunks = []
-    while True:
-        sock.settimeout(max(0.01, end - time.monotonic()))
-        try:
-            b = sock.recv(65536)
-        except ConnectionResetError:
-            return b"".join(chunks), True
-        except socket.timeout:
-            return b"".join(chunks), False
-        if not b:
-            return b"".join(chunks), True
-        chunks.append(b)
 
 
 class Reader:

@@ -14,7 +14,7 @@ import time
 import httpx
 import pytest
 
-from conftest import DEADLINE, parse_fields, pid_alive, run_wrk, wait_for
+from conftest import DEADLINE, parse_fields, pid_alive, recv_until_closed, run_wrk, wait_for
 
 
 # --- helpers -----------------------------------------------------------------------------------
@@ -74,24 +74,6 @@ def start_load(r, duration, connections=16):
              what="wrk connections")
     assert load.running(), f"wrk ended before the test could act:\n{load.result}"
     return load
-
-
-def recv_until_closed(sock, timeout):
-    """Everything the peer sends until it closes; (data, closed). closed is False on timeout."""
-    sock.settimeout(timeout)
-    end = time.monotonic() + timeout
-    chunks = []
-    while True:
-        sock.settimeout(max(0.01, end - time.monotonic()))
-        try:
-            b = sock.recv(65536)
-        except ConnectionResetError:
-            return b"".join(chunks), True
-        except socket.timeout:
-            return b"".join(chunks), False
-        if not b:
-            return b"".join(chunks), True
-        chunks.append(b)
 
 
 def get_ok(r, n=5):

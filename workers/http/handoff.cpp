@@ -8,15 +8,30 @@
 
 namespace rotor::http {
 
-bool send_connection(int channel_fd, int fd, bool is_unix) {
-  char kind = is_unix ? 'u' : 't';
+namespace {
+
+// One message of the channel: a byte for the socket's kind and room for one descriptor.
+struct Message {
+  char kind = 0;
   iovec iov{&kind, 1};
   alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
   msghdr msg{};
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  msg.msg_control = control;
-  msg.msg_controllen = sizeof control;
+  Message() {
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control;
+    msg.msg_controllen = sizeof control;
+  }
+  Message(const Message&) = delete;
+  Message& operator=(const Message&) = delete;
+};
+
+}  // namespace
+
+bool send_connection(int channel_fd, int fd, bool is_unix) {
+  Message m;
+  m.kind = is_unix ? 'u' : 't';
+  msghdr& msg = m.msg;
   cmsghdr* c = CMSG_FIRSTHDR(&msg);
   c->cmsg_level = SOL_SOCKET;
   c->cmsg_type = SCM_RIGHTS;
@@ -26,14 +41,8 @@ bool send_connection(int channel_fd, int fd, bool is_unix) {
 }
 
 int receive_connection(int channel_fd, bool* is_unix) {
-  char kind = 0;
-  iovec iov{&kind, 1};
-  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
-  msghdr msg{};
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  msg.msg_control = control;
-  msg.msg_controllen = sizeof control;
+  Message m;
+  msghdr& msg = m.msg;
   if (recvmsg(channel_fd, &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC) != 1) return -1;
   cmsghdr* c = CMSG_FIRSTHDR(&msg);
   if (!c || c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS ||
@@ -43,7 +52,7 @@ int receive_connection(int channel_fd, bool* is_unix) {
   int fd = -1;
   std::memcpy(&fd, CMSG_DATA(c), sizeof(int));
   fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
-  *is_unix = kind == 'u';
+  *is_unix = m.kind == 'u';
   return fd;
 }
 
