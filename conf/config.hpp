@@ -26,9 +26,9 @@ struct Config {
   double max_lifetime = 0;  // seconds, 0 = off
   double max_lifetime_jitter = 0;
   int64_t max_concurrent_rotations = 1;
-  double timeout = 30;           // heartbeat timeout, seconds (0 = off)
-  double graceful_timeout = 30;  // seconds
-  double keep_alive = 5;         // idle keep-alive timeout, seconds
+  double timeout = 30;                // heartbeat timeout, seconds (0 = off)
+  double graceful_timeout = 30;       // seconds
+  double keep_alive = 5;              // idle keep-alive timeout, seconds
   int64_t worker_connections = 1000;  // a worker stops accepting at this many connections
 
   // HTTP timeouts, seconds (0 = none)
@@ -54,6 +54,13 @@ struct Config {
   std::string error_logfile = "-";  // "-" is stderr
   std::string access_logfile;       // empty = off, "-" is stdout
   std::string access_logformat;
+
+  // Python (worker class asgi)
+  std::string python;  // executable; empty = $VIRTUAL_ENV/bin/python or the build's python3
+  std::vector<std::string> pythonpath;
+  bool factory = false;
+  std::string lifespan = "auto";
+  std::string root_path;
 };
 
 }  // namespace rotor::conf

@@ -382,6 +382,13 @@ LoadResult load(const std::vector<std::string>& args, const Environment& env) {
         return failure(problem);
     }
   }
+  // auto: serve the app when one is given.
+  if (result.config.worker_class == "auto") {
+    result.config.worker_class = result.config.app.empty() ? "hello" : "asgi";
+  }
+  if (result.config.worker_class == "asgi" && result.config.app.empty()) {
+    return failure("APP: the asgi worker class needs an application, as module:attribute");
+  }
   result.warnings = cross_check(result.config);
 
   if (command_line.action) result.action = command_line.action->action;

@@ -1,6 +1,9 @@
 // The option table. Flag names follow gunicorn's so an existing gunicorn command line works.
 #include "conf/options.hpp"
 
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <arpa/inet.h>
 
 #include <cctype>
@@ -45,6 +48,18 @@ std::string check_bind(std::string_view text) {
   auto [end, ec] = std::from_chars(port.data(), port.data() + port.size(), value);
   if (!all_digits(port) || ec != std::errc() || end != port.data() + port.size() || value > 65535)
     return "expected a port in 0..65535";
+  return "";
+}
+
+// --python must name an executable that exists: a typo would otherwise only show when every
+// worker fails to boot.
+std::string check_python(std::string_view text) {
+  std::string path(text);
+  if (path.empty()) return "";
+  struct stat st;
+  if (stat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode) || access(path.c_str(), X_OK) != 0) {
+    return "expected an executable Python interpreter";
+  }
   return "";
 }
 
@@ -98,11 +113,17 @@ const std::vector<Option>& options() {
       {.name = "worker_class",
        .flags = "-k,--worker-class",
        .kind = Kind::kChoice,
-       .default_value = "hello",
+       .default_value = "auto",
        .metavar = "NAME",
-       .help = "Worker implementation.",
+       .help = "Worker implementation: asgi serves APP, hello is rotor's native test handler, "
+               "auto is asgi when APP is given, else hello. gunicorn's "
+               "uvicorn.workers.UvicornWorker and uvicorn_worker.UvicornWorker mean asgi.",
        .member = &Config::worker_class,
-       .choices = {"hello"}},  // add "asgi" here when workers/asgi lands
+       .choices = {"auto", "asgi", "hello"},
+       .aliases = {{"uvicorn.workers.UvicornWorker", "asgi"},
+                   {"uvicorn.workers.UvicornH11Worker", "asgi"},
+                   {"uvicorn_worker.UvicornWorker", "asgi"},
+                   {"uvicorn_worker.UvicornH11Worker", "asgi"}}},
       {.name = "timeout",
        .flags = "-t,--timeout",
        .kind = Kind::kSeconds,
@@ -295,6 +316,42 @@ const std::vector<Option>& options() {
        .metavar = "FORMAT",
        .help = "Access log line format (gunicorn's atoms).",
        .member = &Config::access_logformat},
+
+      // Python (worker class asgi)
+      {.name = "python",
+       .flags = "--python",
+       .metavar = "PATH",
+       .help = "Python executable whose environment the app runs in (a virtualenv's "
+               "bin/python); default: $VIRTUAL_ENV/bin/python, else the python3 rotor was built "
+               "against.",
+       .member = &Config::python,
+       .check = check_python},
+      {.name = "pythonpath",
+       .flags = "--pythonpath",
+       .kind = Kind::kStringList,
+       .metavar = "DIR",
+       .help = "Directory to put on sys.path before the working directory. Repeatable.",
+       .member = &Config::pythonpath},
+      {.name = "factory",
+       .flags = "--factory",
+       .kind = Kind::kBool,
+       .default_value = "false",
+       .help = "APP is a factory: call it (without arguments) to get the application.",
+       .member = &Config::factory},
+      {.name = "lifespan",
+       .flags = "--lifespan",
+       .kind = Kind::kChoice,
+       .default_value = "auto",
+       .metavar = "MODE",
+       .help = "ASGI lifespan protocol: on (a failing startup stops the worker), off, or auto "
+               "(used when the app supports it).",
+       .member = &Config::lifespan,
+       .choices = {"auto", "on", "off"}},
+      {.name = "root_path",
+       .flags = "--root-path",
+       .metavar = "PATH",
+       .help = "ASGI root_path: the prefix the app is mounted under behind a proxy.",
+       .member = &Config::root_path},
 
   };
   return table;

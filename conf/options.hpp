@@ -44,6 +44,8 @@ struct Option {
   double min = 0;  // numbers: lowest value; lists: fewest items
   double max = kUnbounded;
   std::vector<std::string_view> choices{};  // kChoice
+  // kChoice: other spellings accepted for a choice (case-insensitive), {alias, choice}.
+  std::vector<std::pair<std::string_view, std::string_view>> aliases{};
   Check check = nullptr;
   std::string_view env_alias{};  // a second, lower-precedence environment name
   bool in_file = true;           // false: not a TOML key (only --config itself)

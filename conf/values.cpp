@@ -57,6 +57,9 @@ Parsed parse_bool(std::string_view text) {
 
 Parsed parse_choice(const Option& option, std::string_view text) {
   std::string list;
+  for (auto [alias, choice] : option.aliases) {
+    if (lower(text) == lower(alias)) return {std::string(choice), ""};
+  }
   for (std::string_view choice : option.choices) {
     if (lower(text) == choice) return {std::string(choice), ""};  // gunicorn lowercases too
     list += (list.empty() ? "" : ", ") + std::string(choice);

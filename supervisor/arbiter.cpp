@@ -290,9 +290,13 @@ void Arbiter::on_worker_exit(Worker& w, int status) {
   scoreboard_->release(w.slot);
 
   if (boot_failure) {
+    // The worker's own exit code says whether the app could not be loaded (4) or anything
+    // else failed (3); the master exits with it.
+    exit_code_ = WIFEXITED(status) && WEXITSTATUS(status) == worker::kExitAppLoadFailed
+                     ? worker::kExitAppLoadFailed
+                     : kExitBootFailed;
     spdlog::critical("event=boot-failed pid={} status={} action=exit code={}", w.pid,
-                     exit_status_text(status), kExitBootFailed);
-    exit_code_ = kExitBootFailed;
+                     exit_status_text(status), exit_code_);
     begin_stop(false);
     return;
   }

@@ -231,7 +231,15 @@ TEST_SUITE("conf") {
   TEST_CASE("choices") {
     CHECK(run({"--log-level", "DEBUG"}).config.log_level == "debug");
     CHECK(run({"-k", "hello"}).config.worker_class == "hello");
-    CHECK_ERROR(run({"-k", "gevent"}), "--worker-class: expected one of hello, got 'gevent'");
+    CHECK_ERROR(run({"-k", "gevent"}),
+                "--worker-class: expected one of auto, asgi, hello, got 'gevent'");
+    // gunicorn's uvicorn worker classes mean asgi, whatever their case.
+    CHECK(run({"-k", "uvicorn.workers.UvicornWorker", "m:app"}).config.worker_class == "asgi");
+    CHECK(run({"-k", "uvicorn_worker.uvicornworker", "m:app"}).config.worker_class == "asgi");
+    // auto: asgi with an APP, hello without.
+    CHECK(run({"m:app"}).config.worker_class == "asgi");
+    CHECK(run({}).config.worker_class == "hello");
+    CHECK_ERROR(run({"-k", "asgi"}), "APP: the asgi worker class needs an application");
     CHECK_ERROR(run({"--log-level", "loud"}),
                 "--log-level: expected one of debug, info, warning, error, critical, got 'loud'");
   }
@@ -451,7 +459,7 @@ TEST_SUITE("conf") {
     REQUIRE(r.warnings.size() == 1);
     CHECK(contains(r.warnings[0], "max_requests_jitter"));
     CHECK(run({"--max-lifetime-jitter", "5"}).warnings.size() == 1);
-    CHECK(run({"app:main"}).warnings.size() == 1);
+    CHECK(run({"-k", "hello", "app:main"}).warnings.size() == 1);  // hello ignores the APP
   }
 
   TEST_CASE("environment_from") {

@@ -50,7 +50,9 @@ void release_if_large(std::string& s) {
 
 }  // namespace
 
-Connection::Connection(Server& server) : server_(server), parser_(server.limits().parse) {}
+Connection::Connection(Server& server) : server_(server), parser_(server.limits().parse) {
+  parser_.set_keep_body(server.handler().wants_body());
+}
 
 bool Connection::start(int fd, bool is_unix) {
   uv_loop_t* loop = server_.loop();
@@ -86,7 +88,12 @@ bool Connection::can_process() const {
 }
 
 void Connection::update_reading() {
-  bool want = !closing_ && !eof_ && (lingering_ || (pending_in_.empty() && can_process()));
+  // While the handler holds a request we still read (into pending_in_, one buffer at most) so
+  // that a client that goes away is noticed.
+  bool waiting_on_handler =
+      handling_ && !close_after_ && out_.size() + writing_.size() < kOutputHighWater;
+  bool want = !closing_ && !eof_ &&
+              (lingering_ || (pending_in_.empty() && (can_process() || waiting_on_handler)));
   if (want == reading_) return;
   if (want) {
     reading_ = uv_read_start(&h_.stream, on_alloc, on_read) == 0;
@@ -174,15 +181,20 @@ void Connection::resume_input() {
   update_reading();
 }
 
-void Connection::respond(int status, std::string_view content_type, std::string_view body) {
+bool Connection::keep_alive_after_answer() {
   const Request& req = parser_.request();
-  const Limits& lim = server_.limits();
   // A draining worker that hands connections over keeps them alive for one more answer; it
   // closes a connection it could not hand over after that. Nothing after an upgrade is HTTP.
-  bool keep = req.keep_alive && !parser_.upgrade() && lim.keep_alive_ms > 0 &&
+  bool keep = req.keep_alive && !parser_.upgrade() && server_.limits().keep_alive_ms > 0 &&
               (!draining_ || (server_.handoff_fd() >= 0 && !answered_in_drain_));
   if (draining_) answered_in_drain_ = true;
   close_after_ = !keep;
+  return keep;
+}
+
+void Connection::respond(int status, std::string_view content_type, std::string_view body) {
+  const Request& req = parser_.request();
+  bool keep = keep_alive_after_answer();
   append_status_line(out_, status);
   out_ += "Server: rotor\r\n";
   out_ += server_.date_header();
@@ -201,8 +213,11 @@ void Connection::respond(int status, std::string_view content_type, std::string_
   }
   out_ += "\r\n";
   if (!req.head) out_ += body;
-  if (server_.access_log()) log_access(status, req.head ? 0 : body.size());
+  answer_done(status, req.head ? 0 : body.size());
+}
 
+void Connection::answer_done(int status, uint64_t body_bytes) {
+  if (server_.access_log()) log_access(status, body_bytes);
   handling_ = false;
   parser_.next();
   server_.response_complete(true);
@@ -210,6 +225,155 @@ void Connection::respond(int status, std::string_view content_type, std::string_
   // An answer given later: go on with what the client pipelined meanwhile.
   if (!close_after_) resume_input();
   flush();
+}
+
+namespace {
+
+bool is_token_char(unsigned char c) {
+  static constexpr std::string_view kSpecials = "!#$%&'*+-.^_`|~";
+  return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+         (c && kSpecials.find(static_cast<char>(c)) != std::string_view::npos);
+}
+
+// field-value: visible characters, obs-text, and inner space or tab; never CR, LF or NUL.
+bool is_field_value(std::string_view v) {
+  for (unsigned char c : v) {
+    if ((c < 0x20 && c != '\t') || c == 0x7f) return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+SendResult Connection::send_response(int status, const HeaderList* headers, std::string_view body,
+                                     bool more, std::string* error) {
+  if (closing_ || !handling_) return SendResult::kGone;
+  const Request& req = parser_.request();
+  if (!response_started_) {
+    if (status < 100 || status > 999 || (status >= 100 && status < 200)) {
+      *error = "invalid response status " + std::to_string(status);
+      return SendResult::kInvalid;
+    }
+    bool has_length = false;
+    if (headers) {
+      for (const auto& [name, value] : *headers) {
+        bool token = !name.empty();
+        for (unsigned char c : name) token = token && is_token_char(c);
+        if (!token || !is_field_value(value)) {
+          *error = "invalid response header " + std::string(token ? "value" : "name") + " for '" +
+                   std::string(name.substr(0, 64)) + "'";
+          return SendResult::kInvalid;
+        }
+        has_length = has_length || iequals(name, "content-length");
+      }
+    }
+    no_body_ = req.head || status == 204 || status == 304;
+    bool keep = keep_alive_after_answer();
+    // Without a length, a streamed body is chunked; HTTP/1.0 has no chunks: close-delimited.
+    chunked_ = !no_body_ && !has_length && more && req.http_minor >= 1;
+    if (!no_body_ && !has_length && more && req.http_minor == 0) {
+      keep = false;
+      close_after_ = true;
+    }
+    append_status_line(out_, status);
+    out_ += "Server: rotor\r\n";
+    out_ += server_.date_header();
+    if (headers) {
+      for (const auto& [name, value] : *headers) {
+        if (iequals(name, "transfer-encoding") || iequals(name, "connection")) continue;
+        out_ += name;
+        out_ += ": ";
+        out_ += value;
+        out_ += "\r\n";
+      }
+    }
+    if (!has_length && !chunked_ && !more && status != 204 && status != 304) {
+      out_ += "Content-Length: ";
+      append_number(out_, body.size());
+      out_ += "\r\n";
+    }
+    if (chunked_) out_ += "Transfer-Encoding: chunked\r\n";
+    if (!keep) {
+      out_ += "Connection: close\r\n";
+    } else if (req.http_minor == 0) {
+      out_ += "Connection: keep-alive\r\n";
+    }
+    out_ += "\r\n";
+    response_started_ = true;
+    response_status_ = status;
+    response_bytes_ = 0;
+  }
+  if (!no_body_ && !body.empty()) {
+    if (chunked_) {
+      char size[20];
+      int n = snprintf(size, sizeof size, "%zx\r\n", body.size());
+      out_.append(size, static_cast<size_t>(n));
+      out_ += body;
+      out_ += "\r\n";
+    } else {
+      out_ += body;
+    }
+    response_bytes_ += body.size();
+  }
+  if (more) {
+    if (!in_process_) flush();
+    return out_.size() + writing_.size() >= kOutputHighWater ? SendResult::kPaused
+                                                             : SendResult::kOk;
+  }
+  if (chunked_) out_ += "0\r\n\r\n";
+  response_started_ = false;
+  answer_done(response_status_, response_bytes_);
+  return SendResult::kOk;
+}
+
+void Connection::fail_response(int status) {
+  if (closing_ || !handling_) return;
+  if (response_started_) {
+    close_now();  // on_close ends the request
+    return;
+  }
+  respond_error(status);
+  handling_ = false;
+  parser_.next();
+  server_.response_complete(false);
+}
+
+const Endpoint& Connection::peer_endpoint() {
+  if (!endpoints_known_) {
+    endpoints_known_ = true;
+    auto fill = [this](bool peer, Endpoint& e) {
+      sockaddr_storage ss{};
+      int len = sizeof ss;
+      if (h_.handle.type == UV_NAMED_PIPE) {
+        char path[256];
+        size_t n = sizeof path;
+        if (!peer && uv_pipe_getsockname(&h_.pipe, path, &n) == 0) e.host.assign(path, n);
+        return;
+      }
+      int rc = peer ? uv_tcp_getpeername(&h_.tcp, reinterpret_cast<sockaddr*>(&ss), &len)
+                    : uv_tcp_getsockname(&h_.tcp, reinterpret_cast<sockaddr*>(&ss), &len);
+      if (rc != 0) return;
+      char host[INET6_ADDRSTRLEN] = "";
+      if (ss.ss_family == AF_INET) {
+        auto* a = reinterpret_cast<sockaddr_in*>(&ss);
+        inet_ntop(AF_INET, &a->sin_addr, host, sizeof host);
+        e.port = ntohs(a->sin_port);
+      } else if (ss.ss_family == AF_INET6) {
+        auto* a = reinterpret_cast<sockaddr_in6*>(&ss);
+        inet_ntop(AF_INET6, &a->sin6_addr, host, sizeof host);
+        e.port = ntohs(a->sin6_port);
+      }
+      e.host = host;
+    };
+    fill(true, peer_);
+    fill(false, local_);
+  }
+  return peer_;
+}
+
+const Endpoint& Connection::local_endpoint() {
+  peer_endpoint();
+  return local_;
 }
 
 void Connection::log_access(int status, uint64_t body_bytes) {
@@ -257,6 +421,8 @@ void Connection::on_eof() {
   // The client will send nothing more. What it sent is still answered (a client may half-close
   // after its requests); a request it left incomplete never will be.
   eof_ = true;
+  if (closing_) return;
+  if (handling_) server_.handler().on_peer_closed(*this);
   if (closing_) return;
   if (lingering_) {
     close_now();
@@ -336,6 +502,10 @@ void Connection::on_write(uv_write_t* req, int status) {
   if (status < 0) {
     c->close_now();
     return;
+  }
+  if (c->handling_ && c->response_started_ && c->out_.size() < kOutputHighWater) {
+    c->server_.handler().on_drained(*c);
+    if (c->closing_) return;
   }
   // Output was in the way of parsing: the keep-alive wait starts now, pipelined input resumes.
   if (c->wait_ == Wait::kIdle) c->wait_ = Wait::kNone;
@@ -445,7 +615,10 @@ void Connection::close_now() {
 
 void Connection::on_close(uv_handle_t* h) {
   auto* c = static_cast<Connection*>(h->data);
-  if (c->handling_) c->server_.response_complete(false);
+  if (c->handling_) {
+    c->server_.handler().on_abort(*c);
+    c->server_.response_complete(false);
+  }
   c->server_.connection_closed(c);
   delete c;
 }

@@ -12,6 +12,8 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 #include "workers/http/parser.hpp"
 #include "workers/http/request.hpp"
@@ -19,6 +21,21 @@
 namespace rotor::http {
 
 class Server;
+
+// An end of the connection: host and port, or a unix socket path with port -1.
+struct Endpoint {
+  std::string host;
+  int port = -1;
+};
+
+enum class SendResult : uint8_t {
+  kOk,       // queued (and the answer finished when it was the last part)
+  kPaused,   // queued, but the client reads slowly: wait for Handler::on_drained
+  kGone,     // the connection is closed; nothing was written
+  kInvalid,  // the status or a header is not valid HTTP; nothing was written
+};
+
+using HeaderList = std::vector<std::pair<std::string_view, std::string_view>>;
 
 class Connection {
  public:
@@ -33,6 +50,20 @@ class Connection {
   // Answer the current request. `body` is omitted on the wire for HEAD. The request passed to
   // the handler stays valid until this call.
   void respond(int status, std::string_view content_type, std::string_view body);
+
+  // Answer the current request in parts (streaming). The first call writes the head: with a
+  // Content-Length when the app gave one or when this part is the whole body, else chunked
+  // (close-delimited for HTTP/1.0). The head's bytes are checked first: an app's CR, LF or
+  // non-token name never reaches the wire. `more` false finishes the answer.
+  SendResult send_response(int status, const HeaderList* headers, std::string_view body, bool more,
+                           std::string* error);
+  // The handler failed: a plain error answer when nothing was sent yet, else the connection is
+  // closed (the client sees the answer is incomplete). Ends the request.
+  void fail_response(int status);
+  // For the handler: which of its requests this connection carries.
+  uint64_t handler_tag = 0;
+  const Endpoint& peer_endpoint();
+  const Endpoint& local_endpoint();
 
   // Server-driven transitions.
   void begin_drain();
@@ -69,6 +100,8 @@ class Connection {
   void expire();
   uint64_t now_ms() const;
   void log_access(int status, uint64_t body_bytes);
+  bool keep_alive_after_answer();
+  void answer_done(int status, uint64_t body_bytes);
 
   Server& server_;
   union {
@@ -104,6 +137,14 @@ class Connection {
   bool closing_ = false;
   bool draining_ = false;
   bool answered_in_drain_ = false;  // one answer without Connection: close, then hand off
+  // A streamed answer (send_response) under way.
+  bool response_started_ = false;
+  bool chunked_ = false;
+  bool no_body_ = false;  // HEAD, 1xx, 204, 304
+  int response_status_ = 0;
+  uint64_t response_bytes_ = 0;
+  Endpoint peer_, local_;
+  bool endpoints_known_ = false;
 };
 
 }  // namespace rotor::http

@@ -733,12 +733,13 @@ int RequestParser::cb_headers_complete(llhttp_t* p) {
   return status ? rp->reject(status, rp->error_reason_) : 0;
 }
 
-int RequestParser::cb_body(llhttp_t* p, const char*, size_t len) {
+int RequestParser::cb_body(llhttp_t* p, const char* at, size_t len) {
   RequestParser* rp = self(p);
   if (rp->mode_ != Mode::kBody) return rp->reject(400, "request framing is ambiguous");
   rp->req_.body_bytes += len;
   uint64_t limit = rp->limits_.body;
   if (limit && rp->req_.body_bytes > limit) return rp->reject(413, "request body too large");
+  if (rp->keep_body_) rp->req_.body.append(at, len);
   return 0;
 }
 

@@ -54,6 +54,9 @@ class RequestParser {
   Event feed(const char* data, size_t len, size_t* consumed);
   // Starts the next request after kMessage.
   void next();
+  // Keep each request's body in request().body (bounded by the body limit) instead of
+  // discarding it.
+  void set_keep_body(bool keep) { keep_body_ = keep; }
 
   const Request& request() const { return req_; }
   Phase phase() const;
@@ -112,6 +115,7 @@ class RequestParser {
   bool upgrade_ = false;
   bool expect_continue_ = false;
   bool body_seen_ = false;
+  bool keep_body_ = false;
   bool message_done_ = false;  // llhttp reached the end of the message
   bool trailers_due_ = false;  // llhttp read the last chunk: a trailer section follows
   int error_status_ = 0;       // the verdict, once error_

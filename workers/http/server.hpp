@@ -32,8 +32,18 @@ struct Limits {
 class Handler {
  public:
   virtual ~Handler() = default;
-  // The request (head and body) is complete. Answer with Connection::respond(), now or later.
+  // The request (head and body) is complete. Answer with Connection::respond() or
+  // send_response(), now or later.
   virtual void on_request(Connection& conn, const Request& req) = 0;
+  // Whether the request bodies are kept for the handler (Request::body) or discarded.
+  virtual bool wants_body() const { return false; }
+  // The connection closed while the handler still held its request.
+  virtual void on_abort(Connection&) {}
+  // The client closed its side (or reset) while the handler holds its request; an answer may
+  // still be written.
+  virtual void on_peer_closed(Connection&) {}
+  // The answer's unsent backlog fell below the high-water mark (after kPaused).
+  virtual void on_drained(Connection&) {}
 };
 
 // What the worker runtime wants to know (the scoreboard counters).

@@ -1,0 +1,82 @@
+"""A raw ASGI 3 app exercising the protocol directly (no framework)."""
+import asyncio
+import json
+import os
+
+state_seen = {}
+
+
+async def app(scope, receive, send):
+    if scope["type"] == "lifespan":
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                scope["state"]["started_by"] = os.getpid()
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+    assert scope["type"] == "http"
+    path = scope["path"]
+    if path == "/echo":
+        body = b""
+        chunks = 0
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            chunks += 1
+            if not message.get("more_body"):
+                break
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", b"application/octet-stream"),
+                                (b"x-chunks", str(chunks).encode())]})
+        await send({"type": "http.response.body", "body": body})
+    elif path.startswith("/scope"):
+        out = {k: v for k, v in scope.items() if k not in ("state",)}
+        out["headers"] = [[k.decode(), v.decode()] for k, v in scope["headers"]]
+        out["raw_path"] = scope["raw_path"].decode()
+        out["query_string"] = scope["query_string"].decode()
+        out["state"] = dict(scope.get("state", {}))
+        out["pid"] = os.getpid()
+        data = json.dumps(out).encode()
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", b"application/json")]})
+        await send({"type": "http.response.body", "body": data})
+    elif path == "/stream":
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", b"text/plain")]})
+        for i in range(5):
+            await send({"type": "http.response.body", "body": f"part {i}\n".encode(),
+                        "more_body": True})
+            await asyncio.sleep(0.01)
+        await send({"type": "http.response.body", "body": b"end\n"})
+    elif path == "/raise-before":
+        raise RuntimeError("boom before start")
+    elif path == "/raise-after":
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-length", b"100")]})
+        await send({"type": "http.response.body", "body": b"partial", "more_body": True})
+        raise RuntimeError("boom after start")
+    elif path == "/no-response":
+        return
+    elif path == "/bad-header":
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"x-evil", b"a\r\nInjected: yes")]})
+        await send({"type": "http.response.body", "body": b"never"})
+    elif path == "/disconnect":
+        # Wait for the client to go away; report it in the error log.
+        message = await receive()
+        message = await receive()
+        print(f"rotor-test: saw {message['type']}", flush=True)
+    elif path == "/sleep":
+        await asyncio.sleep(float(dict(
+            p.split("=") for p in scope["query_string"].decode().split("&") if p).get("s", "1")))
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"slept"})
+    elif path == "/block":
+        import time
+        time.sleep(60)  # blocks the event loop: the heartbeat stops
+    else:
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", b"text/plain")]})
+        await send({"type": "http.response.body", "body": b"Hello, world!"})

@@ -1,0 +1,198 @@
+"""The asgi worker class: real apps (raw ASGI, Starlette, FastAPI) under the real binary."""
+import json
+import os
+import signal
+import socket
+
+import httpx
+import pytest
+
+from conftest import DEADLINE, ROOT, run_wrk, wait_for
+
+APPS = ROOT / "tests" / "apps"
+
+
+def serve(rotor, app, *args, workers=1, **kw):
+    return rotor("--chdir", str(APPS), "-w", str(workers), *args, app, workers=workers, **kw)
+
+
+def raw_exchange(port, data, timeout=10):
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        s.sendall(data)
+        out = b""
+        while True:
+            try:
+                b = s.recv(65536)
+            except socket.timeout:
+                break
+            if not b:
+                break
+            out += b
+        return out
+
+
+def test_raw_app_hello_and_scope(rotor):
+    r = serve(rotor, "raw_app:app")
+    with httpx.Client(base_url=r.url()) as c:
+        assert c.get("/").text == "Hello, world!"
+        resp = c.get("/scope/caf%C3%A9%20x?a=1&b=%20", headers={"X-Two": "1"})
+        scope = resp.json()
+    assert scope["type"] == "http"
+    assert scope["asgi"]["version"] == "3.0"
+    assert scope["http_version"] == "1.1"
+    assert scope["method"] == "GET"
+    assert scope["scheme"] == "http"
+    assert scope["path"] == "/scope/café x"
+    assert scope["raw_path"] == "/scope/caf%C3%A9%20x"
+    assert scope["query_string"] == "a=1&b=%20"
+    assert ["x-two", "1"] in scope["headers"]
+    assert scope["client"][0] == "127.0.0.1" and isinstance(scope["client"][1], int)
+    assert scope["server"] == ["127.0.0.1", r.port]
+    assert scope["root_path"] == ""
+    # lifespan state reached the request (a copy per request)
+    assert scope["state"]["started_by"] == scope["pid"]
+
+
+def test_request_bodies_content_length_and_chunked(rotor):
+    r = serve(rotor, "raw_app:app")
+    big = os.urandom(3 * 1024 * 1024)
+    with httpx.Client(base_url=r.url(), timeout=30) as c:
+        resp = c.post("/echo", content=big)
+        assert resp.status_code == 200 and resp.content == big
+
+        def gen():
+            for i in range(50):
+                yield bytes([i]) * 10000
+        resp = c.post("/echo", content=gen())  # chunked
+        assert resp.content == b"".join(bytes([i]) * 10000 for i in range(50))
+
+
+def test_streaming_response_and_head(rotor):
+    r = serve(rotor, "raw_app:app")
+    with httpx.Client(base_url=r.url()) as c:
+        resp = c.get("/stream")
+        assert resp.headers.get("transfer-encoding") == "chunked"
+        assert resp.text == "".join(f"part {i}\n" for i in range(5)) + "end\n"
+        head = c.head("/")
+        assert head.status_code == 200 and head.content == b""
+
+
+def test_app_errors(rotor):
+    r = serve(rotor, "raw_app:app")
+    with httpx.Client(base_url=r.url()) as c:
+        assert c.get("/raise-before").status_code == 500
+        assert c.get("/no-response").status_code == 500
+        assert c.get("/bad-header").status_code == 500
+        with pytest.raises(httpx.RemoteProtocolError):
+            c.get("/raise-after")  # started, then failed: the connection is closed
+        assert c.get("/").text == "Hello, world!"  # the worker lives on
+    log = r.log()
+    assert "RuntimeError: boom before start" in log
+    assert "event=app-error" in log
+    # the invalid header never reached the wire
+    out = raw_exchange(r.port, b"GET /bad-header HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+    assert out.startswith(b"HTTP/1.1 500") and b"Injected" not in out
+
+
+def test_client_disconnect_is_seen_by_the_app(rotor):
+    r = serve(rotor, "raw_app:app")
+    with socket.create_connection(("127.0.0.1", r.port), timeout=10) as s:
+        s.sendall(b"GET /disconnect HTTP/1.1\r\nHost: t\r\n\r\n")
+        wait_for(lambda: r.lines("worker-ready"), what="worker")  # request is in the app now
+    wait_for(lambda: "rotor-test: saw http.disconnect" in r.log(), what="the app's disconnect")
+
+
+def test_expect_100_continue(rotor):
+    r = serve(rotor, "raw_app:app")
+    with socket.create_connection(("127.0.0.1", r.port), timeout=10) as s:
+        s.sendall(b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n"
+                  b"Expect: 100-continue\r\n\r\n")
+        assert s.recv(100).startswith(b"HTTP/1.1 100 Continue")
+        s.sendall(b"hello")
+        data = b""
+        while not data.endswith(b"hello"):
+            data += s.recv(1000)
+        assert data.startswith(b"HTTP/1.1 200")
+
+
+def test_starlette_app(rotor):
+    r = serve(rotor, "starlette_app:app")
+    with httpx.Client(base_url=r.url()) as c:
+        assert c.get("/").text == "Hello, world!"
+        item = c.get("/items/42", params={"q": "x y"}).json()
+        assert item["id"] == "42" and item["q"] == "x y"
+        assert item["greeting"] == "hi from lifespan"
+        payload = {"a": [1, 2]}
+        assert c.post("/echo", json=payload).json() == {"length": len(json.dumps(payload)),
+                                                          "json": payload}
+        assert c.get("/stream").text == "chunk 0\nchunk 1\nchunk 2\n"
+        assert c.get("/background").text == "ok"
+        wait_for(lambda: c.get("/count").json()["background_done"] >= 1,
+                 what="the background task")
+
+
+def test_fastapi_app(rotor):
+    r = serve(rotor, "fastapi_app:app")
+    with httpx.Client(base_url=r.url()) as c:
+        assert c.get("/").json() == {"message": "Hello, world!"}
+        assert c.get("/items/5", params={"q": "z"}).json()["item_id"] == 5
+        assert c.get("/items/notanint").status_code == 422
+        resp = c.post("/items", json={"name": "pen", "price": 1.5})
+        assert resp.json() == {"name": "pen", "price": 1.5, "double": 3.0}
+        assert c.post("/items", json={"name": "pen"}).status_code == 422
+
+
+def test_asgi2_and_factory(rotor):
+    r = serve(rotor, "asgi2_app:app")
+    assert httpx.get(r.url("/x")).text == "asgi2 /x"
+    r2 = serve(rotor, "factory_app:create_app", "--factory")
+    assert httpx.get(r2.url("/")).text == "from factory"
+
+
+@pytest.mark.parametrize("app,needle", [
+    ("no_such_module:app", "No module named 'no_such_module'"),
+    ("raw_app:missing", "has no attribute 'missing'"),
+    ("broken_import:app", "ImportError: this module is broken on purpose"),
+])
+def test_app_load_errors_exit_4(rotor, app, needle):
+    r = serve(rotor, app, wait=False)
+    assert r.wait_exit() == 4, r.log()
+    assert needle in r.log()
+    assert len(r.events("spawn")) <= 1, "no fork loop"
+
+
+def test_bad_python_path_exits_2(rotor):
+    r = serve(rotor, "raw_app:app", "--python", "/nonexistent/python", wait=False)
+    assert r.wait_exit() == 2
+    assert "rotor: error: --python: expected an executable Python interpreter" in r.log()
+
+
+def test_gunicorn_command_line_works(rotor):
+    r = rotor("--chdir", str(APPS), "-w", "2", "-k", "uvicorn.workers.UvicornWorker",
+              "--max-requests", "100", "--max-requests-jitter", "10", "starlette_app:app",
+              workers=2)
+    assert httpx.get(r.url("/")).text == "Hello, world!"
+
+
+def test_rotation_under_load_with_asgi_app(rotor):
+    r = serve(rotor, "raw_app:app", "--max-requests", "1000", "--max-requests-jitter", "100",
+              workers=2)
+    stats = run_wrk(r.url("/"), duration=5, connections=16)
+    assert stats["errors"] == 0, stats["raw"]
+    rotations = [f for f in r.events("worker-exit") if f["reason"] == "max-requests"]
+    assert len(rotations) >= 3, r.log()
+
+
+def test_hup_under_load_with_asgi_app(rotor):
+    import threading
+    r = serve(rotor, "raw_app:app", workers=2)
+    before = set(r.ready_pids())
+    result = {}
+    t = threading.Thread(target=lambda: result.update(run_wrk(r.url("/"), 5, 16)))
+    t.start()
+    wait_for(lambda: True)
+    r.signal(signal.SIGHUP)
+    t.join()
+    assert result["errors"] == 0, result["raw"]
+    exited = {int(f["pid"]) for f in r.events("worker-exit") if f["reason"] == "reload"}
+    assert before <= exited, r.log()

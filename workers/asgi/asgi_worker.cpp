@@ -1,0 +1,382 @@
+#include "workers/asgi/asgi_worker.hpp"
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include <unistd.h>
+
+#include <climits>
+#include <cstdlib>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include <spdlog/spdlog.h>
+
+#include "log/log.hpp"
+#include "workers/asgi/interpreter.hpp"
+#include "workers/asgi/loop_driver.hpp"
+#include "workers/asgi/scope.hpp"
+#include "workers/http/connection.hpp"
+#include "workers/http/request.hpp"
+
+namespace rotor::asgi {
+
+extern const char* const kBridgeSource;  // workers/asgi/bridge.py, compiled in
+
+namespace {
+
+class AsgiWorker;
+AsgiWorker* g_worker = nullptr;  // the _rotor module's functions reach the worker through it
+
+class AsgiWorker : public worker::WorkerClass, public http::Handler {
+ public:
+  explicit AsgiWorker(const conf::Config& cfg) : cfg_(cfg) { g_worker = this; }
+
+  int boot(uv_loop_t* loop) override;
+  http::Handler& handler() override { return *this; }
+  void run(uv_loop_t* loop) override;
+  void stop() override;
+  void finish() override;
+
+  // http::Handler
+  // Bodies arrive whole for now (bounded by --limit-request-body); streaming them into
+  // receive() with flow control is the next step.
+  bool wants_body() const override { return true; }
+  void on_request(http::Connection& conn, const http::Request& req) override;
+  void on_abort(http::Connection& conn) override;
+  void on_peer_closed(http::Connection& conn) override {
+    call_exchange(conn, "gone", nullptr, nullptr);
+  }
+  void on_drained(http::Connection& conn) override;
+
+  // The _rotor module's functions.
+  PyObject* py_send(PyObject* args);
+  PyObject* py_app_failed(PyObject* args);
+
+ private:
+  struct Live {
+    http::Connection* conn;
+    PyObject* exchange;  // owned
+  };
+  Live* find(uint64_t rid) {
+    auto it = live_.find(rid);
+    return it == live_.end() ? nullptr : &it->second;
+  }
+  void forget(uint64_t rid);
+  void call_exchange(http::Connection& conn, const char* method, PyObject* arg1, PyObject* arg2);
+  bool install_bridge();
+
+  const conf::Config& cfg_;
+  ScopeBuilder scope_;
+  std::unordered_map<uint64_t, Live> live_;
+  uint64_t next_rid_ = 1;
+  PyObject* app_ = nullptr;
+  PyObject* bridge_ = nullptr;
+  PyObject* run_fn_ = nullptr;
+  PyObject* exchange_cls_ = nullptr;
+  PyObject* loop_ = nullptr;
+  PyObject* state_ = nullptr;     // lifespan state, copied into each request's scope
+  PyObject* lifespan_ = nullptr;  // bridge.Lifespan, when the app speaks it
+  PyObject* paused_ = nullptr;    // _rotor.PAUSED
+  std::unique_ptr<LoopDriver> driver_;
+};
+
+PyObject* mod_send(PyObject*, PyObject* args) {
+  return g_worker->py_send(args);
+}
+PyObject* mod_app_failed(PyObject*, PyObject* args) {
+  return g_worker->py_app_failed(args);
+}
+
+PyMethodDef g_methods[] = {
+    {"send", mod_send, METH_VARARGS, "send(rid, status, headers, body, more)"},
+    {"app_failed", mod_app_failed, METH_VARARGS, "app_failed(rid, started, summary, tb)"},
+    {nullptr, nullptr, 0, nullptr}};
+
+PyModuleDef g_module = {PyModuleDef_HEAD_INIT,
+                        "_rotor",
+                        "rotor's engine, for the ASGI bridge",
+                        -1,
+                        g_methods,
+                        nullptr,
+                        nullptr,
+                        nullptr,
+                        nullptr};
+
+// Logs the pending Python exception (traceback to the error log) under `event`.
+void log_python_error(const char* event) {
+  spdlog::error("event={}", event);
+  PyErr_Print();
+}
+
+bool AsgiWorker::install_bridge() {
+  PyObject* mod = PyModule_Create(&g_module);
+  if (!mod) return false;
+  paused_ = PyUnicode_InternFromString("paused");
+  Py_INCREF(paused_);
+  PyModule_AddObject(mod, "PAUSED", paused_);
+  PyObject* modules = PyImport_GetModuleDict();  // borrowed
+  PyDict_SetItemString(modules, "_rotor", mod);
+  Py_DECREF(mod);
+  PyObject* code = Py_CompileString(kBridgeSource, "rotor/bridge.py", Py_file_input);
+  if (!code) return false;
+  bridge_ = PyImport_ExecCodeModule("_rotor_bridge", code);
+  Py_DECREF(code);
+  if (!bridge_) return false;
+  run_fn_ = PyObject_GetAttrString(bridge_, "run");
+  exchange_cls_ = PyObject_GetAttrString(bridge_, "Exchange");
+  return run_fn_ && exchange_cls_;
+}
+
+int AsgiWorker::boot(uv_loop_t*) {
+  PythonSettings settings;
+  settings.executable = choose_executable(cfg_.python, std::getenv("VIRTUAL_ENV"));
+  settings.paths = cfg_.pythonpath;
+  char cwd[PATH_MAX];
+  if (getcwd(cwd, sizeof cwd)) settings.paths.push_back(cwd);
+  std::string error;
+  if (!start_interpreter(settings, &error)) {
+    spdlog::error("event=boot-failed error={}", log::quote(error));
+    return worker::kExitBootFailed;
+  }
+  // Where a stalled app is stuck: the heartbeat timeout's SIGABRT dumps every thread.
+  PyObject* fh = PyImport_ImportModule("faulthandler");
+  PyObject* r = fh ? PyObject_CallMethod(fh, "enable", nullptr) : nullptr;
+  if (!r) log_python_error("faulthandler-unavailable");
+  Py_XDECREF(r);
+  Py_XDECREF(fh);
+
+  if (!install_bridge()) {
+    log_python_error("boot-failed detail=\"ASGI bridge\"");
+    return worker::kExitBootFailed;
+  }
+  PyObject* app = load_app(cfg_.app, cfg_.factory, &error);
+  if (!app) {
+    spdlog::error("event=app-load-failed app={} error={}", log::quote(cfg_.app), log::quote(error));
+    return worker::kExitAppLoadFailed;
+  }
+  app_ = PyObject_CallMethod(bridge_, "prepare", "O", app);
+  Py_DECREF(app);
+  PyObject* asyncio = PyImport_ImportModule("asyncio");
+  loop_ = asyncio ? PyObject_CallMethod(asyncio, "new_event_loop", nullptr) : nullptr;
+  if (loop_) {
+    PyObject* set = PyObject_CallMethod(asyncio, "set_event_loop", "O", loop_);
+    Py_XDECREF(set);
+  }
+  Py_XDECREF(asyncio);
+  if (!app_ || !loop_ || !scope_.init(cfg_)) {
+    log_python_error("boot-failed detail=\"event loop\"");
+    return worker::kExitBootFailed;
+  }
+
+  if (cfg_.lifespan != "off") {
+    state_ = PyDict_New();
+    lifespan_ =
+        PyObject_CallMethod(bridge_, "Lifespan", "OsO", app_, cfg_.lifespan.c_str(), state_);
+    PyObject* coro = lifespan_ ? PyObject_CallMethod(lifespan_, "startup", nullptr) : nullptr;
+    PyObject* failed = coro ? PyObject_CallMethod(loop_, "run_until_complete", "O", coro) : nullptr;
+    Py_XDECREF(coro);
+    if (!failed) {
+      log_python_error("boot-failed detail=\"lifespan\"");
+      return worker::kExitBootFailed;
+    }
+    if (failed != Py_None) {
+      spdlog::error("event=boot-failed error={}", log::quote(PyUnicode_AsUTF8(failed)));
+      Py_DECREF(failed);
+      return worker::kExitBootFailed;
+    }
+    Py_DECREF(failed);
+    PyObject* supported = PyObject_GetAttrString(lifespan_, "supported");
+    if (supported != Py_True) {
+      if (cfg_.lifespan == "on") {
+        spdlog::error("event=boot-failed error=\"--lifespan on: the app does not support it\"");
+        Py_XDECREF(supported);
+        return worker::kExitBootFailed;
+      }
+      Py_CLEAR(state_);  // no lifespan: no state in the scope
+    }
+    Py_XDECREF(supported);
+  }
+  return worker::kExitOk;
+}
+
+void AsgiWorker::run(uv_loop_t* loop) {
+  driver_ = std::make_unique<LoopDriver>(loop, loop_);
+  if (!driver_->start()) {
+    log_python_error("loop-failed");
+    return;
+  }
+  PyObject* r = PyObject_CallMethod(loop_, "run_forever", nullptr);
+  if (!r) log_python_error("loop-failed");
+  Py_XDECREF(r);
+  driver_->stop();
+}
+
+void AsgiWorker::stop() {
+  PyObject* r = PyObject_CallMethod(loop_, "stop", nullptr);
+  if (!r) PyErr_Clear();
+  Py_XDECREF(r);
+}
+
+void AsgiWorker::finish() {
+  if (!lifespan_ || !state_) return;
+  PyObject* coro = PyObject_CallMethod(lifespan_, "shutdown", nullptr);
+  PyObject* asyncio = PyImport_ImportModule("asyncio");
+  PyObject* bounded =
+      coro && asyncio ? PyObject_CallMethod(asyncio, "wait_for", "Od", coro, cfg_.graceful_timeout)
+                      : nullptr;
+  PyObject* r = bounded ? PyObject_CallMethod(loop_, "run_until_complete", "O", bounded) : nullptr;
+  if (!r) log_python_error("lifespan-shutdown-failed");
+  Py_XDECREF(r);
+  Py_XDECREF(bounded);
+  Py_XDECREF(asyncio);
+  Py_XDECREF(coro);
+}
+
+void AsgiWorker::on_request(http::Connection& conn, const http::Request& req) {
+  uint64_t rid = next_rid_++;
+  conn.handler_tag = rid;
+  PyObject* scope = scope_.build(conn, req, state_);
+  PyObject* ex = scope ? PyObject_CallFunction(exchange_cls_, "OK", loop_, rid) : nullptr;
+  PyObject* coro = ex ? PyObject_CallFunctionObjArgs(run_fn_, app_, scope, ex, nullptr) : nullptr;
+  PyObject* task = coro ? PyObject_CallMethod(loop_, "create_task", "O", coro) : nullptr;
+  Py_XDECREF(scope);
+  Py_XDECREF(coro);
+  if (!task) {
+    Py_XDECREF(ex);
+    log_python_error("request-failed");
+    conn.fail_response(500);
+    return;
+  }
+  Py_DECREF(task);  // the loop keeps it
+  live_[rid] = {&conn, ex};
+  PyObject* body =
+      PyBytes_FromStringAndSize(req.body.data(), static_cast<Py_ssize_t>(req.body.size()));
+  call_exchange(conn, "feed", body, Py_False);
+  Py_XDECREF(body);
+}
+
+void AsgiWorker::call_exchange(http::Connection& conn, const char* method, PyObject* a1,
+                               PyObject* a2) {
+  Live* l = find(conn.handler_tag);
+  if (!l) return;
+  PyObject* name = PyUnicode_InternFromString(method);
+  PyObject* r = PyObject_CallMethodObjArgs(l->exchange, name, a1, a2, nullptr);
+  Py_DECREF(name);
+  if (!r) log_python_error("bridge-failed");
+  Py_XDECREF(r);
+}
+
+void AsgiWorker::on_abort(http::Connection& conn) {
+  call_exchange(conn, "gone", nullptr, nullptr);
+  forget(conn.handler_tag);
+}
+
+void AsgiWorker::on_drained(http::Connection& conn) {
+  call_exchange(conn, "wake", nullptr, nullptr);
+}
+
+void AsgiWorker::forget(uint64_t rid) {
+  auto it = live_.find(rid);
+  if (it == live_.end()) return;
+  Py_XDECREF(it->second.exchange);
+  live_.erase(it);
+}
+
+PyObject* AsgiWorker::py_send(PyObject* args) {
+  unsigned long long rid;
+  int status, more;
+  PyObject* headers;
+  Py_buffer body;
+  if (!PyArg_ParseTuple(args, "KiOy*p", &rid, &status, &headers, &body, &more)) return nullptr;
+  Live* l = find(rid);
+  if (!l) {
+    PyBuffer_Release(&body);
+    Py_RETURN_FALSE;
+  }
+  // Views into the app's bytes objects, valid for this call.
+  std::vector<std::pair<std::string_view, std::string_view>> hv;
+  if (headers != Py_None) {
+    PyObject* seq = PySequence_Fast(headers, "headers must be a sequence of [name, value]");
+    if (!seq) {
+      PyBuffer_Release(&body);
+      return nullptr;
+    }
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    hv.reserve(static_cast<size_t>(n));
+    for (Py_ssize_t i = 0; i < n; ++i) {
+      PyObject* pair = PySequence_Fast_GET_ITEM(seq, i);
+      PyObject *k = nullptr, *v = nullptr;
+      if (PyTuple_Check(pair) && PyTuple_GET_SIZE(pair) == 2) {
+        k = PyTuple_GET_ITEM(pair, 0);
+        v = PyTuple_GET_ITEM(pair, 1);
+      } else if (PyList_Check(pair) && PyList_GET_SIZE(pair) == 2) {
+        k = PyList_GET_ITEM(pair, 0);
+        v = PyList_GET_ITEM(pair, 1);
+      }
+      if (!k || !PyBytes_Check(k) || !PyBytes_Check(v)) {
+        Py_DECREF(seq);
+        PyBuffer_Release(&body);
+        PyErr_SetString(PyExc_TypeError, "response headers must be [bytes, bytes] pairs");
+        return nullptr;
+      }
+      hv.emplace_back(std::string_view(PyBytes_AS_STRING(k), PyBytes_GET_SIZE(k)),
+                      std::string_view(PyBytes_AS_STRING(v), PyBytes_GET_SIZE(v)));
+    }
+    Py_DECREF(seq);
+  }
+  std::string error;
+  http::Connection* conn = l->conn;
+  auto res = conn->send_response(
+      status, headers == Py_None ? nullptr : &hv,
+      std::string_view(static_cast<const char*>(body.buf), static_cast<size_t>(body.len)), more,
+      &error);
+  PyBuffer_Release(&body);
+  if (driver_) driver_->kick();
+  switch (res) {
+    case http::SendResult::kInvalid:
+      spdlog::error("event=app-error error={}", log::quote(error));
+      conn->fail_response(500);
+      forget(rid);
+      PyErr_SetString(PyExc_RuntimeError, error.c_str());
+      return nullptr;
+    case http::SendResult::kGone:
+      forget(rid);
+      Py_RETURN_FALSE;
+    case http::SendResult::kPaused:
+      Py_INCREF(paused_);
+      return paused_;
+    case http::SendResult::kOk:
+      if (!more) forget(rid);
+      Py_RETURN_TRUE;
+  }
+  Py_RETURN_TRUE;
+}
+
+PyObject* AsgiWorker::py_app_failed(PyObject* args) {
+  unsigned long long rid;
+  int started;
+  const char *summary, *tb;
+  if (!PyArg_ParseTuple(args, "Kpss", &rid, &started, &summary, &tb)) return nullptr;
+  Live* l = find(rid);
+  spdlog::error("event=app-error error={} response_started={}", log::quote(summary),
+                started ? "yes" : "no");
+  if (*tb) std::fputs(tb, stderr);  // the traceback, as Python formats it
+  if (l) {
+    // Before the response started the client gets a 500; after, only a closed connection
+    // tells it the response is incomplete.
+    l->conn->fail_response(500);
+    forget(rid);
+    if (driver_) driver_->kick();
+  }
+  Py_RETURN_NONE;
+}
+
+}  // namespace
+
+std::unique_ptr<worker::WorkerClass> make_asgi_worker(const conf::Config& config) {
+  return std::make_unique<AsgiWorker>(config);
+}
+
+}  // namespace rotor::asgi

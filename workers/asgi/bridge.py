@@ -1,0 +1,218 @@
+# The Python half of rotor's ASGI bridge: one Exchange per request gives the app its
+# `receive` and `send`. Compiled into the rotor binary (see CMakeLists.txt) and run as the
+# module `_rotor_bridge`; the C++ half is the module `_rotor` (workers/asgi/bridge.cpp).
+#
+# Only what has to be Python lives here: awaiting (asyncio futures) and the app's task.
+# Parsing, header validation, framing and writing stay in C++.
+import asyncio
+import sys
+import traceback
+
+import _rotor
+
+_DISCONNECT = {"type": "http.disconnect"}
+
+
+class ClientDisconnected(OSError):
+    """Raised by `send` once the client has gone (ASGI: an OSError subclass)."""
+
+
+class Exchange:
+    __slots__ = ("cid", "chunks", "more", "done", "waiter", "status", "headers", "started",
+                 "finished", "loop")
+
+    def __init__(self, loop, cid):
+        self.loop = loop
+        self.cid = cid
+        self.chunks = []
+        self.more = True       # more request body to come
+        self.done = False      # response finished or client gone: receive says disconnect
+        self.waiter = None
+        self.status = 0
+        self.headers = None
+        self.started = False   # http.response.start seen
+        self.finished = False  # final body sent
+
+    # -- called by the engine (C++) ---------------------------------------------------------
+    def feed(self, data, more):
+        if data:
+            self.chunks.append(data)
+        self.more = more
+        self.wake()
+
+    def gone(self):
+        self.done = True
+        self.wake()
+
+    def wake(self):
+        w = self.waiter
+        if w is not None and not w.done():
+            w.set_result(None)
+
+    # -- the app's side ------------------------------------------------------------------------
+    async def receive(self):
+        while self.chunks is not None:  # body not all handed over yet
+            if self.chunks or not self.more:
+                body = self.chunks[0] if len(self.chunks) == 1 else b"".join(self.chunks)
+                more = self.more
+                if more:
+                    self.chunks = []
+                else:
+                    self.chunks = None
+                return {"type": "http.request", "body": body, "more_body": more}
+            if self.done:  # the client left in the middle of the body
+                self.chunks = None
+                break
+            await self._wait()
+        # After the body: wait until the response is done or the client leaves.
+        while not self.done:
+            await self._wait()
+        return _DISCONNECT
+
+    async def _wait(self):
+        self.waiter = self.loop.create_future()
+        try:
+            await self.waiter
+        finally:
+            self.waiter = None
+
+    async def send(self, message):
+        kind = message["type"]
+        if self.done and not self.finished:
+            raise ClientDisconnected("client disconnected")
+        if kind == "http.response.start":
+            if self.started:
+                raise RuntimeError("http.response.start sent twice")
+            self.started = True
+            self.status = message["status"]
+            self.headers = message.get("headers", ())
+        elif kind == "http.response.body":
+            if not self.started:
+                raise RuntimeError("http.response.body before http.response.start")
+            if self.finished:
+                raise RuntimeError("http.response.body after the response finished")
+            more = message.get("more_body", False)
+            ok = _rotor.send(self.cid, self.status, self.headers, message.get("body", b""), more)
+            self.headers = None  # written now
+            if not ok:
+                self.done = True
+                raise ClientDisconnected("client disconnected")
+            if not more:
+                self.finished = True
+                self.done = True
+                self.wake()
+            elif ok is _rotor.PAUSED:
+                # The client reads slower than the app writes: wait until the socket drains
+                # (the engine calls wake() when it has).
+                await self._wait()
+        else:
+            raise RuntimeError(f"unexpected ASGI message type {kind!r}")
+
+
+async def run(app, scope, ex):
+    """The app's task for one request."""
+    try:
+        await app(scope, ex.receive, ex.send)
+    except BaseException as exc:  # CancelledError too: a request timeout
+        if isinstance(exc, asyncio.CancelledError):
+            _rotor.app_failed(ex.cid, ex.started, "cancelled", "")
+        else:
+            _rotor.app_failed(ex.cid, ex.started, repr(exc), traceback.format_exc())
+        if not isinstance(exc, Exception):
+            raise
+    else:
+        if not ex.started:
+            _rotor.app_failed(ex.cid, False, "the app returned without a response", "")
+        elif not ex.finished:
+            _rotor.send(ex.cid, ex.status, ex.headers, b"", False)
+
+
+class ASGI2Adapter:
+    """ASGI 2 apps are double callables: app(scope) returns the coroutine function."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        instance = self.app(scope)
+        await instance(receive, send)
+
+
+def is_asgi3(app):
+    """ASGI 3 apps are coroutine functions, or objects whose __call__ is one."""
+    import inspect
+    if inspect.isclass(app):
+        return hasattr(app, "__await__")
+    if inspect.isfunction(app) or inspect.ismethod(app):
+        return asyncio.iscoroutinefunction(app)
+    return asyncio.iscoroutinefunction(getattr(app, "__call__", None))
+
+
+def prepare(app):
+    return app if is_asgi3(app) else ASGI2Adapter(app)
+
+
+class Lifespan:
+    """Runs the app's lifespan protocol: startup before serving, shutdown after the drain."""
+
+    def __init__(self, app, mode, state):
+        self.app = app
+        self.mode = mode  # "auto", "on", "off"
+        self.state = state
+        self.incoming = asyncio.Queue()
+        self.startup_done = None
+        self.shutdown_done = None
+        self.failed = None
+        self.supported = True
+        self.task = None
+
+    async def startup(self):
+        loop = asyncio.get_running_loop()
+        self.startup_done = loop.create_future()
+        self.shutdown_done = loop.create_future()
+        scope = {"type": "lifespan", "asgi": {"version": "3.0", "spec_version": "2.0"},
+                 "state": self.state}
+        self.task = loop.create_task(self._main(scope))
+        await self.incoming.put({"type": "lifespan.startup"})
+        await self.startup_done
+        return self.failed
+
+    async def _main(self, scope):
+        try:
+            await self.app(scope, self.incoming.get, self._send)
+        except BaseException as exc:
+            if not self.startup_done.done():
+                if self.mode == "auto":
+                    # An app without lifespan support raises on the unknown scope type.
+                    self.supported = False
+                    self.startup_done.set_result(None)
+                else:
+                    self.failed = f"lifespan raised {exc!r}"
+                    traceback.print_exc()
+                    self.startup_done.set_result(None)
+            else:
+                traceback.print_exc()
+            if not self.shutdown_done.done():
+                self.shutdown_done.set_result(None)
+        else:
+            for f in (self.startup_done, self.shutdown_done):
+                if not f.done():
+                    f.set_result(None)
+
+    async def _send(self, message):
+        kind = message["type"]
+        if kind == "lifespan.startup.complete":
+            self.startup_done.set_result(None)
+        elif kind == "lifespan.startup.failed":
+            self.failed = "lifespan.startup.failed: " + message.get("message", "")
+            self.startup_done.set_result(None)
+        elif kind in ("lifespan.shutdown.complete", "lifespan.shutdown.failed"):
+            if kind.endswith("failed"):
+                print("lifespan.shutdown.failed: " + message.get("message", ""), file=sys.stderr)
+            self.shutdown_done.set_result(None)
+
+    async def shutdown(self):
+        if not self.supported or self.task is None or self.task.done():
+            return
+        await self.incoming.put({"type": "lifespan.shutdown"})
+        await self.shutdown_done

@@ -1,0 +1,129 @@
+#include "workers/asgi/interpreter.hpp"
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+namespace rotor::asgi {
+
+namespace {
+
+bool set_wide(PyConfig* config, wchar_t** field, const std::string& value, std::string* error) {
+  PyStatus st = PyConfig_SetBytesString(config, field, value.c_str());
+  if (PyStatus_Exception(st)) {
+    *error = st.err_msg ? st.err_msg : "cannot decode a path";
+    return false;
+  }
+  return true;
+}
+
+// The exception's type and message on one line (the full traceback goes to stderr).
+std::string describe_error() {
+  PyObject *type, *value, *tb;
+  PyErr_Fetch(&type, &value, &tb);
+  PyErr_NormalizeException(&type, &value, &tb);
+  std::string out = "unknown error";
+  if (type) {
+    PyObject* name = PyObject_GetAttrString(type, "__name__");
+    PyObject* text = value ? PyObject_Str(value) : nullptr;
+    const char* n = name ? PyUnicode_AsUTF8(name) : nullptr;
+    const char* t = text ? PyUnicode_AsUTF8(text) : nullptr;
+    out = std::string(n ? n : "Exception") + (t && *t ? std::string(": ") + t : "");
+    Py_XDECREF(name);
+    Py_XDECREF(text);
+  }
+  PyErr_Restore(type, value, tb);
+  PyErr_Print();  // the traceback, to stderr (the error log)
+  return out;
+}
+
+}  // namespace
+
+std::string choose_executable(const std::string& python_option, const char* virtual_env) {
+  if (!python_option.empty()) return python_option;
+  if (virtual_env && *virtual_env) return std::string(virtual_env) + "/bin/python";
+  return ROTOR_PYTHON_EXECUTABLE;
+}
+
+bool start_interpreter(const PythonSettings& settings, std::string* error) {
+  PyConfig config;
+  PyConfig_InitIsolatedConfig(&config);
+  // rotor owns the signals; Python must not install its own (see also run()).
+  config.install_signal_handlers = 0;
+  config.parse_argv = 0;
+  config.user_site_directory = 0;
+  bool ok = set_wide(&config, &config.executable, settings.executable, error) &&
+            set_wide(&config, &config.program_name, settings.executable, error);
+  if (ok) {
+    PyStatus st = Py_InitializeFromConfig(&config);
+    if (PyStatus_Exception(st)) {
+      *error = std::string("cannot start Python: ") + (st.err_msg ? st.err_msg : "?");
+      ok = false;
+    }
+  }
+  PyConfig_Clear(&config);
+  if (!ok) return false;
+
+  // An isolated interpreter leaves the working directory off sys.path; gunicorn and uvicorn
+  // put it first, and so do we, after --pythonpath entries.
+  PyObject* path = PySys_GetObject("path");  // borrowed
+  for (auto it = settings.paths.rbegin(); it != settings.paths.rend(); ++it) {
+    PyObject* entry = PyUnicode_DecodeFSDefault(it->c_str());
+    if (!entry || PyList_Insert(path, 0, entry) != 0) {
+      Py_XDECREF(entry);
+      *error = "cannot extend sys.path: " + describe_error();
+      return false;
+    }
+    Py_DECREF(entry);
+  }
+  return true;
+}
+
+PyObject* load_app(const std::string& spec, bool factory, std::string* error) {
+  auto colon = spec.find(':');
+  std::string module_name = spec.substr(0, colon);
+  std::string attr = colon == std::string::npos ? "app" : spec.substr(colon + 1);
+  if (module_name.empty() || attr.empty()) {
+    *error = "APP must look like module:attribute, got '" + spec + "'";
+    return nullptr;
+  }
+  PyObject* obj = PyImport_ImportModule(module_name.c_str());
+  if (!obj) {
+    *error = "cannot import module '" + module_name + "': " + describe_error();
+    return nullptr;
+  }
+  size_t start = 0;
+  while (start <= attr.size()) {
+    size_t dot = attr.find('.', start);
+    std::string part =
+        attr.substr(start, dot == std::string::npos ? std::string::npos : dot - start);
+    PyObject* next = PyObject_GetAttrString(obj, part.c_str());
+    Py_DECREF(obj);
+    if (!next) {
+      *error = "module '" + module_name + "' has no attribute '" + attr + "': " + describe_error();
+      return nullptr;
+    }
+    obj = next;
+    if (dot == std::string::npos) break;
+    start = dot + 1;
+  }
+  if (factory) {
+    PyObject* made = PyObject_CallNoArgs(obj);
+    Py_DECREF(obj);
+    if (!made) {
+      *error = "the factory '" + spec + "' raised: " + describe_error();
+      return nullptr;
+    }
+    obj = made;
+  }
+  if (!PyCallable_Check(obj)) {
+    Py_DECREF(obj);
+    *error = "'" + spec + "' is not callable";
+    return nullptr;
+  }
+  return obj;
+}
+
+}  // namespace rotor::asgi

@@ -1,0 +1,158 @@
+#include "workers/asgi/scope.hpp"
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include <string>
+
+#include "workers/http/connection.hpp"
+#include "workers/http/request.hpp"
+
+namespace rotor::asgi {
+
+namespace {
+
+int hex_value(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+PyObject* endpoint_tuple(const http::Endpoint& e) {
+  if (e.host.empty()) Py_RETURN_NONE;
+  if (e.port < 0) return Py_BuildValue("(sO)", e.host.c_str(), Py_None);  // unix socket path
+  return Py_BuildValue("(si)", e.host.c_str(), e.port);
+}
+
+}  // namespace
+
+std::string percent_decode(std::string_view in) {
+  std::string out;
+  out.reserve(in.size());
+  for (size_t i = 0; i < in.size(); ++i) {
+    if (in[i] == '%' && i + 2 < in.size()) {
+      int hi = hex_value(in[i + 1]);
+      int lo = hex_value(in[i + 2]);
+      if (hi >= 0 && lo >= 0) {
+        out += static_cast<char>(hi * 16 + lo);
+        i += 2;
+        continue;
+      }
+    }
+    out += in[i];
+  }
+  return out;
+}
+
+PyObject* ScopeBuilder::key(const char* name) {
+  return PyUnicode_InternFromString(name);
+}
+
+bool ScopeBuilder::init(const conf::Config& config) {
+  k_type_ = key("type");
+  k_asgi_ = key("asgi");
+  k_http_version_ = key("http_version");
+  k_method_ = key("method");
+  k_scheme_ = key("scheme");
+  k_path_ = key("path");
+  k_raw_path_ = key("raw_path");
+  k_query_string_ = key("query_string");
+  k_root_path_ = key("root_path");
+  k_headers_ = key("headers");
+  k_client_ = key("client");
+  k_server_ = key("server");
+  k_state_ = key("state");
+  v_http_ = key("http");
+  v_asgi_ = Py_BuildValue("{ssss}", "version", "3.0", "spec_version", "2.3");
+  v_http10_ = key("1.0");
+  v_http11_ = key("1.1");
+  v_scheme_ = key("http");
+  v_root_path_ = PyUnicode_FromString(config.root_path.c_str());
+  return v_asgi_ && v_root_path_;
+}
+
+ScopeBuilder::~ScopeBuilder() {
+  if (!k_type_ || !Py_IsInitialized()) return;
+  for (PyObject* o : {k_type_, k_asgi_, k_http_version_, k_method_, k_scheme_, k_path_, k_raw_path_,
+                      k_query_string_, k_root_path_, k_headers_, k_client_, k_server_, k_state_,
+                      v_http_, v_asgi_, v_http10_, v_http11_, v_scheme_, v_root_path_}) {
+    Py_XDECREF(o);
+  }
+}
+
+PyObject* ScopeBuilder::build(http::Connection& conn, const http::Request& req, PyObject* state) {
+  std::string_view target = req.target();
+  // Absolute form (a proxy-style request): the path starts after the authority.
+  if (target.size() > 7 &&
+      (target.substr(0, 7) == "http://" || target.substr(0, 8) == "https://")) {
+    size_t slash = target.find('/', target.find("//") + 2);
+    target = slash == std::string_view::npos ? std::string_view("/") : target.substr(slash);
+  }
+  size_t q = target.find('?');
+  std::string_view raw_path = target.substr(0, q);
+  std::string_view query = q == std::string_view::npos ? std::string_view() : target.substr(q + 1);
+  std::string decoded = percent_decode(raw_path);
+
+  PyObject* scope = PyDict_New();
+  PyObject* headers = PyList_New(static_cast<Py_ssize_t>(req.fields.size()));
+  if (!scope || !headers) {
+    Py_XDECREF(scope);
+    Py_XDECREF(headers);
+    return nullptr;
+  }
+  std::string lower;
+  for (size_t i = 0; i < req.fields.size(); ++i) {
+    const auto& f = req.fields[i];
+    std::string_view name = req.name(f);
+    lower.assign(name);
+    for (char& c : lower) {
+      if (c >= 'A' && c <= 'Z') c = static_cast<char>(c + ('a' - 'A'));
+    }
+    std::string_view value = req.value(f);
+    PyObject* pair = Py_BuildValue("(y#y#)", lower.data(), static_cast<Py_ssize_t>(lower.size()),
+                                   value.data(), static_cast<Py_ssize_t>(value.size()));
+    if (!pair) {
+      Py_DECREF(scope);
+      Py_DECREF(headers);
+      return nullptr;
+    }
+    PyList_SET_ITEM(headers, static_cast<Py_ssize_t>(i), pair);
+  }
+
+  std::string_view method = req.method_name();
+  PyObject* vals[] = {
+      PyUnicode_FromStringAndSize(method.data(), static_cast<Py_ssize_t>(method.size())),
+      PyUnicode_DecodeUTF8(decoded.data(), static_cast<Py_ssize_t>(decoded.size()), "replace"),
+      PyBytes_FromStringAndSize(raw_path.data(), static_cast<Py_ssize_t>(raw_path.size())),
+      PyBytes_FromStringAndSize(query.data(), static_cast<Py_ssize_t>(query.size())),
+      endpoint_tuple(conn.peer_endpoint()),
+      endpoint_tuple(conn.local_endpoint()),
+      state ? PyDict_Copy(state) : nullptr,
+  };
+  bool ok = vals[0] && vals[1] && vals[2] && vals[3] && vals[4] && vals[5] && (!state || vals[6]);
+  if (ok) {
+    ok = PyDict_SetItem(scope, k_type_, v_http_) == 0 &&
+         PyDict_SetItem(scope, k_asgi_, v_asgi_) == 0 &&
+         PyDict_SetItem(scope, k_http_version_, req.http_minor == 0 ? v_http10_ : v_http11_) == 0 &&
+         PyDict_SetItem(scope, k_method_, vals[0]) == 0 &&
+         PyDict_SetItem(scope, k_scheme_, v_scheme_) == 0 &&
+         PyDict_SetItem(scope, k_path_, vals[1]) == 0 &&
+         PyDict_SetItem(scope, k_raw_path_, vals[2]) == 0 &&
+         PyDict_SetItem(scope, k_query_string_, vals[3]) == 0 &&
+         PyDict_SetItem(scope, k_root_path_, v_root_path_) == 0 &&
+         PyDict_SetItem(scope, k_headers_, headers) == 0 &&
+         PyDict_SetItem(scope, k_client_, vals[4]) == 0 &&
+         PyDict_SetItem(scope, k_server_, vals[5]) == 0 &&
+         (!state || PyDict_SetItem(scope, k_state_, vals[6]) == 0);
+  }
+  for (PyObject* v : vals) Py_XDECREF(v);
+  Py_DECREF(headers);
+  if (!ok) {
+    Py_DECREF(scope);
+    return nullptr;
+  }
+  return scope;
+}
+
+}  // namespace rotor::asgi

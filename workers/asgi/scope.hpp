@@ -1,0 +1,35 @@
+// Builds the ASGI HTTP scope of a request (spec 2.x): the dict an app receives first.
+#pragma once
+
+#include "conf/config.hpp"
+
+typedef struct _object PyObject;
+
+namespace rotor::http {
+class Connection;
+struct Request;
+}  // namespace rotor::http
+
+namespace rotor::asgi {
+
+class ScopeBuilder {
+ public:
+  ~ScopeBuilder();
+  bool init(const conf::Config& config);  // false with a Python error set
+  // New reference, or nullptr with a Python error set. `state` (may be null) is copied in.
+  PyObject* build(http::Connection& conn, const http::Request& req, PyObject* state);
+
+ private:
+  PyObject* key(const char* name);
+
+  // Interned keys and the values every request shares.
+  PyObject *k_type_ = nullptr, *k_asgi_, *k_http_version_, *k_method_, *k_scheme_, *k_path_,
+           *k_raw_path_, *k_query_string_, *k_root_path_, *k_headers_, *k_client_, *k_server_,
+           *k_state_;
+  PyObject *v_http_ = nullptr, *v_asgi_, *v_http10_, *v_http11_, *v_scheme_, *v_root_path_;
+};
+
+// "%41/b%2Fc" -> "A/b/c" bytes (not UTF-8 decoded). Exposed for tests.
+std::string percent_decode(std::string_view in);
+
+}  // namespace rotor::asgi
