@@ -292,8 +292,34 @@ def scenario_idle(args):
               "the end")
 
 
+APPS = ROOT / "tests" / "apps"
+PY = "/usr/bin/python3"  # Debian's, where gunicorn and uvicorn are installed
+
+
+def asgi_servers(workers, *rotation):
+    """rotor, gunicorn + UvicornWorker and uvicorn --workers serving the same raw ASGI app."""
+    return [
+        rotor_server("rotor", free_port(), "--chdir", str(APPS), "-w", str(workers), *rotation,
+                     "raw_app:app"),
+        (lambda port: Server("gunicorn -k uvicorn.workers.UvicornWorker",
+                             [PY, "-m", "gunicorn", "-w", str(workers), "-k",
+                              "uvicorn.workers.UvicornWorker", "--chdir", str(APPS), "-b",
+                              f"127.0.0.1:{port}", *rotation, "raw_app:app"], port))(free_port()),
+        (lambda port: Server("uvicorn --workers",
+                             [PY, "-m", "uvicorn", "--workers", str(workers), "--app-dir",
+                              str(APPS), "--port", str(port), "--no-access-log", "--log-level",
+                              "warning", "raw_app:app"], port))(free_port()),
+    ]
+
+
+def scenario_asgi(args):
+    """A hello-world ASGI app under rotor and its Python peers, 2 workers each."""
+    rows = measure(asgi_servers(2), args)
+    table("asgi: hello-world ASGI app, 2 workers each", rows, "gunicorn -k uvicorn.workers.UvicornWorker")
+
+
 SCENARIOS = {"hello": scenario_hello, "rotation": scenario_rotation,
-             "pipelining": scenario_pipelining, "idle": scenario_idle}
+             "pipelining": scenario_pipelining, "idle": scenario_idle, "asgi": scenario_asgi}
 
 
 def main():

@@ -333,7 +333,8 @@ PyObject* AsgiWorker::py_send(PyObject* args) {
       std::string_view(static_cast<const char*>(body.buf), static_cast<size_t>(body.len)), more,
       &error);
   PyBuffer_Release(&body);
-  if (driver_) driver_->kick();
+  // Most answers go out whole through uv_try_write; only queued work needs the loop to run.
+  if (driver_ && conn->loop_work_pending()) driver_->kick();
   switch (res) {
     case http::SendResult::kInvalid:
       spdlog::error("event=app-error error={}", log::quote(error));

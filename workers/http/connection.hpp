@@ -62,6 +62,9 @@ class Connection {
   void fail_response(int status);
   // For the handler: which of its requests this connection carries.
   uint64_t handler_tag = 0;
+  // Whether libuv holds work for this connection that only its loop completes (a queued
+  // write, a close): a caller outside the loop's callbacks must let the loop run.
+  bool loop_work_pending() const { return write_pending_ || closing_ || lingering_; }
   const Endpoint& peer_endpoint();
   const Endpoint& local_endpoint();
 
