@@ -196,3 +196,17 @@ def test_hup_under_load_with_asgi_app(rotor):
     assert result["errors"] == 0, result["raw"]
     exited = {int(f["pid"]) for f in r.events("worker-exit") if f["reason"] == "reload"}
     assert before <= exited, r.log()
+
+
+def test_blocked_event_loop_is_killed_with_a_python_traceback(rotor):
+    r = serve(rotor, "raw_app:app", "--timeout", "2")
+    blocked = r.ready_pids()[0]
+    with pytest.raises(httpx.HTTPError):
+        httpx.get(r.url("/block"), timeout=20)  # the worker is killed under this request
+    wait_for(lambda: any(int(f["pid"]) == blocked and f["reason"] == "timeout"
+                         for f in r.events("worker-exit")), what="the timeout kill")
+    log = r.log()
+    # faulthandler's dump on SIGABRT shows where the app was stuck.
+    assert "raw_app.py" in log and "in app" in log, log
+    r.wait_ready(1)
+    assert httpx.get(r.url("/")).text == "Hello, world!"
