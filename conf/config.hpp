@@ -61,6 +61,11 @@ struct Config {
   bool factory = false;
   std::string lifespan = "auto";
   std::string root_path;
+  double timeout_request = 0;     // seconds, 0 = off
+  int64_t limit_concurrency = 0;  // requests in flight per worker, 0 = off
+  std::string gc_threshold;       // "A,B,C", empty = Python's default
+  bool gc_freeze = false;
+  int64_t gc_collect_every = 0;
 };
 
 }  // namespace rotor::conf

@@ -51,6 +51,23 @@ std::string check_bind(std::string_view text) {
   return "";
 }
 
+// Three non-negative integers, like gc.set_threshold's arguments.
+std::string check_gc_threshold(std::string_view text) {
+  if (text.empty()) return "";
+  int parts = 0;
+  size_t start = 0;
+  while (start <= text.size()) {
+    size_t comma = text.find(',', start);
+    std::string_view part =
+        text.substr(start, comma == std::string_view::npos ? text.npos : comma - start);
+    if (part.empty() || !all_digits(part) || part.size() > 9) return "expected A,B,C (integers)";
+    ++parts;
+    if (comma == std::string_view::npos) break;
+    start = comma + 1;
+  }
+  return parts == 3 ? "" : "expected A,B,C (integers)";
+}
+
 // --python must name an executable that exists: a typo would otherwise only show when every
 // worker fails to boot.
 std::string check_python(std::string_view text) {
@@ -352,6 +369,42 @@ const std::vector<Option>& options() {
        .metavar = "PATH",
        .help = "ASGI root_path: the prefix the app is mounted under behind a proxy.",
        .member = &Config::root_path},
+      {.name = "timeout_request",
+       .flags = "--timeout-request",
+       .kind = Kind::kSeconds,
+       .default_value = "0",
+       .metavar = "SECONDS",
+       .help = "Cancel an app's request task after this long: 504 when no response started, "
+               "else the connection is closed (0 = no limit).",
+       .member = &Config::timeout_request},
+      {.name = "limit_concurrency",
+       .flags = "--limit-concurrency",
+       .kind = Kind::kInt,
+       .default_value = "0",
+       .metavar = "INT",
+       .help = "Requests in flight at which a worker stops accepting new connections (they wait "
+               "in the shared queue for another worker) (0 = no limit).",
+       .member = &Config::limit_concurrency},
+      {.name = "gc_threshold",
+       .flags = "--gc-threshold",
+       .metavar = "A,B,C",
+       .help = "Python's gc.set_threshold(A, B, C) in each worker (empty = Python's default).",
+       .member = &Config::gc_threshold,
+       .check = check_gc_threshold},
+      {.name = "gc_freeze",
+       .flags = "--gc-freeze",
+       .kind = Kind::kBool,
+       .default_value = "false",
+       .help = "gc.freeze() once the app is loaded: what import built is never scanned again.",
+       .member = &Config::gc_freeze},
+      {.name = "gc_collect_every",
+       .flags = "--gc-collect-every",
+       .kind = Kind::kInt,
+       .default_value = "0",
+       .metavar = "N",
+       .help = "A full gc.collect() after every N responses, once the response is sent "
+               "(0 = never).",
+       .member = &Config::gc_collect_every},
 
   };
   return table;

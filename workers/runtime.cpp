@@ -173,6 +173,7 @@ int Runtime::run() {
   limits.parse.field_size = static_cast<uint64_t>(cfg_.limit_request_field_size);
   limits.parse.body = static_cast<uint64_t>(cfg_.limit_request_body);
   auto ms = [](double seconds) { return static_cast<uint64_t>(seconds * 1000); };
+  limits.max_in_flight = static_cast<size_t>(cfg_.limit_concurrency);
   limits.keep_alive_ms = ms(cfg_.keep_alive);
   limits.head_timeout_ms = ms(cfg_.timeout_request_head);
   limits.body_timeout_ms = ms(cfg_.timeout_request_body);

@@ -42,6 +42,13 @@ async def app(scope, receive, send):
         await send({"type": "http.response.start", "status": 200,
                     "headers": [(b"content-type", b"application/json")]})
         await send({"type": "http.response.body", "body": data})
+    elif path == "/gc":
+        import gc
+        data = json.dumps({"threshold": gc.get_threshold(), "frozen": gc.get_freeze_count(),
+                           "full_collections": gc.get_stats()[2]["collections"]}).encode()
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", b"application/json")]})
+        await send({"type": "http.response.body", "body": data})
     elif path == "/stream":
         await send({"type": "http.response.start", "status": 200,
                     "headers": [(b"content-type", b"text/plain")]})

@@ -210,3 +210,49 @@ def test_blocked_event_loop_is_killed_with_a_python_traceback(rotor):
     assert "raw_app.py" in log and "in app" in log, log
     r.wait_ready(1)
     assert httpx.get(r.url("/")).text == "Hello, world!"
+
+
+def test_request_timeout_gives_504_and_the_worker_lives_on(rotor):
+    r = serve(rotor, "raw_app:app", "--timeout-request", "0.5")
+    with httpx.Client(base_url=r.url(), timeout=20) as c:
+        resp = c.get("/sleep", params={"s": "10"})
+        assert resp.status_code == 504
+        assert c.get("/sleep", params={"s": "0.01"}).text == "slept"
+    assert "request timed out after 0.5s" in r.log()
+
+
+def test_limit_concurrency_stops_accepting(rotor):
+    import threading
+    import time
+    r = serve(rotor, "raw_app:app", "--limit-concurrency", "1")
+    done = {}
+
+    def slow():
+        httpx.get(r.url("/sleep?s=1.5"), timeout=30)
+        done["slow"] = time.monotonic()
+    t = threading.Thread(target=slow)
+    t.start()
+    wait_for(lambda: r.events("accept-paused"), what="the worker to stop accepting")
+    # A new connection waits in the shared queue until the request in flight (1.5 s, begun
+    # before the pause was logged) is answered; served concurrently it would take milliseconds.
+    start = time.monotonic()
+    httpx.get(r.url("/"), timeout=30)
+    waited = time.monotonic() - start
+    t.join()
+    assert "slow" in done
+    assert waited > 0.5, f"the second connection was served concurrently ({waited:.3f}s)"
+    assert r.events("accept-paused")[0]["reason"] == "limit-concurrency"
+
+
+def test_gc_knobs(rotor):
+    r = serve(rotor, "raw_app:app", "--gc-threshold", "1000,20,30", "--gc-freeze",
+              "--gc-collect-every", "5")
+    with httpx.Client(base_url=r.url()) as c:
+        first = c.get("/gc").json()
+        assert first["threshold"] == [1000, 20, 30]
+        assert first["frozen"] > 0
+        for _ in range(10):
+            c.get("/")
+        later = c.get("/gc").json()
+    # 11 responses since the first /gc: at least two full collections ran.
+    assert later["full_collections"] >= first["full_collections"] + 2, (first, later)

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <climits>
+#include <cstdio>
 #include <cstdlib>
 #include <string>
 #include <unordered_map>
@@ -64,6 +65,8 @@ class AsgiWorker : public worker::WorkerClass, public http::Handler {
     return it == live_.end() ? nullptr : &it->second;
   }
   void forget(uint64_t rid);
+  void after_response();
+  bool apply_gc_settings();
   void call_exchange(http::Connection& conn, const char* method, PyObject* arg1, PyObject* arg2);
   bool install_bridge();
 
@@ -76,9 +79,12 @@ class AsgiWorker : public worker::WorkerClass, public http::Handler {
   PyObject* run_fn_ = nullptr;
   PyObject* exchange_cls_ = nullptr;
   PyObject* loop_ = nullptr;
-  PyObject* state_ = nullptr;     // lifespan state, copied into each request's scope
-  PyObject* lifespan_ = nullptr;  // bridge.Lifespan, when the app speaks it
-  PyObject* paused_ = nullptr;    // _rotor.PAUSED
+  PyObject* state_ = nullptr;       // lifespan state, copied into each request's scope
+  PyObject* lifespan_ = nullptr;    // bridge.Lifespan, when the app speaks it
+  PyObject* paused_ = nullptr;      // _rotor.PAUSED
+  PyObject* timeout_ = nullptr;     // --timeout-request, a float
+  PyObject* gc_collect_ = nullptr;  // gc.collect, for --gc-collect-every
+  int64_t answered_ = 0;
   std::unique_ptr<LoopDriver> driver_;
 };
 
@@ -158,6 +164,11 @@ int AsgiWorker::boot(uv_loop_t*) {
   }
   app_ = PyObject_CallMethod(bridge_, "prepare", "O", app);
   Py_DECREF(app);
+  timeout_ = PyFloat_FromDouble(cfg_.timeout_request);
+  if (!apply_gc_settings()) {
+    log_python_error("boot-failed detail=\"gc settings\"");
+    return worker::kExitBootFailed;
+  }
   PyObject* asyncio = PyImport_ImportModule("asyncio");
   loop_ = asyncio ? PyObject_CallMethod(asyncio, "new_event_loop", nullptr) : nullptr;
   if (loop_) {
@@ -239,7 +250,8 @@ void AsgiWorker::on_request(http::Connection& conn, const http::Request& req) {
   conn.handler_tag = rid;
   PyObject* scope = scope_.build(conn, req, state_);
   PyObject* ex = scope ? PyObject_CallFunction(exchange_cls_, "OK", loop_, rid) : nullptr;
-  PyObject* coro = ex ? PyObject_CallFunctionObjArgs(run_fn_, app_, scope, ex, nullptr) : nullptr;
+  PyObject* coro =
+      ex ? PyObject_CallFunctionObjArgs(run_fn_, app_, scope, ex, timeout_, nullptr) : nullptr;
   PyObject* task = coro ? PyObject_CallMethod(loop_, "create_task", "O", coro) : nullptr;
   Py_XDECREF(scope);
   Py_XDECREF(coro);
@@ -275,6 +287,36 @@ void AsgiWorker::on_abort(http::Connection& conn) {
 
 void AsgiWorker::on_drained(http::Connection& conn) {
   call_exchange(conn, "wake", nullptr, nullptr);
+}
+
+// --gc-collect-every: a full collection once the response has gone out, from the loop (not
+// inside the app's send).
+void AsgiWorker::after_response() {
+  if (!gc_collect_ || ++answered_ % cfg_.gc_collect_every != 0) return;
+  PyObject* h = PyObject_CallMethod(loop_, "call_soon", "O", gc_collect_);
+  if (!h) log_python_error("gc-collect-failed");
+  Py_XDECREF(h);
+}
+
+bool AsgiWorker::apply_gc_settings() {
+  PyObject* gc = PyImport_ImportModule("gc");
+  if (!gc) return false;
+  bool ok = true;
+  if (!cfg_.gc_threshold.empty()) {
+    long a = 0, b = 0, c = 0;
+    std::sscanf(cfg_.gc_threshold.c_str(), "%ld,%ld,%ld", &a, &b, &c);
+    PyObject* r = PyObject_CallMethod(gc, "set_threshold", "lll", a, b, c);
+    ok = ok && r;
+    Py_XDECREF(r);
+  }
+  if (ok && cfg_.gc_freeze) {
+    PyObject* r = PyObject_CallMethod(gc, "freeze", nullptr);
+    ok = ok && r;
+    Py_XDECREF(r);
+  }
+  if (ok && cfg_.gc_collect_every > 0) gc_collect_ = PyObject_GetAttrString(gc, "collect");
+  Py_DECREF(gc);
+  return ok;
 }
 
 void AsgiWorker::forget(uint64_t rid) {
@@ -349,7 +391,10 @@ PyObject* AsgiWorker::py_send(PyObject* args) {
       Py_INCREF(paused_);
       return paused_;
     case http::SendResult::kOk:
-      if (!more) forget(rid);
+      if (!more) {
+        forget(rid);
+        after_response();
+      }
       Py_RETURN_TRUE;
   }
   Py_RETURN_TRUE;
@@ -359,7 +404,8 @@ PyObject* AsgiWorker::py_app_failed(PyObject* args) {
   unsigned long long rid;
   int started;
   const char *summary, *tb;
-  if (!PyArg_ParseTuple(args, "Kpss", &rid, &started, &summary, &tb)) return nullptr;
+  int status = 500;
+  if (!PyArg_ParseTuple(args, "Kpss|i", &rid, &started, &summary, &tb, &status)) return nullptr;
   Live* l = find(rid);
   spdlog::error("event=app-error error={} response_started={}", log::quote(summary),
                 started ? "yes" : "no");
@@ -367,7 +413,7 @@ PyObject* AsgiWorker::py_app_failed(PyObject* args) {
   if (l) {
     // Before the response started the client gets a 500; after, only a closed connection
     // tells it the response is incomplete.
-    l->conn->fail_response(500);
+    l->conn->fail_response(status);
     forget(rid);
     if (driver_) driver_->kick();
   }

@@ -19,7 +19,7 @@ class ClientDisconnected(OSError):
 
 class Exchange:
     __slots__ = ("cid", "chunks", "more", "done", "waiter", "status", "headers", "started",
-                 "finished", "loop")
+                 "finished", "loop", "timed_out")
 
     def __init__(self, loop, cid):
         self.loop = loop
@@ -32,6 +32,7 @@ class Exchange:
         self.headers = None
         self.started = False   # http.response.start seen
         self.finished = False  # final body sent
+        self.timed_out = False
 
     # -- called by the engine (C++) ---------------------------------------------------------
     def feed(self, data, more):
@@ -109,22 +110,33 @@ class Exchange:
             raise RuntimeError(f"unexpected ASGI message type {kind!r}")
 
 
-async def run(app, scope, ex):
-    """The app's task for one request."""
+def _expire(ex, task):
+    ex.timed_out = True
+    task.cancel()
+
+
+async def run(app, scope, ex, timeout):
+    """The app's task for one request; `timeout` seconds (0: none) before it is cancelled."""
+    timer = ex.loop.call_later(timeout, _expire, ex, asyncio.current_task()) if timeout else None
     try:
         await app(scope, ex.receive, ex.send)
-    except BaseException as exc:  # CancelledError too: a request timeout
-        if isinstance(exc, asyncio.CancelledError):
-            _rotor.app_failed(ex.cid, ex.started, "cancelled", "")
+    except BaseException as exc:  # CancelledError too: the request timeout
+        if ex.timed_out:
+            _rotor.app_failed(ex.cid, ex.started, f"request timed out after {timeout}s", "", 504)
+        elif isinstance(exc, asyncio.CancelledError):
+            _rotor.app_failed(ex.cid, ex.started, "cancelled", "", 500)
         else:
-            _rotor.app_failed(ex.cid, ex.started, repr(exc), traceback.format_exc())
-        if not isinstance(exc, Exception):
+            _rotor.app_failed(ex.cid, ex.started, repr(exc), traceback.format_exc(), 500)
+        if not isinstance(exc, Exception) and not ex.timed_out:
             raise
     else:
         if not ex.started:
-            _rotor.app_failed(ex.cid, False, "the app returned without a response", "")
+            _rotor.app_failed(ex.cid, False, "the app returned without a response", "", 500)
         elif not ex.finished:
             _rotor.send(ex.cid, ex.status, ex.headers, b"", False)
+    finally:
+        if timer is not None:
+            timer.cancel()
 
 
 class ASGI2Adapter:

@@ -134,7 +134,7 @@ void Server::adopt(int fd, bool is_unix) {
   ++open_;
   observer_.on_connections(open_);
   // At the limit, leave new connections in the shared queue for the other workers.
-  if (open_ >= limits_.max_connections) pause_accepting(true);
+  if (at_capacity()) pause_accepting(true);
   conn->start(fd, is_unix);
 }
 
@@ -152,7 +152,8 @@ void Server::pause_accepting(bool pause) {
     uint64_t now = uv_now(loop_);
     if (pause_logged_ms_ == 0 || now - pause_logged_ms_ >= 60000) {  // at most once a minute
       pause_logged_ms_ = now;
-      spdlog::warn("event=accept-paused connections={} reason=worker-connections", open_);
+      spdlog::warn("event=accept-paused connections={} in_flight={} reason={}", open_, in_flight_,
+                   open_ >= limits_.max_connections ? "worker-connections" : "limit-concurrency");
     }
   }
 }
@@ -163,16 +164,18 @@ void Server::connection_closed(Connection* conn) {
   if (head_ == conn) head_ = conn->next;
   --open_;
   observer_.on_connections(open_);
-  if (accept_paused_ && open_ < limits_.max_connections && !draining_) pause_accepting(false);
+  if (accept_paused_ && !at_capacity() && !draining_) pause_accepting(false);
   maybe_empty();
 }
 
 void Server::request_started() {
   observer_.on_in_flight(++in_flight_);
+  if (at_capacity()) pause_accepting(true);
 }
 
 void Server::response_complete(bool answered) {
   observer_.on_in_flight(--in_flight_);
+  if (accept_paused_ && !at_capacity() && !draining_) pause_accepting(false);
   if (answered) observer_.on_response_complete();
 }
 

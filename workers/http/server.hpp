@@ -27,6 +27,7 @@ struct Limits {
   uint64_t write_timeout_ms = 30000;  // longest time an answer may wait for the client to read
   uint64_t linger_ms = 2000;          // after Connection: close, read and discard until EOF
   size_t max_connections = 1000;      // open connections at which the worker stops accepting
+  size_t max_in_flight = 0;           // requests in flight at which it does too; 0 = no limit
 };
 
 class Handler {
@@ -115,6 +116,10 @@ class Server {
   void refresh_date();
   void stop_listening();
   void pause_accepting(bool pause);
+  bool at_capacity() const {
+    return open_ >= limits_.max_connections ||
+           (limits_.max_in_flight && in_flight_ >= limits_.max_in_flight);
+  }
   void maybe_empty();
 
   uv_loop_t* loop_;
@@ -129,7 +134,7 @@ class Server {
   std::string date_header_;
   int64_t date_second_ = -1;
   bool draining_ = false;
-  bool accept_paused_ = false;  // at max_connections
+  bool accept_paused_ = false;  // at max_connections or max_in_flight
   uint64_t pause_logged_ms_ = 0;
   bool hand_off_ = false;
   HandoffChannel handoff_;
