@@ -250,6 +250,7 @@ std::string file_layer(const Given& from, Layer& layer) {
 
 struct CommandLine {
   Layer layer;
+  std::vector<std::string> warnings;
   const ActionFlag* action = nullptr;  // the first action flag given, in table order
   std::string help;
 };
@@ -300,6 +301,15 @@ std::string parse_command_line(const std::vector<std::string>& args, CommandLine
                           ->description(std::string(flag.help))
                           ->group(flag.hidden ? "" : "Actions"));
 
+  std::vector<std::string> ignored_values(ignored_gunicorn_flags().size());
+  std::vector<CLI::Option*> ignored;
+  for (size_t i = 0; i < ignored_gunicorn_flags().size(); ++i) {
+    const IgnoredFlag& flag = ignored_gunicorn_flags()[i];
+    ignored.push_back(flag.takes_value
+                          ? app.add_option(std::string(flag.flags), ignored_values[i])->group("")
+                          : app.add_flag(std::string(flag.flags))->group(""));
+  }
+
   std::vector<std::string> reversed(args.rbegin(), args.rend());  // CLI11 consumes from the back
   try {
     app.parse(reversed);
@@ -317,6 +327,12 @@ std::string parse_command_line(const std::vector<std::string>& args, CommandLine
   for (size_t i = 0; i < actions.size() && !out.action; ++i)
     if (actions[i]->count() > 0) out.action = &action_flags()[i];
   if (out.action && out.action->action == Action::kHelp) out.help = app.help();
+  for (size_t i = 0; i < ignored.size(); ++i) {
+    if (ignored[i]->count() == 0) continue;
+    const IgnoredFlag& flag = ignored_gunicorn_flags()[i];
+    out.warnings.push_back(flag_names(flag.flags).back() +
+                           " is a gunicorn option rotor ignores: " + std::string(flag.why));
+  }
   for (size_t i = 0; i < table.size(); ++i) {
     if (cli[i]->count() == 0) continue;
     std::vector<std::string> texts = lists[i];
@@ -390,6 +406,8 @@ LoadResult load(const std::vector<std::string>& args, const Environment& env) {
     return failure("APP: the asgi worker class needs an application, as module:attribute");
   }
   result.warnings = cross_check(result.config);
+  result.warnings.insert(result.warnings.end(), command_line.warnings.begin(),
+                         command_line.warnings.end());
 
   if (command_line.action) result.action = command_line.action->action;
   if (result.action == Action::kPrintConfig) result.message = to_toml(result.config);

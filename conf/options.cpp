@@ -416,6 +416,27 @@ const Option* find_option(std::string_view name) {
   return nullptr;
 }
 
+const std::vector<IgnoredFlag>& ignored_gunicorn_flags() {
+  static const std::vector<IgnoredFlag> table = {
+      {"--threads", true, "workers are single-threaded event loops"},
+      {"--worker-tmp-dir", true, "heartbeats go through shared memory"},
+      {"--preload", false, "app preloading (the warm template) is not built yet"},
+      {"--reload", false, "code reload is SIGHUP"},
+      {"--reload-engine", true, "code reload is SIGHUP"},
+      {"-D,--daemon", false, "run rotor under a service manager instead"},
+      {"-n,--name", true, "process names are not changed"},
+      {"--forwarded-allow-ips", true, "proxy headers are passed to the app unchanged"},
+      {"--proxy-allow-from", true, "the PROXY protocol is not supported"},
+      {"--proxy-protocol", false, "the PROXY protocol is not supported"},
+      {"--log-config", true, "logging is configured with --log-level and the log files"},
+      {"--capture-output", false, "workers write to the error log already"},
+      {"--statsd-host", true, "statsd is not supported"},
+      {"--statsd-prefix", true, "statsd is not supported"},
+      {"--initgroups", false, "--user drops supplementary groups"},
+  };
+  return table;
+}
+
 const std::vector<ActionFlag>& action_flags() {
   static const std::vector<ActionFlag> table = {
       {"--print-config", Action::kPrintConfig,

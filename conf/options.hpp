@@ -64,6 +64,15 @@ struct ActionFlag {
 };
 const std::vector<ActionFlag>& action_flags();
 
+// gunicorn flags that have no meaning for rotor: accepted on the command line with a warning,
+// so that an existing gunicorn command line starts.
+struct IgnoredFlag {
+  std::string_view flags;
+  bool takes_value;
+  std::string_view why;
+};
+const std::vector<IgnoredFlag>& ignored_gunicorn_flags();
+
 std::string env_name(const Option& option);                   // "ROTOR_MAX_REQUESTS"
 std::vector<std::string> flag_names(std::string_view flags);  // {"-w", "--workers"}
 std::string cli_label(const Option& option);  // first long flag, or the positional's name

@@ -169,9 +169,10 @@ def test_bad_python_path_exits_2(rotor):
 
 def test_gunicorn_command_line_works(rotor):
     r = rotor("--chdir", str(APPS), "-w", "2", "-k", "uvicorn.workers.UvicornWorker",
-              "--max-requests", "100", "--max-requests-jitter", "10", "starlette_app:app",
-              workers=2)
+              "--max-requests", "100", "--max-requests-jitter", "10", "--threads", "4",
+              "starlette_app:app", workers=2)
     assert httpx.get(r.url("/")).text == "Hello, world!"
+    assert "--threads is a gunicorn option rotor ignores" in r.log()
 
 
 def test_rotation_under_load_with_asgi_app(rotor):

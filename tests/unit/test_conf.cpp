@@ -469,3 +469,17 @@ TEST_SUITE("conf") {
     CHECK(env == Environment{{"A", "1"}, {"B", "x=y"}, {"C", ""}});
   }
 }
+
+TEST_SUITE("conf") {
+  TEST_CASE("gunicorn flags that do not apply are accepted with a warning") {
+    LoadResult r = run({"-w", "2", "--threads", "4", "--preload", "-n", "web", "m:app"});
+    REQUIRE(r.action == Action::kRun);
+    CHECK(r.config.workers == 2);
+    CHECK(r.warnings.size() == 3);
+    bool threads = false;
+    for (const auto& w : r.warnings) threads = threads || contains(w, "--threads is a gunicorn");
+    CHECK(threads);
+    // TLS is not one of them: an unknown flag stays an error.
+    CHECK(run({"--certfile", "x.pem"}).action == Action::kError);
+  }
+}
