@@ -61,6 +61,7 @@ struct Config {
   bool factory = false;
   std::string lifespan = "auto";
   std::string root_path;
+  std::string loop = "auto";      // asyncio event loop: auto, asyncio, uvloop
   double timeout_request = 0;     // seconds, 0 = off
   int64_t limit_concurrency = 0;  // requests in flight per worker, 0 = off
   std::string gc_threshold;       // "A,B,C", empty = Python's default

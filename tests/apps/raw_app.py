@@ -49,6 +49,10 @@ async def app(scope, receive, send):
         await send({"type": "http.response.start", "status": 200,
                     "headers": [(b"content-type", b"application/json")]})
         await send({"type": "http.response.body", "body": data})
+    elif path == "/loop":
+        kind = type(asyncio.get_running_loop()).__module__.split(".")[0].encode()
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": kind})
     elif path == "/stream":
         await send({"type": "http.response.start", "status": 200,
                     "headers": [(b"content-type", b"text/plain")]})

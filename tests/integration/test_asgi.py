@@ -257,3 +257,20 @@ def test_gc_knobs(rotor):
         later = c.get("/gc").json()
     # 11 responses since the first /gc: at least two full collections ran.
     assert later["full_collections"] >= first["full_collections"] + 2, (first, later)
+
+
+@pytest.mark.parametrize("loop,expected", [("asyncio", "asyncio"), ("uvloop", "uvloop"),
+                                           ("auto", "uvloop")])
+def test_event_loop_choice(rotor, loop, expected):
+    r = serve(rotor, "raw_app:app", "--loop", loop)
+    assert httpx.get(r.url("/loop")).text == expected
+
+
+def test_loop_auto_falls_back_when_uvloop_is_missing(rotor, tmp_path):
+    # A module named uvloop that cannot be imported hides Debian's uvloop.
+    (tmp_path / "uvloop.py").write_text("raise ImportError('no uvloop here')\n")
+    r = serve(rotor, "raw_app:app", "--pythonpath", str(tmp_path))
+    assert httpx.get(r.url("/loop")).text == "asyncio"
+    r2 = serve(rotor, "raw_app:app", "--pythonpath", str(tmp_path), "--loop", "uvloop", wait=False)
+    assert r2.wait_exit() == 3
+    assert "no uvloop here" in r2.log()

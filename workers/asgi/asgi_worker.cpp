@@ -65,6 +65,7 @@ class AsgiWorker : public worker::WorkerClass, public http::Handler {
     return it == live_.end() ? nullptr : &it->second;
   }
   void forget(uint64_t rid);
+  PyObject* new_event_loop(PyObject* asyncio);
   void after_response();
   bool apply_gc_settings();
   void call_exchange(http::Connection& conn, const char* method, PyObject* arg1, PyObject* arg2);
@@ -170,7 +171,7 @@ int AsgiWorker::boot(uv_loop_t*) {
     return worker::kExitBootFailed;
   }
   PyObject* asyncio = PyImport_ImportModule("asyncio");
-  loop_ = asyncio ? PyObject_CallMethod(asyncio, "new_event_loop", nullptr) : nullptr;
+  loop_ = asyncio ? new_event_loop(asyncio) : nullptr;
   if (loop_) {
     PyObject* set = PyObject_CallMethod(asyncio, "set_event_loop", "O", loop_);
     Py_XDECREF(set);
@@ -317,6 +318,24 @@ bool AsgiWorker::apply_gc_settings() {
   if (ok && cfg_.gc_collect_every > 0) gc_collect_ = PyObject_GetAttrString(gc, "collect");
   Py_DECREF(gc);
   return ok;
+}
+
+// --loop: uvloop is a faster asyncio loop; it drives rotor's libuv loop through the same
+// LoopDriver (its own uv_loop_t is never shared, so any uvloop build is safe).
+PyObject* AsgiWorker::new_event_loop(PyObject* asyncio) {
+  if (cfg_.loop != "asyncio") {
+    PyObject* uvloop = PyImport_ImportModule("uvloop");
+    if (uvloop) {
+      PyObject* loop = PyObject_CallMethod(uvloop, "new_event_loop", nullptr);
+      Py_DECREF(uvloop);
+      if (loop) spdlog::debug("event=event-loop kind=uvloop");
+      return loop;
+    }
+    if (cfg_.loop == "uvloop") return nullptr;  // asked for explicitly: the ImportError stands
+    PyErr_Clear();
+  }
+  spdlog::debug("event=event-loop kind=asyncio");
+  return PyObject_CallMethod(asyncio, "new_event_loop", nullptr);
 }
 
 void AsgiWorker::forget(uint64_t rid) {
