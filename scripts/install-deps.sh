@@ -6,7 +6,7 @@ set -euo pipefail
 PACKAGES=(
   build-essential cmake pkg-config clang-format clang libclang-rt-14-dev
   libuv1-dev libcli11-dev libtomlplusplus-dev libspdlog-dev doctest-dev node-llhttp
-  python3-dev python3-pytest python3-httpx wrk curl nginx-light
+  python3-dev python3-venv python3-pytest python3-httpx wrk curl nginx-light
   python3-starlette python3-fastapi gunicorn python3-uvicorn python3-uvloop python3-httptools
 )
 

@@ -53,6 +53,12 @@ async def app(scope, receive, send):
         kind = type(asyncio.get_running_loop()).__module__.split(".")[0].encode()
         await send({"type": "http.response.start", "status": 200, "headers": []})
         await send({"type": "http.response.body", "body": kind})
+    elif path == "/sys":
+        import sys
+        data = json.dumps({"executable": sys.executable, "prefix": sys.prefix,
+                           "path0": sys.path[:3]}).encode()
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": data})
     elif path == "/stream":
         await send({"type": "http.response.start", "status": 200,
                     "headers": [(b"content-type", b"text/plain")]})

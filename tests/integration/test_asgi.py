@@ -274,3 +274,23 @@ def test_loop_auto_falls_back_when_uvloop_is_missing(rotor, tmp_path):
     r2 = serve(rotor, "raw_app:app", "--pythonpath", str(tmp_path), "--loop", "uvloop", wait=False)
     assert r2.wait_exit() == 3
     assert "no uvloop here" in r2.log()
+
+
+def test_python_executable_and_virtualenv(rotor, tmp_path):
+    import subprocess
+    # Default: the interpreter rotor was built against, whatever python3 is first on PATH.
+    r = serve(rotor, "raw_app:app")
+    info = httpx.get(r.url("/sys")).json()
+    assert info["executable"] == "/usr/bin/python3"
+    assert info["path0"][0] == str(APPS)  # the working directory (--chdir) comes first
+    venv = tmp_path / "venv"
+    subprocess.run(["/usr/bin/python3", "-m", "venv", "--without-pip",
+                    "--system-site-packages", str(venv)], check=True)
+    for how in ("--python", "VIRTUAL_ENV"):
+        if how == "--python":
+            rv = serve(rotor, "raw_app:app", "--python", str(venv / "bin" / "python"))
+        else:
+            rv = serve(rotor, "raw_app:app", env={"VIRTUAL_ENV": str(venv)})
+        info = httpx.get(rv.url("/sys")).json()
+        assert info["executable"] == str(venv / "bin" / "python"), (how, info)
+        assert info["prefix"] == str(venv), (how, info)
