@@ -14,6 +14,7 @@ async def app(scope, receive, send):
                 scope["state"]["started_by"] = os.getpid()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
+                print(f"rotor-test: lifespan shutdown in {os.getpid()}", flush=True)
                 await send({"type": "lifespan.shutdown.complete"})
                 return
     assert scope["type"] == "http"

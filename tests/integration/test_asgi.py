@@ -294,3 +294,23 @@ def test_python_executable_and_virtualenv(rotor, tmp_path):
         info = httpx.get(rv.url("/sys")).json()
         assert info["executable"] == str(venv / "bin" / "python"), (how, info)
         assert info["prefix"] == str(venv), (how, info)
+
+
+def test_lifespan_shutdown_runs_in_each_worker_on_term(rotor):
+    r = serve(rotor, "raw_app:app", workers=2)
+    pids = r.ready_pids()
+    r.signal(signal.SIGTERM)
+    assert r.wait_exit() == 0
+    for pid in pids:
+        assert f"rotor-test: lifespan shutdown in {pid}" in r.log(), r.log()
+
+
+def test_lifespan_on_with_failing_startup_fails_the_boot(rotor, tmp_path):
+    (tmp_path / "failing_lifespan.py").write_text(
+        "async def app(scope, receive, send):\n"
+        "    if scope['type'] == 'lifespan':\n"
+        "        await receive()\n"
+        "        await send({'type': 'lifespan.startup.failed', 'message': 'db unreachable'})\n")
+    r = rotor("--chdir", str(tmp_path), "--lifespan", "on", "failing_lifespan:app", wait=False)
+    assert r.wait_exit() == 3, r.log()
+    assert "db unreachable" in r.log()
