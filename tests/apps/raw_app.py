@@ -60,6 +60,16 @@ async def app(scope, receive, send):
                            "path0": sys.path[:3]}).encode()
         await send({"type": "http.response.start", "status": 200, "headers": []})
         await send({"type": "http.response.body", "body": data})
+    elif path == "/slow-reader":
+        total = 0
+        while True:
+            message = await receive()
+            total += len(message.get("body", b""))
+            await asyncio.sleep(float(scope["query_string"].decode() or "0.002"))
+            if not message.get("more_body"):
+                break
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": str(total).encode()})
     elif path == "/stream":
         await send({"type": "http.response.start", "status": 200,
                     "headers": [(b"content-type", b"text/plain")]})

@@ -314,3 +314,45 @@ def test_lifespan_on_with_failing_startup_fails_the_boot(rotor, tmp_path):
     r = rotor("--chdir", str(tmp_path), "--lifespan", "on", "failing_lifespan:app", wait=False)
     assert r.wait_exit() == 3, r.log()
     assert "db unreachable" in r.log()
+
+
+def _vm_hwm_kb(pid):
+    with open(f"/proc/{pid}/status") as f:
+        return int(next(l for l in f if l.startswith("VmHWM:")).split()[1])
+
+
+def test_request_body_streams_with_flow_control(rotor):
+    r = serve(rotor, "raw_app:app")
+    worker = r.ready_pids()[0]
+    with httpx.Client(base_url=r.url(), timeout=60) as c:
+        # A large body reaches the app in several http.request messages.
+        resp = c.post("/echo", content=os.urandom(3 * 1024 * 1024))
+        assert int(resp.headers["x-chunks"]) > 1
+        before = _vm_hwm_kb(worker)
+        # 8 MiB to an app that takes 50 ms per receive: reading pauses at the high-water mark
+        # instead of buffering the body (which would take at least 8 MiB more).
+        size = 8 * 1024 * 1024
+
+        def gen():
+            block = b"x" * (256 * 1024)
+            for _ in range(size // len(block)):
+                yield block
+        assert c.post("/slow-reader?0.05", content=gen()).text == str(size)
+    grown_kb = _vm_hwm_kb(worker) - before
+    assert grown_kb < 4 * 1024, f"the worker buffered the body: peak grew {grown_kb} KiB"
+
+
+def test_100_continue_only_when_the_app_reads(rotor):
+    r = serve(rotor, "raw_app:app")
+    with socket.create_connection(("127.0.0.1", r.port), timeout=10) as s:
+        # "/" answers without reading its body: no go-ahead, and the connection then closes.
+        s.sendall(b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n"
+                  b"Expect: 100-continue\r\n\r\n")
+        data = b""
+        while b"Hello, world!" not in data:
+            b = s.recv(1000)
+            assert b, data
+            data += b
+        assert data.startswith(b"HTTP/1.1 200"), data
+        assert b"100 Continue" not in data
+        assert b"connection: close" in data.lower()

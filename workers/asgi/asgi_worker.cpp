@@ -41,9 +41,11 @@ class AsgiWorker : public worker::WorkerClass, public http::Handler {
   void finish() override;
 
   // http::Handler
-  // Bodies arrive whole for now (bounded by --limit-request-body); streaming them into
-  // receive() with flow control is the next step.
-  bool wants_body() const override { return true; }
+  // Bodies stream into receive(): reading pauses while the app leaves kBodyHighWater bytes
+  // unconsumed.
+  bool streams_body() const override { return true; }
+  void on_body(http::Connection& conn, std::string_view data) override;
+  void on_body_end(http::Connection& conn) override;
   void on_request(http::Connection& conn, const http::Request& req) override;
   void on_abort(http::Connection& conn) override;
   void on_peer_closed(http::Connection& conn) override {
@@ -53,12 +55,15 @@ class AsgiWorker : public worker::WorkerClass, public http::Handler {
 
   // The _rotor module's functions.
   PyObject* py_send(PyObject* args);
+  PyObject* py_resume_body(PyObject* args);
+  PyObject* py_want_body(PyObject* args);
   PyObject* py_app_failed(PyObject* args);
 
  private:
   struct Live {
     http::Connection* conn;
     PyObject* exchange;  // owned
+    size_t unread = 0;   // body bytes fed to the exchange and not yet received by the app
   };
   Live* find(uint64_t rid) {
     auto it = live_.find(rid);
@@ -95,10 +100,20 @@ PyObject* mod_send(PyObject*, PyObject* args) {
 PyObject* mod_app_failed(PyObject*, PyObject* args) {
   return g_worker->py_app_failed(args);
 }
+PyObject* mod_resume_body(PyObject*, PyObject* args) {
+  return g_worker->py_resume_body(args);
+}
+PyObject* mod_want_body(PyObject*, PyObject* args) {
+  return g_worker->py_want_body(args);
+}
+
+constexpr size_t kBodyHighWater = 256 * 1024;
 
 PyMethodDef g_methods[] = {
     {"send", mod_send, METH_VARARGS, "send(rid, status, headers, body, more)"},
     {"app_failed", mod_app_failed, METH_VARARGS, "app_failed(rid, started, summary, tb)"},
+    {"resume_body", mod_resume_body, METH_VARARGS, "resume_body(rid): the app took the body"},
+    {"want_body", mod_want_body, METH_VARARGS, "want_body(rid): the app waits for body"},
     {nullptr, nullptr, 0, nullptr}};
 
 PyModuleDef g_module = {PyModuleDef_HEAD_INIT,
@@ -263,11 +278,46 @@ void AsgiWorker::on_request(http::Connection& conn, const http::Request& req) {
     return;
   }
   Py_DECREF(task);  // the loop keeps it
-  live_[rid] = {&conn, ex};
-  PyObject* body =
-      PyBytes_FromStringAndSize(req.body.data(), static_cast<Py_ssize_t>(req.body.size()));
-  call_exchange(conn, "feed", body, Py_False);
-  Py_XDECREF(body);
+  live_[rid] = {&conn, ex, 0};
+  if (!req.has_body) on_body_end(conn);  // otherwise the body follows through on_body
+}
+
+void AsgiWorker::on_body(http::Connection& conn, std::string_view data) {
+  Live* l = find(conn.handler_tag);
+  if (!l) return;
+  l->unread += data.size();
+  if (l->unread >= kBodyHighWater) conn.pause_body();
+  PyObject* bytes = PyBytes_FromStringAndSize(data.data(), static_cast<Py_ssize_t>(data.size()));
+  call_exchange(conn, "feed", bytes, Py_True);
+  Py_XDECREF(bytes);
+}
+
+void AsgiWorker::on_body_end(http::Connection& conn) {
+  PyObject* empty = PyBytes_FromStringAndSize(nullptr, 0);
+  call_exchange(conn, "feed", empty, Py_False);
+  Py_XDECREF(empty);
+}
+
+PyObject* AsgiWorker::py_resume_body(PyObject* args) {
+  unsigned long long rid;
+  if (!PyArg_ParseTuple(args, "K", &rid)) return nullptr;
+  if (Live* l = find(rid)) {
+    l->unread = 0;
+    http::Connection* conn = l->conn;
+    conn->resume_body();
+    if (driver_) driver_->kick();  // reading restarts in the loop
+  }
+  Py_RETURN_NONE;
+}
+
+PyObject* AsgiWorker::py_want_body(PyObject* args) {
+  unsigned long long rid;
+  if (!PyArg_ParseTuple(args, "K", &rid)) return nullptr;
+  if (Live* l = find(rid)) {
+    l->conn->continue_if_expected();
+    if (driver_) driver_->kick();
+  }
+  Py_RETURN_NONE;
 }
 
 void AsgiWorker::call_exchange(http::Connection& conn, const char* method, PyObject* a1,

@@ -58,12 +58,14 @@ class Exchange:
                 more = self.more
                 if more:
                     self.chunks = []
+                    _rotor.resume_body(self.cid)  # the engine pauses at its high water
                 else:
                     self.chunks = None
                 return {"type": "http.request", "body": body, "more_body": more}
             if self.done:  # the client left in the middle of the body
                 self.chunks = None
                 break
+            _rotor.want_body(self.cid)  # sends 100 Continue if the client waits for one
             await self._wait()
         # After the body: wait until the response is done or the client leaves.
         while not self.done:

@@ -51,7 +51,7 @@ void release_if_large(std::string& s) {
 }  // namespace
 
 Connection::Connection(Server& server) : server_(server), parser_(server.limits().parse) {
-  parser_.set_keep_body(server.handler().wants_body());
+  if (server.handler().streams_body()) parser_.set_body_sink(this);
 }
 
 bool Connection::start(int fd, bool is_unix) {
@@ -83,8 +83,27 @@ uint64_t Connection::now_ms() const {
 }
 
 bool Connection::can_process() const {
-  return !handling_ && !close_after_ && !closing_ && !lingering_ &&
+  // A streamed body goes on being parsed while the handler holds its request, unless paused.
+  bool busy = handling_ && (!streaming_body_ || body_paused_);
+  return !busy && !close_after_ && !closing_ && !lingering_ &&
          out_.size() + writing_.size() < kOutputHighWater;
+}
+
+void Connection::on_body_data(std::string_view data) {
+  if (streaming_body_ && !closing_) server_.handler().on_body(*this, data);
+}
+
+void Connection::resume_body() {
+  if (!body_paused_) return;
+  body_paused_ = false;
+  if (!in_process_) resume_input();
+}
+
+void Connection::continue_if_expected() {
+  if (!streaming_body_ || continue_sent_ || !parser_.expect_continue()) return;
+  continue_sent_ = true;
+  out_ += "HTTP/1.1 100 Continue\r\n\r\n";
+  if (!in_process_) flush();
 }
 
 void Connection::update_reading() {
@@ -143,17 +162,33 @@ size_t Connection::process(const char* data, size_t len) {
     RequestParser::Event ev = parser_.feed(data + pos, len - pos, &used);
     pos += used;
     if (ev == RequestParser::Event::kNeedMore) {
-      // The client waits for a go-ahead before it sends the body (RFC 9110 section 10.1.1).
-      if (parser_.expect_continue() && !continue_sent_) {
+      // The client waits for a go-ahead before it sends the body (RFC 9110 section 10.1.1);
+      // a streaming handler gives it when the app first reads (continue_if_expected).
+      if (parser_.expect_continue() && !continue_sent_ && !streaming_body_) {
         continue_sent_ = true;
         out_ += "HTTP/1.1 100 Continue\r\n\r\n";
       }
       break;
     }
     if (ev == RequestParser::Event::kError) {
-      respond_error(parser_.error_status());
+      if (handling_) {
+        close_now();  // a bad body under a request the handler holds: only closing is left
+      } else {
+        respond_error(parser_.error_status());
+      }
       pos = len;
       break;
+    }
+    if (ev == RequestParser::Event::kHead) {
+      streaming_body_ = true;
+      dispatch();
+      continue;
+    }
+    if (streaming_body_) {  // kMessage: the streamed body is complete
+      streaming_body_ = false;
+      body_paused_ = false;
+      server_.handler().on_body_end(*this);
+      continue;
     }
     dispatch();
   }
@@ -185,7 +220,10 @@ bool Connection::keep_alive_after_answer() {
   const Request& req = parser_.request();
   // A draining worker that hands connections over keeps them alive for one more answer; it
   // closes a connection it could not hand over after that. Nothing after an upgrade is HTTP.
+  // An answer given before its request's body was read ends the connection: the rest of the
+  // body is discarded by the lingering close.
   bool keep = req.keep_alive && !parser_.upgrade() && server_.limits().keep_alive_ms > 0 &&
+              !streaming_body_ &&
               (!draining_ || (server_.handoff_fd() >= 0 && !answered_in_drain_));
   if (draining_) answered_in_drain_ = true;
   close_after_ = !keep;
@@ -219,7 +257,12 @@ void Connection::respond(int status, std::string_view content_type, std::string_
 void Connection::answer_done(int status, uint64_t body_bytes) {
   if (server_.access_log()) log_access(status, body_bytes);
   handling_ = false;
-  parser_.next();
+  if (streaming_body_) {
+    streaming_body_ = false;  // close_after_ is set: the rest of the body is never parsed
+    body_paused_ = false;
+  } else {
+    parser_.next();
+  }
   server_.response_complete(true);
   if (in_process_) return;  // the parsing loop carries on and flushes
   // An answer given later: go on with what the client pipelined meanwhile.
@@ -334,7 +377,12 @@ void Connection::fail_response(int status) {
   }
   respond_error(status);
   handling_ = false;
-  parser_.next();
+  if (streaming_body_) {
+    streaming_body_ = false;  // closing: the rest of the body is never parsed
+    body_paused_ = false;
+  } else {
+    parser_.next();
+  }
   server_.response_complete(false);
 }
 

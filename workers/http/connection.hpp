@@ -37,7 +37,7 @@ enum class SendResult : uint8_t {
 
 using HeaderList = std::vector<std::pair<std::string_view, std::string_view>>;
 
-class Connection {
+class Connection : private RequestParser::BodySink {
  public:
   explicit Connection(Server& server);
   Connection(const Connection&) = delete;
@@ -60,6 +60,12 @@ class Connection {
   // The handler failed: a plain error answer when nothing was sent yet, else the connection is
   // closed (the client sees the answer is incomplete). Ends the request.
   void fail_response(int status);
+  // Flow control of a streamed request body: stop reading it until resume_body().
+  void pause_body() { body_paused_ = true; }
+  void resume_body();
+  // Streaming: "100 Continue" when the client asked for it and no body byte arrived yet (an
+  // app reading its body says it wants it).
+  void continue_if_expected();
   // For the handler: which of its requests this connection carries.
   uint64_t handler_tag = 0;
   // Whether libuv holds work for this connection that only its loop completes (a queued
@@ -104,6 +110,7 @@ class Connection {
   uint64_t now_ms() const;
   void log_access(int status, uint64_t body_bytes);
   bool keep_alive_after_answer();
+  void on_body_data(std::string_view data) override;
   void answer_done(int status, uint64_t body_bytes);
 
   Server& server_;
@@ -140,6 +147,9 @@ class Connection {
   bool closing_ = false;
   bool draining_ = false;
   bool answered_in_drain_ = false;  // one answer without Connection: close, then hand off
+  // A streamed request body under way (the handler already has the request) and its pause.
+  bool streaming_body_ = false;
+  bool body_paused_ = false;
   // A streamed answer (send_response) under way.
   bool response_started_ = false;
   bool chunked_ = false;

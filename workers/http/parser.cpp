@@ -351,6 +351,10 @@ RequestParser::Event RequestParser::feed(const char* data, size_t len, size_t* c
       // A head whose request has a body (without one, llhttp would have ended the message).
       if (mode_ != Mode::kHead || !req_.has_body) return fail(400, "request framing is ambiguous");
       mode_ = Mode::kBody;
+      if (sink_) {
+        *consumed = static_cast<size_t>(p - data);
+        return Event::kHead;
+      }
     }
   }
   *consumed = static_cast<size_t>(p - data);
@@ -739,7 +743,7 @@ int RequestParser::cb_body(llhttp_t* p, const char* at, size_t len) {
   rp->req_.body_bytes += len;
   uint64_t limit = rp->limits_.body;
   if (limit && rp->req_.body_bytes > limit) return rp->reject(413, "request body too large");
-  if (rp->keep_body_) rp->req_.body.append(at, len);
+  if (rp->sink_) rp->sink_->on_body_data(std::string_view(at, len));
   return 0;
 }
 

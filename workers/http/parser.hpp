@@ -36,6 +36,8 @@ class RequestParser {
   enum class Event : uint8_t {
     kNeedMore,  // every byte was used; the request is not complete yet (or not begun)
     kMessage,   // a request is complete (its body read and discarded): see request()
+    kHead,      // streaming only: the head of a request with a body is complete; the body
+                // follows through the BodySink, then kMessage
     kError,     // the input is invalid: answer error_status() and close
   };
   enum class Phase : uint8_t {
@@ -54,9 +56,14 @@ class RequestParser {
   Event feed(const char* data, size_t len, size_t* consumed);
   // Starts the next request after kMessage.
   void next();
-  // Keep each request's body in request().body (bounded by the body limit) instead of
-  // discarding it.
-  void set_keep_body(bool keep) { keep_body_ = keep; }
+  // Streaming: report kHead for requests with a body and hand their bytes to `sink` as they
+  // are parsed (nullptr: bodies are discarded).
+  class BodySink {
+   public:
+    virtual ~BodySink() = default;
+    virtual void on_body_data(std::string_view data) = 0;
+  };
+  void set_body_sink(BodySink* sink) { sink_ = sink; }
 
   const Request& request() const { return req_; }
   Phase phase() const;
@@ -115,7 +122,7 @@ class RequestParser {
   bool upgrade_ = false;
   bool expect_continue_ = false;
   bool body_seen_ = false;
-  bool keep_body_ = false;
+  BodySink* sink_ = nullptr;
   bool message_done_ = false;  // llhttp reached the end of the message
   bool trailers_due_ = false;  // llhttp read the last chunk: a trailer section follows
   int error_status_ = 0;       // the verdict, once error_

@@ -25,7 +25,6 @@ struct Request {
   bool chunked = false;
   uint64_t content_length = 0;  // when not chunked
   uint64_t body_bytes = 0;      // read so far
-  std::string body;             // the body itself, kept only for handlers that want it
 
   std::string_view target() const { return {arena.data(), target_len}; }
   std::string_view name(const Field& f) const { return {arena.data() + f.name_off, f.name_len}; }
@@ -44,7 +43,6 @@ struct Request {
     target_len = 0;
     fields.clear();
     body_bytes = 0;
-    body.clear();
     content_length = 0;
     has_body = false;
     chunked = false;

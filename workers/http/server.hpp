@@ -36,8 +36,12 @@ class Handler {
   // The request (head and body) is complete. Answer with Connection::respond() or
   // send_response(), now or later.
   virtual void on_request(Connection& conn, const Request& req) = 0;
-  // Whether the request bodies are kept for the handler (Request::body) or discarded.
-  virtual bool wants_body() const { return false; }
+  // Streaming handlers get on_request at the end of the head, then the body through on_body
+  // and on_body_end (the connection pauses when asked); others get the whole request at once,
+  // its body discarded.
+  virtual bool streams_body() const { return false; }
+  virtual void on_body(Connection&, std::string_view) {}
+  virtual void on_body_end(Connection&) {}
   // The connection closed while the handler still held its request.
   virtual void on_abort(Connection&) {}
   // The client closed its side (or reset) while the handler holds its request; an answer may
