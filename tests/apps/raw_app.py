@@ -96,6 +96,11 @@ async def app(scope, receive, send):
         message = await receive()
         message = await receive()
         print(f"rotor-test: saw {message['type']}", flush=True)
+        try:
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            await send({"type": "http.response.body", "body": b"too late"})
+        except OSError as exc:
+            print(f"rotor-test: send raised {type(exc).__name__}", flush=True)
     elif path == "/sleep":
         await asyncio.sleep(float(dict(
             p.split("=") for p in scope["query_string"].decode().split("&") if p).get("s", "1")))

@@ -100,6 +100,9 @@ def test_client_disconnect_is_seen_by_the_app(rotor):
         s.sendall(b"GET /disconnect HTTP/1.1\r\nHost: t\r\n\r\n")
         wait_for(lambda: r.lines("worker-ready"), what="worker")  # request is in the app now
     wait_for(lambda: "rotor-test: saw http.disconnect" in r.log(), what="the app's disconnect")
+    # send after the disconnect raises an OSError subclass (ASGI spec)
+    wait_for(lambda: "rotor-test: send raised ClientDisconnected" in r.log(),
+             what="send to fail after the disconnect")
 
 
 def test_expect_100_continue(rotor):
@@ -356,3 +359,33 @@ def test_100_continue_only_when_the_app_reads(rotor):
         assert data.startswith(b"HTTP/1.1 200"), data
         assert b"100 Continue" not in data
         assert b"connection: close" in data.lower()
+
+
+def test_idle_asgi_worker_does_not_spin(rotor):
+    r = serve(rotor, "raw_app:app")
+    worker = r.ready_pids()[0]
+    assert httpx.get(r.url("/")).status_code == 200
+
+    def cpu_ns():
+        with open(f"/proc/{worker}/schedstat") as f:
+            return int(f.read().split()[0])
+    import time
+    start = cpu_ns()
+    time.sleep(2)  # measuring an idle interval, not waiting for a condition
+    used_ms = (cpu_ns() - start) / 1e6
+    assert used_ms < 100, f"an idle worker used {used_ms:.1f} ms of CPU in 2 s"
+
+
+def test_access_log_for_asgi_requests(rotor, tmp_path):
+    access = tmp_path / "access.log"
+    r = serve(rotor, "raw_app:app", "--access-logfile", str(access), "--access-logformat",
+              '%(h)s "%(r)s" %(s)s %(b)s %(p)s %(D)s')
+    worker = r.ready_pids()[0]
+    httpx.get(r.url("/scope?x=1"))
+    httpx.get(r.url("/raise-before"))
+    lines = wait_for(lambda: len(access.read_text().splitlines()) >= 1 and
+                     access.read_text().splitlines(), what="an access log line")
+    first = lines[0].split()
+    assert first[0] == "127.0.0.1" and first[1:4] == ['"GET', "/scope?x=1", 'HTTP/1.1"']
+    assert first[4] == "200" and int(first[5]) > 0 and first[6] == f"<{worker}>"
+    assert int(first[7]) >= 0
