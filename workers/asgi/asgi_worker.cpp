@@ -49,7 +49,7 @@ class AsgiWorker : public worker::WorkerClass, public http::Handler {
   void on_request(http::Connection& conn, const http::Request& req) override;
   void on_abort(http::Connection& conn) override;
   void on_peer_closed(http::Connection& conn) override {
-    call_exchange(conn, "gone", nullptr, nullptr);
+    call_exchange(conn, name_gone_, nullptr, nullptr);
   }
   void on_drained(http::Connection& conn) override;
 
@@ -73,7 +73,8 @@ class AsgiWorker : public worker::WorkerClass, public http::Handler {
   PyObject* new_event_loop(PyObject* asyncio);
   void after_response();
   bool apply_gc_settings();
-  void call_exchange(http::Connection& conn, const char* method, PyObject* arg1, PyObject* arg2);
+  // Calls exchange.<name>(...) for the request `conn` carries; names are interned once.
+  void call_exchange(http::Connection& conn, PyObject* name, PyObject* arg1, PyObject* arg2);
   bool install_bridge();
 
   const conf::Config& cfg_;
@@ -85,9 +86,14 @@ class AsgiWorker : public worker::WorkerClass, public http::Handler {
   PyObject* run_fn_ = nullptr;
   PyObject* exchange_cls_ = nullptr;
   PyObject* loop_ = nullptr;
-  PyObject* state_ = nullptr;       // lifespan state, copied into each request's scope
-  PyObject* lifespan_ = nullptr;    // bridge.Lifespan, when the app speaks it
-  PyObject* paused_ = nullptr;      // _rotor.PAUSED
+  PyObject* state_ = nullptr;     // lifespan state, copied into each request's scope
+  PyObject* lifespan_ = nullptr;  // bridge.Lifespan, when the app speaks it
+  PyObject* paused_ = nullptr;    // _rotor.PAUSED
+  // Looked up once (after the interpreter starts), used per request.
+  PyObject* create_task_ = nullptr;  // loop.create_task
+  PyObject* name_feed_ = nullptr;    // "feed", "gone", "wake"
+  PyObject* name_gone_ = nullptr;
+  PyObject* name_wake_ = nullptr;
   PyObject* timeout_ = nullptr;     // --timeout-request, a float
   PyObject* gc_collect_ = nullptr;  // gc.collect, for --gc-collect-every
   int64_t answered_ = 0;
@@ -192,7 +198,11 @@ int AsgiWorker::boot(uv_loop_t*) {
     Py_XDECREF(set);
   }
   Py_XDECREF(asyncio);
-  if (!app_ || !loop_ || !scope_.init(cfg_)) {
+  if (loop_) create_task_ = PyObject_GetAttrString(loop_, "create_task");
+  name_feed_ = PyUnicode_InternFromString("feed");
+  name_gone_ = PyUnicode_InternFromString("gone");
+  name_wake_ = PyUnicode_InternFromString("wake");
+  if (!app_ || !loop_ || !create_task_ || !scope_.init(cfg_)) {
     log_python_error("boot-failed detail=\"event loop\"");
     return worker::kExitBootFailed;
   }
@@ -268,7 +278,7 @@ void AsgiWorker::on_request(http::Connection& conn, const http::Request& req) {
   PyObject* ex = scope ? PyObject_CallFunction(exchange_cls_, "OK", loop_, rid) : nullptr;
   PyObject* coro =
       ex ? PyObject_CallFunctionObjArgs(run_fn_, app_, scope, ex, timeout_, nullptr) : nullptr;
-  PyObject* task = coro ? PyObject_CallMethod(loop_, "create_task", "O", coro) : nullptr;
+  PyObject* task = coro ? PyObject_CallOneArg(create_task_, coro) : nullptr;
   Py_XDECREF(scope);
   Py_XDECREF(coro);
   if (!task) {
@@ -288,13 +298,13 @@ void AsgiWorker::on_body(http::Connection& conn, std::string_view data) {
   l->unread += data.size();
   if (l->unread >= kBodyHighWater) conn.pause_body();
   PyObject* bytes = PyBytes_FromStringAndSize(data.data(), static_cast<Py_ssize_t>(data.size()));
-  call_exchange(conn, "feed", bytes, Py_True);
+  call_exchange(conn, name_feed_, bytes, Py_True);
   Py_XDECREF(bytes);
 }
 
 void AsgiWorker::on_body_end(http::Connection& conn) {
   PyObject* empty = PyBytes_FromStringAndSize(nullptr, 0);
-  call_exchange(conn, "feed", empty, Py_False);
+  call_exchange(conn, name_feed_, empty, Py_False);
   Py_XDECREF(empty);
 }
 
@@ -320,24 +330,21 @@ PyObject* AsgiWorker::py_want_body(PyObject* args) {
   Py_RETURN_NONE;
 }
 
-void AsgiWorker::call_exchange(http::Connection& conn, const char* method, PyObject* a1,
-                               PyObject* a2) {
+void AsgiWorker::call_exchange(http::Connection& conn, PyObject* name, PyObject* a1, PyObject* a2) {
   Live* l = find(conn.handler_tag);
   if (!l) return;
-  PyObject* name = PyUnicode_InternFromString(method);
   PyObject* r = PyObject_CallMethodObjArgs(l->exchange, name, a1, a2, nullptr);
-  Py_DECREF(name);
   if (!r) log_python_error("bridge-failed");
   Py_XDECREF(r);
 }
 
 void AsgiWorker::on_abort(http::Connection& conn) {
-  call_exchange(conn, "gone", nullptr, nullptr);
+  call_exchange(conn, name_gone_, nullptr, nullptr);
   forget(conn.handler_tag);
 }
 
 void AsgiWorker::on_drained(http::Connection& conn) {
-  call_exchange(conn, "wake", nullptr, nullptr);
+  call_exchange(conn, name_wake_, nullptr, nullptr);
 }
 
 // --gc-collect-every: a full collection once the response has gone out, from the loop (not
