@@ -1,10 +1,11 @@
 # The Python half of rotor's ASGI bridge: one Exchange per request gives the app its
 # `receive` and `send`. Compiled into the rotor binary (see CMakeLists.txt) and run as the
-# module `_rotor_bridge`; the C++ half is the module `_rotor` (workers/asgi/bridge.cpp).
+# module `_rotor_bridge`; the C++ half is the module `_rotor` (workers/asgi/asgi_worker.cpp).
 #
 # Only what has to be Python lives here: awaiting (asyncio futures) and the app's task.
 # Parsing, header validation, framing and writing stay in C++.
 import asyncio
+import inspect
 import sys
 import traceback
 
@@ -154,7 +155,6 @@ class ASGI2Adapter:
 
 def is_asgi3(app):
     """ASGI 3 apps are coroutine functions, or objects whose __call__ is one."""
-    import inspect
     if inspect.isclass(app):
         return hasattr(app, "__await__")
     if inspect.isfunction(app) or inspect.ismethod(app):

@@ -67,7 +67,6 @@ bool ScopeBuilder::init(const conf::Config& config) {
   v_asgi_ = Py_BuildValue("{ssss}", "version", "3.0", "spec_version", "2.3");
   v_http10_ = key("1.0");
   v_http11_ = key("1.1");
-  v_scheme_ = key("http");
   v_root_path_ = PyUnicode_FromString(config.root_path.c_str());
   return v_asgi_ && v_root_path_;
 }
@@ -76,7 +75,7 @@ ScopeBuilder::~ScopeBuilder() {
   if (!k_type_ || !Py_IsInitialized()) return;
   for (PyObject* o : {k_type_, k_asgi_, k_http_version_, k_method_, k_scheme_, k_path_, k_raw_path_,
                       k_query_string_, k_root_path_, k_headers_, k_client_, k_server_, k_state_,
-                      v_http_, v_asgi_, v_http10_, v_http11_, v_scheme_, v_root_path_}) {
+                      v_http_, v_asgi_, v_http10_, v_http11_, v_root_path_}) {
     Py_XDECREF(o);
   }
 }
@@ -136,7 +135,7 @@ PyObject* ScopeBuilder::build(http::Connection& conn, const http::Request& req, 
          PyDict_SetItem(scope, k_asgi_, v_asgi_) == 0 &&
          PyDict_SetItem(scope, k_http_version_, req.http_minor == 0 ? v_http10_ : v_http11_) == 0 &&
          PyDict_SetItem(scope, k_method_, vals[0]) == 0 &&
-         PyDict_SetItem(scope, k_scheme_, v_scheme_) == 0 &&
+         PyDict_SetItem(scope, k_scheme_, v_http_) == 0 &&
          PyDict_SetItem(scope, k_path_, vals[1]) == 0 &&
          PyDict_SetItem(scope, k_raw_path_, vals[2]) == 0 &&
          PyDict_SetItem(scope, k_query_string_, vals[3]) == 0 &&

@@ -26,7 +26,8 @@ class ScopeBuilder {
   PyObject *k_type_ = nullptr, *k_asgi_, *k_http_version_, *k_method_, *k_scheme_, *k_path_,
            *k_raw_path_, *k_query_string_, *k_root_path_, *k_headers_, *k_client_, *k_server_,
            *k_state_;
-  PyObject *v_http_ = nullptr, *v_asgi_, *v_http10_, *v_http11_, *v_scheme_, *v_root_path_;
+  PyObject *v_http_ = nullptr, *v_asgi_, *v_http10_, *v_http11_,
+           *v_root_path_;  // v_http_: type and scheme
 };
 
 // "%41/b%2Fc" -> "A/b/c" bytes (not UTF-8 decoded). Exposed for tests.

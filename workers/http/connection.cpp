@@ -293,7 +293,7 @@ SendResult Connection::send_response(int status, const HeaderList* headers, std:
   if (closing_ || !handling_) return SendResult::kGone;
   const Request& req = parser_.request();
   if (!response_started_) {
-    if (status < 100 || status > 999 || (status >= 100 && status < 200)) {
+    if (status < 200 || status > 999) {  // 1xx answers are the engine's (100 Continue)
       *error = "invalid response status " + std::to_string(status);
       return SendResult::kInvalid;
     }
@@ -425,23 +425,9 @@ const Endpoint& Connection::local_endpoint() {
 }
 
 void Connection::log_access(int status, uint64_t body_bytes) {
-  if (remote_.empty()) {
-    sockaddr_storage ss{};
-    int len = sizeof ss;
-    char host[INET6_ADDRSTRLEN] = "-";
-    if (h_.handle.type == UV_TCP &&
-        uv_tcp_getpeername(&h_.tcp, reinterpret_cast<sockaddr*>(&ss), &len) == 0) {
-      if (ss.ss_family == AF_INET) {
-        inet_ntop(AF_INET, &reinterpret_cast<sockaddr_in*>(&ss)->sin_addr, host, sizeof host);
-      } else if (ss.ss_family == AF_INET6) {
-        inet_ntop(AF_INET6, &reinterpret_cast<sockaddr_in6*>(&ss)->sin6_addr, host, sizeof host);
-      }
-    }
-    remote_ = host;
-  }
   AccessEntry e;
   e.request = &parser_.request();
-  e.remote = remote_;
+  e.remote = peer_endpoint().host;  // empty (unix socket) renders as "-"
   e.status = status;
   e.body_bytes = body_bytes;
   e.duration_ns = static_cast<int64_t>(uv_hrtime() - started_hr_);

@@ -135,7 +135,6 @@ class Connection : private RequestParser::BodySink {
   size_t write_queue_seen_ = 0;     // libuv's write queue size at that time
   uint64_t started_hr_ = 0;         // request start (uv_hrtime), kept only for the access log
   int64_t started_wall_ = 0;
-  std::string remote_;  // peer address, looked up once, for the access log
   bool reading_ = false;
   bool in_process_ = false;  // parsing: answers given now are flushed by the caller
   bool handling_ = false;    // the handler owns the current request
