@@ -66,6 +66,7 @@ struct Config {
   int64_t limit_concurrency = 0;  // requests in flight per worker, 0 = off
   std::string gc_threshold;       // "A,B,C", empty = Python's default
   bool gc_freeze = false;
+  bool preload = true;  // asgi: fork warm workers from a template process
   int64_t gc_collect_every = 0;
 };
 

@@ -276,12 +276,18 @@ std::string parse_command_line(const std::vector<std::string>& args, CommandLine
   std::vector<std::vector<std::string>> lists(table.size());
   std::vector<std::string> scalars(table.size());
   std::vector<CLI::Option*> cli(table.size());
+  std::vector<CLI::Option*> negated(table.size(), nullptr);
   for (size_t i = 0; i < table.size(); ++i) {
     const Option& option = table[i];
     std::string flags(option.flags);
     std::string description = option_description(option);
     if (option.kind == Kind::kBool) {
       cli[i] = app.add_flag(flags)->description(description);
+      if (!option.negation.empty()) {
+        negated[i] = app.add_flag(std::string(option.negation))
+                         ->description("Sets " + cli_label(option) + " off.")
+                         ->excludes(cli[i]);
+      }
     } else if (option.kind == Kind::kStringList) {
       cli[i] = app.add_option(flags, lists[i], description)
                    ->option_text(std::string(option.metavar))
@@ -334,6 +340,10 @@ std::string parse_command_line(const std::vector<std::string>& args, CommandLine
                            " is a gunicorn option rotor ignores: " + std::string(flag.why));
   }
   for (size_t i = 0; i < table.size(); ++i) {
+    if (negated[i] && negated[i]->count() > 0) {
+      out.layer.push_back({&table[i], std::string(table[i].negation), {"false"}});
+      continue;
+    }
     if (cli[i]->count() == 0) continue;
     std::vector<std::string> texts = lists[i];
     if (table[i].kind == Kind::kBool) texts = {"true"};

@@ -400,11 +400,21 @@ const std::vector<Option>& options() {
        .help = "Python's gc.set_threshold(A, B, C) in each worker (empty = Python's default).",
        .member = &Config::gc_threshold,
        .check = check_gc_threshold},
+      {.name = "preload",
+       .flags = "--preload",
+       .kind = Kind::kBool,
+       .default_value = "true",
+       .help = "Python apps: a template process imports the app once and every worker is "
+               "forked from it, warm (gc.freeze() before each fork). --no-preload starts a "
+               "cold interpreter in each worker, for apps that cannot be forked after import.",
+       .member = &Config::preload,
+       .negation = "--no-preload"},
       {.name = "gc_freeze",
        .flags = "--gc-freeze",
        .kind = Kind::kBool,
        .default_value = "false",
-       .help = "gc.freeze() once the app is loaded: what import built is never scanned again.",
+       .help = "gc.freeze() once the app is loaded in each worker: what import built is never "
+               "scanned again (the template always freezes before it forks).",
        .member = &Config::gc_freeze},
       {.name = "gc_collect_every",
        .flags = "--gc-collect-every",
@@ -429,7 +439,6 @@ const std::vector<IgnoredFlag>& ignored_gunicorn_flags() {
   static const std::vector<IgnoredFlag> table = {
       {"--threads", true, "workers are single-threaded event loops"},
       {"--worker-tmp-dir", true, "heartbeats go through shared memory"},
-      {"--preload", false, "app preloading (the warm template) is not built yet"},
       {"--reload", false, "code reload is SIGHUP"},
       {"--reload-engine", true, "code reload is SIGHUP"},
       {"-D,--daemon", false, "run rotor under a service manager instead"},

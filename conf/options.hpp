@@ -48,6 +48,7 @@ struct Option {
   std::vector<std::pair<std::string_view, std::string_view>> aliases{};
   Check check = nullptr;
   std::string_view env_alias{};  // a second, lower-precedence environment name
+  std::string_view negation{};   // kBool: a CLI flag that sets it false ("--no-preload")
   bool in_file = true;           // false: not a TOML key (only --config itself)
 };
 

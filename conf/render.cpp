@@ -66,6 +66,13 @@ std::string code_list(const std::vector<std::string>& items) {
   return out;
 }
 
+// The option's flags and its negation (--preload, --no-preload).
+std::vector<std::string> all_flag_names(const Option& option) {
+  std::vector<std::string> names = flag_names(option.flags);
+  if (!option.negation.empty()) names.emplace_back(option.negation);
+  return names;
+}
+
 }  // namespace
 
 std::string to_toml(const Config& config) {
@@ -88,7 +95,7 @@ std::string options_markdown() {
     std::string name = option.in_file ? "`" + std::string(option.name) + "`" : "—";
     std::string value =
         option.default_value.empty() ? "" : code_list({std::string(option.default_value)});
-    out += "| " + name + " | " + code_list(flag_names(option.flags)) + " | " + code_list(env) +
+    out += "| " + name + " | " + code_list(all_flag_names(option)) + " | " + code_list(env) +
            " | " + value + " | " + cell(help_text(option)) + " |\n";
   }
   for (const ActionFlag& flag : action_flags()) {

@@ -36,15 +36,6 @@ constexpr int64_t kRssSampleNs = 1 * kSec;
 const int kMasterSignals[] = {SIGTERM, SIGINT,  SIGQUIT, SIGHUP, SIGTTIN,
                               SIGTTOU, SIGUSR1, SIGUSR2, SIGCHLD};
 
-std::string exit_status_text(int status) {
-  if (WIFEXITED(status)) return "exit:" + std::to_string(WEXITSTATUS(status));
-  if (WIFSIGNALED(status)) {
-    const char* name = sigabbrev_np(WTERMSIG(status));
-    return std::string("signal:") + (name ? name : std::to_string(WTERMSIG(status)).c_str());
-  }
-  return "unknown";
-}
-
 uint64_t read_rss_bytes(pid_t pid) {
   std::ifstream statm("/proc/" + std::to_string(pid) + "/statm");
   uint64_t size = 0, resident = 0;
@@ -58,6 +49,15 @@ double seconds(int64_t ns) {
 
 }  // namespace
 
+std::string exit_status_text(int status) {
+  if (WIFEXITED(status)) return "exit:" + std::to_string(WEXITSTATUS(status));
+  if (WIFSIGNALED(status)) {
+    const char* name = sigabbrev_np(WTERMSIG(status));
+    return std::string("signal:") + (name ? name : std::to_string(WTERMSIG(status)).c_str());
+  }
+  return "unknown";
+}
+
 Arbiter::Arbiter(conf::Config config, std::vector<std::string> args,
                  std::vector<Listener> listeners, Identity identity)
     : cfg_(std::move(config)),
@@ -66,6 +66,7 @@ Arbiter::Arbiter(conf::Config config, std::vector<std::string> args,
       scoreboard_(std::make_unique<Scoreboard>(kScoreboardSlots)),
       rng_(std::random_device{}()),
       backoff_(100 * kMs, 10 * kSec, 30 * kSec),
+      template_backoff_(500 * kMs, 30 * kSec, 60 * kSec),
       desired_(static_cast<int>(cfg_.workers)),
       identity_(identity),
       master_pid_(getpid()) {}
@@ -74,6 +75,9 @@ Arbiter::~Arbiter() {
   if (signal_fd_ >= 0) ::close(signal_fd_);
   for (int fd : {notify_pipe_[0], notify_pipe_[1], handoff_pair_[0], handoff_pair_[1]}) {
     if (fd >= 0) ::close(fd);
+  }
+  for (auto& [pid, t] : templates_) {
+    if (t.fd >= 0) ::close(t.fd);
   }
 }
 
@@ -108,11 +112,19 @@ int Arbiter::run() {
                cfg_.max_requests_jitter);
   write_pid_file();
 
+  std::vector<pollfd> fds;
+  std::vector<pid_t> fd_owner;  // the template behind each fds[i], i >= 2
   while (true) {
     sweep();
-    if (stopping_ && workers_.empty()) break;
-    pollfd fds[2] = {{signal_fd_, POLLIN, 0}, {notify_pipe_[0], POLLIN, 0}};
-    int n = poll(fds, 2, static_cast<int>(poll_timeout_ms()));
+    if (stopping_ && workers_.empty() && templates_.empty()) break;
+    fds.assign({{signal_fd_, POLLIN, 0}, {notify_pipe_[0], POLLIN, 0}});
+    fd_owner.assign(2, 0);
+    for (const auto& [pid, t] : templates_) {
+      if (t.fd < 0) continue;
+      fds.push_back({t.fd, POLLIN, 0});
+      fd_owner.push_back(pid);
+    }
+    int n = poll(fds.data(), fds.size(), static_cast<int>(poll_timeout_ms()));
     if (n < 0 && errno != EINTR) {
       spdlog::critical("event=poll-failed error={}", log::quote(std::strerror(errno)));
       break;
@@ -122,6 +134,10 @@ int Arbiter::run() {
       char buf[256];
       while (::read(notify_pipe_[0], buf, sizeof buf) > 0) {
       }
+    }
+    for (size_t i = 2; i < fds.size(); ++i) {
+      auto it = templates_.find(fd_owner[i]);
+      if (fds[i].revents && it != templates_.end()) read_template(it->second);
     }
   }
 
@@ -168,6 +184,7 @@ void Arbiter::handle_signal(int sig) {
       log::reopen();
       spdlog::info("event=reopen-logs workers={}", workers_.size());
       signal_all(SIGUSR1);
+      for (auto& [pid, t] : templates_) ::kill(pid, SIGUSR1);
       break;
     default:
       break;
@@ -175,66 +192,93 @@ void Arbiter::handle_signal(int sig) {
 }
 
 void Arbiter::sweep() {
-  reap_workers();
+  reap_children();
   observe_workers();
   murder_workers();
-  if (!stopping_) manage_workers();
+  if (!stopping_) {
+    manage_templates();
+    manage_workers();
+  }
 }
 
 Arbiter::Worker* Arbiter::find(uint64_t id) {
   for (auto& [pid, w] : workers_) {
     if (w.id == id) return &w;
   }
-  return nullptr;
+  auto it = pending_.find(id);
+  return it == pending_.end() ? nullptr : &it->second;
+}
+
+Arbiter::Worker Arbiter::new_worker(uint64_t predecessor, size_t slot, uint64_t generation) {
+  Worker w;
+  w.id = ++spawn_seq_;
+  w.slot = slot;
+  w.generation = generation;
+  w.request_limit = policy::draw_request_limit(cfg_.max_requests, cfg_.max_requests_jitter, rng_);
+  int64_t lifetime = policy::draw_lifetime_ns(cfg_.max_lifetime, cfg_.max_lifetime_jitter, rng_);
+  w.started_ns = monotonic_ns();
+  w.deadline_ns = lifetime ? w.started_ns + lifetime : 0;
+  w.spawn_reason = ever_ready_ ? "replace" : "boot";
+  if (Worker* old = predecessor ? find(predecessor) : nullptr) {
+    old->successor = w.id;
+    w.is_successor = true;
+    w.spawn_reason = old->reason;
+    w.replaces = old->pid;
+  }
+  scoreboard_->claim(w.slot, w.id, w.request_limit);
+  return w;
+}
+
+void Arbiter::log_spawn(const Worker& w) {
+  spdlog::info("event=spawn pid={} reason={} requests=0 limit={} generation={} mode={}{}", w.pid,
+               w.spawn_reason, w.request_limit, w.generation, w.template_pid ? "template" : "cold",
+               w.replaces ? " replaces=" + std::to_string(w.replaces) : "");
 }
 
 void Arbiter::spawn_worker(uint64_t predecessor) {
+  Template* t = nullptr;
+  if (uses_template()) {
+    t = ready_template();
+    if (!t) return;  // the template is still importing; the next sweep asks again
+  }
   long slot = scoreboard_->find_free();
   if (slot < 0) {
     spdlog::error("event=spawn-failed error=\"scoreboard full\"");
     return;
   }
-  Worker w;
-  w.id = ++spawn_seq_;
-  w.slot = static_cast<size_t>(slot);
-  w.generation = generation_;
-  w.request_limit = policy::draw_request_limit(cfg_.max_requests, cfg_.max_requests_jitter, rng_);
-  int64_t lifetime = policy::draw_lifetime_ns(cfg_.max_lifetime, cfg_.max_lifetime_jitter, rng_);
-  w.started_ns = monotonic_ns();
-  w.deadline_ns = lifetime ? w.started_ns + lifetime : 0;
-  scoreboard_->claim(w.slot, w.id, w.request_limit);
-
+  if (t) {
+    request_spawn(*t, new_worker(predecessor, static_cast<size_t>(slot), t->generation));
+    return;
+  }
+  Worker w = new_worker(predecessor, static_cast<size_t>(slot), generation_);
   pid_t pid = fork();
   if (pid < 0) {
     spdlog::error("event=spawn-failed error={}", log::quote(std::strerror(errno)));
     scoreboard_->release(w.slot);
+    unlink_rotation(w.id);
     backoff_.on_crash(monotonic_ns());
     return;
   }
   if (pid == 0) run_child(w.slot);
-
   w.pid = pid;
-  std::string reason = ever_ready_ ? "replace" : "boot";
-  std::string replaces;
-  if (Worker* old = predecessor ? find(predecessor) : nullptr) {
-    old->successor = w.id;
-    w.is_successor = true;
-    reason = old->reason;
-    replaces = " replaces=" + std::to_string(old->pid);
-  }
   workers_[pid] = w;
-  spdlog::info("event=spawn pid={} reason={} requests=0 limit={} generation={}{}", pid, reason,
-               w.request_limit, w.generation, replaces);
+  log_spawn(w);
 }
 
-void Arbiter::run_child(size_t slot) {
-  // Nothing of the master's signal handling survives into the worker.
+// In every child the master forks: nothing of its signal handling or its ends of the
+// templates' sockets survives.
+void Arbiter::prepare_child() {
   sigset_t none;
   sigemptyset(&none);
   sigprocmask(SIG_SETMASK, &none, nullptr);
   ::close(signal_fd_);
   ::close(notify_pipe_[0]);
+  for (auto& [pid, t] : templates_) {
+    if (t.fd >= 0) ::close(t.fd);
+  }
+}
 
+worker::Context Arbiter::worker_context(size_t slot) const {
   worker::Context ctx;
   ctx.config = &cfg_;
   for (const auto& l : listeners_) ctx.listeners.push_back({l.fd, l.is_unix});
@@ -246,23 +290,51 @@ void Arbiter::run_child(size_t slot) {
   ctx.switch_user = identity_.switch_user;
   ctx.uid = identity_.uid;
   ctx.gid = identity_.gid;
-  int code = worker::run(ctx);
+  return ctx;
+}
+
+void Arbiter::run_child(size_t slot) {
+  prepare_child();
+  int code = worker::run(worker_context(slot));
   _exit(code);
 }
 
-void Arbiter::reap_workers() {
+void Arbiter::reap_children() {
   int status = 0;
   pid_t pid;
+  int64_t now = monotonic_ns();
   while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+    if (auto t = templates_.find(pid); t != templates_.end()) {
+      on_template_exit(t->second, status);
+      if (t->second.fd >= 0) ::close(t->second.fd);
+      templates_.erase(t);
+      continue;
+    }
     auto it = workers_.find(pid);
     if (it == workers_.end()) {
-      // An orphan reparented to us (subreaper, or PID 1): reaped, nothing else.
+      // A worker whose template has not reported it yet, or an orphan reparented to us
+      // (subreaper, or PID 1): kept a while in case its template names it.
       spdlog::debug("event=reaped-orphan pid={} status={}", pid, exit_status_text(status));
+      if (!templates_.empty()) early_exits_[pid] = {status, now};
       continue;
     }
     on_worker_exit(it->second, status);
     workers_.erase(it);
   }
+  std::erase_if(early_exits_, [now](const auto& e) { return now - e.second.second > 60 * kSec; });
+}
+
+// Unlink rotations: a retiring worker whose successor died waits for another one, and a
+// successor whose predecessor died is simply a worker.
+void Arbiter::unlink_rotation(uint64_t id) {
+  auto unlink = [id](Worker& other, uint64_t own_successor) {
+    if (other.successor == id) other.successor = 0;
+    if (own_successor == other.id) other.is_successor = false;
+  };
+  Worker* gone = find(id);
+  uint64_t successor = gone ? gone->successor : 0;
+  for (auto& [pid, other] : workers_) unlink(other, successor);
+  for (auto& [pending_id, other] : pending_) unlink(other, successor);
 }
 
 void Arbiter::on_worker_exit(Worker& w, int status) {
@@ -281,12 +353,7 @@ void Arbiter::on_worker_exit(Worker& w, int status) {
               w.pid, reason, requests, w.request_limit, exit_status_text(status),
               seconds(now - w.started_ns), w.generation);
 
-  // Unlink rotations: a retiring worker whose successor died waits for another one, and a
-  // successor whose predecessor died is simply a worker.
-  for (auto& [pid, other] : workers_) {
-    if (other.successor == w.id) other.successor = 0;
-    if (w.successor == other.id) other.is_successor = false;
-  }
+  unlink_rotation(w.id);
   scoreboard_->release(w.slot);
 
   if (boot_failure) {
@@ -323,8 +390,9 @@ void Arbiter::observe_workers() {
       ever_ready_ = true;
       // The worker's own timestamp, trusted only within the bounds we know.
       int64_t ready = std::clamp(s.ready_ns.load(std::memory_order_relaxed), w.started_ns, now);
-      spdlog::info("event=worker-ready pid={} spawn_ms={:.2f} generation={}", pid,
-                   static_cast<double>(ready - w.started_ns) / kMs, w.generation);
+      spdlog::info("event=worker-ready pid={} spawn_ms={:.2f} generation={} mode={}", pid,
+                   static_cast<double>(ready - w.started_ns) / kMs, w.generation,
+                   w.template_pid ? "template" : "cold");
     }
     if (w.phase != policy::Phase::kReady || !w.reason.empty()) continue;
     policy::RetireInputs in;
@@ -381,13 +449,20 @@ void Arbiter::murder_workers() {
       ::kill(pid, SIGKILL);
     }
   }
+  if (stopping_ && now > stop_deadline_ns_) {
+    for (auto& [pid, t] : templates_) ::kill(pid, SIGKILL);
+  }
 }
 
 void Arbiter::manage_workers() {
   int64_t now = monotonic_ns();
   std::vector<policy::WorkerView> views;
-  views.reserve(workers_.size());
-  for (const auto& [pid, w] : workers_) {
+  views.reserve(workers_.size() + pending_.size());
+  std::vector<const Worker*> all;
+  for (const auto& [pid, w] : workers_) all.push_back(&w);
+  for (const auto& [id, w] : pending_) all.push_back(&w);
+  for (const Worker* wp : all) {
+    const Worker& w = *wp;
     policy::WorkerView v;
     v.id = w.id;
     v.phase = w.phase;
@@ -430,6 +505,8 @@ void Arbiter::begin_stop(bool graceful) {
       now + (graceful ? static_cast<int64_t>(cfg_.graceful_timeout * 1e9) : kFastStopNs);
   spdlog::info("event=shutdown mode={} workers={}", graceful ? "graceful" : "fast",
                workers_.size());
+  while (!pending_.empty()) drop_pending(pending_.begin()->first, "shutdown");
+  for (auto& [pid, t] : templates_) retire_template(t);
   for (auto& [pid, w] : workers_) {
     w.reason = "shutdown";
     if (!w.drain_ns) w.drain_ns = now;
@@ -461,10 +538,18 @@ void Arbiter::reload() {
   cfg_ = std::move(res.config);
   desired_ = static_cast<int>(cfg_.workers);
   ++generation_;
+  cold_fallback_ = false;  // the app may have stopped starting threads at import
+  if (uses_template()) {
+    // The running workers are rotated only once the new template has imported the new code
+    // (on_template_ready); if it fails, they keep serving.
+    spdlog::info("event=reload generation={} workers={} mode=template", generation_, desired_);
+    return;
+  }
+  for (auto& [pid, t] : templates_) retire_template(t);
   for (auto& [pid, w] : workers_) {
     if (w.phase != policy::Phase::kDraining && w.reason.empty()) w.reason = "reload";
   }
-  spdlog::info("event=reload generation={} workers={}", generation_, desired_);
+  spdlog::info("event=reload generation={} workers={} mode=cold", generation_, desired_);
 }
 
 }  // namespace rotor

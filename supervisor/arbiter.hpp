@@ -16,6 +16,7 @@
 #include "supervisor/listeners.hpp"
 #include "supervisor/policy.hpp"
 #include "supervisor/scoreboard.hpp"
+#include "workers/runtime.hpp"
 
 namespace rotor {
 
@@ -23,6 +24,9 @@ namespace rotor {
 constexpr int kExitBindFailed = 1;
 constexpr int kExitUsage = 2;
 constexpr int kExitBootFailed = 3;
+
+// "exit:N" or "signal:NAME" for a wait(2) status, as the logs show it.
+std::string exit_status_text(int status);
 
 class Arbiter {
  public:
@@ -53,6 +57,19 @@ class Arbiter {
     int64_t abort_ns = 0;  // when SIGABRT was sent (heartbeat timeout)
     bool killed = false;   // SIGKILL sent
     int64_t rss_checked_ns = 0;
+    pid_t template_pid = 0;  // forked by this template (0: forked by the master, cold)
+    std::string spawn_reason;
+    pid_t replaces = 0;  // the retiring worker it succeeds
+  };
+
+  // A template process: imports the app once and forks warm workers on request.
+  struct Template {
+    pid_t pid = 0;
+    int fd = -1;  // the master's end of its control socket
+    uint64_t generation = 0;
+    bool ready = false;
+    bool asked_to_exit = false;  // replaced by a newer one, or the master is stopping
+    int64_t started_ns = 0;
   };
 
   void setup_signals();
@@ -60,8 +77,25 @@ class Arbiter {
   void handle_signal(int sig);
   void sweep();
   void spawn_worker(uint64_t predecessor);
+  Worker new_worker(uint64_t predecessor, size_t slot, uint64_t generation);
+  void log_spawn(const Worker& w);
+  worker::Context worker_context(size_t slot) const;
+  void prepare_child();
+  // Templates (arbiter_templates.cpp).
+  bool uses_template() const;
+  void manage_templates();
+  void start_template();
+  Template* ready_template();
+  bool request_spawn(Template& t, Worker w);
+  void read_template(Template& t);
+  void on_template_ready(Template& t, int64_t boot_ns);
+  void on_spawned(Template& t, uint64_t id, pid_t pid);
+  void drop_pending(uint64_t id, const char* why);
+  void on_template_exit(Template& t, int status);
+  void retire_template(Template& t);
+  void unlink_rotation(uint64_t id);
   void write_pid_file();
-  void reap_workers();
+  void reap_children();
   void on_worker_exit(Worker& w, int status);
   void observe_workers();
   void murder_workers();
@@ -79,8 +113,15 @@ class Arbiter {
   std::vector<Listener> listeners_;
   std::unique_ptr<Scoreboard> scoreboard_;
   std::map<pid_t, Worker> workers_;
+  std::map<uint64_t, Worker> pending_;  // asked of a template, pid not reported yet
+  std::map<pid_t, Template> templates_;
+  // Children reaped before their template reported them: pid -> (exit status, when).
+  std::map<pid_t, std::pair<int, int64_t>> early_exits_;
+  bool cold_fallback_ = false;      // the app starts threads at import: cold workers until HUP
+  uint64_t failed_generation_ = 0;  // a reload whose import failed; retried on the next HUP
   std::mt19937_64 rng_;
   policy::Backoff backoff_;
+  policy::Backoff template_backoff_;
   int desired_ = 1;
   uint64_t generation_ = 1;
   uint64_t spawn_seq_ = 0;

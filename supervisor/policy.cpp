@@ -103,4 +103,18 @@ Plan plan(const std::vector<WorkerView>& workers, int desired, int max_concurren
   return out;
 }
 
+TemplateExit template_exit(const TemplateExitInputs& in) {
+  if (in.asked) return TemplateExit::kIgnore;
+  if (in.was_ready) return TemplateExit::kRestart;
+  if (in.other_ready) return TemplateExit::kReloadFailed;
+  if (!in.ever_served) return TemplateExit::kBootFailed;
+  return TemplateExit::kRestart;  // a restart after a crash failed: keep trying, backed off
+}
+
+bool need_template(const TemplateNeedInputs& in) {
+  if (!in.spawn_allowed) return false;
+  if (!in.any_alive) return true;
+  return !in.current_alive && !in.current_failed;
+}
+
 }  // namespace rotor::policy

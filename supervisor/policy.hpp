@@ -71,4 +71,30 @@ struct Plan {
 Plan plan(const std::vector<WorkerView>& workers, int desired, int max_concurrent_rotations,
           bool spawn_allowed);
 
+// What the master does when a template process exits.
+enum class TemplateExit {
+  kIgnore,        // it was asked to leave (replaced, stopping, threads fallback)
+  kBootFailed,    // nothing was ever served: the app cannot load, the master exits
+  kReloadFailed,  // a HUP's new template failed; the running generation keeps serving
+  kRestart,       // it died while it was needed: start another (with crash backoff)
+};
+struct TemplateExitInputs {
+  bool asked = false;        // the master retired it or is stopping
+  bool was_ready = false;    // it had imported the app
+  bool other_ready = false;  // another template is ready (an older generation during a HUP)
+  bool ever_served = false;  // some worker of this master has been ready
+};
+TemplateExit template_exit(const TemplateExitInputs& in);
+
+// Whether the master should start a template now: when none is alive at all (after a crash,
+// even if the last reload failed: the code may be fixed by now), or when the newest generation
+// has none and its import has not failed already.
+struct TemplateNeedInputs {
+  bool any_alive = false;       // booting or ready, not retired
+  bool current_alive = false;   // one of the newest generation
+  bool current_failed = false;  // the newest generation's import failed (until next HUP)
+  bool spawn_allowed = true;    // crash backoff
+};
+bool need_template(const TemplateNeedInputs& in);
+
 }  // namespace rotor::policy

@@ -26,7 +26,8 @@ constexpr uint64_t kDrainIdleGraceMs = 1000;
 
 class Runtime : public http::Observer {
  public:
-  explicit Runtime(const Context& ctx) : ctx_(ctx), cfg_(*ctx.config) {}
+  Runtime(const Context& ctx, std::unique_ptr<WorkerClass> app)
+      : ctx_(ctx), cfg_(*ctx.config), app_(std::move(app)) {}
 
   int run();
 
@@ -77,6 +78,7 @@ class Runtime : public http::Observer {
   void drain(bool hand_off);
   void stop_now();
   bool drop_privileges();
+  bool wait_for_master_parent();
 
   static void on_signal(uv_signal_t* h, int signum);
 
@@ -156,8 +158,24 @@ bool Runtime::drop_privileges() {
   return true;
 }
 
+// The template's intermediate process exits right after the fork; until then it is our parent,
+// and the parent-death signal set now would follow it instead of the master.
+bool Runtime::wait_for_master_parent() {
+  if (!ctx_.from_template) return true;
+  int64_t deadline = monotonic_ns() + 5'000'000'000;
+  while (getppid() != ctx_.master_pid) {
+    if (monotonic_ns() > deadline) {
+      spdlog::error("event=boot-failed error=\"not adopted by the master\" ppid={}", getppid());
+      return false;
+    }
+    usleep(50);
+  }
+  return true;
+}
+
 int Runtime::run() {
   log::set_role("worker");
+  if (!wait_for_master_parent()) return kExitBootFailed;
   // Die with the master; the heartbeat's getppid() check covers the window before this call.
   prctl(PR_SET_PDEATHSIG, SIGKILL);
   if (getppid() != ctx_.master_pid) return kExitOk;
@@ -196,7 +214,7 @@ int Runtime::run() {
     uv_unref(reinterpret_cast<uv_handle_t*>(s.h));
   }
 
-  app_ = make_worker_class(cfg_);
+  if (!app_) app_ = make_worker_class(cfg_);
   if (int code = app_->boot(&loop_); code != kExitOk) return code;
   server_ = std::make_unique<http::Server>(&loop_, limits, app_->handler(), *this);
   if (!cfg_.access_logfile.empty()) {
@@ -235,8 +253,8 @@ int Runtime::run() {
 
 }  // namespace
 
-int run(const Context& ctx) {
-  Runtime rt(ctx);
+int run(const Context& ctx, std::unique_ptr<WorkerClass> app) {
+  Runtime rt(ctx, std::move(app));
   return rt.run();
 }
 

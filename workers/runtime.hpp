@@ -5,6 +5,7 @@
 #include <sys/types.h>
 
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 #include "conf/config.hpp"
@@ -25,9 +26,13 @@ struct Context {
   uid_t uid = 0;  // switch to these after fork when `switch_user` (--user/--group)
   gid_t gid = 0;
   bool switch_user = false;
+  // Forked by the template (double fork): the master becomes the parent only once the
+  // intermediate process has exited.
+  bool from_template = false;
 };
 
-// Runs in the forked child; returns the process exit code.
-int run(const Context& ctx);
+// Runs in the forked child; returns the process exit code. `app` is the template's preloaded
+// worker class, or null to make one here.
+int run(const Context& ctx, std::unique_ptr<WorkerClass> app = nullptr);
 
 }  // namespace rotor::worker

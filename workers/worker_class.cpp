@@ -10,4 +10,8 @@ std::unique_ptr<WorkerClass> make_worker_class(const conf::Config& config) {
   return hello::make_hello_worker();
 }
 
+bool preloads(const conf::Config& config) {
+  return config.worker_class == "asgi";
+}
+
 }  // namespace rotor::worker

@@ -19,8 +19,17 @@ constexpr int kExitAppLoadFailed = 4;  // gunicorn's APP_LOAD_ERROR
 class WorkerClass {
  public:
   virtual ~WorkerClass() = default;
-  // Before anything is accepted: load the app, run its start-up. A non-zero exit code on
-  // failure, with the reason logged.
+  // Whether preload() is worth a template process (Python apps: the import is the cost).
+  virtual bool preloads() const { return false; }
+  // The part of the start-up that can run once in the template, before fork: start the
+  // interpreter, import the app. No event loop and no thread may exist afterwards. Called by
+  // boot() itself when nothing was preloaded.
+  virtual int preload() { return kExitOk; }
+  // Around each fork from the template: the language runtime's fork hooks.
+  virtual void before_fork() {}
+  virtual void after_fork(bool child) { (void)child; }
+  // Before anything is accepted: load the app if not preloaded, run its start-up. A non-zero
+  // exit code on failure, with the reason logged.
   virtual int boot(uv_loop_t* loop) = 0;
   virtual http::Handler& handler() = 0;
   // Serves until stop(): drives `loop` (directly, or from another event loop).
@@ -31,5 +40,9 @@ class WorkerClass {
 };
 
 std::unique_ptr<WorkerClass> make_worker_class(const conf::Config& config);
+
+// Whether the configured worker class loads an app worth a template (WorkerClass::preloads),
+// answered without making one (the master never holds Python).
+bool preloads(const conf::Config& config);
 
 }  // namespace rotor::worker

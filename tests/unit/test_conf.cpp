@@ -106,6 +106,7 @@ TEST_SUITE("conf") {
       CHECK(envs.insert(rotor::conf::env_name(option)).second);
       for (const std::string& flag : rotor::conf::flag_names(option.flags))
         CHECK(flags.insert(flag).second);
+      if (!option.negation.empty()) CHECK(flags.insert(std::string(option.negation)).second);
       CHECK(!option.help.empty());
     }
     for (const auto& action : rotor::conf::action_flags())
@@ -244,7 +245,17 @@ TEST_SUITE("conf") {
                 "--log-level: expected one of debug, info, warning, error, critical, got 'loud'");
   }
 
-  TEST_CASE("booleans (no option uses them yet)") {
+  TEST_CASE("a negated boolean flag: --no-preload turns the default off, and beats the env") {
+    CHECK(run({"m:app"}).config.preload);
+    CHECK_FALSE(run({"--no-preload", "m:app"}).config.preload);
+    CHECK(run({"--preload", "m:app"}).config.preload);
+    CHECK_FALSE(run({"m:app"}, {{"ROTOR_PRELOAD", "false"}}).config.preload);
+    CHECK_FALSE(run({"--no-preload", "m:app"}, {{"ROTOR_PRELOAD", "true"}}).config.preload);
+    CHECK(run({"--preload", "--no-preload", "m:app"}).action == Action::kError);
+    CHECK(contains(rotor::conf::options_markdown(), "`--no-preload`"));
+  }
+
+  TEST_CASE("booleans") {
     rotor::conf::Option flag{.name = "flag", .kind = rotor::conf::Kind::kBool};
     for (const char* yes : {"true", "TRUE", "1", "yes", "on"})
       CHECK(std::get<bool>(rotor::conf::parse_value(flag, yes).value));
@@ -475,7 +486,8 @@ TEST_SUITE("conf") {
     LoadResult r = run({"-w", "2", "--threads", "4", "--preload", "-n", "web", "m:app"});
     REQUIRE(r.action == Action::kRun);
     CHECK(r.config.workers == 2);
-    CHECK(r.warnings.size() == 3);
+    CHECK(r.config.preload);  // gunicorn's --preload is rotor's template: accepted, no warning
+    CHECK(r.warnings.size() == 2);
     bool threads = false;
     for (const auto& w : r.warnings) threads = threads || contains(w, "--threads is a gunicorn");
     CHECK(threads);

@@ -193,6 +193,42 @@ TEST_SUITE("policy") {
     Plan p = plan({retiring(1, 3), ready(2), booting(3, true)}, 3, 1, true);
     CHECK(p.spawn_fresh == 1);
   }
+
+  TEST_CASE("template exit: boot failure, failed reload, restart, or nothing when asked") {
+    TemplateExitInputs in;
+    CHECK(template_exit(in) == TemplateExit::kBootFailed);  // the first import failed
+    in.asked = true;
+    CHECK(template_exit(in) == TemplateExit::kIgnore);
+    in = {};
+    in.ever_served = true;
+    in.other_ready = true;  // a HUP's template failed while the old one serves
+    CHECK(template_exit(in) == TemplateExit::kReloadFailed);
+    in.was_ready = true;  // a serving template died (SIGKILL, crash)
+    CHECK(template_exit(in) == TemplateExit::kRestart);
+    in = {};
+    in.ever_served = true;  // a restarted template failed and none is left: retry, backed off
+    CHECK(template_exit(in) == TemplateExit::kRestart);
+    in.was_ready = true;
+    in.ever_served = false;  // ready but no worker came up yet, then died: start another
+    CHECK(template_exit(in) == TemplateExit::kRestart);
+  }
+
+  TEST_CASE("need template: none alive, or the newest generation lacks one it did not fail") {
+    TemplateNeedInputs in;
+    CHECK(need_template(in));
+    in.spawn_allowed = false;
+    CHECK_FALSE(need_template(in));  // crash backoff
+    in = {};
+    in.any_alive = true;
+    CHECK(need_template(in));  // HUP: the old generation is alive, the new one is not yet
+    in.current_alive = true;
+    CHECK_FALSE(need_template(in));
+    in.current_alive = false;
+    in.current_failed = true;
+    CHECK_FALSE(need_template(in));  // a failed reload waits for the next HUP
+    in.any_alive = false;
+    CHECK(need_template(in));  // ...unless nothing is left to fork from
+  }
 }
 
 #include "workers/balance.hpp"

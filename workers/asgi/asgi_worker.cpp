@@ -34,6 +34,10 @@ class AsgiWorker : public worker::WorkerClass, public http::Handler {
  public:
   explicit AsgiWorker(const conf::Config& cfg) : cfg_(cfg) { g_worker = this; }
 
+  bool preloads() const override { return true; }
+  int preload() override;
+  void before_fork() override;
+  void after_fork(bool child) override;
   int boot(uv_loop_t* loop) override;
   http::Handler& handler() override { return *this; }
   void run(uv_loop_t* loop) override;
@@ -97,6 +101,7 @@ class AsgiWorker : public worker::WorkerClass, public http::Handler {
   PyObject* timeout_ = nullptr;     // --timeout-request, a float
   PyObject* gc_collect_ = nullptr;  // gc.collect, for --gc-collect-every
   int64_t answered_ = 0;
+  bool preloaded_ = false;
   std::unique_ptr<LoopDriver> driver_;
 };
 
@@ -157,7 +162,7 @@ bool AsgiWorker::install_bridge() {
   return run_fn_ && exchange_cls_;
 }
 
-int AsgiWorker::boot(uv_loop_t*) {
+int AsgiWorker::preload() {
   PythonSettings settings;
   settings.executable = choose_executable(cfg_.python, std::getenv("VIRTUAL_ENV"));
   settings.paths = cfg_.pythonpath;
@@ -187,9 +192,57 @@ int AsgiWorker::boot(uv_loop_t*) {
   app_ = PyObject_CallMethod(bridge_, "prepare", "O", app);
   Py_DECREF(app);
   timeout_ = PyFloat_FromDouble(cfg_.timeout_request);
+  if (!app_) {
+    log_python_error("app-load-failed detail=\"not an ASGI application\"");
+    return worker::kExitAppLoadFailed;
+  }
   if (!apply_gc_settings()) {
     log_python_error("boot-failed detail=\"gc settings\"");
     return worker::kExitBootFailed;
+  }
+  // What every worker imports to serve (asyncio, the event loop's module) is imported here
+  // too, so that workers forked from a template find it loaded. A missing uvloop is reported
+  // by boot() when it was asked for.
+  for (const char* module : {"asyncio", cfg_.loop == "asyncio" ? nullptr : "uvloop"}) {
+    if (!module) continue;
+    PyObject* m = PyImport_ImportModule(module);
+    if (!m) PyErr_Clear();
+    Py_XDECREF(m);
+  }
+  preloaded_ = true;
+  return worker::kExitOk;
+}
+
+// The template forks workers from a process that has imported the app: what import built is
+// frozen out of the cyclic GC (gc.freeze) so that collections in the workers do not write to
+// the pages they share with it, and Python's own fork hooks run (locks, threading, random).
+void AsgiWorker::before_fork() {
+  for (const char* name : {"stdout", "stderr"}) {
+    PyObject* stream = PySys_GetObject(name);  // borrowed
+    PyObject* r = stream ? PyObject_CallMethod(stream, "flush", nullptr) : nullptr;
+    if (!r) PyErr_Clear();
+    Py_XDECREF(r);
+  }
+  std::fflush(nullptr);  // nothing buffered may be written twice, by the template and a worker
+  PyObject* gc = PyImport_ImportModule("gc");
+  PyObject* r = gc ? PyObject_CallMethod(gc, "freeze", nullptr) : nullptr;
+  if (!r) log_python_error("gc-freeze-failed");
+  Py_XDECREF(r);
+  Py_XDECREF(gc);
+  PyOS_BeforeFork();
+}
+
+void AsgiWorker::after_fork(bool child) {
+  if (child) {
+    PyOS_AfterFork_Child();
+  } else {
+    PyOS_AfterFork_Parent();
+  }
+}
+
+int AsgiWorker::boot(uv_loop_t*) {
+  if (!preloaded_) {
+    if (int code = preload(); code != worker::kExitOk) return code;
   }
   PyObject* asyncio = PyImport_ImportModule("asyncio");
   loop_ = asyncio ? new_event_loop(asyncio) : nullptr;
@@ -202,7 +255,7 @@ int AsgiWorker::boot(uv_loop_t*) {
   name_feed_ = PyUnicode_InternFromString("feed");
   name_gone_ = PyUnicode_InternFromString("gone");
   name_wake_ = PyUnicode_InternFromString("wake");
-  if (!app_ || !loop_ || !create_task_ || !scope_.init(cfg_)) {
+  if (!loop_ || !create_task_ || !scope_.init(cfg_)) {
     log_python_error("boot-failed detail=\"event loop\"");
     return worker::kExitBootFailed;
   }

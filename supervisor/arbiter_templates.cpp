@@ -1,0 +1,270 @@
+// The master's side of the template processes: starting them, asking them for workers,
+// adopting the pids they report, and surviving their failures (see DESIGN.md).
+#include <fcntl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <csignal>
+#include <cstring>
+#include <fstream>
+#include <string>
+
+#include <spdlog/spdlog.h>
+
+#include "log/log.hpp"
+#include "supervisor/arbiter.hpp"
+#include "supervisor/template_protocol.hpp"
+#include "workers/template.hpp"
+#include "workers/worker_class.hpp"
+
+namespace rotor {
+
+namespace {
+
+constexpr int64_t kMs = 1000000;
+
+// The parent pid of `pid` from /proc, or 0: a pid the template reports is trusted only when the
+// process is already our child.
+pid_t parent_of(pid_t pid) {
+  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+  std::string text((std::istreambuf_iterator<char>(stat)), std::istreambuf_iterator<char>());
+  size_t close = text.rfind(')');
+  if (close == std::string::npos) return 0;
+  char state = 0;
+  long ppid = 0;
+  if (std::sscanf(text.c_str() + close + 1, " %c %ld", &state, &ppid) != 2) return 0;
+  return static_cast<pid_t>(ppid);
+}
+
+}  // namespace
+
+bool Arbiter::uses_template() const {
+  return cfg_.preload && !cold_fallback_ && worker::preloads(cfg_);
+}
+
+Arbiter::Template* Arbiter::ready_template() {
+  Template* best = nullptr;
+  for (auto& [pid, t] : templates_) {
+    if (!t.ready || t.asked_to_exit) continue;
+    if (!best || t.generation > best->generation) best = &t;
+  }
+  return best;
+}
+
+void Arbiter::manage_templates() {
+  if (!uses_template()) return;
+  policy::TemplateNeedInputs in;
+  for (const auto& [pid, t] : templates_) {
+    if (t.asked_to_exit) continue;
+    in.any_alive = true;
+    if (t.generation == generation_) in.current_alive = true;
+  }
+  in.current_failed = failed_generation_ == generation_;
+  in.spawn_allowed = template_backoff_.allows_spawn(monotonic_ns());
+  if (policy::need_template(in)) start_template();
+}
+
+void Arbiter::start_template() {
+  int pair[2];
+  if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, pair) != 0) {
+    spdlog::error("event=template-failed error={}", log::quote(std::strerror(errno)));
+    template_backoff_.on_crash(monotonic_ns());
+    return;
+  }
+  pid_t pid = fork();
+  if (pid < 0) {
+    spdlog::error("event=template-failed error={}", log::quote(std::strerror(errno)));
+    ::close(pair[0]);
+    ::close(pair[1]);
+    template_backoff_.on_crash(monotonic_ns());
+    return;
+  }
+  if (pid == 0) {
+    prepare_child();
+    ::close(pair[0]);
+    worker::TemplateContext tc;
+    tc.worker = worker_context(0);
+    tc.worker.slot = nullptr;
+    tc.scoreboard = scoreboard_.get();
+    tc.control_fd = pair[1];
+    _exit(worker::run_template(tc));
+  }
+  ::close(pair[1]);
+  fcntl(pair[0], F_SETFL, fcntl(pair[0], F_GETFL) | O_NONBLOCK);
+  Template t;
+  t.pid = pid;
+  t.fd = pair[0];
+  t.generation = generation_;
+  t.started_ns = monotonic_ns();
+  templates_[pid] = t;
+  spdlog::info("event=template-start pid={} generation={}", pid, t.generation);
+}
+
+bool Arbiter::request_spawn(Template& t, Worker w) {
+  w.template_pid = t.pid;
+  if (!tmpl::send_msg(t.fd, {tmpl::MsgType::kSpawn, static_cast<uint32_t>(w.slot), w.id, 0})) {
+    spdlog::error("event=spawn-failed template={} error={}", t.pid,
+                  log::quote(std::strerror(errno)));
+    scoreboard_->release(w.slot);
+    unlink_rotation(w.id);
+    return false;
+  }
+  pending_[w.id] = w;
+  return true;
+}
+
+void Arbiter::read_template(Template& t) {
+  tmpl::Msg msg;
+  while (t.fd >= 0) {
+    int got = tmpl::recv_msg(t.fd, &msg);
+    if (got < 0 && errno == EAGAIN) return;
+    if (got <= 0) {
+      // It is exiting; the reap tells how. Nothing more will come from it.
+      ::close(t.fd);
+      t.fd = -1;
+      return;
+    }
+    switch (msg.type) {
+      case tmpl::MsgType::kReady:
+        on_template_ready(t, msg.value);
+        break;
+      case tmpl::MsgType::kSpawned:
+        on_spawned(t, msg.id, static_cast<pid_t>(msg.value));
+        break;
+      case tmpl::MsgType::kSpawnFailed:
+        spdlog::error("event=spawn-failed template={} error={}", t.pid,
+                      log::quote(std::strerror(static_cast<int>(msg.value))));
+        drop_pending(msg.id, "spawn-failed");
+        backoff_.on_crash(monotonic_ns());
+        break;
+      case tmpl::MsgType::kThreads:
+        spdlog::warn(
+            "event=template-fallback mode=cold threads={} detail=\"the app starts threads at "
+            "import, so it cannot be forked safely; each worker imports it itself until the "
+            "next HUP\"",
+            msg.value);
+        cold_fallback_ = true;
+        t.asked_to_exit = true;  // it exits by itself
+        for (auto& [pid, other] : templates_) retire_template(other);
+        for (auto& [pid, w] : workers_) {
+          if (w.generation < generation_ && w.phase != policy::Phase::kDraining &&
+              w.reason.empty()) {
+            w.reason = "reload";
+          }
+        }
+        break;
+      default:
+        spdlog::error("event=template-protocol-error template={} type={}", t.pid,
+                      static_cast<uint32_t>(msg.type));
+        break;
+    }
+  }
+}
+
+void Arbiter::on_template_ready(Template& t, int64_t boot_ns) {
+  t.ready = true;
+  spdlog::info("event=template-ready pid={} generation={} boot_ms={:.1f}", t.pid, t.generation,
+               static_cast<double>(boot_ns) / kMs);
+  // A newer generation is ready: the older templates go, and their workers are rotated onto
+  // this one (spawn-before-retire, as many at a time as max_concurrent_rotations allows).
+  for (auto& [pid, other] : templates_) {
+    if (&other != &t && other.generation <= t.generation) retire_template(other);
+  }
+  for (auto& [pid, w] : workers_) {
+    if (w.generation < t.generation && w.phase != policy::Phase::kDraining && w.reason.empty()) {
+      w.reason = "reload";
+    }
+  }
+}
+
+void Arbiter::on_spawned(Template& t, uint64_t id, pid_t pid) {
+  auto it = pending_.find(id);
+  if (pid <= 0 || parent_of(pid) != master_pid_) {
+    if (!early_exits_.count(pid)) {
+      spdlog::error("event=spawn-rejected template={} pid={} detail=\"not a child of the master\"",
+                    t.pid, pid);
+      if (it != pending_.end()) drop_pending(id, "spawn-rejected");
+      return;
+    }
+  }
+  if (it == pending_.end()) {
+    // Its request was dropped (the master is stopping): the worker is not wanted.
+    ::kill(pid, SIGTERM);
+    return;
+  }
+  Worker w = it->second;
+  pending_.erase(it);
+  w.pid = pid;
+  workers_[pid] = w;
+  log_spawn(w);
+  if (auto early = early_exits_.find(pid); early != early_exits_.end()) {
+    // It died before its pid reached us; the reap kept its status.
+    on_worker_exit(workers_[pid], early->second.first);
+    workers_.erase(pid);
+    early_exits_.erase(early);
+  }
+}
+
+void Arbiter::drop_pending(uint64_t id, const char* why) {
+  auto it = pending_.find(id);
+  if (it == pending_.end()) return;
+  spdlog::debug("event=spawn-dropped id={} reason={}", id, why);
+  scoreboard_->release(it->second.slot);
+  unlink_rotation(id);
+  pending_.erase(it);
+}
+
+void Arbiter::retire_template(Template& t) {
+  if (t.asked_to_exit) return;
+  t.asked_to_exit = true;
+  ::kill(t.pid, SIGTERM);
+}
+
+void Arbiter::on_template_exit(Template& t, int status) {
+  int64_t now = monotonic_ns();
+  std::vector<uint64_t> orphaned;
+  for (const auto& [id, w] : pending_) {
+    if (w.template_pid == t.pid) orphaned.push_back(id);
+  }
+  for (uint64_t id : orphaned) drop_pending(id, "template-exit");
+
+  policy::TemplateExitInputs in;
+  in.asked = t.asked_to_exit || stopping_;
+  in.was_ready = t.ready;
+  for (const auto& [pid, other] : templates_) {
+    if (&other != &t && other.ready && !other.asked_to_exit) in.other_ready = true;
+  }
+  in.ever_served = ever_ready_;
+  policy::TemplateExit action = policy::template_exit(in);
+  auto level = action == policy::TemplateExit::kIgnore ? spdlog::level::info : spdlog::level::err;
+  spdlog::log(level, "event=template-exit pid={} generation={} status={} ready={} uptime_s={:.3f}",
+              t.pid, t.generation, exit_status_text(status), t.ready ? "yes" : "no",
+              static_cast<double>(now - t.started_ns) / 1e9);
+  switch (action) {
+    case policy::TemplateExit::kIgnore:
+      break;
+    case policy::TemplateExit::kBootFailed:
+      exit_code_ = WIFEXITED(status) && WEXITSTATUS(status) == worker::kExitAppLoadFailed
+                       ? worker::kExitAppLoadFailed
+                       : kExitBootFailed;
+      spdlog::critical("event=boot-failed pid={} status={} action=exit code={}", t.pid,
+                       exit_status_text(status), exit_code_);
+      begin_stop(false);
+      break;
+    case policy::TemplateExit::kReloadFailed:
+      failed_generation_ = t.generation;
+      spdlog::error(
+          "event=reload-failed generation={} detail=\"the new code did not load (traceback "
+          "above); the running workers keep serving; fix it and send HUP again\"",
+          t.generation);
+      break;
+    case policy::TemplateExit::kRestart:
+      template_backoff_.on_crash(now);
+      spdlog::warn("event=template-restart delay_ms={}", template_backoff_.delay_ns() / kMs);
+      break;
+  }
+}
+
+}  // namespace rotor

@@ -1,0 +1,192 @@
+"""The template process: workers forked warm from an interpreter that imported the app once."""
+import os
+import shutil
+import signal
+import time
+
+import httpx
+import pytest
+
+from conftest import DEADLINE, ROOT, parse_fields, pid_alive, run_wrk, wait_for
+
+APPS = ROOT / "tests" / "apps"
+
+
+def serve(rotor, *args, workers=1, env=None, cwd=APPS, app="template_app:app"):
+    return rotor("--chdir", str(cwd), "-w", str(workers), *args, app, workers=workers, env=env)
+
+
+def info(r, path="/"):
+    return httpx.get(r.url(path), timeout=10).json()
+
+
+def templates(r, event):
+    return [int(f["pid"]) for f in r.events(event)]
+
+
+def parent_of(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        return int(f.read().rsplit(")", 1)[1].split()[1])
+
+
+def answers_from(r, pids, need):
+    """Asks until every pid in `pids` has answered (fresh connections spread over the workers)."""
+    seen = {}
+    def all_seen():
+        d = info(r)
+        seen[d["pid"]] = d
+        return pids <= set(seen)
+    wait_for(all_seen, what=f"answers from {pids}")
+    return seen
+
+
+def test_workers_are_forked_warm_from_the_template(rotor):
+    r = serve(rotor, workers=2, env={"TEMPLATE_APP_IMPORT_DELAY": "1"})
+    (template,) = templates(r, "template-ready")
+    workers = set(r.ready_pids())
+    assert len(workers) == 2 and template not in workers
+    for d in answers_from(r, workers, 2).values():
+        assert d["imported_in"] == template  # nothing was imported again in the worker
+    for pid in workers:
+        assert parent_of(pid) == r.pid  # double-forked: the master's own children
+    assert parent_of(template) == r.pid
+    assert r.log().count("template-app: imported") == 1
+    assert {f["mode"] for f in r.events("spawn")} == {"template"}
+    assert {f["mode"] for f in r.events("worker-ready")} == {"template"}
+
+
+def test_rotation_under_load_never_waits_for_the_import(rotor):
+    # The import takes 2 s; rotating every ~200 requests must still cost no failed request,
+    # and no worker may take the import's time to start.
+    r = serve(rotor, "--max-requests", "200", "--max-requests-jitter", "20", workers=2,
+              env={"TEMPLATE_APP_IMPORT_DELAY": "2"})
+    stats = run_wrk(r.url(), duration=8, connections=8)
+    assert stats["errors"] == 0, stats["raw"]
+    rotations = [f for f in r.events("worker-exit") if f["reason"] == "max-requests"]
+    assert len(rotations) >= 20, f"{len(rotations)} rotations in 8 s:\n{stats['raw']}"
+    spawn_ms = [float(f["spawn_ms"]) for f in r.events("worker-ready")]
+    assert max(spawn_ms) < 2000, sorted(spawn_ms)
+    print(f"rotations={len(rotations)} requests={stats['requests']} spawn_ms={sorted(spawn_ms)}")
+    assert r.log().count("template-app: imported") == 1
+    assert len(templates(r, "template-start")) == 1
+
+
+def test_hup_with_broken_code_keeps_serving_then_loads_the_fixed_code(rotor, tmp_path):
+    app_file = tmp_path / "hup_app.py"
+
+    def write(text):
+        app_file.write_text(text)
+        shutil.rmtree(tmp_path / "__pycache__", ignore_errors=True)  # no stale bytecode
+
+    good = (APPS / "template_app.py").read_text()
+    write(good)
+    r = serve(rotor, workers=2, cwd=tmp_path, app="hup_app:app")
+    old = set(r.ready_pids())
+    assert {d["version"] for d in answers_from(r, old, 2).values()} == {"1"}
+
+    write(good + "\ndef broken(:\n")
+    r.signal(signal.SIGHUP)
+    wait_for(lambda: r.events("reload-failed"), what=f"the failed reload\n{r.log()}")
+    assert "SyntaxError" in r.log()
+    # The old generation keeps answering with the old code, and nothing was rotated.
+    for _ in range(20):
+        d = info(r)
+        assert d["version"] == "1" and d["pid"] in old
+    assert set(r.ready_pids()) == old
+
+    write(good.replace('VERSION = os.environ.get("TEMPLATE_APP_VERSION", "1")', 'VERSION = "2"'))
+    r.signal(signal.SIGHUP)
+    wait_for(lambda: not (set(r.ready_pids()) & old) and len(r.ready_pids()) == 2,
+             what=f"the workers to be rotated onto the new code\n{r.log()}")
+    new = set(r.ready_pids())
+    assert {d["version"] for d in answers_from(r, new, 2).values()} == {"2"}
+    ready = r.events("template-ready")
+    assert len(ready) == 2 and int(ready[-1]["generation"]) == 3
+    reloads = [f for f in r.events("worker-exit") if f["reason"] == "reload"]
+    assert {int(f["pid"]) for f in reloads} == old
+
+
+def test_a_killed_template_is_replaced_and_workers_keep_serving(rotor):
+    r = serve(rotor, "--max-requests", "30", workers=2)
+    (first,) = templates(r, "template-ready")
+    workers = set(r.ready_pids())
+    os.kill(first, signal.SIGKILL)
+    wait_for(lambda: len(templates(r, "template-ready")) == 2, what=f"a new template\n{r.log()}")
+    second = templates(r, "template-ready")[-1]
+    assert second != first and not pid_alive(first)
+    exit_line = [f for f in r.events("template-exit") if int(f["pid"]) == first]
+    assert exit_line and exit_line[0]["status"] == "signal:KILL"
+    # The workers were untouched, and rotations now fork from the new template.
+    assert workers <= set(r.ready_pids()) | {int(f["pid"]) for f in r.events("worker-exit")}
+    with httpx.Client(base_url=r.url()) as c:
+        def rotated_onto_second():
+            d = c.get("/", headers={"connection": "close"}).json()
+            return d["imported_in"] == second and d["pid"] not in workers
+        wait_for(rotated_onto_second, what=f"a worker forked by the new template\n{r.log()}")
+    assert not [f for f in r.events("worker-exit") if f["reason"] == "crash"]
+
+
+def test_no_preload_gives_cold_workers(rotor):
+    r = serve(rotor, "--no-preload", workers=2)
+    workers = set(r.ready_pids())
+    for pid, d in answers_from(r, workers, 2).items():
+        assert d["imported_in"] == pid  # each worker imported the app itself
+    assert not r.events("template-start")
+    assert {f["mode"] for f in r.events("worker-ready")} == {"cold"}
+
+
+def test_an_app_that_starts_a_thread_at_import_gets_cold_workers(rotor):
+    r = serve(rotor, workers=2, env={"TEMPLATE_APP_THREAD": "1"})
+    (fallback,) = r.events("template-fallback")
+    assert fallback["mode"] == "cold" and int(fallback["threads"]) >= 2
+    assert "starts threads at import" in r.log()
+    workers = set(r.ready_pids())
+    for pid, d in answers_from(r, workers, 2).items():
+        assert d["imported_in"] == pid
+    assert {f["mode"] for f in r.events("worker-ready")} == {"cold"}
+
+
+def _smaps(pid):
+    out = {}
+    with open(f"/proc/{pid}/smaps_rollup") as f:
+        for line in f:
+            parts = line.split()
+            if len(parts) >= 3 and parts[-1] == "kB":
+                out[parts[0].rstrip(":")] = int(parts[1])
+    return out
+
+
+def test_workers_share_what_the_template_imported(rotor):
+    # 100 MB built at import: four workers forked from the template share those pages.
+    r = serve(rotor, workers=4, env={"TEMPLATE_APP_ALLOC_MB": "100"})
+    workers = r.ready_pids()
+    assert len(workers) == 4
+    assert {d["ballast_mb"] for d in answers_from(r, set(workers), 4).values()} == {100}
+    rss = [_smaps(p)["Rss"] for p in workers]
+    pss = [_smaps(p)["Pss"] for p in workers]
+    assert min(rss) > 100 * 1024  # each worker maps the 100 MB
+    # Unshared, the four would hold 4 x RSS; shared, their PSS sum stays near one copy.
+    assert sum(pss) < 0.5 * 4 * max(rss), f"PSS {pss} KiB against RSS {rss} KiB"
+
+
+def test_stop_does_not_wait_for_a_slow_import(rotor):
+    r = rotor("--chdir", str(APPS), "template_app:app", wait=False,
+              env={"TEMPLATE_APP_IMPORT_DELAY": "60"})
+    r.wait_listening()
+    wait_for(lambda: "template-app: imported" in r.log(), what="the import to begin")
+    started = time.monotonic()
+    r.signal(signal.SIGTERM)
+    assert r.wait_exit(timeout=DEADLINE) == 0, r.log()
+    assert time.monotonic() - started < 20, r.log()  # well before the 60 s import ends
+
+
+def test_usr1_reopens_logs_without_harming_the_template(rotor):
+    r = serve(rotor, "--max-requests", "20", workers=1)
+    (template,) = templates(r, "template-ready")
+    r.signal(signal.SIGUSR1)
+    wait_for(lambda: r.events("reopen-logs"), what="the reopen")
+    with httpx.Client(base_url=r.url()) as c:
+        first = c.get("/").json()["pid"]
+        wait_for(lambda: c.get("/", headers={"connection": "close"}).json()["pid"] != first,
+                 what=f"a rotation after USR1\n{r.log()}")
+    assert pid_alive(template) and templates(r, "template-start") == [template]
