@@ -1,9 +1,25 @@
 """A raw ASGI 3 app exercising the protocol directly (no framework)."""
 import asyncio
+import hashlib
 import json
 import os
+import signal
+import struct
 
 state_seen = {}
+
+# /big's progress per request id (?id=...), read on another connection through /big-progress:
+# how many body chunks the app's send() has returned from, and the digest of what it sent.
+big_progress = {}
+
+
+def big_chunk(i, size):
+    """Chunk `i` of /big: its index repeated, so a lost, doubled or reordered chunk shows."""
+    return struct.pack(">I", i) * (size // 4)
+
+
+def query(scope):
+    return dict(p.split("=", 1) for p in scope["query_string"].decode().split("&") if "=" in p)
 
 
 async def app(scope, receive, send):
@@ -106,6 +122,42 @@ async def app(scope, receive, send):
             p.split("=") for p in scope["query_string"].decode().split("&") if p).get("s", "1")))
         await send({"type": "http.response.start", "status": 200, "headers": []})
         await send({"type": "http.response.body", "body": b"slept"})
+    elif path == "/big":
+        # A large response in `n` chunks of `size` bytes (Content-Length), for write
+        # backpressure: a client that does not read must suspend this loop in send().
+        q = query(scope)
+        n, size, rid = int(q.get("n", "1024")), int(q.get("size", "65536")), q.get("id", "0")
+        progress = big_progress[rid] = {"sent": 0, "total": n, "done": False, "sha256": None}
+        digest = hashlib.sha256()
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", b"application/octet-stream"),
+                                (b"content-length", str(n * size).encode())]})
+        for i in range(n):
+            chunk = big_chunk(i, size)
+            digest.update(chunk)
+            await send({"type": "http.response.body", "body": chunk, "more_body": i + 1 < n})
+            progress["sent"] = i + 1
+        progress["done"] = True
+        progress["sha256"] = digest.hexdigest()
+    elif path == "/big-progress":
+        data = json.dumps(big_progress.get(query(scope).get("id", "0"))).encode()
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", b"application/json")]})
+        await send({"type": "http.response.body", "body": data})
+    elif path == "/hold":
+        # A request in flight that never answers: it waits until the client leaves. The
+        # line in the error log says the app holds it (whichever worker that is).
+        print(f"rotor-test: holding {query(scope).get('id', '0')} in {os.getpid()}", flush=True)
+        while (await receive())["type"] != "http.disconnect":
+            pass
+    elif path == "/signals":
+        # What Python believes handles the signals rotor owns (rotor installs C handlers
+        # through libuv; Python must not have installed its own, e.g. default_int_handler).
+        data = json.dumps({name: repr(signal.getsignal(getattr(signal, name)))
+                           for name in ("SIGINT", "SIGTERM", "SIGQUIT", "SIGPIPE")}).encode()
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", b"application/json")]})
+        await send({"type": "http.response.body", "body": data})
     elif path == "/block":
         import time
         time.sleep(60)  # blocks the event loop: the heartbeat stops

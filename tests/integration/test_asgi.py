@@ -1,13 +1,18 @@
 """The asgi worker class: real apps (raw ASGI, Starlette, FastAPI) under the real binary."""
+import hashlib
 import json
 import os
 import signal
 import socket
+import stat
+import struct
+import tempfile
+import time
 
 import httpx
 import pytest
 
-from conftest import DEADLINE, ROOT, run_wrk, wait_for
+from conftest import DEADLINE, ROOT, pid_alive, recv_until_closed, run_wrk, wait_for
 
 APPS = ROOT / "tests" / "apps"
 
@@ -389,3 +394,289 @@ def test_access_log_for_asgi_requests(rotor, tmp_path):
     assert first[0] == "127.0.0.1" and first[1:4] == ['"GET', "/scope?x=1", 'HTTP/1.1"']
     assert first[4] == "200" and int(first[5]) > 0 and first[6] == f"<{worker}>"
     assert int(first[7]) >= 0
+
+
+# --- unix sockets ------------------------------------------------------------------------------
+
+def _unix_exchange(path, data, timeout=10):
+    """Sends raw bytes over AF_UNIX; returns everything answered until the server closed."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(timeout)
+        s.connect(path)
+        s.sendall(data)
+        data, closed = recv_until_closed(s, timeout)
+    assert closed, f"the server did not close: {data!r}"
+    return data
+
+
+def test_unix_socket_bind_serves_the_app_with_spec_server_and_client(rotor, tmp_path):
+    access = tmp_path / "access.log"
+    # A short directory: sun_path holds 108 bytes, pytest's tmp_path can be longer.
+    with tempfile.TemporaryDirectory(prefix="rotor-", dir="/tmp") as d:
+        path = os.path.join(d, "r.sock")
+        # The fixture adds -b 127.0.0.1:0 as well: one worker serves both listeners.
+        r = serve(rotor, "raw_app:app", "-b", f"unix:{path}", "--access-logfile", str(access),
+                  "--access-logformat", '%(h)s "%(r)s" %(s)s')
+        assert f"unix:{path}" in [f["address"] for f in r.events("listening")], r.log()
+        assert stat.S_ISSOCK(os.stat(path).st_mode)
+        with httpx.Client(transport=httpx.HTTPTransport(uds=path),
+                          base_url="http://rotor.test", timeout=30) as c:
+            assert c.get("/").text == "Hello, world!"
+            scope = c.get("/scope/x?y=1").json()
+            body = os.urandom(512 * 1024)
+            echoed = c.post("/echo", content=body)
+            assert echoed.status_code == 200 and echoed.content == body
+        # ASGI spec (www 2.2+): `server` of a unix socket is [path, None]; `client` is a host
+        # address and port, which a unix peer has not: None ("optional, defaults to None").
+        assert scope["server"] == [path, None], scope
+        assert scope["client"] is None, scope
+        assert scope["path"] == "/scope/x" and scope["query_string"] == "y=1"
+        assert ["host", "rotor.test"] in scope["headers"]
+        # The same worker on the TCP listener: the scope names the listener the request used.
+        tcp = httpx.get(r.url("/scope")).json()
+        assert tcp["pid"] == scope["pid"]
+        assert tcp["server"] == ["127.0.0.1", r.port] and tcp["client"][0] == "127.0.0.1"
+
+        # A raw AF_UNIX client: keep-alive (two requests on one connection), then HTTP/1.0.
+        out = _unix_exchange(path, b"GET / HTTP/1.1\r\nHost: t\r\n\r\n"
+                                   b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        assert out.count(b"HTTP/1.1 200 ") == 2 and out.count(b"Hello, world!") == 2, out
+        out = _unix_exchange(path, b"GET / HTTP/1.0\r\n\r\n")
+        assert out.startswith(b"HTTP/1.1 200 ") and out.endswith(b"Hello, world!"), out
+
+        # The access log has no address for a unix peer: "-".
+        lines = wait_for(lambda: [l for l in access.read_text().splitlines()
+                                  if '"GET /scope/x?y=1 HTTP/1.1"' in l], what="the access line")
+        assert lines[0].split()[0] == "-", lines
+
+        r.signal(signal.SIGTERM)
+        assert r.wait_exit() == 0, r.log()
+        assert not os.path.exists(path), "the master left its socket file behind"
+
+
+# --- write backpressure ------------------------------------------------------------------------
+
+BIG_CHUNK = 64 * 1024
+
+
+def _proc_kib(pid, field):
+    with open(f"/proc/{pid}/status") as f:
+        return int(next(l for l in f if l.startswith(field + ":")).split()[1])
+
+
+class SendNeverResumed(AssertionError):
+    """The client has every byte the app gave to send(), yet the app stays suspended."""
+
+
+def _big_progress(client, rid):
+    return client.get("/big-progress", params={"id": rid}).json()
+
+
+def _read_big(sock, client, rid, n, size=BIG_CHUNK, idle=3.0):
+    """Reads the whole /big answer from `sock` and checks it chunk by chunk; returns its body.
+
+    Waits as long as data keeps coming (up to DEADLINE overall). When nothing has come for
+    `idle` seconds although the client holds every byte the app gave to send() and the app has
+    not moved, the app's send() was never resumed: raises SendNeverResumed at once instead of
+    waiting for a deadline."""
+    total = n * size
+    end = time.monotonic() + DEADLINE
+    buf = b""
+    while b"\r\n\r\n" not in buf:
+        sock.settimeout(DEADLINE)
+        b = sock.recv(65536)
+        assert b, f"closed before the end of the head: {buf!r}"
+        buf += b
+    head, _, rest = buf.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 "), head
+    assert f"content-length: {total}".encode() in head.lower(), head
+    data = bytearray(rest)
+    while len(data) < total:
+        assert time.monotonic() < end, f"{len(data)} of {total} bytes after {DEADLINE}s"
+        sock.settimeout(idle)
+        try:
+            b = sock.recv(1 << 20)
+        except socket.timeout:
+            p = _big_progress(client, rid)
+            handed = min(n, p["sent"] + 1) * size  # the chunk send() is suspended in is queued
+            if not p["done"] and len(data) == handed:
+                raise SendNeverResumed(
+                    f"the client has all {len(data)} bytes the app sent and has read for "
+                    f"{idle}s, but the app's send() is still suspended after {p['sent']} of {n} "
+                    f"chunks: the drain never woke it")
+            continue
+        assert b, f"closed after {len(data)} of {total} bytes"
+        data += b
+    view = memoryview(data)
+    for i in range(n):
+        if view[i * size:(i + 1) * size] != struct.pack(">I", i) * (size // 4):
+            raise AssertionError(f"chunk {i} is not what the app sent")
+    return data
+
+
+def test_send_backpressure_suspends_the_app_while_the_client_does_not_read(rotor):
+    n, size = 1024, BIG_CHUNK  # 64 MiB
+    r = serve(rotor, "raw_app:app", "--timeout-response-write", "60", "--graceful-timeout", "2")
+    worker = r.ready_pids()[0]
+    with httpx.Client(base_url=r.url(), timeout=30) as c:
+        # Warm the paths up (a small /big, read at once), then take the baseline.
+        assert len(c.get("/big", params={"n": "16", "id": "warm"}).content) == 16 * size
+        baseline = _proc_kib(worker, "VmRSS")
+
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        # A small receive window, so that the kernel holds little of the answer either.
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+        s.settimeout(30)
+        s.connect(("127.0.0.1", r.port))
+        try:
+            s.sendall(f"GET /big?n={n}&id=stall HTTP/1.1\r\nHost: t\r\n\r\n".encode())
+            wait_for(lambda: (_big_progress(c, "stall") or {}).get("sent", 0) > 0,
+                     what="the app to start sending")
+
+            # The client reads nothing: the app's send() must stop returning. Settled means
+            # the same count twice, 0.5 s apart (a measuring interval; the loop retries until
+            # it holds).
+            def settled():
+                before = _big_progress(c, "stall")["sent"]
+                time.sleep(0.5)
+                after = _big_progress(c, "stall")["sent"]
+                return after if after == before else None
+            stalled_at = wait_for(settled, what="the app's send() to be suspended", interval=0)
+            assert stalled_at < n // 4, (
+                f"send() went on for {stalled_at} of {n} chunks with a client that reads nothing")
+            assert not _big_progress(c, "stall")["done"]
+            grown = _proc_kib(worker, "VmRSS") - baseline
+            assert grown < 16 * 1024, f"the worker buffered the answer: RSS grew {grown} KiB"
+            # The loop is not blocked: the same worker answers other requests meanwhile (the
+            # progress queries above came through too), and the suspended app does not move.
+            for _ in range(5):
+                assert c.get("/").text == "Hello, world!"
+            assert c.get("/scope").json()["pid"] == worker
+            assert _big_progress(c, "stall")["sent"] == stalled_at
+
+            # Now the client reads everything: every byte arrives, in order, and the app's
+            # send() loop runs to its end.
+            data = _read_big(s, c, "stall", n)
+        finally:
+            s.close()
+        done = wait_for(lambda: _big_progress(c, "stall")["done"] and _big_progress(c, "stall"),
+                        what="the app to finish")
+        assert done["sent"] == n
+        assert done["sha256"] == hashlib.sha256(data).hexdigest()
+    # The peak over the whole transfer, stall and catch-up, stayed near the baseline.
+    peak = _proc_kib(worker, "VmHWM") - baseline
+    assert peak < 16 * 1024, f"peak RSS {peak} KiB over the baseline"
+
+
+def test_large_streamed_response_to_a_client_reading_at_full_speed(rotor):
+    n = 256  # 16 MiB: several times the socket buffers, so send() has to pause and resume
+    r = serve(rotor, "raw_app:app", "--graceful-timeout", "2")
+    with httpx.Client(base_url=r.url(), timeout=30) as c:
+        with socket.create_connection(("127.0.0.1", r.port), timeout=30) as s:
+            s.sendall(f"GET /big?n={n}&id=fast HTTP/1.1\r\nHost: t\r\n\r\n".encode())
+            data = _read_big(s, c, "fast", n)
+        done = wait_for(lambda: _big_progress(c, "fast")["done"] and _big_progress(c, "fast"),
+                        what="the app to finish")
+    assert done["sent"] == n and done["sha256"] == hashlib.sha256(data).hexdigest()
+
+
+# --- signals -----------------------------------------------------------------------------------
+
+def _proc_status_mask(pid, field):
+    with open(f"/proc/{pid}/status") as f:
+        return int(next(l for l in f if l.startswith(field + ":")).split()[1], 16)
+
+
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+def test_python_installs_no_signal_handlers(rotor, loop):
+    r = serve(rotor, "raw_app:app", "--loop", loop)
+    worker = r.ready_pids()[0]
+    seen = httpx.get(r.url("/signals")).json()
+    # rotor's handlers are C handlers (libuv), installed before Python starts; Python, told
+    # not to install its own, reports such a handler as None. Python's own SIGINT handler
+    # would be <built-in function default_int_handler> (KeyboardInterrupt in the app).
+    for name in ("SIGINT", "SIGTERM", "SIGQUIT"):
+        assert seen[name] == "None", seen
+    assert "default_int_handler" not in json.dumps(seen)
+    assert seen["SIGPIPE"] == "<Handlers.SIG_IGN: 1>", seen
+    # The kernel's view agrees: the worker catches INT, TERM and QUIT and ignores PIPE.
+    caught, ignored = _proc_status_mask(worker, "SigCgt"), _proc_status_mask(worker, "SigIgn")
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGQUIT):
+        assert caught & (1 << (sig - 1)), f"{sig!r} is not caught"
+    assert ignored & (1 << (signal.SIGPIPE - 1))
+
+
+def _hold_request(r, rid):
+    """A connection whose request the app holds (never answered); returns the socket."""
+    s = socket.create_connection(("127.0.0.1", r.port), timeout=10)
+    s.sendall(f"GET /hold?id={rid} HTTP/1.1\r\nHost: t\r\n\r\n".encode())
+    return s
+
+
+def _assert_no_python_interrupt(log):
+    assert "KeyboardInterrupt" not in log, log
+    assert "Traceback" not in log, log
+
+
+def test_sigint_to_a_worker_is_a_fast_stop_and_the_master_replaces_it(rotor):
+    r = serve(rotor, "raw_app:app", "--graceful-timeout", "60")
+    victim = r.ready_pids()[0]
+    s = _hold_request(r, "a")
+    try:
+        wait_for(lambda: f"rotor-test: holding a in {victim}" in r.log(),
+                 what="the request to reach the app")
+        t0 = time.monotonic()
+        os.kill(victim, signal.SIGINT)
+        # A fast stop: the held request (and the 60 s graceful timeout) does not hold it up.
+        wait_for(lambda: not pid_alive(victim), 15, what=f"worker {victim} to exit")
+        took = time.monotonic() - t0
+        data, closed = recv_until_closed(s, 10)
+    finally:
+        s.close()
+    assert took < 10, f"the worker took {took:.1f}s to stop"
+    assert closed and data == b"", data
+    exit_ = wait_for(lambda: [f for f in r.events("worker-exit") if int(f["pid"]) == victim],
+                     what="the worker-exit line")[0]
+    # It stopped through rotor's handler (exit 0), not killed by the signal nor by an
+    # uncaught KeyboardInterrupt.
+    assert exit_["status"] == "exit:0", exit_
+    new = wait_for(lambda: [p for p in r.ready_pids() if p != victim],
+                   what=f"a replacement worker\n{r.log()}")
+    assert r.proc.poll() is None, "the master stopped"
+    with httpx.Client(base_url=r.url(), timeout=30) as c:
+        assert c.get("/").text == "Hello, world!"
+        assert c.get("/scope").json()["pid"] == new[0]
+    _assert_no_python_interrupt(r.log())
+
+
+@pytest.mark.parametrize("target", ["master", "process-group"])
+def test_sigint_stops_everything_fast_without_keyboard_interrupt(rotor, target):
+    r = serve(rotor, "raw_app:app", "--graceful-timeout", "60", workers=2)
+    workers = r.ready_pids()
+    # Requests in flight that a graceful stop would wait for (up to 60 s).
+    socks = [_hold_request(r, "a"), _hold_request(r, "b")]
+    try:
+        wait_for(lambda: "rotor-test: holding a in" in r.log() and
+                 "rotor-test: holding b in" in r.log(), what="both requests to reach the app")
+        t0 = time.monotonic()
+        if target == "master":
+            r.signal(signal.SIGINT)
+        else:
+            # Ctrl-C in a terminal: every process of the foreground group gets SIGINT.
+            assert all(os.getpgid(p) == r.pid for p in workers)
+            os.killpg(r.pid, signal.SIGINT)
+        assert r.wait_exit(20) == 0, r.log()
+        took = time.monotonic() - t0
+        for s in socks:
+            data, closed = recv_until_closed(s, 10)
+            assert closed and data == b"", data
+    finally:
+        for s in socks:
+            s.close()
+    assert took < 10, f"the stop took {took:.1f}s (a graceful one would wait for the requests)"
+    assert r.events("shutdown")[0]["mode"] == "fast", r.log()
+    for pid in workers:
+        wait_for(lambda: not pid_alive(pid), 5, what=f"worker {pid} to be gone")
+    # No worker was replaced during the stop.
+    assert len(r.events("spawn")) == 2, r.log()
+    _assert_no_python_interrupt(r.log())

@@ -257,6 +257,7 @@ void Connection::respond(int status, std::string_view content_type, std::string_
 void Connection::answer_done(int status, uint64_t body_bytes) {
   if (server_.access_log()) log_access(status, body_bytes);
   handling_ = false;
+  send_paused_ = false;
   if (streaming_body_) {
     streaming_body_ = false;  // close_after_ is set: the rest of the body is never parsed
     body_paused_ = false;
@@ -360,8 +361,9 @@ SendResult Connection::send_response(int status, const HeaderList* headers, std:
   }
   if (more) {
     if (!in_process_) flush();
-    return out_.size() + writing_.size() >= kOutputHighWater ? SendResult::kPaused
-                                                             : SendResult::kOk;
+    if (out_.size() + writing_.size() < kOutputHighWater) return SendResult::kOk;
+    send_paused_ = true;
+    return SendResult::kPaused;
   }
   if (chunked_) out_ += "0\r\n\r\n";
   response_started_ = false;
@@ -377,6 +379,7 @@ void Connection::fail_response(int status) {
   }
   respond_error(status);
   handling_ = false;
+  send_paused_ = false;
   if (streaming_body_) {
     streaming_body_ = false;  // closing: the rest of the body is never parsed
     body_paused_ = false;
@@ -504,8 +507,10 @@ void Connection::flush() {
     if (n == static_cast<int>(out_.size())) {
       out_.clear();
       release_if_large(out_);
-      // The kernel took it all: input that waited for room in the output goes on now.
+      // The kernel took it all: input that waited for room in the output goes on now, and so
+      // does a sender that waited for it (no write callback will come to wake it).
       if (!in_process_) resume_input();
+      wake_sender_if_room();
       continue;
     }
     if (n < 0 && n != UV_EAGAIN) {
@@ -537,14 +542,18 @@ void Connection::on_write(uv_write_t* req, int status) {
     c->close_now();
     return;
   }
-  if (c->handling_ && c->response_started_ && c->out_.size() < kOutputHighWater) {
-    c->server_.handler().on_drained(*c);
-    if (c->closing_) return;
-  }
   // Output was in the way of parsing: the keep-alive wait starts now, pipelined input resumes.
   if (c->wait_ == Wait::kIdle) c->wait_ = Wait::kNone;
   c->resume_input();
   c->flush();
+  if (!c->closing_) c->wake_sender_if_room();
+}
+
+void Connection::wake_sender_if_room() {
+  if (!send_paused_ || closing_ || out_.size() + writing_.size() >= kOutputHighWater) return;
+  send_paused_ = false;
+  // The handler only schedules its sender here; it does not send from inside this call.
+  if (handling_) server_.handler().on_drained(*this);
 }
 
 void Connection::finish_output() {

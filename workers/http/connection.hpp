@@ -102,6 +102,8 @@ class Connection : private RequestParser::BodySink {
   void on_eof();
   void respond_error(int status);
   void flush();
+  // After output went out: a paused sender may go on (Handler::on_drained).
+  void wake_sender_if_room();
   void finish_output();
   void start_linger();
   void update_reading();
@@ -136,8 +138,9 @@ class Connection : private RequestParser::BodySink {
   uint64_t started_hr_ = 0;         // request start (uv_hrtime), kept only for the access log
   int64_t started_wall_ = 0;
   bool reading_ = false;
-  bool in_process_ = false;  // parsing: answers given now are flushed by the caller
-  bool handling_ = false;    // the handler owns the current request
+  bool in_process_ = false;   // parsing: answers given now are flushed by the caller
+  bool handling_ = false;     // the handler owns the current request
+  bool send_paused_ = false;  // send_response said kPaused: wake the handler once there is room
   bool write_pending_ = false;
   bool close_after_ = false;    // close once the current answer is written
   bool continue_sent_ = false;  // 100 Continue written for the current request
