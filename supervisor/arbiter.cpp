@@ -357,14 +357,7 @@ void Arbiter::on_worker_exit(Worker& w, int status) {
   scoreboard_->release(w.slot);
 
   if (boot_failure) {
-    // The worker's own exit code says whether the app could not be loaded (4) or anything
-    // else failed (3); the master exits with it.
-    exit_code_ = WIFEXITED(status) && WEXITSTATUS(status) == worker::kExitAppLoadFailed
-                     ? worker::kExitAppLoadFailed
-                     : kExitBootFailed;
-    spdlog::critical("event=boot-failed pid={} status={} action=exit code={}", w.pid,
-                     exit_status_text(status), exit_code_);
-    begin_stop(false);
+    fail_boot(w.pid, status);
     return;
   }
   if (reason == "crash" && !stopping_) {
@@ -374,6 +367,17 @@ void Arbiter::on_worker_exit(Worker& w, int status) {
                    backoff_.delay_ns() / kMs);
     }
   }
+}
+
+// The first generation could not start: the child's own exit code says whether the app could
+// not be loaded (4) or anything else failed (3), and the master exits with it.
+void Arbiter::fail_boot(pid_t pid, int status) {
+  exit_code_ = WIFEXITED(status) && WEXITSTATUS(status) == worker::kExitAppLoadFailed
+                   ? worker::kExitAppLoadFailed
+                   : kExitBootFailed;
+  spdlog::critical("event=boot-failed pid={} status={} action=exit code={}", pid,
+                   exit_status_text(status), exit_code_);
+  begin_stop(false);
 }
 
 void Arbiter::observe_workers() {

@@ -97,6 +97,7 @@ class Arbiter {
   void write_pid_file();
   void reap_children();
   void on_worker_exit(Worker& w, int status);
+  void fail_boot(pid_t pid, int status);
   void observe_workers();
   void murder_workers();
   void manage_workers();

@@ -246,12 +246,7 @@ void Arbiter::on_template_exit(Template& t, int status) {
     case policy::TemplateExit::kIgnore:
       break;
     case policy::TemplateExit::kBootFailed:
-      exit_code_ = WIFEXITED(status) && WEXITSTATUS(status) == worker::kExitAppLoadFailed
-                       ? worker::kExitAppLoadFailed
-                       : kExitBootFailed;
-      spdlog::critical("event=boot-failed pid={} status={} action=exit code={}", t.pid,
-                       exit_status_text(status), exit_code_);
-      begin_stop(false);
+      fail_boot(t.pid, status);
       break;
     case policy::TemplateExit::kReloadFailed:
       failed_generation_ = t.generation;
