@@ -15,6 +15,7 @@
 #include <spdlog/spdlog.h>
 
 #include "log/log.hpp"
+#include "workers/asgi/exchange.hpp"
 #include "workers/asgi/interpreter.hpp"
 #include "workers/asgi/loop_driver.hpp"
 #include "workers/asgi/scope.hpp"
@@ -30,7 +31,7 @@ namespace {
 class AsgiWorker;
 AsgiWorker* g_worker = nullptr;  // the _rotor module's functions reach the worker through it
 
-class AsgiWorker : public worker::WorkerClass, public http::Handler {
+class AsgiWorker : public worker::WorkerClass, public http::Handler, public Engine {
  public:
   explicit AsgiWorker(const conf::Config& cfg) : cfg_(cfg) { g_worker = this; }
 
@@ -52,10 +53,13 @@ class AsgiWorker : public worker::WorkerClass, public http::Handler {
   void on_body_end(http::Connection& conn) override;
   void on_request(http::Connection& conn, const http::Request& req) override;
   void on_abort(http::Connection& conn) override;
-  void on_peer_closed(http::Connection& conn) override {
-    call_exchange(conn, name_gone_, nullptr, nullptr);
-  }
+  void on_peer_closed(http::Connection& conn) override;
   void on_drained(http::Connection& conn) override;
+
+  // Engine (the exchanges' calls)
+  SendOutcome send_part(uint64_t rid, int status, PyObject* headers, std::string_view body,
+                        bool more) override;
+  void resume_body(uint64_t rid) override;
 
   // The _rotor module's functions.
   PyObject* py_send(PyObject* args);
@@ -77,8 +81,6 @@ class AsgiWorker : public worker::WorkerClass, public http::Handler {
   PyObject* new_event_loop(PyObject* asyncio);
   void after_response();
   bool apply_gc_settings();
-  // Calls exchange.<name>(...) for the request `conn` carries; names are interned once.
-  void call_exchange(http::Connection& conn, PyObject* name, PyObject* arg1, PyObject* arg2);
   bool install_bridge();
 
   const conf::Config& cfg_;
@@ -88,18 +90,14 @@ class AsgiWorker : public worker::WorkerClass, public http::Handler {
   PyObject* app_ = nullptr;
   PyObject* bridge_ = nullptr;
   PyObject* run_fn_ = nullptr;
-  PyObject* exchange_cls_ = nullptr;
   PyObject* loop_ = nullptr;
   PyObject* state_ = nullptr;     // lifespan state, copied into each request's scope
   PyObject* lifespan_ = nullptr;  // bridge.Lifespan, when the app speaks it
   PyObject* paused_ = nullptr;    // _rotor.PAUSED
   // Looked up once (after the interpreter starts), used per request.
   PyObject* create_task_ = nullptr;  // loop.create_task
-  PyObject* name_feed_ = nullptr;    // "feed", "gone", "wake"
-  PyObject* name_gone_ = nullptr;
-  PyObject* name_wake_ = nullptr;
-  PyObject* timeout_ = nullptr;     // --timeout-request, a float
-  PyObject* gc_collect_ = nullptr;  // gc.collect, for --gc-collect-every
+  PyObject* timeout_ = nullptr;      // --timeout-request, a float
+  PyObject* gc_collect_ = nullptr;   // gc.collect, for --gc-collect-every
   int64_t answered_ = 0;
   bool preloaded_ = false;
   std::unique_ptr<LoopDriver> driver_;
@@ -158,8 +156,7 @@ bool AsgiWorker::install_bridge() {
   Py_DECREF(code);
   if (!bridge_) return false;
   run_fn_ = PyObject_GetAttrString(bridge_, "run");
-  exchange_cls_ = PyObject_GetAttrString(bridge_, "Exchange");
-  return run_fn_ && exchange_cls_;
+  return run_fn_ && exchange_init(bridge_, this);
 }
 
 int AsgiWorker::preload() {
@@ -252,9 +249,6 @@ int AsgiWorker::boot(uv_loop_t*) {
   }
   Py_XDECREF(asyncio);
   if (loop_) create_task_ = PyObject_GetAttrString(loop_, "create_task");
-  name_feed_ = PyUnicode_InternFromString("feed");
-  name_gone_ = PyUnicode_InternFromString("gone");
-  name_wake_ = PyUnicode_InternFromString("wake");
   if (!loop_ || !create_task_ || !scope_.init(cfg_)) {
     log_python_error("boot-failed detail=\"event loop\"");
     return worker::kExitBootFailed;
@@ -328,7 +322,7 @@ void AsgiWorker::on_request(http::Connection& conn, const http::Request& req) {
   uint64_t rid = next_rid_++;
   conn.handler_tag = rid;
   PyObject* scope = scope_.build(conn, req, state_);
-  PyObject* ex = scope ? PyObject_CallFunction(exchange_cls_, "OK", loop_, rid) : nullptr;
+  PyObject* ex = scope ? exchange_new(loop_, rid) : nullptr;
   PyObject* coro =
       ex ? PyObject_CallFunctionObjArgs(run_fn_, app_, scope, ex, timeout_, nullptr) : nullptr;
   PyObject* task = coro ? PyObject_CallOneArg(create_task_, coro) : nullptr;
@@ -351,26 +345,28 @@ void AsgiWorker::on_body(http::Connection& conn, std::string_view data) {
   l->unread += data.size();
   if (l->unread >= kBodyHighWater) conn.pause_body();
   PyObject* bytes = PyBytes_FromStringAndSize(data.data(), static_cast<Py_ssize_t>(data.size()));
-  call_exchange(conn, name_feed_, bytes, Py_True);
+  if (!bytes || !exchange_feed(l->exchange, bytes, true)) log_python_error("bridge-failed");
   Py_XDECREF(bytes);
 }
 
 void AsgiWorker::on_body_end(http::Connection& conn) {
-  PyObject* empty = PyBytes_FromStringAndSize(nullptr, 0);
-  call_exchange(conn, name_feed_, empty, Py_False);
-  Py_XDECREF(empty);
+  Live* l = find(conn.handler_tag);
+  if (l && !exchange_feed(l->exchange, nullptr, false)) log_python_error("bridge-failed");
 }
 
 PyObject* AsgiWorker::py_resume_body(PyObject* args) {
   unsigned long long rid;
   if (!PyArg_ParseTuple(args, "K", &rid)) return nullptr;
-  if (Live* l = find(rid)) {
-    l->unread = 0;
-    http::Connection* conn = l->conn;
-    conn->resume_body();
-    if (driver_) driver_->kick();  // reading restarts in the loop
-  }
+  resume_body(rid);
   Py_RETURN_NONE;
+}
+
+void AsgiWorker::resume_body(uint64_t rid) {
+  Live* l = find(rid);
+  if (!l) return;
+  l->unread = 0;
+  l->conn->resume_body();
+  if (driver_) driver_->kick();  // reading restarts in the loop
 }
 
 PyObject* AsgiWorker::py_want_body(PyObject* args) {
@@ -383,21 +379,23 @@ PyObject* AsgiWorker::py_want_body(PyObject* args) {
   Py_RETURN_NONE;
 }
 
-void AsgiWorker::call_exchange(http::Connection& conn, PyObject* name, PyObject* a1, PyObject* a2) {
-  Live* l = find(conn.handler_tag);
-  if (!l) return;
-  PyObject* r = PyObject_CallMethodObjArgs(l->exchange, name, a1, a2, nullptr);
-  if (!r) log_python_error("bridge-failed");
-  Py_XDECREF(r);
-}
-
 void AsgiWorker::on_abort(http::Connection& conn) {
-  call_exchange(conn, name_gone_, nullptr, nullptr);
+  if (Live* l = find(conn.handler_tag); l && !exchange_gone(l->exchange)) {
+    log_python_error("bridge-failed");
+  }
   forget(conn.handler_tag);
 }
 
+void AsgiWorker::on_peer_closed(http::Connection& conn) {
+  if (Live* l = find(conn.handler_tag); l && !exchange_gone(l->exchange)) {
+    log_python_error("bridge-failed");
+  }
+}
+
 void AsgiWorker::on_drained(http::Connection& conn) {
-  call_exchange(conn, name_wake_, nullptr, nullptr);
+  if (Live* l = find(conn.handler_tag); l && !exchange_wake(l->exchange)) {
+    log_python_error("bridge-failed");
+  }
 }
 
 // --gc-collect-every: a full collection once the response has gone out, from the loop (not
@@ -461,19 +459,32 @@ PyObject* AsgiWorker::py_send(PyObject* args) {
   PyObject* headers;
   Py_buffer body;
   if (!PyArg_ParseTuple(args, "KiOy*p", &rid, &status, &headers, &body, &more)) return nullptr;
-  Live* l = find(rid);
-  if (!l) {
-    PyBuffer_Release(&body);
-    Py_RETURN_FALSE;
+  SendOutcome out = send_part(
+      rid, status, headers == Py_None ? nullptr : headers,
+      std::string_view(static_cast<const char*>(body.buf), static_cast<size_t>(body.len)), more);
+  PyBuffer_Release(&body);
+  switch (out) {
+    case SendOutcome::kError:
+      return nullptr;
+    case SendOutcome::kGone:
+      Py_RETURN_FALSE;
+    case SendOutcome::kPaused:
+      return Py_NewRef(paused_);
+    case SendOutcome::kOk:
+      break;
   }
+  Py_RETURN_TRUE;
+}
+
+SendOutcome AsgiWorker::send_part(uint64_t rid, int status, PyObject* headers,
+                                  std::string_view body, bool more) {
+  Live* l = find(rid);
+  if (!l) return SendOutcome::kGone;
   // Views into the app's bytes objects, valid for this call.
   std::vector<std::pair<std::string_view, std::string_view>> hv;
-  if (headers != Py_None) {
+  if (headers) {
     PyObject* seq = PySequence_Fast(headers, "headers must be a sequence of [name, value]");
-    if (!seq) {
-      PyBuffer_Release(&body);
-      return nullptr;
-    }
+    if (!seq) return SendOutcome::kError;
     Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
     hv.reserve(static_cast<size_t>(n));
     for (Py_ssize_t i = 0; i < n; ++i) {
@@ -488,9 +499,8 @@ PyObject* AsgiWorker::py_send(PyObject* args) {
       }
       if (!k || !PyBytes_Check(k) || !PyBytes_Check(v)) {
         Py_DECREF(seq);
-        PyBuffer_Release(&body);
         PyErr_SetString(PyExc_TypeError, "response headers must be [bytes, bytes] pairs");
-        return nullptr;
+        return SendOutcome::kError;
       }
       hv.emplace_back(std::string_view(PyBytes_AS_STRING(k), PyBytes_GET_SIZE(k)),
                       std::string_view(PyBytes_AS_STRING(v), PyBytes_GET_SIZE(v)));
@@ -499,11 +509,7 @@ PyObject* AsgiWorker::py_send(PyObject* args) {
   }
   std::string error;
   http::Connection* conn = l->conn;
-  auto res = conn->send_response(
-      status, headers == Py_None ? nullptr : &hv,
-      std::string_view(static_cast<const char*>(body.buf), static_cast<size_t>(body.len)), more,
-      &error);
-  PyBuffer_Release(&body);
+  auto res = conn->send_response(status, headers ? &hv : nullptr, body, more, &error);
   // Most answers go out whole through uv_try_write; only queued work needs the loop to run.
   if (driver_ && conn->loop_work_pending()) driver_->kick();
   switch (res) {
@@ -512,21 +518,20 @@ PyObject* AsgiWorker::py_send(PyObject* args) {
       conn->fail_response(500);
       forget(rid);
       PyErr_SetString(PyExc_RuntimeError, error.c_str());
-      return nullptr;
+      return SendOutcome::kError;
     case http::SendResult::kGone:
       forget(rid);
-      Py_RETURN_FALSE;
+      return SendOutcome::kGone;
     case http::SendResult::kPaused:
-      Py_INCREF(paused_);
-      return paused_;
+      return SendOutcome::kPaused;
     case http::SendResult::kOk:
       if (!more) {
         forget(rid);
         after_response();
       }
-      Py_RETURN_TRUE;
+      return SendOutcome::kOk;
   }
-  Py_RETURN_TRUE;
+  return SendOutcome::kOk;
 }
 
 PyObject* AsgiWorker::py_app_failed(PyObject* args) {

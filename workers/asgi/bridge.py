@@ -1,6 +1,7 @@
-# The Python half of rotor's ASGI bridge: one Exchange per request gives the app its
-# `receive` and `send`. Compiled into the rotor binary (see CMakeLists.txt) and run as the
-# module `_rotor_bridge`; the C++ half is the module `_rotor` (workers/asgi/asgi_worker.cpp).
+# The Python half of rotor's ASGI bridge: the app's task, and the waiting its `receive` and
+# `send` (methods of the C++ Exchange, workers/asgi/exchange.cpp) cannot do without. Compiled
+# into the rotor binary (see CMakeLists.txt) and run as the module `_rotor_bridge`; the C++ half
+# is the module `_rotor` (workers/asgi/asgi_worker.cpp).
 #
 # Only what has to be Python lives here: awaiting (asyncio futures) and the app's task.
 # Parsing, header validation, framing and writing stay in C++.
@@ -11,106 +12,32 @@ import traceback
 
 import _rotor
 
-_DISCONNECT = {"type": "http.disconnect"}
-
 
 class ClientDisconnected(OSError):
     """Raised by `send` once the client has gone (ASGI: an OSError subclass)."""
 
 
-class Exchange:
-    __slots__ = ("cid", "chunks", "more", "done", "waiter", "status", "headers", "started",
-                 "finished", "loop", "timed_out")
+# The app's receive and send are methods of the engine's Exchange (workers/asgi/exchange.cpp):
+# they complete at once when they can. What has to wait is here.
+async def _receive_slow(ex):
+    """receive() when no message is ready: wait for body bytes, or for the end of the response
+    or the client."""
+    while True:
+        if ex.chunks is not None:
+            _rotor.want_body(ex.cid)  # sends 100 Continue if the client waits for one
+        await _wait(ex)
+        message = ex._take()
+        if message is not None:
+            return message
 
-    def __init__(self, loop, cid):
-        self.loop = loop
-        self.cid = cid
-        self.chunks = []
-        self.more = True       # more request body to come
-        self.done = False      # response finished or client gone: receive says disconnect
-        self.waiter = None
-        self.status = 0
-        self.headers = None
-        self.started = False   # http.response.start seen
-        self.finished = False  # final body sent
-        self.timed_out = False
 
-    # -- called by the engine (C++) ---------------------------------------------------------
-    def feed(self, data, more):
-        if data:
-            self.chunks.append(data)
-        self.more = more
-        self.wake()
-
-    def gone(self):
-        self.done = True
-        self.wake()
-
-    def wake(self):
-        w = self.waiter
-        if w is not None and not w.done():
-            w.set_result(None)
-
-    # -- the app's side ------------------------------------------------------------------------
-    async def receive(self):
-        while self.chunks is not None:  # body not all handed over yet
-            if self.chunks or not self.more:
-                body = self.chunks[0] if len(self.chunks) == 1 else b"".join(self.chunks)
-                more = self.more
-                if more:
-                    self.chunks = []
-                    _rotor.resume_body(self.cid)  # the engine pauses at its high water
-                else:
-                    self.chunks = None
-                return {"type": "http.request", "body": body, "more_body": more}
-            if self.done:  # the client left in the middle of the body
-                self.chunks = None
-                break
-            _rotor.want_body(self.cid)  # sends 100 Continue if the client waits for one
-            await self._wait()
-        # After the body: wait until the response is done or the client leaves.
-        while not self.done:
-            await self._wait()
-        return _DISCONNECT
-
-    async def _wait(self):
-        self.waiter = self.loop.create_future()
-        try:
-            await self.waiter
-        finally:
-            self.waiter = None
-
-    async def send(self, message):
-        kind = message["type"]
-        if self.done and not self.finished:
-            raise ClientDisconnected("client disconnected")
-        if kind == "http.response.start":
-            if self.started:
-                raise RuntimeError("http.response.start sent twice")
-            self.started = True
-            self.status = message["status"]
-            self.headers = message.get("headers", ())
-        elif kind == "http.response.body":
-            if not self.started:
-                raise RuntimeError("http.response.body before http.response.start")
-            if self.finished:
-                raise RuntimeError("http.response.body after the response finished")
-            more = message.get("more_body", False)
-            ok = _rotor.send(self.cid, self.status, self.headers, message.get("body", b""), more)
-            self.headers = None  # written now
-            if not ok:
-                self.done = True
-                raise ClientDisconnected("client disconnected")
-            if not more:
-                self.finished = True
-                self.done = True
-                self.wake()
-            elif ok is _rotor.PAUSED:
-                # The client reads slower than the app writes: wait until the socket drains
-                # (the engine calls wake() when it has).
-                await self._wait()
-        else:
-            raise RuntimeError(f"unexpected ASGI message type {kind!r}")
+async def _wait(ex):
+    """Until the engine wakes the exchange: body arrived, the socket drained, or it is over."""
+    ex.waiter = waiter = ex.loop.create_future()
+    try:
+        await waiter
+    finally:
+        ex.waiter = None
 
 
 def _expire(ex, task):

@@ -1,0 +1,421 @@
+#include "workers/asgi/exchange.hpp"
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <structmember.h>
+
+namespace rotor::asgi {
+
+namespace {
+
+// ---- Ready: an awaitable that is already complete -------------------------------------------
+// `await ready` returns its value without suspending. It also has send/throw/close, so that
+// create_task(send(...)) accepts it as it would a coroutine.
+struct Ready {
+  PyObject_HEAD PyObject* value;  // never null
+};
+
+PyObject* ready_next(PyObject* self) {
+  PyObject* v = reinterpret_cast<Ready*>(self)->value;
+  // Returning null with no exception set is a StopIteration(None), the cheapest way out.
+  if (v != Py_None) PyErr_SetObject(PyExc_StopIteration, v);
+  return nullptr;
+}
+
+PyObject* ready_send(PyObject* self, PyObject*) {
+  return ready_next(self);
+}
+
+PyObject* ready_throw(PyObject*, PyObject* const* args, Py_ssize_t n) {
+  // Never suspended: what is thrown in comes straight out.
+  if (n < 1) {
+    PyErr_SetString(PyExc_TypeError, "throw expected at least 1 argument");
+    return nullptr;
+  }
+  PyObject* typ = args[0];
+  PyObject* val = n > 1 ? args[1] : Py_None;
+  if (PyExceptionInstance_Check(typ)) {
+    PyErr_SetObject(reinterpret_cast<PyObject*>(Py_TYPE(typ)), typ);
+  } else if (PyExceptionClass_Check(typ)) {
+    PyErr_SetObject(typ, val);
+  } else {
+    PyErr_SetString(PyExc_TypeError, "exceptions must derive from BaseException");
+  }
+  return nullptr;
+}
+
+PyObject* ready_close(PyObject*, PyObject*) {
+  Py_RETURN_NONE;
+}
+
+PyObject* ready_await(PyObject* self) {
+  return Py_NewRef(self);
+}
+
+void ready_dealloc(PyObject* self) {
+  PyTypeObject* type = Py_TYPE(self);
+  Py_DECREF(reinterpret_cast<Ready*>(self)->value);
+  PyObject_Free(self);
+  Py_DECREF(type);  // a heap type: each instance holds it
+}
+
+PyMethodDef g_ready_methods[] = {
+    {"send", ready_send, METH_O, nullptr},
+    {"throw", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(ready_throw)),
+     METH_FASTCALL, nullptr},
+    {"close", ready_close, METH_NOARGS, nullptr},
+    {nullptr, nullptr, 0, nullptr}};
+
+PyTypeObject* g_ready_type = nullptr;
+
+PyObject* g_done = nullptr;  // Ready(None): what a send that needed no waiting returns
+
+PyObject* ready_new(PyObject* value) {  // steals `value`
+  if (!value) return nullptr;
+  Ready* r = PyObject_New(Ready, g_ready_type);
+  if (!r) {
+    Py_DECREF(value);
+    return nullptr;
+  }
+  r->value = value;
+  return reinterpret_cast<PyObject*>(r);
+}
+
+// ---- Exchange ---------------------------------------------------------------------------------
+struct Exchange {
+  PyObject_HEAD uint64_t rid;
+  PyObject* loop;
+  PyObject* chunks;   // list: body not yet received; null once the app has had it all
+  PyObject* waiter;   // the future a waiting receive or send awaits, or null
+  PyObject* headers;  // http.response.start's headers until they are written
+  int status;
+  char more;       // more request body to come
+  char done;       // response finished or client gone: receive says disconnect
+  char started;    // http.response.start seen
+  char finished;   // final body part sent
+  char timed_out;  // set by the bridge's request timeout
+};
+
+Engine* g_engine = nullptr;
+PyObject* g_receive_slow = nullptr;  // bridge._receive_slow(ex): a receive that has to wait
+PyObject* g_wait = nullptr;          // bridge._wait(ex): until wake()
+PyObject* g_disconnected = nullptr;  // bridge.ClientDisconnected
+PyObject *k_type, *k_body, *k_more_body, *k_status, *k_headers, *v_request, *v_disconnect, *v_start,
+    *v_body, *k_done, *k_set_result, *g_empty_tuple, *g_empty_bytes;
+
+int ex_traverse(PyObject* self, visitproc visit, void* arg) {
+  auto* ex = reinterpret_cast<Exchange*>(self);
+  Py_VISIT(ex->loop);
+  Py_VISIT(ex->chunks);
+  Py_VISIT(ex->waiter);
+  Py_VISIT(ex->headers);
+  return 0;
+}
+
+int ex_clear(PyObject* self) {
+  auto* ex = reinterpret_cast<Exchange*>(self);
+  Py_CLEAR(ex->loop);
+  Py_CLEAR(ex->chunks);
+  Py_CLEAR(ex->waiter);
+  Py_CLEAR(ex->headers);
+  return 0;
+}
+
+void ex_dealloc(PyObject* self) {
+  PyTypeObject* type = Py_TYPE(self);
+  PyObject_GC_UnTrack(self);
+  ex_clear(self);
+  PyObject_GC_Del(self);
+  Py_DECREF(type);
+}
+
+// A message dict {"type": kind, ...}; new reference.
+PyObject* message(PyObject* kind) {
+  PyObject* m = PyDict_New();
+  if (m && PyDict_SetItem(m, k_type, kind) != 0) Py_CLEAR(m);
+  return m;
+}
+
+// The next message receive() has for the app now (new reference), or None when it has to wait.
+PyObject* take(Exchange* ex) {
+  if (ex->chunks) {  // the body is not all handed over yet
+    Py_ssize_t n = PyList_GET_SIZE(ex->chunks);
+    if (n || !ex->more) {
+      PyObject* body;
+      if (n == 0) {
+        body = Py_NewRef(g_empty_bytes);
+      } else if (n == 1) {
+        body = Py_NewRef(PyList_GET_ITEM(ex->chunks, 0));
+      } else {
+        body = _PyBytes_Join(g_empty_bytes, ex->chunks);
+      }
+      PyObject* m = body ? message(v_request) : nullptr;
+      if (!m || PyDict_SetItem(m, k_body, body) != 0 ||
+          PyDict_SetItem(m, k_more_body, ex->more ? Py_True : Py_False) != 0) {
+        Py_XDECREF(body);
+        Py_XDECREF(m);
+        return nullptr;
+      }
+      Py_DECREF(body);
+      if (ex->more) {
+        PyObject* fresh = PyList_New(0);
+        if (!fresh) {
+          Py_DECREF(m);
+          return nullptr;
+        }
+        Py_SETREF(ex->chunks, fresh);
+        g_engine->resume_body(ex->rid);  // the engine pauses reading at its high water
+      } else {
+        Py_CLEAR(ex->chunks);
+      }
+      return m;
+    }
+    if (!ex->done) Py_RETURN_NONE;
+    Py_CLEAR(ex->chunks);  // the client left in the middle of the body
+  }
+  // After the body: disconnect once the response is done or the client has gone.
+  if (ex->done) return message(v_disconnect);
+  Py_RETURN_NONE;
+}
+
+PyObject* ex_take(PyObject* self, PyObject*) {
+  return take(reinterpret_cast<Exchange*>(self));
+}
+
+PyObject* ex_receive(PyObject* self, PyObject*) {
+  PyObject* m = take(reinterpret_cast<Exchange*>(self));
+  if (m != Py_None) return ready_new(m);
+  Py_DECREF(m);
+  return PyObject_CallOneArg(g_receive_slow, self);
+}
+
+// message[key], or `fallback` (when not null) if it is missing; new reference.
+PyObject* item(PyObject* msg, PyObject* key, PyObject* fallback) {
+  if (PyDict_CheckExact(msg)) {
+    PyObject* v = PyDict_GetItemWithError(msg, key);
+    if (v) return Py_NewRef(v);
+    if (PyErr_Occurred()) return nullptr;
+  } else {
+    PyObject* v = PyObject_GetItem(msg, key);
+    if (v || !PyErr_ExceptionMatches(PyExc_KeyError)) return v;
+    if (fallback) PyErr_Clear();
+  }
+  if (fallback) return Py_NewRef(fallback);
+  if (!PyErr_Occurred()) PyErr_SetObject(PyExc_KeyError, key);
+  return nullptr;
+}
+
+bool is_kind(PyObject* kind, PyObject* name) {
+  return kind == name || (PyUnicode_Check(kind) && PyUnicode_Compare(kind, name) == 0);
+}
+
+PyObject* disconnected(Exchange* ex) {
+  ex->done = 1;
+  PyErr_SetString(g_disconnected, "client disconnected");
+  return nullptr;
+}
+
+PyObject* send_start(Exchange* ex, PyObject* msg) {
+  if (ex->started) {
+    PyErr_SetString(PyExc_RuntimeError, "http.response.start sent twice");
+    return nullptr;
+  }
+  PyObject* status = item(msg, k_status, nullptr);
+  if (!status) return nullptr;
+  // Only made an int here; the engine judges the value when it writes the head.
+  bool is_int = PyLong_Check(status);
+  int code = is_int ? _PyLong_AsInt(status) : -1;
+  Py_DECREF(status);
+  if (!is_int) {
+    PyErr_SetString(PyExc_TypeError, "http.response.start status must be an int");
+    return nullptr;
+  }
+  if (code == -1 && PyErr_Occurred()) return nullptr;
+  PyObject* headers = item(msg, k_headers, g_empty_tuple);
+  if (!headers) return nullptr;
+  ex->started = 1;
+  ex->status = code;
+  Py_XSETREF(ex->headers, headers);
+  return Py_NewRef(g_done);
+}
+
+PyObject* send_body(Exchange* ex, PyObject* msg) {
+  if (!ex->started) {
+    PyErr_SetString(PyExc_RuntimeError, "http.response.body before http.response.start");
+    return nullptr;
+  }
+  if (ex->finished) {
+    PyErr_SetString(PyExc_RuntimeError, "http.response.body after the response finished");
+    return nullptr;
+  }
+  PyObject* more_obj = item(msg, k_more_body, Py_False);
+  int more = more_obj ? PyObject_IsTrue(more_obj) : -1;
+  Py_XDECREF(more_obj);
+  if (more < 0) return nullptr;
+  PyObject* body = item(msg, k_body, g_empty_bytes);
+  if (!body) return nullptr;
+  Py_buffer view;
+  int got = PyObject_GetBuffer(body, &view, PyBUF_SIMPLE);
+  Py_DECREF(body);
+  if (got != 0) return nullptr;
+  PyObject* headers = ex->headers;  // written with this part, then forgotten
+  ex->headers = nullptr;
+  SendOutcome out = g_engine->send_part(
+      ex->rid, ex->status, headers,
+      std::string_view(static_cast<const char*>(view.buf), static_cast<size_t>(view.len)),
+      more != 0);
+  PyBuffer_Release(&view);
+  Py_XDECREF(headers);
+  switch (out) {
+    case SendOutcome::kError:
+      return nullptr;
+    case SendOutcome::kGone:
+      return disconnected(ex);
+    case SendOutcome::kPaused:
+      if (more) return PyObject_CallOneArg(g_wait, reinterpret_cast<PyObject*>(ex));
+      break;
+    case SendOutcome::kOk:
+      break;
+  }
+  if (!more) {
+    ex->finished = 1;
+    ex->done = 1;
+    if (!exchange_wake(reinterpret_cast<PyObject*>(ex))) return nullptr;
+  }
+  return Py_NewRef(g_done);
+}
+
+PyObject* ex_send(PyObject* self, PyObject* msg) {
+  auto* ex = reinterpret_cast<Exchange*>(self);
+  PyObject* kind = item(msg, k_type, nullptr);
+  if (!kind) return nullptr;
+  PyObject* r;
+  if (ex->done && !ex->finished) {
+    r = disconnected(ex);
+  } else if (is_kind(kind, v_start)) {
+    r = send_start(ex, msg);
+  } else if (is_kind(kind, v_body)) {
+    r = send_body(ex, msg);
+  } else {
+    r = PyErr_Format(PyExc_RuntimeError, "unexpected ASGI message type %R", kind);
+  }
+  Py_DECREF(kind);
+  return r;
+}
+
+PyMethodDef g_ex_methods[] = {
+    {"receive", ex_receive, METH_NOARGS, "ASGI receive(): an awaitable of the next message"},
+    {"send", ex_send, METH_O, "ASGI send(message): an awaitable"},
+    {"_take", ex_take, METH_NOARGS, "the message receive() has now, or None"},
+    {nullptr, nullptr, 0, nullptr}};
+
+PyMemberDef g_ex_members[] = {{"cid", T_ULONGLONG, offsetof(Exchange, rid), READONLY, nullptr},
+                              {"loop", T_OBJECT, offsetof(Exchange, loop), READONLY, nullptr},
+                              {"chunks", T_OBJECT, offsetof(Exchange, chunks), READONLY, nullptr},
+                              {"waiter", T_OBJECT, offsetof(Exchange, waiter), 0, nullptr},
+                              {"headers", T_OBJECT, offsetof(Exchange, headers), READONLY, nullptr},
+                              {"status", T_INT, offsetof(Exchange, status), READONLY, nullptr},
+                              {"more", T_BOOL, offsetof(Exchange, more), READONLY, nullptr},
+                              {"done", T_BOOL, offsetof(Exchange, done), READONLY, nullptr},
+                              {"started", T_BOOL, offsetof(Exchange, started), READONLY, nullptr},
+                              {"finished", T_BOOL, offsetof(Exchange, finished), READONLY, nullptr},
+                              {"timed_out", T_BOOL, offsetof(Exchange, timed_out), 0, nullptr},
+                              {nullptr, 0, 0, 0, nullptr}};
+
+PyTypeObject* g_ex_type = nullptr;
+
+PyType_Slot g_ready_slots[] = {{Py_tp_dealloc, reinterpret_cast<void*>(ready_dealloc)},
+                               {Py_am_await, reinterpret_cast<void*>(ready_await)},
+                               {Py_tp_iter, reinterpret_cast<void*>(PyObject_SelfIter)},
+                               {Py_tp_iternext, reinterpret_cast<void*>(ready_next)},
+                               {Py_tp_methods, g_ready_methods},
+                               {0, nullptr}};
+PyType_Spec g_ready_spec = {"rotor.Ready", sizeof(Ready), 0, Py_TPFLAGS_DEFAULT, g_ready_slots};
+
+PyType_Slot g_ex_slots[] = {{Py_tp_dealloc, reinterpret_cast<void*>(ex_dealloc)},
+                            {Py_tp_traverse, reinterpret_cast<void*>(ex_traverse)},
+                            {Py_tp_clear, reinterpret_cast<void*>(ex_clear)},
+                            {Py_tp_methods, g_ex_methods},
+                            {Py_tp_members, g_ex_members},
+                            {0, nullptr}};
+PyType_Spec g_ex_spec = {"rotor.Exchange", sizeof(Exchange), 0,
+                         Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC, g_ex_slots};
+
+PyObject* intern(const char* s) {
+  return PyUnicode_InternFromString(s);
+}
+
+}  // namespace
+
+bool exchange_init(PyObject* bridge, Engine* engine) {
+  g_engine = engine;
+  if (g_done) return true;  // a template's workers inherit what it readied
+  g_ready_type = reinterpret_cast<PyTypeObject*>(PyType_FromSpec(&g_ready_spec));
+  g_ex_type = reinterpret_cast<PyTypeObject*>(PyType_FromSpec(&g_ex_spec));
+  if (!g_ready_type || !g_ex_type) return false;
+  k_type = intern("type");
+  k_body = intern("body");
+  k_more_body = intern("more_body");
+  k_status = intern("status");
+  k_headers = intern("headers");
+  k_done = intern("done");
+  k_set_result = intern("set_result");
+  v_request = intern("http.request");
+  v_disconnect = intern("http.disconnect");
+  v_start = intern("http.response.start");
+  v_body = intern("http.response.body");
+  g_empty_tuple = PyTuple_New(0);
+  g_empty_bytes = PyBytes_FromStringAndSize(nullptr, 0);
+  g_receive_slow = PyObject_GetAttrString(bridge, "_receive_slow");
+  g_wait = PyObject_GetAttrString(bridge, "_wait");
+  g_disconnected = PyObject_GetAttrString(bridge, "ClientDisconnected");
+  g_done = ready_new(Py_NewRef(Py_None));
+  return g_receive_slow && g_wait && g_disconnected && g_done && g_empty_tuple && g_empty_bytes;
+}
+
+PyObject* exchange_new(PyObject* loop, uint64_t rid) {
+  Exchange* ex = PyObject_GC_New(Exchange, g_ex_type);
+  if (!ex) return nullptr;
+  ex->rid = rid;
+  ex->loop = Py_NewRef(loop);
+  ex->chunks = PyList_New(0);
+  ex->waiter = nullptr;
+  ex->headers = nullptr;
+  ex->status = 0;
+  ex->more = 1;
+  ex->done = ex->started = ex->finished = ex->timed_out = 0;
+  PyObject_GC_Track(ex);
+  if (!ex->chunks) Py_CLEAR(ex);
+  return reinterpret_cast<PyObject*>(ex);
+}
+
+bool exchange_feed(PyObject* self, PyObject* data, bool more) {
+  auto* ex = reinterpret_cast<Exchange*>(self);
+  if (data && PyBytes_GET_SIZE(data) > 0 && ex->chunks && PyList_Append(ex->chunks, data) != 0) {
+    return false;
+  }
+  ex->more = more;
+  return exchange_wake(self);
+}
+
+bool exchange_gone(PyObject* self) {
+  reinterpret_cast<Exchange*>(self)->done = 1;
+  return exchange_wake(self);
+}
+
+bool exchange_wake(PyObject* self) {
+  PyObject* w = reinterpret_cast<Exchange*>(self)->waiter;
+  if (!w || w == Py_None) return true;  // the bridge sets None when it stops waiting
+  Py_INCREF(w);                         // set_result runs callbacks that may clear the waiter
+  PyObject* is_done = PyObject_CallMethodNoArgs(w, k_done);
+  int d = is_done ? PyObject_IsTrue(is_done) : -1;
+  Py_XDECREF(is_done);
+  PyObject* r = d == 0 ? PyObject_CallMethodOneArg(w, k_set_result, Py_None) : nullptr;
+  Py_DECREF(w);
+  if (d < 0) return false;
+  if (d == 0 && !r) return false;
+  Py_XDECREF(r);
+  return true;
+}
+
+}  // namespace rotor::asgi
