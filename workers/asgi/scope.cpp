@@ -3,6 +3,8 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
+#include <functional>
+#include <iterator>
 #include <string>
 
 #include "workers/http/connection.hpp"
@@ -49,6 +51,11 @@ PyObject* ScopeBuilder::key(const char* name) {
   return PyUnicode_InternFromString(name);
 }
 
+namespace {
+constexpr std::string_view kMethods[] = {"GET",    "POST",  "HEAD",   "PUT",
+                                         "DELETE", "PATCH", "OPTIONS"};
+}  // namespace
+
 bool ScopeBuilder::init(const conf::Config& config) {
   k_type_ = key("type");
   k_asgi_ = key("asgi");
@@ -68,6 +75,11 @@ bool ScopeBuilder::init(const conf::Config& config) {
   v_http10_ = key("1.0");
   v_http11_ = key("1.1");
   v_root_path_ = PyUnicode_FromString(config.root_path.c_str());
+  for (size_t i = 0; i < std::size(kMethods); ++i) {
+    methods_[i] = PyUnicode_FromStringAndSize(kMethods[i].data(),
+                                              static_cast<Py_ssize_t>(kMethods[i].size()));
+    if (!methods_[i]) return false;
+  }
   return v_asgi_ && v_root_path_;
 }
 
@@ -75,9 +87,24 @@ ScopeBuilder::~ScopeBuilder() {
   if (!k_type_ || !Py_IsInitialized()) return;
   for (PyObject* o : {k_type_, k_asgi_, k_http_version_, k_method_, k_scheme_, k_path_, k_raw_path_,
                       k_query_string_, k_root_path_, k_headers_, k_client_, k_server_, k_state_,
-                      v_http_, v_asgi_, v_http10_, v_http11_, v_root_path_}) {
+                      v_http_, v_asgi_, v_http10_, v_http11_, v_root_path_, template_}) {
     Py_XDECREF(o);
   }
+  for (PyObject* o : methods_) Py_XDECREF(o);
+  for (CachedEndpoint& c : endpoints_) Py_XDECREF(c.tuple);
+}
+
+PyObject* ScopeBuilder::endpoint(const http::Endpoint& e) {
+  if (e.host.empty()) Py_RETURN_NONE;
+  size_t h = std::hash<std::string_view>{}(e.host) ^ static_cast<size_t>(e.port) * 0x9e3779b9u;
+  CachedEndpoint& c = endpoints_[h % std::size(endpoints_)];
+  if (c.tuple && c.port == e.port && c.host == e.host) return Py_NewRef(c.tuple);
+  PyObject* t = endpoint_tuple(e);
+  if (!t) return nullptr;
+  Py_XSETREF(c.tuple, Py_NewRef(t));
+  c.host = e.host;
+  c.port = e.port;
+  return t;
 }
 
 PyObject* ScopeBuilder::build(http::Connection& conn, const http::Request& req, PyObject* state) {
@@ -93,53 +120,72 @@ PyObject* ScopeBuilder::build(http::Connection& conn, const http::Request& req, 
   std::string_view query = q == std::string_view::npos ? std::string_view() : target.substr(q + 1);
   std::string decoded = percent_decode(raw_path);
 
-  PyObject* scope = PyDict_New();
-  PyObject* headers = PyList_New(static_cast<Py_ssize_t>(req.fields.size()));
-  if (!scope || !headers) {
-    Py_XDECREF(scope);
-    Py_XDECREF(headers);
-    return nullptr;
+  if (!template_ || template_state_ != (state != nullptr)) {
+    // Keys in the order the scope always had; None where each request puts its own value.
+    Py_CLEAR(template_);
+    template_ =
+        Py_BuildValue("{OOOOOOOOOOOOOOOOOOOOOOOO}", k_type_, v_http_, k_asgi_, v_asgi_,
+                      k_http_version_, v_http11_, k_method_, Py_None, k_scheme_, v_http_, k_path_,
+                      Py_None, k_raw_path_, Py_None, k_query_string_, Py_None, k_root_path_,
+                      v_root_path_, k_headers_, Py_None, k_client_, Py_None, k_server_, Py_None);
+    if (!template_ || (state && PyDict_SetItem(template_, k_state_, Py_None) != 0)) return nullptr;
+    template_state_ = state != nullptr;
   }
-  std::string lower;
+
+  PyObject* headers = PyList_New(static_cast<Py_ssize_t>(req.fields.size()));
+  if (!headers) return nullptr;
   for (size_t i = 0; i < req.fields.size(); ++i) {
     const auto& f = req.fields[i];
     std::string_view name = req.name(f);
-    lower.assign(name);
-    for (char& c : lower) {
-      if (c >= 'A' && c <= 'Z') c = static_cast<char>(c + ('a' - 'A'));
-    }
     std::string_view value = req.value(f);
-    PyObject* pair = Py_BuildValue("(y#y#)", lower.data(), static_cast<Py_ssize_t>(lower.size()),
-                                   value.data(), static_cast<Py_ssize_t>(value.size()));
-    if (!pair) {
-      Py_DECREF(scope);
+    PyObject* pair = PyTuple_New(2);
+    PyObject* n = PyBytes_FromStringAndSize(nullptr, static_cast<Py_ssize_t>(name.size()));
+    PyObject* v = PyBytes_FromStringAndSize(value.data(), static_cast<Py_ssize_t>(value.size()));
+    if (!pair || !n || !v) {
+      Py_XDECREF(pair);
+      Py_XDECREF(n);
+      Py_XDECREF(v);
       Py_DECREF(headers);
       return nullptr;
     }
+    char* lower = PyBytes_AS_STRING(n);
+    for (size_t j = 0; j < name.size(); ++j) {
+      char c = name[j];
+      lower[j] = c >= 'A' && c <= 'Z' ? static_cast<char>(c + ('a' - 'A')) : c;
+    }
+    PyTuple_SET_ITEM(pair, 0, n);
+    PyTuple_SET_ITEM(pair, 1, v);
     PyList_SET_ITEM(headers, static_cast<Py_ssize_t>(i), pair);
   }
 
   std::string_view method = req.method_name();
+  PyObject* method_obj = nullptr;
+  for (size_t i = 0; i < std::size(kMethods); ++i) {
+    if (method == kMethods[i]) {
+      method_obj = Py_NewRef(methods_[i]);
+      break;
+    }
+  }
+  if (!method_obj) {
+    method_obj = PyUnicode_FromStringAndSize(method.data(), static_cast<Py_ssize_t>(method.size()));
+  }
   PyObject* vals[] = {
-      PyUnicode_FromStringAndSize(method.data(), static_cast<Py_ssize_t>(method.size())),
+      method_obj,
       PyUnicode_DecodeUTF8(decoded.data(), static_cast<Py_ssize_t>(decoded.size()), "replace"),
       PyBytes_FromStringAndSize(raw_path.data(), static_cast<Py_ssize_t>(raw_path.size())),
       PyBytes_FromStringAndSize(query.data(), static_cast<Py_ssize_t>(query.size())),
-      endpoint_tuple(conn.peer_endpoint()),
-      endpoint_tuple(conn.local_endpoint()),
+      endpoint(conn.peer_endpoint()),
+      endpoint(conn.local_endpoint()),
       state ? PyDict_Copy(state) : nullptr,
   };
   bool ok = vals[0] && vals[1] && vals[2] && vals[3] && vals[4] && vals[5] && (!state || vals[6]);
-  if (ok) {
-    ok = PyDict_SetItem(scope, k_type_, v_http_) == 0 &&
-         PyDict_SetItem(scope, k_asgi_, v_asgi_) == 0 &&
-         PyDict_SetItem(scope, k_http_version_, req.http_minor == 0 ? v_http10_ : v_http11_) == 0 &&
+  PyObject* scope = ok ? PyDict_Copy(template_) : nullptr;
+  if (scope) {
+    ok = (req.http_minor != 0 || PyDict_SetItem(scope, k_http_version_, v_http10_) == 0) &&
          PyDict_SetItem(scope, k_method_, vals[0]) == 0 &&
-         PyDict_SetItem(scope, k_scheme_, v_http_) == 0 &&
          PyDict_SetItem(scope, k_path_, vals[1]) == 0 &&
          PyDict_SetItem(scope, k_raw_path_, vals[2]) == 0 &&
          PyDict_SetItem(scope, k_query_string_, vals[3]) == 0 &&
-         PyDict_SetItem(scope, k_root_path_, v_root_path_) == 0 &&
          PyDict_SetItem(scope, k_headers_, headers) == 0 &&
          PyDict_SetItem(scope, k_client_, vals[4]) == 0 &&
          PyDict_SetItem(scope, k_server_, vals[5]) == 0 &&
@@ -148,7 +194,7 @@ PyObject* ScopeBuilder::build(http::Connection& conn, const http::Request& req, 
   for (PyObject* v : vals) Py_XDECREF(v);
   Py_DECREF(headers);
   if (!ok) {
-    Py_DECREF(scope);
+    Py_XDECREF(scope);
     return nullptr;
   }
   return scope;

@@ -1,12 +1,15 @@
 // Builds the ASGI HTTP scope of a request (spec 2.x): the dict an app receives first.
 #pragma once
 
+#include <string>
+
 #include "conf/config.hpp"
 
 typedef struct _object PyObject;
 
 namespace rotor::http {
 class Connection;
+struct Endpoint;
 struct Request;
 }  // namespace rotor::http
 
@@ -28,6 +31,21 @@ class ScopeBuilder {
            *k_state_;
   PyObject *v_http_ = nullptr, *v_asgi_, *v_http10_, *v_http11_,
            *v_root_path_;  // v_http_: type and scheme
+  // Every key in its final order with the shared values: a request's scope starts as a copy
+  // (a dict copy is a memcpy of the key table, and the per-request values then replace values
+  // of existing keys, with no resizing).
+  PyObject* template_ = nullptr;
+  bool template_state_ = false;  // whether template_ has the "state" key
+  PyObject* methods_[8] = {};    // the common methods' names, made once
+  // client and server tuples are the same for every request of a connection: a small cache
+  // keyed by the endpoint's value (so a reused slot or Connection address is never wrong).
+  struct CachedEndpoint {
+    std::string host;
+    int port = -1;
+    PyObject* tuple = nullptr;
+  };
+  CachedEndpoint endpoints_[64];
+  PyObject* endpoint(const http::Endpoint& e);
 };
 
 // "%41/b%2Fc" -> "A/b/c" bytes (not UTF-8 decoded). Exposed for tests.
