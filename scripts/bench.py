@@ -9,17 +9,20 @@ import contextlib
 import os
 import platform
 import re
+import shlex
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-ROTOR = ROOT / "build" / "rotor"
+ROTOR = Path(os.environ.get("ROTOR_BIN", ROOT / "build" / "rotor"))  # as in the tests
 ARGS = None  # the parsed command line, for the table footers
 
 
@@ -45,7 +48,9 @@ def wait_port(port, proc, timeout=30):
     raise RuntimeError(f"nothing answered on port {port}")
 
 
-def wrk(url, duration, connections=32, threads=2, extra=(), script=None, script_args=()):
+def wrk_command(url, duration, connections=32, threads=2, extra=(), script=None,
+                script_args=()):
+    """(argv, shown): the wrk command line, and the same without the URL for table footers."""
     cmd = ["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{duration}s", "--latency",
            *extra]
     shown = list(cmd)  # for the table footer: the script by name, no URL
@@ -53,10 +58,21 @@ def wrk(url, duration, connections=32, threads=2, extra=(), script=None, script_
         cmd += ["-s", str(script)]
         shown += ["-s", Path(script).name]
     tail = ["--", *map(str, script_args)] if script_args else []
-    shown = " ".join(shown + tail)
-    cmd += [url, *tail]
+    shown_tail = [a.replace(str(ROOT) + "/", "") for a in tail]
+    return cmd + [url, *tail], " ".join(shown + shown_tail)
+
+
+def wrk(url, duration, **wrk_args):
+    cmd, shown = wrk_command(url, duration, **wrk_args)
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 60).stdout
-    r = {"cmd": shown, "rps": 0.0, "p99_ms": float("nan"), "errors": 0}
+    return parse_wrk(out, shown)
+
+
+def parse_wrk(out, shown):
+    r = {"cmd": shown, "rps": 0.0, "p99_ms": float("nan"), "errors": 0, "requests": 0}
+    m = re.search(r"(\d+) requests in", out)
+    if m:
+        r["requests"] = int(m.group(1))
     m = re.search(r"Requests/sec:\s+([\d.]+)", out)
     if m:
         r["rps"] = float(m.group(1))
@@ -73,29 +89,60 @@ def wrk(url, duration, connections=32, threads=2, extra=(), script=None, script_
 
 
 class Server:
+    """A server process in its own session; its stdout and stderr go to a temporary file
+    (`log()`, kept after it stops) so scenarios can read what it logged."""
+
     def __init__(self, name, cmd, port, cwd=None, env=None, stop_signal=signal.SIGTERM):
         self.name, self.cmd, self.port = name, cmd, port
         self.cwd, self.env, self.stop_signal = cwd, env, stop_signal
+        self.log_path, self.log_text = None, ""
 
     def __enter__(self):
         env = dict(os.environ)
         env.update(self.env or {})
-        self.proc = subprocess.Popen(self.cmd, cwd=self.cwd, env=env, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.DEVNULL, start_new_session=True)
-        wait_port(self.port, self.proc)
+        fd, self.log_path = tempfile.mkstemp(prefix="rotor-bench-", suffix=".log")
+        # O_APPEND: the server writes at the end while log() reads from the start.
+        with os.fdopen(fd, "ab") as log:
+            self.proc = subprocess.Popen(self.cmd, cwd=self.cwd, env=env, stdout=log,
+                                         stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            wait_port(self.port, self.proc)
+        except RuntimeError as exc:
+            self.__exit__()
+            raise RuntimeError(f"{self.name}: {exc}\n{self.log_text[-2000:]}") from None
         return self
+
+    def log(self):
+        if self.log_path:
+            with open(self.log_path, errors="replace") as f:
+                return f.read()
+        return self.log_text
 
     def __exit__(self, *exc):
         try:
             os.killpg(self.proc.pid, self.stop_signal)
-            self.proc.wait(timeout=30)
-        except (ProcessLookupError, subprocess.TimeoutExpired):
+            # Not the full graceful timeout: the figures are taken, and gunicorn 20.1 waits out
+            # all 30 s when the signal lands while a worker is booting.
+            self.proc.wait(timeout=10)
+        except ProcessLookupError:
             pass
+        except subprocess.TimeoutExpired:
+            sig = signal.Signals(self.stop_signal).name
+            print(f"  {self.name}: still running 10 s after {sig}, killed", file=sys.stderr)
         try:
             os.killpg(self.proc.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
         self.proc.wait()
+        self.log_text = self.log()
+        os.unlink(self.log_path)
+        self.log_path = None
+
+    def shown(self):
+        """The command line for table footers: paths relative to the repository, no port."""
+        port = str(self.port)
+        args = ["PORT" if a == port else a.replace(f":{port}", ":PORT") for a in self.cmd]
+        return " ".join(shlex.quote(a.replace(str(ROOT) + "/", "")) for a in args)
 
 
 # wrk sends `depth` requests in each write and counts every response.
@@ -211,7 +258,10 @@ def measure(servers, args, path="/", loads=None, idle=None):
             stack.enter_context(s)
             if idle.get(s):
                 holders[s] = stack.enter_context(IdleConnections(s.port, idle[s]))
-            wrk(f"http://127.0.0.1:{s.port}{path}", 1)  # warm-up
+            if not args.quick:  # --quick: no warm-up, to fit the whole suite in two minutes
+                # with the first load of this server (the same requests)
+                warm = next((l.wrk_args for l in loads if l.server is s), {})
+                wrk(f"http://127.0.0.1:{s.port}{path}", 1, **warm)
         runs = {l.name: [] for l in loads}
         for _ in range(args.rounds):
             for l in loads:
@@ -296,30 +346,360 @@ APPS = ROOT / "tests" / "apps"
 PY = "/usr/bin/python3"  # Debian's, where gunicorn and uvicorn are installed
 
 
+GUNICORN = "gunicorn -k uvicorn.workers.UvicornWorker"
+
+
+def rotor_app(name, app_dir, app, workers, *flags, env=None):
+    port = free_port()
+    return Server(name, [str(ROTOR), "-b", f"127.0.0.1:{port}", "--chdir", str(app_dir), "-w",
+                         str(workers), *flags, app], port, env=env)
+
+
+def gunicorn_app(name, app_dir, app, workers, *flags, env=None):
+    port = free_port()
+    return Server(name, [PY, "-m", "gunicorn", "-w", str(workers), "-k",
+                         "uvicorn.workers.UvicornWorker", "--chdir", str(app_dir), "-b",
+                         f"127.0.0.1:{port}", *flags, app], port, env=env)
+
+
+def uvicorn_app(name, app_dir, app, workers, env=None):
+    port = free_port()
+    return Server(name, [PY, "-m", "uvicorn", "--workers", str(workers), "--app-dir",
+                         str(app_dir), "--port", str(port), "--no-access-log", "--log-level",
+                         "warning", app], port, env=env)
+
+
 def asgi_servers(workers, *rotation):
     """rotor, gunicorn + UvicornWorker and uvicorn --workers serving the same raw ASGI app."""
-    return [
-        rotor_server("rotor", free_port(), "--chdir", str(APPS), "-w", str(workers), *rotation,
-                     "raw_app:app"),
-        (lambda port: Server("gunicorn -k uvicorn.workers.UvicornWorker",
-                             [PY, "-m", "gunicorn", "-w", str(workers), "-k",
-                              "uvicorn.workers.UvicornWorker", "--chdir", str(APPS), "-b",
-                              f"127.0.0.1:{port}", *rotation, "raw_app:app"], port))(free_port()),
-        (lambda port: Server("uvicorn --workers",
-                             [PY, "-m", "uvicorn", "--workers", str(workers), "--app-dir",
-                              str(APPS), "--port", str(port), "--no-access-log", "--log-level",
-                              "warning", "raw_app:app"], port))(free_port()),
-    ]
+    return [rotor_app("rotor", APPS, "raw_app:app", workers, *rotation),
+            gunicorn_app(GUNICORN, APPS, "raw_app:app", workers, *rotation),
+            uvicorn_app("uvicorn --workers", APPS, "raw_app:app", workers)]
 
 
 def scenario_asgi(args):
     """A hello-world ASGI app under rotor and its Python peers, 2 workers each."""
     rows = measure(asgi_servers(2), args)
-    table("asgi: hello-world ASGI app, 2 workers each", rows, "gunicorn -k uvicorn.workers.UvicornWorker")
+    table("asgi: hello-world ASGI app, 2 workers each", rows, GUNICORN)
+
+
+def rotation_flags(limit, jitter):
+    return ("--max-requests", str(limit), "--max-requests-jitter", str(jitter))
+
+
+def servers_footer(servers):
+    print("servers: " + "; ".join(f"`{s.shown()}`" for s in servers))
+
+
+def log_fields(line):
+    return dict(re.findall(r"(\w+)=(\S+)", line))
+
+
+def rotor_events(log, event):
+    return [log_fields(l) for l in log.splitlines() if f" event={event} " in l + " "]
+
+
+def rotor_workers(log):
+    """Pids rotor logged as workers (event=worker-ready) and the spawn_ms of each."""
+    return {int(f["pid"]): float(f["spawn_ms"]) for f in rotor_events(log, "worker-ready")}
+
+
+def rotor_rotations(log):
+    return sum(f.get("reason") == "max-requests" for f in rotor_events(log, "worker-exit"))
+
+
+def gunicorn_rotations(log, workers):
+    # gunicorn logs every fork; UvicornWorker logs nothing when it reaches max_requests.
+    return log.count("Booting worker with pid") - workers
+
+
+# --- flow executor: examples/flow_executor under steady POST /run load ---
+
+FLOW_APP = ROOT / "examples" / "flow_executor"
+FLOW_BODY = FLOW_APP / "flows" / "chat.json"
+POST_LUA = ROOT / "scripts" / "bench" / "post.lua"
+
+
+def children(pid):
+    """Pids whose parent is `pid` (every thread's children list; a /proc scan without it)."""
+    kids = set()
+    try:
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{task}/children") as f:
+                kids.update(int(x) for x in f.read().split())
+        return kids
+    except FileNotFoundError:  # no CONFIG_PROC_CHILDREN, or pid is gone
+        pass
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    if int(f.read().rsplit(")", 1)[1].split()[1]) == pid:
+                        kids.add(int(entry))
+            except (OSError, IndexError, ValueError):
+                pass
+    return kids
+
+
+def rss_kib(pid):
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except (FileNotFoundError, ProcessLookupError):  # ESRCH while it is being reaped
+        pass
+    return None
+
+
+def wait_ready_workers(server, kind, workers, timeout=60):
+    """Pids of the first `workers` workers once each has loaded the app."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        log = server.log()
+        if kind == "rotor":
+            pids = list(rotor_workers(log))
+        else:  # uvicorn logs "Application startup complete." once lifespan startup ran
+            pids = [int(p) for p in re.findall(r"\[(\d+)\] \[INFO\] Application startup complete",
+                                               log)]
+        if len(pids) >= workers:
+            return pids[:workers]
+        time.sleep(0.05)
+    raise RuntimeError(f"{server.name}: {workers} workers did not get ready\n{server.log()}")
+
+
+class WrkRuns:
+    """wrk POSTing `body` until about `runs` responses (each thread stops after its share),
+    counting responses as they arrive: `served()`."""
+
+    def __init__(self, url, runs, body, connections=32, threads=2, limit_s=600):
+        self.url, self.body, self.threads, self.limit_s = url, body, threads, limit_s
+        self.share = -(-runs // threads)
+        self.connections = connections
+
+    def __enter__(self):
+        self.tmp = tempfile.TemporaryDirectory()
+        self.prefix = Path(self.tmp.name) / "progress"
+        self.cmd, shown = wrk_command(self.url, self.limit_s, connections=self.connections,
+                                      threads=self.threads, script=POST_LUA,
+                                      script_args=[self.body])
+        self.shown = f"WRK_STOP_AFTER={self.share} {shown}"
+        env = dict(os.environ, WRK_STOP_AFTER=str(self.share), WRK_PROGRESS=str(self.prefix))
+        self.proc = subprocess.Popen(self.cmd, stdout=subprocess.PIPE, text=True, env=env)
+        return self
+
+    def counts(self):
+        out = []
+        for i in range(1, self.threads + 1):
+            try:
+                out.append(os.path.getsize(f"{self.prefix}.{i}"))
+            except FileNotFoundError:
+                out.append(0)
+        return out
+
+    def served(self):
+        return sum(self.counts())
+
+    def wait(self):
+        end = time.monotonic() + self.limit_s
+        while self.proc.poll() is None and time.monotonic() < end:
+            if all(n >= self.share for n in self.counts()):
+                break
+            time.sleep(0.02)
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)  # wrk prints its figures and exits
+        return parse_wrk(self.proc.communicate(timeout=60)[0], self.shown)
+
+    def __exit__(self, *exc):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self.tmp.cleanup()
+
+
+class RssSampler(threading.Thread):
+    """Samples VmRSS of every child of `master` each `interval` seconds, with `count()` at
+    that moment: [(count, {pid: KiB})]."""
+
+    def __init__(self, master, count, interval=0.05):
+        super().__init__(daemon=True)
+        self.master, self.count, self.interval = master, count, interval
+        self.samples, self.done = [], threading.Event()
+
+    def run(self):
+        while not self.done.is_set():
+            sample = {p: k for p in children(self.master) if (k := rss_kib(p))}
+            self.samples.append((self.count(), sample))
+            self.done.wait(self.interval)
+
+    def stop(self):
+        self.done.set()
+        self.join()
+
+
+def scenario_flow_memory(args):
+    """Worker RSS of the leaking flow executor (FLOW_LEAK_KB=1024) over a fixed number of runs:
+    rotor without and with rotation, and gunicorn + UvicornWorker with the same rotation."""
+    leak_kb, limit, jitter, workers = 1024, 100, 10, 2
+    runs = args.runs or (600 if args.quick else 2000)
+    env = {"FLOW_LEAK_KB": str(leak_kb)}
+    rot = rotation_flags(limit, jitter)
+    rotated = f"rotor, {' '.join(rot)}"
+    configs = [("rotor", rotor_app("rotor, no rotation", FLOW_APP, "app:app", workers, env=env)),
+               ("rotor", rotor_app(rotated, FLOW_APP, "app:app", workers, *rot, env=env)),
+               ("gunicorn", gunicorn_app(f"{GUNICORN}, {' '.join(rot)}", FLOW_APP, "app:app",
+                                         workers, *rot, env=env))]
+    rows, series = [], []
+    for kind, server in configs:
+        with server:
+            first = wait_ready_workers(server, kind, workers)
+            startup = max(rss_kib(p) or 0 for p in first)
+            with WrkRuns(f"http://127.0.0.1:{server.port}/run", runs, FLOW_BODY) as load:
+                sampler = RssSampler(server.proc.pid, load.served)
+                sampler.start()
+                r = load.wait()
+                sampler.stop()
+            print(f"  {server.name}: {r['requests']} runs, {r['rps']:.0f} req/s, "
+                  f"errors {r['errors']}", file=sys.stderr)
+        log = server.log()
+        # Only worker processes count (rotor's master may have other children).
+        known = set(rotor_workers(log)) if kind == "rotor" else None
+        xs, ys, peak = [], [], {}
+        for count, sample in sampler.samples:
+            sample = {p: k for p, k in sample.items() if known is None or p in known}
+            if not sample:
+                continue
+            for p, k in sample.items():
+                peak[p] = max(peak.get(p, 0), k)
+            xs.append(count)
+            ys.append(max(sample.values()) / 1024)
+        series.append((server.name, xs, ys))
+        rows.append({**r, "name": server.name, "kind": kind, "startup": startup, "peak": peak,
+                     "rotations": rotor_rotations(log) if kind == "rotor"
+                     else gunicorn_rotations(log, workers)})
+
+    base = rows[-1]
+    print(f"\n### flow-memory: worker RSS of the flow executor leaking {leak_kb} KiB per run, "
+          f"{runs} runs, {workers} workers each\n")
+    print("| server | runs | req/s | ratio | failed | start-up RSS MiB | peak worker RSS MiB "
+          "| rotations |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    for r in rows:
+        ratio = r["rps"] / base["rps"] if base["rps"] else float("nan")
+        peak = max(r["peak"].values(), default=0)
+        print(f"| {r['name']} | {r['requests']} | {r['rps']:.0f} | {ratio:.2f} | {r['errors']} "
+              f"| {r['startup'] / 1024:.0f} | {peak / 1024:.0f} | {r['rotations']} |")
+    print(f"\nratio: against `{base['name']}`; one run each of `{rows[0]['cmd']}` with "
+          f"FLOW_LEAK_KB={leak_kb} posting flows/{FLOW_BODY.name}; RSS: VmRSS of every worker "
+          "(child of the master) sampled every 50 ms; start-up: the larger of the first two "
+          "workers' RSS when ready; failed: non-2xx responses and socket errors")
+    servers_footer([s for _, s in configs])
+
+    # The claim: rotation bounds each worker by its start-up size plus what it may leak until
+    # it is replaced. The slack covers runs served while its successor boots (the old worker
+    # keeps serving meanwhile) and allocator overhead.
+    r = rows[1]
+    budget = r["startup"] + (limit + jitter) * leak_kb
+    slack = max(32 * 1024, budget // 4)
+    worst = max(r["peak"].values(), default=0)
+    ok = worst <= budget + slack and r["errors"] == 0 and r["rotations"] > 0
+    print(f"\ncheck: `{rotated}` kept every worker (of {len(r['peak'])}) within start-up "
+          f"{r['startup'] / 1024:.0f} MiB + ({limit} + {jitter}) x {leak_kb} KiB + slack "
+          f"{slack / 1024:.0f} MiB = {(budget + slack) / 1024:.0f} MiB: largest "
+          f"{worst / 1024:.0f} MiB, {r['rotations']} rotations, {r['errors']} failed requests: "
+          f"{'PASS' if ok else 'FAIL'}")
+
+    plot_dir = Path(args.plot_dir)
+    plot_dir.mkdir(parents=True, exist_ok=True)
+    path = plot_dir / "flow-memory.png"
+    plot_memory(path, series, (budget + slack) / 1024, leak_kb, workers)
+    print(f"plot: {path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}")
+
+
+def plot_memory(path, series, bound_mib, leak_kb, workers):
+    import matplotlib
+    matplotlib.use("Agg")  # no display
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(8, 4.5), dpi=100)
+    for name, xs, ys in series:
+        ax.plot(xs, ys, label=name, linewidth=1.4)
+    ax.axhline(bound_mib, color="gray", linestyle="--", linewidth=1,
+               label="check bound for rotor with rotation")
+    ax.set_xlabel("runs served (responses received by wrk)")
+    ax.set_ylabel("largest worker RSS (MiB)")
+    ax.set_title(f"flow executor leaking {leak_kb} KiB per run, {workers} workers")
+    ax.set_ylim(bottom=0)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def scenario_flow_throughput(args):
+    """POST /run of the flow executor (flows/chat.json) under rotor and its Python peers,
+    without and with rotation, 2 workers each."""
+    workers, rot = 2, rotation_flags(100, 10)
+    servers = [rotor_app("rotor", FLOW_APP, "app:app", workers),
+               gunicorn_app(GUNICORN, FLOW_APP, "app:app", workers),
+               uvicorn_app("uvicorn --workers", FLOW_APP, "app:app", workers),
+               rotor_app(f"rotor, {' '.join(rot)}", FLOW_APP, "app:app", workers, *rot),
+               gunicorn_app(f"{GUNICORN}, {' '.join(rot)}", FLOW_APP, "app:app", workers, *rot)]
+    loads = [Load(s.name, s, script=POST_LUA, script_args=[FLOW_BODY]) for s in servers]
+    rows = measure(servers, args, path="/run", loads=loads)
+    table(f"flow-throughput: POST /run of the flow executor (flows/{FLOW_BODY.name}), "
+          f"{workers} workers each", rows, GUNICORN)
+    servers_footer(servers)
+
+
+def scenario_asgi_rotation(args):
+    """Rotation cost for the hello-world ASGI app: rotor and gunicorn + UvicornWorker, each
+    against itself without rotation, in the same run."""
+    workers, settings = 2, [None, (1000, 100), (100, 10)]
+    servers = []
+    for kind, make, label in (("rotor", rotor_app, "rotor"), ("gunicorn", gunicorn_app, GUNICORN)):
+        for setting in settings:
+            flags = rotation_flags(*setting) if setting else ()
+            s = make(f"{label}, {' '.join(flags) or 'no rotation'}", APPS, "raw_app:app", workers,
+                     *flags)
+            s.kind, s.base = kind, f"{label}, no rotation"
+            servers.append(s)
+    rows = measure(servers, args)
+    by_name = {r["name"]: r for r in rows}
+    print(f"\n### asgi-rotation: rotation cost, hello-world ASGI app, {workers} workers each\n")
+    print("| server | req/s | vs no rotation | p99 ms | failed | rotations | most served by a "
+          "retired worker | spawn_ms median | spawn_ms max |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for s in servers:
+        r, base = by_name[s.name], by_name[s.base]
+        ratio = r["rps"] / base["rps"] if base["rps"] else float("nan")
+        log = s.log()
+        if s.kind == "rotor":
+            rotations = rotor_rotations(log)
+            served = [int(f["requests"]) for f in rotor_events(log, "worker-exit")
+                      if f.get("reason") == "max-requests"]
+            replacements = {int(f["pid"]) for f in rotor_events(log, "spawn")
+                            if f.get("reason") == "max-requests"}
+            spawn = [ms for pid, ms in rotor_workers(log).items() if pid in replacements]
+            extra = (f"{max(served) if served else '-'} | "
+                     + (f"{statistics.median(spawn):.1f} | {max(spawn):.1f}" if spawn else "- | -"))
+        else:
+            rotations, extra = gunicorn_rotations(log, workers), "- | - | -"
+        print(f"| {s.name} | {r['rps']:.0f} | {ratio:.2f} | {r['p99_ms']:.2f} | {r['errors']} "
+              f"| {rotations} | {extra} |")
+    print(f"\nvs no rotation: against the same server without rotation; median of {args.rounds} "
+          f"interleaved runs of `{rows[0]['cmd']}`; failed: non-2xx responses and socket errors, "
+          "summed over all runs; rotations: over the server's life (warm-up included), from its "
+          "log (rotor: worker-exit reason=max-requests; gunicorn: forks after the first "
+          f"{workers}); most served: the largest requests= of rotor's worker-exit lines (a worker "
+          "keeps serving past its limit until its successor is ready); spawn_ms: rotor's "
+          "worker-ready lines of replacement workers")
+    servers_footer(servers)
 
 
 SCENARIOS = {"hello": scenario_hello, "rotation": scenario_rotation,
-             "pipelining": scenario_pipelining, "idle": scenario_idle, "asgi": scenario_asgi}
+             "pipelining": scenario_pipelining, "idle": scenario_idle, "asgi": scenario_asgi,
+             "flow-memory": scenario_flow_memory, "flow-throughput": scenario_flow_throughput,
+             "asgi-rotation": scenario_asgi_rotation}
 
 
 def main():
@@ -328,8 +708,12 @@ def main():
     p.add_argument("--quick", action="store_true", help="short runs (smoke test)")
     p.add_argument("--duration", type=int, default=None, help="seconds of load per run")
     p.add_argument("--rounds", type=int, default=None, help="interleaved runs per server")
+    p.add_argument("--runs", type=int, default=None,
+                   help="flow-memory: runs per server (default 2000, 600 with --quick)")
+    p.add_argument("--plot-dir", default=str(ROOT / "docs" / "bench"),
+                   help="where flow-memory writes flow-memory.png (default: docs/bench)")
     args = p.parse_args()
-    args.duration = args.duration or (3 if args.quick else 8)
+    args.duration = args.duration or (1 if args.quick else 8)
     args.rounds = args.rounds or (1 if args.quick else 3)
     global ARGS
     ARGS = args
@@ -342,7 +726,9 @@ def main():
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, {platform.platform()}; "
           f"{subprocess.run([str(ROTOR), '--version'], capture_output=True, text=True).stdout.strip()}")
     for name in args.scenarios or SCENARIOS:
+        start = time.monotonic()
         SCENARIOS[name](args)
+        print(f"  ({name}: {time.monotonic() - start:.0f} s)", file=sys.stderr)
 
 
 if __name__ == "__main__":
