@@ -222,7 +222,7 @@ Arbiter::Worker Arbiter::new_worker(uint64_t predecessor, size_t slot, uint64_t 
   if (Worker* old = predecessor ? find(predecessor) : nullptr) {
     old->successor = w.id;
     w.is_successor = true;
-    w.spawn_reason = old->reason;
+    w.spawn_reason = old->reason.empty() ? "due-soon" : old->reason;
     w.replaces = old->pid;
   }
   scoreboard_->claim(w.slot, w.id, w.request_limit);
@@ -394,6 +394,7 @@ void Arbiter::observe_workers() {
       ever_ready_ = true;
       // The worker's own timestamp, trusted only within the bounds we know.
       int64_t ready = std::clamp(s.ready_ns.load(std::memory_order_relaxed), w.started_ns, now);
+      spawn_latency_.add(ready - w.started_ns);
       spdlog::info("event=worker-ready pid={} spawn_ms={:.2f} generation={} mode={}", pid,
                    static_cast<double>(ready - w.started_ns) / kMs, w.generation,
                    w.template_pid ? "template" : "cold");
@@ -413,6 +414,20 @@ void Arbiter::observe_workers() {
       w.reason = *reason;
       spdlog::debug("event=retire pid={} reason={} requests={} limit={} rss_mb={}", pid, w.reason,
                     in.requests, w.request_limit, in.rss_bytes >> 20);
+    }
+    if (w.reason.empty() && !w.due_soon) {
+      policy::DueInputs due;
+      due.requests = in.requests;
+      due.request_limit = w.request_limit;
+      due.ready_ns = w.ready_ns;
+      due.deadline_ns = w.deadline_ns;
+      due.now_ns = now;
+      due.lead_ns = policy::rotation_lead_ns(spawn_latency_.ns(), kSweepMs * kMs);
+      w.due_soon = policy::rotation_due_soon(due);
+      if (w.due_soon) {
+        spdlog::debug("event=rotation-due pid={} requests={} limit={} lead_ms={}", pid, in.requests,
+                      w.request_limit, due.lead_ns / kMs);
+      }
     }
   }
 }
@@ -471,15 +486,24 @@ void Arbiter::manage_workers() {
     v.id = w.id;
     v.phase = w.phase;
     v.retiring = !w.reason.empty();
+    v.due_soon = w.due_soon;
+    v.ready_ns = w.ready_ns;
     v.successor = w.successor;
     v.is_successor = w.is_successor;
     v.started_ns = w.started_ns;
     views.push_back(v);
   }
+  // A worker whose successor has been ready this long without it reaching its limit (the load
+  // dropped) leaves early rather than keep an extra process.
+  policy::PlanTiming timing;
+  timing.now_ns = now;
+  timing.early_grace_ns =
+      std::max(kSec, 4 * policy::rotation_lead_ns(spawn_latency_.ns(), kSweepMs * kMs));
   policy::Plan plan = policy::plan(views, desired_, static_cast<int>(cfg_.max_concurrent_rotations),
-                                   backoff_.allows_spawn(now));
+                                   backoff_.allows_spawn(now), timing);
   for (uint64_t id : plan.drain) {
-    if (Worker* w = find(id)) drain_worker(*w, w->reason);
+    // A due-soon worker has no reason yet: it leaves for the limit it was about to reach.
+    if (Worker* w = find(id)) drain_worker(*w, w->reason.empty() ? "max-requests" : w->reason);
   }
   for (uint64_t id : plan.scale_down) {
     if (Worker* w = find(id)) drain_worker(*w, w->reason.empty() ? "scale-down" : w->reason);

@@ -27,6 +27,21 @@ std::optional<std::string> retire_reason(const RetireInputs& in) {
   return std::nullopt;
 }
 
+bool rotation_due_soon(const DueInputs& in) {
+  if (in.deadline_ns > 0 && in.deadline_ns - in.now_ns <= in.lead_ns) return true;
+  if (in.request_limit == 0 || in.requests >= in.request_limit) return false;
+  int64_t served_ns = in.now_ns - in.ready_ns;
+  if (in.requests == 0 || served_ns <= 0) return false;
+  // requests left <= rate * lead, in integers: left * served_ns <= requests * lead_ns.
+  double left = static_cast<double>(in.request_limit - in.requests);
+  return left * static_cast<double>(served_ns) <=
+         static_cast<double>(in.requests) * static_cast<double>(in.lead_ns);
+}
+
+int64_t rotation_lead_ns(int64_t spawn_latency_ns, int64_t sweep_ns) {
+  return spawn_latency_ns + spawn_latency_ns / 2 + sweep_ns;
+}
+
 void Backoff::on_crash(int64_t now_ns) {
   if (crashes_ > 0 && now_ns - last_crash_ns_ > window_ns_) crashes_ = 0;
   ++crashes_;
@@ -42,7 +57,7 @@ void Backoff::on_crash(int64_t now_ns) {
 }
 
 Plan plan(const std::vector<WorkerView>& workers, int desired, int max_concurrent_rotations,
-          bool spawn_allowed) {
+          bool spawn_allowed, PlanTiming timing) {
   Plan out;
   std::unordered_map<uint64_t, const WorkerView*> by_id;
   for (const auto& w : workers) by_id[w.id] = &w;
@@ -51,20 +66,26 @@ Plan plan(const std::vector<WorkerView>& workers, int desired, int max_concurren
   int places = 0;
   int rotating = 0;
   std::vector<const WorkerView*> waiting;  // retiring, no successor yet
+  std::vector<const WorkerView*> soon;     // due soon, no successor yet
   for (const auto& w : workers) {
     if (w.phase == Phase::kDraining) continue;
     ++places;
-    if (!w.retiring) continue;
+    if (!w.retiring && !w.due_soon) continue;
     auto succ = w.successor ? by_id.find(w.successor) : by_id.end();
     if (succ == by_id.end() || succ->second->phase == Phase::kDraining) {
-      waiting.push_back(&w);
+      (w.retiring ? waiting : soon).push_back(&w);
       continue;
     }
     --places;
-    if (succ->second->phase == Phase::kReady) {
-      out.drain.push_back(w.id);
-    } else {
+    const WorkerView& s = *succ->second;
+    if (s.phase != Phase::kReady) {
       ++rotating;
+    } else if (w.retiring) {
+      out.drain.push_back(w.id);
+    } else if (timing.early_grace_ns > 0 && s.ready_ns > 0 &&
+               timing.now_ns - s.ready_ns >= timing.early_grace_ns) {
+      out.drain.push_back(w.id);
+      out.drain_early.push_back(w.id);
     }
   }
 
@@ -93,8 +114,10 @@ Plan plan(const std::vector<WorkerView>& workers, int desired, int max_concurren
   if (!spawn_allowed) return out;
   out.spawn_fresh = desired - places;
 
-  std::sort(waiting.begin(), waiting.end(),
-            [](auto* a, auto* b) { return a->started_ns < b->started_ns; });
+  auto oldest_first = [](auto* a, auto* b) { return a->started_ns < b->started_ns; };
+  std::sort(waiting.begin(), waiting.end(), oldest_first);
+  std::sort(soon.begin(), soon.end(), oldest_first);
+  waiting.insert(waiting.end(), soon.begin(), soon.end());
   for (const auto* w : waiting) {
     if (rotating >= max_concurrent_rotations) break;
     out.start_rotation.push_back(w->id);

@@ -28,6 +28,34 @@ struct RetireInputs {
 };
 std::optional<std::string> retire_reason(const RetireInputs& in);
 
+// Anticipated rotation: a successor takes a while to boot (spawn latency), and a worker that
+// keeps serving past its limit meanwhile keeps leaking. So the successor is started `lead_ns`
+// before the worker is expected to reach its request limit (at its average rate since it
+// became ready) or its lifetime, and is ready when the worker gets there.
+struct DueInputs {
+  uint64_t requests = 0;
+  uint64_t request_limit = 0;  // 0 = none
+  int64_t ready_ns = 0;        // when the worker started accepting
+  int64_t deadline_ns = 0;     // end of lifetime, 0 = none
+  int64_t now_ns = 0;
+  int64_t lead_ns = 0;
+};
+bool rotation_due_soon(const DueInputs& in);
+
+// How far ahead to start a successor: the expected spawn latency with a margin, plus one
+// sweep of the master (it only looks that often when nothing wakes it).
+int64_t rotation_lead_ns(int64_t spawn_latency_ns, int64_t sweep_ns);
+
+// A running average of spawn latencies (the newest weighs a quarter); 0 until one is known.
+class LatencyAverage {
+ public:
+  void add(int64_t ns) { average_ns_ = average_ns_ ? (3 * average_ns_ + ns) / 4 : ns; }
+  int64_t ns() const { return average_ns_; }
+
+ private:
+  int64_t average_ns_ = 0;
+};
+
 // Respawn backoff after crashes: the first crash respawns at once; crashes that follow within
 // `window` double the delay from `base` up to `max`. A quiet window resets it.
 class Backoff {
@@ -54,6 +82,8 @@ struct WorkerView {
   uint64_t id = 0;
   Phase phase = Phase::kBooting;
   bool retiring = false;      // has a retire reason, still serving
+  bool due_soon = false;      // expected to reach a limit within the spawn latency
+  int64_t ready_ns = 0;       // when it started accepting (0 while booting)
   uint64_t successor = 0;     // id of the worker booting to replace it, 0 = none yet
   bool is_successor = false;  // booted to replace a retiring worker
   int64_t started_ns = 0;
@@ -63,13 +93,21 @@ struct Plan {
   int spawn_fresh = 0;                   // initial boot, crash replacement, scale up
   std::vector<uint64_t> start_rotation;  // retiring workers that get a successor now
   std::vector<uint64_t> drain;           // retiring workers whose successor is ready
-  std::vector<uint64_t> scale_down;      // surplus workers to drain
+  // Of those, the ones drained before they reached their limit: their successor has been
+  // ready for `early_grace_ns` while they had not (the load dropped).
+  std::vector<uint64_t> drain_early;
+  std::vector<uint64_t> scale_down;  // surplus workers to drain
 };
 
-// Spawn-before-retire with at most `max_concurrent_rotations` successors booting at once.
-// `spawn_allowed` is false while a crash backoff runs (nothing new is forked then).
+// Spawn-before-retire with at most `max_concurrent_rotations` successors booting at once;
+// retiring workers get theirs before workers that are only due soon. `spawn_allowed` is false
+// while a crash backoff runs (nothing new is forked then).
+struct PlanTiming {
+  int64_t now_ns = 0;
+  int64_t early_grace_ns = 0;  // 0: a due-soon worker is never drained before its limit
+};
 Plan plan(const std::vector<WorkerView>& workers, int desired, int max_concurrent_rotations,
-          bool spawn_allowed);
+          bool spawn_allowed, PlanTiming timing = {});
 
 // What the master does when a template process exits.
 enum class TemplateExit {

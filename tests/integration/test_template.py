@@ -190,3 +190,20 @@ def test_usr1_reopens_logs_without_harming_the_template(rotor):
         wait_for(lambda: c.get("/", headers={"connection": "close"}).json()["pid"] != first,
                  what=f"a rotation after USR1\n{r.log()}")
     assert pid_alive(template) and templates(r, "template-start") == [template]
+
+
+def test_successors_start_ahead_so_workers_stop_near_their_limit(rotor):
+    # At a steady rate the master starts each successor about one spawn latency before its
+    # predecessor reaches the limit: the old worker leaves at its limit, not a spawn later.
+    r = serve(rotor, "--max-requests", "300", workers=1)
+    with httpx.Client(base_url=r.url()) as c:
+        def rotated_five_times():
+            for _ in range(50):
+                assert c.get("/").status_code == 200
+            return len([f for f in r.events("worker-exit") if f["reason"] == "max-requests"]) >= 5
+        wait_for(rotated_five_times, interval=0, what=f"five rotations\n{r.log()}")
+    exits = [f for f in r.events("worker-exit") if f["reason"] == "max-requests"]
+    over = sorted(int(f["requests"]) - int(f["limit"]) for f in exits)
+    assert [f for f in r.events("spawn") if f["reason"] == "due-soon"], r.log()
+    assert over[len(over) // 2] <= 30, f"requests past the limit: {over}\n{r.log()}"
+    print("past the limit:", over, "spawn_ms:", [f["spawn_ms"] for f in r.events("worker-ready")])

@@ -194,6 +194,89 @@ TEST_SUITE("policy") {
     CHECK(p.spawn_fresh == 1);
   }
 
+  TEST_CASE("due soon: the successor starts one lead ahead of the limit, at the average rate") {
+    DueInputs in;
+    in.request_limit = 1000;
+    in.ready_ns = 0;
+    in.now_ns = 1 * kSec;
+    in.lead_ns = 100 * kSec / 1000;  // 100 ms
+    in.requests = 800;               // 800 req/s: 200 left take 250 ms
+    CHECK_FALSE(rotation_due_soon(in));
+    in.requests = 900;  // 900 req/s: 100 left take 111 ms
+    CHECK_FALSE(rotation_due_soon(in));
+    in.requests = 910;  // 90 left take 99 ms
+    CHECK(rotation_due_soon(in));
+    in.requests = 1000;  // at the limit it is retiring, not due
+    CHECK_FALSE(rotation_due_soon(in));
+    in.requests = 0;  // no traffic: never due by requests
+    CHECK_FALSE(rotation_due_soon(in));
+    in.request_limit = 0;
+    in.requests = 5;
+    CHECK_FALSE(rotation_due_soon(in));
+    in.deadline_ns = in.now_ns + in.lead_ns;  // the lifetime ends within the lead
+    CHECK(rotation_due_soon(in));
+    in.deadline_ns = in.now_ns + 2 * in.lead_ns;
+    CHECK_FALSE(rotation_due_soon(in));
+    // A worker faster than the lead is due as soon as it has served anything.
+    DueInputs fast;
+    fast.request_limit = 1000;
+    fast.requests = 1;
+    fast.now_ns = 1000;  // 1 request per microsecond
+    fast.lead_ns = 2 * kSec;
+    CHECK(rotation_due_soon(fast));
+  }
+
+  TEST_CASE("lead and latency average") {
+    CHECK(rotation_lead_ns(0, 100) == 100);
+    CHECK(rotation_lead_ns(40, 100) == 160);
+    LatencyAverage avg;
+    CHECK(avg.ns() == 0);
+    avg.add(100);
+    CHECK(avg.ns() == 100);
+    avg.add(500);
+    CHECK(avg.ns() == 200);
+  }
+
+  TEST_CASE("plan: a due-soon worker gets its successor, and drains only at its limit") {
+    WorkerView due = ready(1);
+    due.due_soon = true;
+    Plan p = plan({due, ready(2)}, 2, 1, true);
+    REQUIRE(p.start_rotation.size() == 1);
+    CHECK(p.start_rotation[0] == 1);
+    CHECK(p.spawn_fresh == 0);
+    // Successor ready while worker 1 is still under its limit: both serve, nothing drains.
+    due.successor = 3;
+    WorkerView s = ready(3);
+    s.is_successor = true;
+    s.ready_ns = 10 * kSec;
+    PlanTiming t{11 * kSec, 2 * kSec};
+    p = plan({due, ready(2), s}, 2, 1, true, t);
+    CHECK(p.drain.empty());
+    CHECK(p.scale_down.empty());
+    CHECK(p.spawn_fresh == 0);
+    // It reaches its limit: it drains at once, its successor is already serving.
+    WorkerView at_limit = due;
+    at_limit.retiring = true;
+    p = plan({at_limit, ready(2), s}, 2, 1, true, t);
+    CHECK(p.drain == std::vector<uint64_t>{1});
+    CHECK(p.drain_early.empty());
+    // The load dropped and it never got there: it leaves once the grace is over.
+    t.now_ns = 12 * kSec;
+    p = plan({due, ready(2), s}, 2, 1, true, t);
+    CHECK(p.drain == std::vector<uint64_t>{1});
+    CHECK(p.drain_early == std::vector<uint64_t>{1});
+    CHECK(plan({due, ready(2), s}, 2, 1, true, {12 * kSec, 0}).drain.empty());  // no grace
+  }
+
+  TEST_CASE("plan: retiring workers get successors before due-soon ones") {
+    WorkerView due = ready(1, 1);
+    due.due_soon = true;
+    Plan p = plan({due, retiring(2, 0, 5), ready(3)}, 3, 1, true);
+    CHECK(p.start_rotation == std::vector<uint64_t>{2});
+    p = plan({due, retiring(2, 0, 5), ready(3)}, 3, 2, true);
+    CHECK(p.start_rotation == std::vector<uint64_t>{2, 1});
+  }
+
   TEST_CASE("template exit: boot failure, failed reload, restart, or nothing when asked") {
     TemplateExitInputs in;
     CHECK(template_exit(in) == TemplateExit::kBootFailed);  // the first import failed
