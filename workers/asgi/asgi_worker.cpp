@@ -82,6 +82,9 @@ class AsgiWorker : public worker::WorkerClass, public http::Handler, public Engi
   void after_response();
   bool apply_gc_settings();
   bool install_bridge();
+  // Steps `coro` in an idle host task; false (nothing run) when that cannot be done now.
+  bool start_eagerly(PyObject* coro);
+  bool init_eager_start();
 
   const conf::Config& cfg_;
   ScopeBuilder scope_;
@@ -96,8 +99,16 @@ class AsgiWorker : public worker::WorkerClass, public http::Handler, public Engi
   PyObject* paused_ = nullptr;    // _rotor.PAUSED
   // Looked up once (after the interpreter starts), used per request.
   PyObject* create_task_ = nullptr;  // loop.create_task
-  PyObject* timeout_ = nullptr;      // --timeout-request, a float
-  PyObject* gc_collect_ = nullptr;   // gc.collect, for --gc-collect-every
+  PyObject* hosts_ = nullptr;        // idle bridge._Host objects (parked tasks)
+  PyObject* host_cls_ = nullptr;
+  PyObject* enter_task_ = nullptr;  // asyncio's _enter_task and _leave_task
+  PyObject* leave_task_ = nullptr;
+  PyObject* cancelled_error_ = nullptr;
+  PyObject* name_task_ = nullptr;  // "task", "take", "release"
+  PyObject* name_take_ = nullptr;
+  PyObject* name_release_ = nullptr;
+  PyObject* timeout_ = nullptr;     // --timeout-request, a float
+  PyObject* gc_collect_ = nullptr;  // gc.collect, for --gc-collect-every
   int64_t answered_ = 0;
   bool preloaded_ = false;
   std::unique_ptr<LoopDriver> driver_;
@@ -249,6 +260,10 @@ int AsgiWorker::boot(uv_loop_t*) {
   }
   Py_XDECREF(asyncio);
   if (loop_) create_task_ = PyObject_GetAttrString(loop_, "create_task");
+  if (loop_ && !init_eager_start()) {
+    log_python_error("boot-failed detail=\"eager start\"");
+    return worker::kExitBootFailed;
+  }
   if (!loop_ || !create_task_ || !scope_.init(cfg_)) {
     log_python_error("boot-failed detail=\"event loop\"");
     return worker::kExitBootFailed;
@@ -283,6 +298,28 @@ int AsgiWorker::boot(uv_loop_t*) {
     Py_XDECREF(supported);
   }
   return worker::kExitOk;
+}
+
+bool AsgiWorker::init_eager_start() {
+  PyObject* tasks = PyImport_ImportModule("asyncio.tasks");
+  if (!tasks) return false;
+  enter_task_ = PyObject_GetAttrString(tasks, "_enter_task");
+  leave_task_ = PyObject_GetAttrString(tasks, "_leave_task");
+  Py_DECREF(tasks);
+  PyObject* exceptions = PyImport_ImportModule("asyncio.exceptions");
+  if (!exceptions) return false;
+  cancelled_error_ = PyObject_GetAttrString(exceptions, "CancelledError");
+  Py_DECREF(exceptions);
+  host_cls_ = PyObject_GetAttrString(bridge_, "_Host");
+  name_task_ = PyUnicode_InternFromString("task");
+  name_take_ = PyUnicode_InternFromString("take");
+  name_release_ = PyUnicode_InternFromString("release");
+  hosts_ = PyList_New(0);
+  if (!enter_task_ || !leave_task_ || !cancelled_error_ || !host_cls_ || !hosts_) return false;
+  // One host to start with; it parks (joins hosts_) once the loop runs.
+  PyObject* host = PyObject_CallFunctionObjArgs(host_cls_, loop_, hosts_, nullptr);
+  Py_XDECREF(host);
+  return host != nullptr;
 }
 
 void AsgiWorker::run(uv_loop_t* loop) {
@@ -325,18 +362,102 @@ void AsgiWorker::on_request(http::Connection& conn, const http::Request& req) {
   PyObject* ex = scope ? exchange_new(loop_, rid) : nullptr;
   PyObject* coro =
       ex ? PyObject_CallFunctionObjArgs(run_fn_, app_, scope, ex, timeout_, nullptr) : nullptr;
-  PyObject* task = coro ? PyObject_CallOneArg(create_task_, coro) : nullptr;
   Py_XDECREF(scope);
-  Py_XDECREF(coro);
-  if (!task) {
+  if (!coro) {
     Py_XDECREF(ex);
     log_python_error("request-failed");
     conn.fail_response(500);
     return;
   }
-  Py_DECREF(task);  // the loop keeps it
   live_[rid] = {&conn, ex, 0};
-  if (!req.has_body) on_body_end(conn);  // otherwise the body follows through on_body
+  // Without a body the request is complete now: start the app at once (its receive has the
+  // whole, empty body). A body arrives after this call, so such requests get a task.
+  if (!req.has_body) {
+    on_body_end(conn);
+    if (start_eagerly(coro)) {
+      Py_DECREF(coro);
+      return;
+    }
+  }
+  PyObject* task = PyObject_CallOneArg(create_task_, coro);
+  Py_DECREF(coro);
+  if (!task) {
+    forget(rid);
+    log_python_error("request-failed");
+    conn.fail_response(500);
+    return;
+  }
+  Py_DECREF(task);  // the loop keeps it
+}
+
+bool AsgiWorker::start_eagerly(PyObject* coro) {
+  Py_ssize_t idle = PyList_GET_SIZE(hosts_);
+  if (idle == 0) {
+    // Every host is busy with a suspended request (or none has parked yet): one more for the
+    // next requests; this one gets a task of its own.
+    PyObject* host = PyObject_CallFunctionObjArgs(host_cls_, loop_, hosts_, nullptr);
+    if (!host) log_python_error("host-failed");
+    Py_XDECREF(host);  // its task keeps it
+    return false;
+  }
+  PyObject* host = Py_NewRef(PyList_GET_ITEM(hosts_, idle - 1));
+  if (PyList_SetSlice(hosts_, idle - 1, idle, nullptr) != 0) {
+    Py_DECREF(host);
+    log_python_error("host-failed");
+    return false;
+  }
+  PyObject* task = PyObject_GetAttr(host, name_task_);
+  PyObject* ctx = task ? PyContext_CopyCurrent() : nullptr;
+  PyObject* args[] = {loop_, task};
+  // A task may be running already (a pipelined request dispatched from inside another
+  // request's send): then entering fails, and this request gets a task of its own.
+  PyObject* entered = ctx && PyContext_Enter(ctx) == 0
+                          ? PyObject_Vectorcall(enter_task_, args, 2, nullptr)
+                          : nullptr;
+  if (!entered) {
+    if (ctx) PyContext_Exit(ctx);
+    PyErr_Clear();
+    PyObject* r = PyObject_CallMethodNoArgs(host, name_release_);
+    if (!r) log_python_error("host-failed");
+    Py_XDECREF(r);
+    Py_XDECREF(ctx);
+    Py_XDECREF(task);
+    Py_DECREF(host);
+    return false;
+  }
+  Py_DECREF(entered);
+  PyObject* result = nullptr;
+  PySendResult sent = PyIter_Send(coro, Py_None, &result);
+  // The app's exception (if any) is kept aside while the task and context are left.
+  PyObject *et, *ev, *etb;
+  PyErr_Fetch(&et, &ev, &etb);
+  PyObject* left = PyObject_Vectorcall(leave_task_, args, 2, nullptr);
+  if (!left) log_python_error("host-failed");
+  Py_XDECREF(left);
+  PyContext_Exit(ctx);
+  PyErr_Restore(et, ev, etb);
+  PyObject* r = nullptr;
+  if (sent == PYGEN_NEXT) {
+    r = PyObject_CallMethodObjArgs(host, name_take_, coro, result, ctx, nullptr);
+  } else {
+    if (sent == PYGEN_ERROR) {
+      // run() answered already; what it lets through is a cancel (a task would end
+      // cancelled, silently) or an exit the error log should show.
+      if (PyErr_ExceptionMatches(cancelled_error_)) {
+        PyErr_Clear();
+      } else {
+        log_python_error("app-failed");
+      }
+    }
+    r = PyObject_CallMethodNoArgs(host, name_release_);
+  }
+  if (!r) log_python_error("host-failed");
+  Py_XDECREF(r);
+  Py_XDECREF(result);
+  Py_DECREF(ctx);
+  Py_DECREF(task);
+  Py_DECREF(host);
+  return true;
 }
 
 void AsgiWorker::on_body(http::Connection& conn, std::string_view data) {

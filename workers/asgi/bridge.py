@@ -40,6 +40,94 @@ async def _wait(ex):
         ex.waiter = None
 
 
+# -- eager start ---------------------------------------------------------------------------------
+# A request without a body is started at once by the engine: its coroutine is stepped
+# synchronously inside a parked host task (so that asyncio.current_task(), which anyio and
+# sniffio need, is the task that will carry on), and in a fresh copy of the context. Most
+# handlers finish right there: no task, handle or loop iteration of their own. One that
+# suspends is handed to the host, which goes on running it as any task would.
+_MAX_IDLE_HOSTS = 64
+_NOTHING = object()
+_CANCEL = object()
+
+
+class _Resume:
+    """Awaitable that continues a coroutine whose eager start suspended on `first`, in the
+    request's context `ctx`."""
+
+    __slots__ = ("coro", "first", "ctx")
+
+    def __init__(self, coro, first, ctx):
+        self.coro, self.first, self.ctx = coro, first, ctx
+
+    def __await__(self):
+        return self
+
+    def __next__(self):
+        return self.send(None)
+
+    def send(self, value):
+        first = self.first
+        if first is not _NOTHING:
+            self.first = _NOTHING
+            if first is _CANCEL:
+                return self.ctx.run(self.coro.throw, asyncio.CancelledError())
+            return first  # what the coroutine awaits: the task waits on it now
+        return self.ctx.run(self.coro.send, value)
+
+    def throw(self, *exc):
+        self.first = _NOTHING
+        return self.ctx.run(self.coro.throw, *exc)
+
+    def close(self):
+        self.coro.close()
+
+
+class _Host:
+    """A task parked in `pool` that eager starts run in; it carries on a request that suspends."""
+
+    __slots__ = ("loop", "pool", "task", "job", "wake")
+
+    def __init__(self, loop, pool):
+        self.loop, self.pool = loop, pool
+        self.job = self.wake = None
+        self.task = loop.create_task(self._main(), name="rotor-host")
+
+    def take(self, coro, yielded, ctx):
+        """The engine's eager start of `coro` suspended on `yielded`: carry it on."""
+        self.job = (coro, yielded, ctx)
+        if not self.wake.done():
+            self.wake.set_result(None)
+
+    def release(self):
+        """The eager start finished: parked again, unless a cancel() woke the host."""
+        if not self.wake.done():
+            self.pool.append(self)
+
+    async def _main(self):
+        task = self.task
+        while len(self.pool) < _MAX_IDLE_HOSTS:
+            self.wake = self.loop.create_future()
+            self.pool.append(self)
+            try:
+                await self.wake
+                first = self.job[1]
+            except asyncio.CancelledError:
+                # A cancel() while parked: it is for the request started in this host if
+                # there is one (a running task gets it at its next suspension), else stale.
+                if self.job is None:
+                    task.uncancel()
+                    if self in self.pool:
+                        self.pool.remove(self)
+                    continue
+                first = _CANCEL
+            coro, _, ctx = self.job
+            self.job = None
+            await _Resume(coro, first, ctx)
+            while task.cancelling():  # what the request swallowed (its timeout) is not ours
+                task.uncancel()
+
+
 def _expire(ex, task):
     ex.timed_out = True
     task.cancel()
