@@ -680,3 +680,32 @@ def test_sigint_stops_everything_fast_without_keyboard_interrupt(rotor, target):
     # No worker was replaced during the stop.
     assert len(r.events("spawn")) == 2, r.log()
     _assert_no_python_interrupt(r.log())
+
+
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+def test_asyncio_semantics_hold_for_requests_started_at_once(rotor, loop):
+    # Requests without a body are started at once from the engine; what an app sees of
+    # asyncio must be what it would see in a task of its own.
+    r = serve(rotor, "eager_app:app", "--loop", loop)
+    with httpx.Client(base_url=r.url()) as c:
+        assert c.get("/task").text == "True True asyncio"
+        for _ in range(3):  # a context variable never leaks into the next request
+            assert c.get("/ctx-sync").text == "unset"
+            assert c.get("/ctx-async").text == "unset leaked"
+        assert c.get("/anyio").text == "anyio ok"
+        assert c.get("/cancel-self").text == "caught"
+        for _ in range(3):  # a cancellation requested too late reaches nobody else
+            assert c.get("/cancel-sync").text == "cancelled later"
+            assert c.get("/task").text == "True True asyncio"
+            assert c.get("/").text == "ok"
+        assert c.get("/ensure-future").text == "via task"
+        resp = c.get("/raise-sync")
+        assert resp.status_code == 500
+        assert c.get("/").text == "ok"
+    # Requests in flight together each have their own task.
+    import concurrent.futures
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        ids = list(pool.map(lambda _: httpx.get(r.url("/task-id"), timeout=10).text, range(4)))
+    assert len(set(ids)) == 4, ids
+    assert "boom before any await" in r.log()
+    assert not r.lines("worker-exit")

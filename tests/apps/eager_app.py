@@ -1,0 +1,65 @@
+"""Asyncio semantics an app relies on, whichever way the worker starts its request: at once
+from the engine (eagerly) or as a task. Each endpoint answers text the tests compare."""
+import asyncio
+import contextvars
+
+import anyio
+import sniffio
+
+var = contextvars.ContextVar("var", default="unset")
+
+
+async def _answer(send, text, status=200):
+    await send({"type": "http.response.start", "status": status, "headers": []})
+    await send({"type": "http.response.body", "body": text.encode()})
+
+
+async def app(scope, receive, send):
+    if scope["type"] != "http":
+        return
+    path = scope["path"]
+    if path == "/task":
+        task = asyncio.current_task()
+        await asyncio.sleep(0.01)
+        await _answer(send, f"{task is not None} {asyncio.current_task() is task} "
+                            f"{sniffio.current_async_library()}")
+    elif path == "/ctx-sync":
+        # Sets a context variable and finishes without ever suspending.
+        before = var.get()
+        var.set("leaked")
+        await _answer(send, before)
+    elif path == "/ctx-async":
+        before = var.get()
+        var.set("leaked")
+        await asyncio.sleep(0)
+        await _answer(send, f"{before} {var.get()}")
+    elif path == "/anyio":
+        with anyio.CancelScope() as scope_:
+            scope_.cancel()
+            await anyio.sleep(1)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(anyio.sleep, 0.01)
+        await _answer(send, "anyio ok")
+    elif path == "/cancel-self":
+        asyncio.current_task().cancel()
+        try:
+            await asyncio.sleep(0)
+            await _answer(send, "not cancelled")
+        except asyncio.CancelledError:
+            await _answer(send, "caught")
+    elif path == "/cancel-sync":
+        # Cancels its task and returns before any await could deliver it: the cancellation
+        # must not reach the next request.
+        asyncio.current_task().cancel()
+        await _answer(send, "cancelled later")
+    elif path == "/ensure-future":
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await asyncio.ensure_future(send({"type": "http.response.body", "body": b"via task"}))
+    elif path == "/task-id":
+        task = asyncio.current_task()
+        await asyncio.sleep(0.05)
+        await _answer(send, str(id(task)))
+    elif path == "/raise-sync":
+        raise RuntimeError("boom before any await")
+    else:
+        await _answer(send, "ok")
