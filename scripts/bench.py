@@ -49,10 +49,12 @@ def wait_port(port, proc, timeout=30):
 
 
 def wrk_command(url, duration, connections=32, threads=2, extra=(), script=None,
-                script_args=()):
-    """(argv, shown): the wrk command line, and the same without the URL for table footers."""
-    cmd = ["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{duration}s", "--latency",
-           *extra]
+                script_args=(), cpu=None):
+    """(argv, shown): the wrk command line, and the same without the URL for table footers.
+    `cpu`: run wrk on that CPU only (taskset)."""
+    pin = ["taskset", "-c", str(cpu)] if cpu is not None else []
+    cmd = [*pin, "wrk", "-t", str(threads), "-c", str(connections), "-d", f"{duration}s",
+           "--latency", *extra]
     shown = list(cmd)  # for the table footer: the script by name, no URL
     if script:
         cmd += ["-s", str(script)]
@@ -382,6 +384,23 @@ def scenario_asgi(args):
     table("asgi: hello-world ASGI app, 2 workers each", rows, GUNICORN)
 
 
+def scenario_asgi_1core(args):
+    """The hello-world ASGI app with one worker each, every server pinned to CPU 1 and wrk to
+    CPU 0: the load generator never competes with the server for a core, so throughput and
+    latency are the server's own (with both on the same cores, the scheduler's time slices
+    dominate the tail)."""
+    if (os.cpu_count() or 1) < 2:
+        print("\nasgi-1core: needs 2 CPUs, skipped")
+        return
+    servers = asgi_servers(1)
+    for s in servers:
+        s.cmd = ["taskset", "-c", "1", *s.cmd]
+    loads = [Load(s.name, s, threads=1, connections=16, cpu=0) for s in servers]
+    rows = measure(servers, args, loads=loads)
+    table("asgi-1core: hello-world ASGI app, 1 worker each on CPU 1, wrk on CPU 0", rows,
+          GUNICORN)
+
+
 def rotation_flags(limit, jitter):
     return ("--max-requests", str(limit), "--max-requests-jitter", str(jitter))
 
@@ -698,6 +717,7 @@ def scenario_asgi_rotation(args):
 
 SCENARIOS = {"hello": scenario_hello, "rotation": scenario_rotation,
              "pipelining": scenario_pipelining, "idle": scenario_idle, "asgi": scenario_asgi,
+             "asgi-1core": scenario_asgi_1core,
              "flow-memory": scenario_flow_memory, "flow-throughput": scenario_flow_throughput,
              "asgi-rotation": scenario_asgi_rotation}
 
