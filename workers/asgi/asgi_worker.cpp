@@ -82,8 +82,12 @@ class AsgiWorker : public worker::WorkerClass, public http::Handler, public Engi
   void after_response();
   bool apply_gc_settings();
   bool install_bridge();
-  // Steps `coro` in an idle host task; false (nothing run) when that cannot be done now.
-  bool start_eagerly(PyObject* coro);
+  // Steps the request in an idle host task: `coro` (run()) when given, else the app's own
+  // coroutine. False (nothing run) when that cannot be done now.
+  bool start_eagerly(PyObject* coro, PyObject* scope, PyObject* ex);
+  // What run() does once the app's own coroutine, started eagerly, has ended (`sent`).
+  void answer_outcome(PyObject* ex, PySendResult sent);
+  void park(PyObject* host);
   bool init_eager_start();
 
   const conf::Config& cfg_;
@@ -93,6 +97,9 @@ class AsgiWorker : public worker::WorkerClass, public http::Handler, public Engi
   PyObject* app_ = nullptr;
   PyObject* bridge_ = nullptr;
   PyObject* run_fn_ = nullptr;
+  PyObject* failed_fn_ = nullptr;  // bridge.failed, returned and _carry
+  PyObject* returned_fn_ = nullptr;
+  PyObject* carry_fn_ = nullptr;
   PyObject* loop_ = nullptr;
   PyObject* state_ = nullptr;     // lifespan state, copied into each request's scope
   PyObject* lifespan_ = nullptr;  // bridge.Lifespan, when the app speaks it
@@ -104,9 +111,10 @@ class AsgiWorker : public worker::WorkerClass, public http::Handler, public Engi
   PyObject* enter_task_ = nullptr;  // asyncio's _enter_task and _leave_task
   PyObject* leave_task_ = nullptr;
   PyObject* cancelled_error_ = nullptr;
-  PyObject* name_task_ = nullptr;  // "task", "take", "release"
+  PyObject* name_task_ = nullptr;  // "task", "take", "wake", "done"
   PyObject* name_take_ = nullptr;
-  PyObject* name_release_ = nullptr;
+  PyObject* name_wake_ = nullptr;
+  PyObject* name_done_ = nullptr;
   PyObject* timeout_ = nullptr;     // --timeout-request, a float
   PyObject* gc_collect_ = nullptr;  // gc.collect, for --gc-collect-every
   int64_t answered_ = 0;
@@ -167,7 +175,10 @@ bool AsgiWorker::install_bridge() {
   Py_DECREF(code);
   if (!bridge_) return false;
   run_fn_ = PyObject_GetAttrString(bridge_, "run");
-  return run_fn_ && exchange_init(bridge_, this);
+  failed_fn_ = PyObject_GetAttrString(bridge_, "failed");
+  returned_fn_ = PyObject_GetAttrString(bridge_, "returned");
+  carry_fn_ = PyObject_GetAttrString(bridge_, "_carry");
+  return run_fn_ && failed_fn_ && returned_fn_ && carry_fn_ && exchange_init(bridge_, this);
 }
 
 int AsgiWorker::preload() {
@@ -313,7 +324,8 @@ bool AsgiWorker::init_eager_start() {
   host_cls_ = PyObject_GetAttrString(bridge_, "_Host");
   name_task_ = PyUnicode_InternFromString("task");
   name_take_ = PyUnicode_InternFromString("take");
-  name_release_ = PyUnicode_InternFromString("release");
+  name_wake_ = PyUnicode_InternFromString("wake");
+  name_done_ = PyUnicode_InternFromString("done");
   hosts_ = PyList_New(0);
   if (!enter_task_ || !leave_task_ || !cancelled_error_ || !host_cls_ || !hosts_) return false;
   // One host to start with; it parks (joins hosts_) once the loop runs.
@@ -360,10 +372,13 @@ void AsgiWorker::on_request(http::Connection& conn, const http::Request& req) {
   conn.handler_tag = rid;
   PyObject* scope = scope_.build(conn, req, state_);
   PyObject* ex = scope ? exchange_new(loop_, rid) : nullptr;
-  PyObject* coro =
-      ex ? PyObject_CallFunctionObjArgs(run_fn_, app_, scope, ex, timeout_, nullptr) : nullptr;
-  Py_XDECREF(scope);
-  if (!coro) {
+  // run() wraps the app for a task, and for a request timeout (its timer); an eager start
+  // without either steps the app's own coroutine.
+  PyObject* coro = ex && (req.has_body || cfg_.timeout_request != 0)
+                       ? PyObject_CallFunctionObjArgs(run_fn_, app_, scope, ex, timeout_, nullptr)
+                       : nullptr;
+  if (!ex || (!coro && PyErr_Occurred())) {
+    Py_XDECREF(scope);
     Py_XDECREF(ex);
     log_python_error("request-failed");
     conn.fail_response(500);
@@ -374,13 +389,16 @@ void AsgiWorker::on_request(http::Connection& conn, const http::Request& req) {
   // whole, empty body). A body arrives after this call, so such requests get a task.
   if (!req.has_body) {
     on_body_end(conn);
-    if (start_eagerly(coro)) {
-      Py_DECREF(coro);
+    if (start_eagerly(coro, scope, ex)) {
+      Py_XDECREF(coro);
+      Py_DECREF(scope);
       return;
     }
   }
-  PyObject* task = PyObject_CallOneArg(create_task_, coro);
-  Py_DECREF(coro);
+  if (!coro) coro = PyObject_CallFunctionObjArgs(run_fn_, app_, scope, ex, timeout_, nullptr);
+  Py_DECREF(scope);
+  PyObject* task = coro ? PyObject_CallOneArg(create_task_, coro) : nullptr;
+  Py_XDECREF(coro);
   if (!task) {
     forget(rid);
     log_python_error("request-failed");
@@ -390,7 +408,7 @@ void AsgiWorker::on_request(http::Connection& conn, const http::Request& req) {
   Py_DECREF(task);  // the loop keeps it
 }
 
-bool AsgiWorker::start_eagerly(PyObject* coro) {
+bool AsgiWorker::start_eagerly(PyObject* coro, PyObject* scope, PyObject* ex) {
   Py_ssize_t idle = PyList_GET_SIZE(hosts_);
   if (idle == 0) {
     // Every host is busy with a suspended request (or none has parked yet): one more for the
@@ -417,17 +435,35 @@ bool AsgiWorker::start_eagerly(PyObject* coro) {
   if (!entered) {
     if (ctx) PyContext_Exit(ctx);
     PyErr_Clear();
-    PyObject* r = PyObject_CallMethodNoArgs(host, name_release_);
-    if (!r) log_python_error("host-failed");
-    Py_XDECREF(r);
+    park(host);
     Py_XDECREF(ctx);
     Py_XDECREF(task);
     Py_DECREF(host);
     return false;
   }
   Py_DECREF(entered);
+  Py_INCREF(ex);  // the response may complete (and the engine forget it) before we are done
+  // Called in the request's context and host task, as run() calls it in a task.
+  bool direct = !coro;
+  if (direct) {
+    PyObject *receive, *send;
+    if (exchange_callables(ex, &receive, &send)) {
+      PyObject* app_args[] = {scope, receive, send};
+      coro = PyObject_Vectorcall(app_, app_args, 3, nullptr);
+      Py_DECREF(receive);
+      Py_DECREF(send);
+    }
+    if (coro && !PyCoro_CheckExact(coro)) {
+      // An awaitable that is no coroutine (a class-based app): _carry awaits and answers it.
+      PyObject* carried = PyObject_CallFunctionObjArgs(carry_fn_, ex, coro, nullptr);
+      Py_SETREF(coro, carried);
+      direct = !carried;
+    }
+  } else {
+    Py_INCREF(coro);
+  }
   PyObject* result = nullptr;
-  PySendResult sent = PyIter_Send(coro, Py_None, &result);
+  PySendResult sent = coro ? PyIter_Send(coro, Py_None, &result) : PYGEN_ERROR;
   // The app's exception (if any) is kept aside while the task and context are left.
   PyObject *et, *ev, *etb;
   PyErr_Fetch(&et, &ev, &etb);
@@ -436,28 +472,69 @@ bool AsgiWorker::start_eagerly(PyObject* coro) {
   Py_XDECREF(left);
   PyContext_Exit(ctx);
   PyErr_Restore(et, ev, etb);
-  PyObject* r = nullptr;
   if (sent == PYGEN_NEXT) {
-    r = PyObject_CallMethodObjArgs(host, name_take_, coro, result, ctx, nullptr);
+    PyObject* r = PyObject_CallMethodObjArgs(host, name_take_, coro, result, ctx,
+                                             direct ? ex : Py_None, nullptr);
+    if (!r) log_python_error("host-failed");
+    Py_XDECREF(r);
   } else {
-    if (sent == PYGEN_ERROR) {
-      // run() answered already; what it lets through is a cancel (a task would end
-      // cancelled, silently) or an exit the error log should show.
+    if (direct) answer_outcome(ex, sent);
+    if (PyErr_Occurred()) {
+      // What run() lets through is a cancel (a task would end cancelled, silently) or an exit
+      // the error log should show.
       if (PyErr_ExceptionMatches(cancelled_error_)) {
         PyErr_Clear();
       } else {
         log_python_error("app-failed");
       }
     }
-    r = PyObject_CallMethodNoArgs(host, name_release_);
+    park(host);
   }
-  if (!r) log_python_error("host-failed");
-  Py_XDECREF(r);
   Py_XDECREF(result);
+  Py_XDECREF(coro);
+  Py_DECREF(ex);
   Py_DECREF(ctx);
   Py_DECREF(task);
   Py_DECREF(host);
   return true;
+}
+
+void AsgiWorker::answer_outcome(PyObject* ex, PySendResult sent) {
+  if (sent == PYGEN_RETURN) {
+    if (exchange_answered(ex)) return;  // the common case: nothing left to do
+    PyObject* r = PyObject_CallOneArg(returned_fn_, ex);
+    if (!r) log_python_error("app-failed");
+    Py_XDECREF(r);
+    return;
+  }
+  PyObject *et, *ev, *etb;
+  PyErr_Fetch(&et, &ev, &etb);
+  if (!et) return;
+  PyErr_NormalizeException(&et, &ev, &etb);
+  if (etb) PyException_SetTraceback(ev, etb);  // for the traceback failed() logs
+  PyObject* r = PyObject_CallFunctionObjArgs(failed_fn_, ex, ev, timeout_, nullptr);
+  if (!r) log_python_error("app-failed");
+  Py_XDECREF(r);
+  // As run() re-raises what is not an Exception (cancels, exits).
+  if (PyErr_GivenExceptionMatches(et, PyExc_Exception)) {
+    Py_XDECREF(et);
+    Py_XDECREF(ev);
+    Py_XDECREF(etb);
+  } else {
+    PyErr_Restore(et, ev, etb);
+  }
+}
+
+// An eager start is over: the host goes back to the idle pool, unless a cancel() woke it
+// meanwhile (it then carries that on as a task).
+void AsgiWorker::park(PyObject* host) {
+  PyObject* wake = PyObject_GetAttr(host, name_wake_);
+  PyObject* done = wake ? PyObject_CallMethodNoArgs(wake, name_done_) : nullptr;
+  if (!done || (done == Py_False && PyList_Append(hosts_, host) != 0)) {
+    log_python_error("host-failed");
+  }
+  Py_XDECREF(done);
+  Py_XDECREF(wake);
 }
 
 void AsgiWorker::on_body(http::Connection& conn, std::string_view data) {

@@ -93,16 +93,16 @@ class _Host:
         self.job = self.wake = None
         self.task = loop.create_task(self._main(), name="rotor-host")
 
-    def take(self, coro, yielded, ctx):
-        """The engine's eager start of `coro` suspended on `yielded`: carry it on."""
-        self.job = (coro, yielded, ctx)
+    def take(self, coro, yielded, ctx, ex):
+        """The engine's eager start of `coro` suspended on `yielded`: carry it on. `ex` is the
+        request's exchange when `coro` is the app's own coroutine (not run()): the host then
+        answers for it as run() would."""
+        self.job = (coro, yielded, ctx, ex)
         if not self.wake.done():
             self.wake.set_result(None)
 
-    def release(self):
-        """The eager start finished: parked again, unless a cancel() woke the host."""
-        if not self.wake.done():
-            self.pool.append(self)
+    # Parking again after an eager start that finished is done by the engine: unless a cancel()
+    # woke the host meanwhile, it goes back into `pool`.
 
     async def _main(self):
         task = self.task
@@ -121,9 +121,10 @@ class _Host:
                         self.pool.remove(self)
                     continue
                 first = _CANCEL
-            coro, _, ctx = self.job
+            coro, _, ctx, ex = self.job
             self.job = None
-            await _Resume(coro, first, ctx)
+            resume = _Resume(coro, first, ctx)
+            await (resume if ex is None else _carry(ex, resume))
             while task.cancelling():  # what the request swallowed (its timeout) is not ours
                 task.uncancel()
 
@@ -133,28 +134,52 @@ def _expire(ex, task):
     task.cancel()
 
 
+def failed(ex, exc, timeout):
+    """The app raised `exc` (CancelledError too: the request timeout): 504 or 500, logged."""
+    if ex.timed_out:
+        _rotor.app_failed(ex.cid, ex.started, f"request timed out after {timeout}s", "", 504)
+    elif isinstance(exc, asyncio.CancelledError):
+        _rotor.app_failed(ex.cid, ex.started, "cancelled", "", 500)
+    else:
+        _rotor.app_failed(ex.cid, ex.started, repr(exc), "".join(traceback.format_exception(exc)),
+                          500)
+
+
+def returned(ex):
+    """The app returned: a response it did not finish is finished (or 500 if never started)."""
+    if not ex.started:
+        _rotor.app_failed(ex.cid, False, "the app returned without a response", "", 500)
+    elif not ex.finished:
+        _rotor.send(ex.cid, ex.status, ex.headers, b"", False)
+
+
 async def run(app, scope, ex, timeout):
     """The app's task for one request; `timeout` seconds (0: none) before it is cancelled."""
     timer = ex.loop.call_later(timeout, _expire, ex, asyncio.current_task()) if timeout else None
     try:
         await app(scope, ex.receive, ex.send)
-    except BaseException as exc:  # CancelledError too: the request timeout
-        if ex.timed_out:
-            _rotor.app_failed(ex.cid, ex.started, f"request timed out after {timeout}s", "", 504)
-        elif isinstance(exc, asyncio.CancelledError):
-            _rotor.app_failed(ex.cid, ex.started, "cancelled", "", 500)
-        else:
-            _rotor.app_failed(ex.cid, ex.started, repr(exc), traceback.format_exc(), 500)
+    except BaseException as exc:
+        failed(ex, exc, timeout)
         if not isinstance(exc, Exception) and not ex.timed_out:
             raise
     else:
-        if not ex.started:
-            _rotor.app_failed(ex.cid, False, "the app returned without a response", "", 500)
-        elif not ex.finished:
-            _rotor.send(ex.cid, ex.status, ex.headers, b"", False)
+        returned(ex)
     finally:
         if timer is not None:
             timer.cancel()
+
+
+async def _carry(ex, awaitable):
+    """run() without the timeout, for an app coroutine the engine started itself (the common
+    case answers from C without this frame) or an app's awaitable that is no coroutine."""
+    try:
+        await awaitable
+    except BaseException as exc:
+        failed(ex, exc, 0)
+        if not isinstance(exc, Exception):
+            raise
+    else:
+        returned(ex)
 
 
 class ASGI2Adapter:

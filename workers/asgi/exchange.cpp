@@ -400,6 +400,20 @@ PyObject* exchange_new(PyObject* loop, uint64_t rid) {
   return reinterpret_cast<PyObject*>(ex);
 }
 
+bool exchange_callables(PyObject* ex, PyObject** receive, PyObject** send) {
+  // What getattr(ex, "receive") makes, without the attribute lookup.
+  *receive = PyCFunction_NewEx(&g_ex_methods[0], ex, nullptr);
+  *send = *receive ? PyCFunction_NewEx(&g_ex_methods[1], ex, nullptr) : nullptr;
+  if (*send) return true;
+  Py_CLEAR(*receive);
+  return false;
+}
+
+bool exchange_answered(PyObject* self) {
+  auto* ex = reinterpret_cast<Exchange*>(self);
+  return ex->started && ex->finished;
+}
+
 bool exchange_feed(PyObject* self, PyObject* data, bool more) {
   auto* ex = reinterpret_cast<Exchange*>(self);
   if (data && PyBytes_GET_SIZE(data) > 0 && ex->chunks && PyList_Append(ex->chunks, data) != 0) {

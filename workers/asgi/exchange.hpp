@@ -33,6 +33,10 @@ class Engine {
 bool exchange_init(PyObject* bridge, Engine* engine);
 // New reference, or nullptr with a Python error set.
 PyObject* exchange_new(PyObject* loop, uint64_t rid);
+// New references to the exchange's bound `receive` and `send`; false with a Python error set.
+bool exchange_callables(PyObject* ex, PyObject** receive, PyObject** send);
+// Whether the app has sent the whole response (nothing left for bridge.returned to do).
+bool exchange_answered(PyObject* ex);
 // The engine's events. `data` may be nullptr (no bytes); false with a Python error set.
 bool exchange_feed(PyObject* ex, PyObject* data, bool more);
 bool exchange_gone(PyObject* ex);
