@@ -7,6 +7,7 @@ import anyio
 import sniffio
 
 var = contextvars.ContextVar("var", default="unset")
+_together = 0  # /task-id requests so far
 
 
 async def _answer(send, text, status=200):
@@ -56,10 +57,37 @@ async def app(scope, receive, send):
         await send({"type": "http.response.start", "status": 200, "headers": []})
         await asyncio.ensure_future(send({"type": "http.response.body", "body": b"via task"}))
     elif path == "/task-id":
+        # Answers once `n` requests are here together, each with the id of its task.
+        global _together
         task = asyncio.current_task()
-        await asyncio.sleep(0.05)
+        _together += 1
+        n = int(scope["query_string"].decode().partition("=")[2] or "1")
+        for _ in range(500):
+            if _together >= n:
+                break
+            await asyncio.sleep(0.01)
         await _answer(send, str(id(task)))
     elif path == "/raise-sync":
         raise RuntimeError("boom before any await")
+    elif path == "/raise-later":
+        await asyncio.sleep(0.01)
+        raise RuntimeError("boom after an await")
+    elif path == "/no-answer":
+        return  # neither started nor finished: the server answers 500
+    elif path == "/unfinished":
+        # Starts a streamed body, suspends, and returns without the final part.
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await asyncio.sleep(0.01)
+        await send({"type": "http.response.body", "body": b"part", "more_body": True})
     else:
         await _answer(send, "ok")
+
+
+class AwaitableApp:
+    """An ASGI 3 app that is a class: calling it gives an awaitable instance, no coroutine."""
+
+    def __init__(self, scope, receive, send):
+        self.args = (scope, receive, send)
+
+    def __await__(self):
+        return app(*self.args).__await__()

@@ -705,7 +705,42 @@ def test_asyncio_semantics_hold_for_requests_started_at_once(rotor, loop):
     # Requests in flight together each have their own task.
     import concurrent.futures
     with concurrent.futures.ThreadPoolExecutor(4) as pool:
-        ids = list(pool.map(lambda _: httpx.get(r.url("/task-id"), timeout=10).text, range(4)))
+        ids = list(pool.map(lambda _: httpx.get(r.url("/task-id?n=4"), timeout=10).text,
+                            range(4)))
     assert len(set(ids)) == 4, ids
     assert "boom before any await" in r.log()
     assert not r.lines("worker-exit")
+
+
+@pytest.mark.parametrize("app", ["eager_app:app", "eager_app:AwaitableApp"])
+def test_what_an_app_leaves_undone_is_answered_however_it_started(rotor, app):
+    # After a suspension the request is carried on by a task; a failure, a missing answer or an
+    # unfinished body is answered as for a request that started as a task. The second app
+    # is a class: calling it gives an awaitable that is no coroutine.
+    r = serve(rotor, app)
+    with httpx.Client(base_url=r.url()) as c:
+        assert c.get("/task").text == "True True asyncio"
+        assert c.get("/raise-sync").status_code == 500
+        assert c.get("/raise-later").status_code == 500
+        assert c.get("/no-answer").status_code == 500
+        resp = c.get("/unfinished")
+        assert (resp.status_code, resp.content) == (200, b"part")
+        assert c.post("/no-answer", content=b"x").status_code == 500  # a body: a task from the start
+        assert c.get("/").text == "ok"
+    log = r.log()
+    assert "boom before any await" in log and "boom after an await" in log
+    assert "returned without a response" in log
+    assert not r.lines("worker-exit")
+
+
+def test_a_late_failure_closes_the_connection_at_once(rotor):
+    # The 500 for an app that fails after an await says Connection: close; the server must then
+    # close its side, not leave the connection open until the keep-alive timeout.
+    r = serve(rotor, "eager_app:app", "--keep-alive", "60")
+    for path in ("/raise-later", "/raise-sync"):
+        with socket.create_connection(("127.0.0.1", r.port), timeout=10) as s:
+            s.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+            started = time.monotonic()
+            data, closed = recv_until_closed(s, timeout=10)
+            assert data.startswith(b"HTTP/1.1 500 ") and b"connection: close" in data.lower()
+            assert closed and time.monotonic() - started < 5, (path, data)

@@ -387,6 +387,9 @@ void Connection::fail_response(int status) {
     parser_.next();
   }
   server_.response_complete(false);
+  // respond_error's flush ran while the request was still ours, so it left the close (the
+  // linger) for later; with the request over, it happens now (or when the write completes).
+  if (!in_process_) flush();
 }
 
 const Endpoint& Connection::peer_endpoint() {
