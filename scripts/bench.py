@@ -730,11 +730,15 @@ def main():
     p.add_argument("--rounds", type=int, default=None, help="interleaved runs per server")
     p.add_argument("--runs", type=int, default=None,
                    help="flow-memory: runs per server (default 2000, 600 with --quick)")
-    p.add_argument("--plot-dir", default=str(ROOT / "docs" / "bench"),
-                   help="where flow-memory writes flow-memory.png (default: docs/bench)")
+    p.add_argument("--plot-dir", default=None,
+                   help="where flow-memory writes flow-memory.png (default: docs/bench; with "
+                        "--quick the temporary directory, so a smoke run leaves the committed "
+                        "plot alone)")
     args = p.parse_args()
     args.duration = args.duration or (1 if args.quick else 8)
     args.rounds = args.rounds or (1 if args.quick else 3)
+    args.plot_dir = args.plot_dir or (tempfile.gettempdir() if args.quick
+                                      else str(ROOT / "docs" / "bench"))
     global ARGS
     ARGS = args
     unknown = [s for s in args.scenarios if s not in SCENARIOS]
