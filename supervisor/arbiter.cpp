@@ -268,6 +268,10 @@ void Arbiter::spawn_worker(uint64_t predecessor) {
 // In every child the master forks: nothing of its signal handling or its ends of the
 // templates' sockets survives.
 void Arbiter::prepare_child() {
+  // USR1/USR2 that arrive before the child has its own handlers must not kill it (their
+  // default action); the worker runtime and the template install theirs next.
+  std::signal(SIGUSR1, SIG_IGN);
+  std::signal(SIGUSR2, SIG_IGN);
   sigset_t none;
   sigemptyset(&none);
   sigprocmask(SIG_SETMASK, &none, nullptr);
@@ -305,6 +309,9 @@ void Arbiter::reap_children() {
   int64_t now = monotonic_ns();
   while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
     if (auto t = templates_.find(pid); t != templates_.end()) {
+      // What it sent before it died (a pid it forked) is still in its socket.
+      read_template(t->second);
+      t->second.exited = true;
       on_template_exit(t->second, status);
       if (t->second.fd >= 0) ::close(t->second.fd);
       templates_.erase(t);
@@ -469,7 +476,25 @@ void Arbiter::murder_workers() {
     }
   }
   if (stopping_ && now > stop_deadline_ns_) {
-    for (auto& [pid, t] : templates_) ::kill(pid, SIGKILL);
+    for (auto& [pid, t] : templates_) {
+      if (!t.exited) ::kill(pid, SIGKILL);
+    }
+  }
+  // A template that does not answer a spawn request (stopped, deadlocked) would hold those
+  // places forever: it is killed, and the restart path takes over.
+  int64_t answer_ns = std::max<int64_t>(static_cast<int64_t>(cfg_.timeout * 1e9), 30 * kSec);
+  std::vector<uint64_t> overdue;
+  for (const auto& [id, w] : pending_) {
+    if (now - w.started_ns > answer_ns) overdue.push_back(id);
+  }
+  for (uint64_t id : overdue) {
+    pid_t tpid = pending_[id].template_pid;
+    spdlog::error("event=template-unresponsive pid={} waited_s={:.1f} action=kill", tpid,
+                  seconds(now - pending_[id].started_ns));
+    drop_pending(id, "template-unresponsive");
+    if (auto t = templates_.find(tpid); t != templates_.end() && !t->second.exited) {
+      ::kill(tpid, SIGKILL);
+    }
   }
 }
 
@@ -513,6 +538,12 @@ void Arbiter::manage_workers() {
 }
 
 void Arbiter::drain_worker(Worker& w, const std::string& reason) {
+  if (w.pid <= 0) {
+    // Still a request to the template (no pid yet): withdraw it; a worker reported for it
+    // later is told to leave (on_spawned). kill(0, ...) would signal the whole group.
+    drop_pending(w.id, reason.c_str());
+    return;
+  }
   w.reason = reason;
   w.phase = policy::Phase::kDraining;
   w.drain_ns = monotonic_ns();

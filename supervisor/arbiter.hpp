@@ -70,6 +70,7 @@ class Arbiter {
     uint64_t generation = 0;
     bool ready = false;
     bool asked_to_exit = false;  // replaced by a newer one, or the master is stopping
+    bool exited = false;         // reaped: its pid may belong to another process now
     int64_t started_ns = 0;
   };
 

@@ -47,7 +47,7 @@ bool Arbiter::uses_template() const {
 Arbiter::Template* Arbiter::ready_template() {
   Template* best = nullptr;
   for (auto& [pid, t] : templates_) {
-    if (!t.ready || t.asked_to_exit) continue;
+    if (!t.ready || t.asked_to_exit || t.exited || t.fd < 0) continue;
     if (!best || t.generation > best->generation) best = &t;
   }
   return best;
@@ -93,6 +93,10 @@ void Arbiter::start_template() {
   }
   ::close(pair[1]);
   fcntl(pair[0], F_SETFL, fcntl(pair[0], F_GETFL) | O_NONBLOCK);
+  // An older generation still importing is superseded (repeated HUPs with a slow import).
+  for (auto& [other_pid, other] : templates_) {
+    if (!other.ready) retire_template(other);
+  }
   Template t;
   t.pid = pid;
   t.fd = pair[0];
@@ -181,25 +185,33 @@ void Arbiter::on_template_ready(Template& t, int64_t boot_ns) {
 
 void Arbiter::on_spawned(Template& t, uint64_t id, pid_t pid) {
   auto it = pending_.find(id);
-  if (pid <= 0 || parent_of(pid) != master_pid_) {
-    if (!early_exits_.count(pid)) {
-      spdlog::error("event=spawn-rejected template={} pid={} detail=\"not a child of the master\"",
-                    t.pid, pid);
-      if (it != pending_.end()) drop_pending(id, "spawn-rejected");
-      return;
-    }
+  bool alive = pid > 0 && parent_of(pid) == master_pid_;
+  // Only a pid that is not our child now may be one that died before it was reported; an
+  // older exit of the same pid (an app's subprocess we reaped) must not be applied to it.
+  auto early = alive ? early_exits_.end() : early_exits_.find(pid);
+  if (alive) early_exits_.erase(pid);
+  if (!alive && early == early_exits_.end()) {
+    spdlog::error("event=spawn-rejected template={} pid={} detail=\"not a child of the master\"",
+                  t.pid, pid);
+    if (it != pending_.end()) drop_pending(id, "spawn-rejected");
+    return;
   }
   if (it == pending_.end()) {
-    // Its request was dropped (the master is stopping): the worker is not wanted.
-    ::kill(pid, SIGTERM);
+    // Its request was withdrawn (scale-down, stop): the worker is not wanted.
+    if (alive) ::kill(pid, SIGTERM);
+    if (!alive) early_exits_.erase(early);
     return;
   }
   Worker w = it->second;
   pending_.erase(it);
   w.pid = pid;
+  // Forked by an older generation after a newer one became ready: it is rotated at once.
+  if (const Template* newest = ready_template(); newest && newest->generation > w.generation) {
+    w.reason = "reload";
+  }
   workers_[pid] = w;
   log_spawn(w);
-  if (auto early = early_exits_.find(pid); early != early_exits_.end()) {
+  if (!alive) {
     // It died before its pid reached us; the reap kept its status.
     on_worker_exit(workers_[pid], early->second.first);
     workers_.erase(pid);
@@ -217,7 +229,7 @@ void Arbiter::drop_pending(uint64_t id, const char* why) {
 }
 
 void Arbiter::retire_template(Template& t) {
-  if (t.asked_to_exit) return;
+  if (t.asked_to_exit || t.exited) return;
   t.asked_to_exit = true;
   ::kill(t.pid, SIGTERM);
 }

@@ -157,6 +157,10 @@ void Template::spawn(const tmpl::Msg& request) {
 void Template::become_worker(const tmpl::Msg& request) {
   ::close(tc_.control_fd);
   ::close(signal_fd_);
+  // As in the master's children: until the runtime installs its handlers, USR1/USR2 are
+  // ignored rather than fatal.
+  std::signal(SIGUSR1, SIG_IGN);
+  std::signal(SIGUSR2, SIG_IGN);
   sigset_t none;
   sigemptyset(&none);
   sigprocmask(SIG_SETMASK, &none, nullptr);

@@ -207,3 +207,28 @@ def test_successors_start_ahead_so_workers_stop_near_their_limit(rotor):
     assert [f for f in r.events("spawn") if f["reason"] == "due-soon"], r.log()
     assert over[len(over) // 2] <= 30, f"requests past the limit: {over}\n{r.log()}"
     print("past the limit:", over, "spawn_ms:", [f["spawn_ms"] for f in r.events("worker-ready")])
+
+
+def test_scaling_down_while_a_spawn_is_pending_withdraws_only_that_spawn(rotor):
+    # TTIN asks the template for a worker; TTOU before the template answers must withdraw that
+    # request, not signal anything else (a pending worker has no pid yet).
+    r = serve(rotor, workers=2)
+    workers = set(r.ready_pids())
+    (template,) = templates(r, "template-ready")
+    os.kill(template, signal.SIGSTOP)  # the request stays unanswered
+    try:
+        r.signal(signal.SIGTTIN)
+        wait_for(lambda: any(f["workers"] == "3" for f in r.events("scale")), what="TTIN")
+        r.signal(signal.SIGTTOU)
+        wait_for(lambda: any(f["workers"] == "2" for f in r.events("scale")), what="TTOU")
+        for _ in range(10):  # the two workers keep serving, untouched
+            assert info(r)["pid"] in workers
+    finally:
+        os.kill(template, signal.SIGCONT)
+    assert set(r.ready_pids()) == workers
+    assert not r.lines("drain") and not r.events("worker-exit"), r.log()
+    # The worker the template forks for the withdrawn request is told to leave at once.
+    wait_for(lambda: len([f for f in r.events("spawn") if f["reason"] != "boot"]) <= 1 and
+             set(r.ready_pids()) == workers, what=f"things to settle\n{r.log()}")
+    assert not [f for f in r.events("worker-exit") if f["reason"] == "crash"], r.log()
+    assert pid_alive(template)
