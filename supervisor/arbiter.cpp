@@ -555,6 +555,15 @@ void Arbiter::signal_all(int sig) {
   for (auto& [pid, w] : workers_) ::kill(pid, sig);
 }
 
+// Workers of older generations are rotated (spawn-before-retire) unless already leaving.
+void Arbiter::reload_workers_before(uint64_t generation) {
+  for (auto& [pid, w] : workers_) {
+    if (w.generation < generation && w.phase != policy::Phase::kDraining && w.reason.empty()) {
+      w.reason = "reload";
+    }
+  }
+}
+
 void Arbiter::begin_stop(bool graceful) {
   if (stopping_ && (!graceful_ || graceful)) return;
   stopping_ = true;
@@ -605,9 +614,7 @@ void Arbiter::reload() {
     return;
   }
   for (auto& [pid, t] : templates_) retire_template(t);
-  for (auto& [pid, w] : workers_) {
-    if (w.phase != policy::Phase::kDraining && w.reason.empty()) w.reason = "reload";
-  }
+  reload_workers_before(generation_);
   spdlog::info("event=reload generation={} workers={} mode=cold", generation_, desired_);
 }
 

@@ -105,6 +105,7 @@ class Arbiter {
   void manage_workers();
   void drain_worker(Worker& w, const std::string& reason);
   void reload();
+  void reload_workers_before(uint64_t generation);
   void begin_stop(bool graceful);
   void signal_all(int sig);
   Worker* find(uint64_t id);

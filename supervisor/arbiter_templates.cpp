@@ -152,12 +152,7 @@ void Arbiter::read_template(Template& t) {
         cold_fallback_ = true;
         t.asked_to_exit = true;  // it exits by itself
         for (auto& [pid, other] : templates_) retire_template(other);
-        for (auto& [pid, w] : workers_) {
-          if (w.generation < generation_ && w.phase != policy::Phase::kDraining &&
-              w.reason.empty()) {
-            w.reason = "reload";
-          }
-        }
+        reload_workers_before(generation_);
         break;
       default:
         spdlog::error("event=template-protocol-error template={} type={}", t.pid,
@@ -176,11 +171,7 @@ void Arbiter::on_template_ready(Template& t, int64_t boot_ns) {
   for (auto& [pid, other] : templates_) {
     if (&other != &t && other.generation <= t.generation) retire_template(other);
   }
-  for (auto& [pid, w] : workers_) {
-    if (w.generation < t.generation && w.phase != policy::Phase::kDraining && w.reason.empty()) {
-      w.reason = "reload";
-    }
-  }
+  reload_workers_before(t.generation);
 }
 
 void Arbiter::on_spawned(Template& t, uint64_t id, pid_t pid) {
