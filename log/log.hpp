@@ -13,7 +13,8 @@ bool setup(const std::string& path, const std::string& level, std::string* error
 // USR1: open the log file again (after logrotate moved it).
 void reopen();
 
-// Tags every line of this process with `role=...` (master, worker).
+// Tags every line of this process with `role=...` (master, worker). `role` must outlive the
+// process: a string literal.
 void set_role(const char* role);
 
 // Quotes a value for a key=value field when it holds spaces, quotes or is empty.

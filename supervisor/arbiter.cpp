@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <poll.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -303,11 +304,17 @@ void Arbiter::run_child(size_t slot) {
   _exit(code);
 }
 
+static ChildExit child_exit(int status, const rusage& usage) {
+  auto ms = [](const timeval& tv) { return tv.tv_sec * 1e3 + tv.tv_usec / 1e3; };
+  return {status, ms(usage.ru_utime) + ms(usage.ru_stime), usage.ru_minflt};
+}
+
 void Arbiter::reap_children() {
   int status = 0;
+  rusage usage{};
   pid_t pid;
   int64_t now = monotonic_ns();
-  while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+  while ((pid = wait4(-1, &status, WNOHANG, &usage)) > 0) {
     if (auto t = templates_.find(pid); t != templates_.end()) {
       // What it sent before it died (a pid it forked) is still in its socket.
       read_template(t->second);
@@ -322,10 +329,10 @@ void Arbiter::reap_children() {
       // A worker whose template has not reported it yet, or an orphan reparented to us
       // (subreaper, or PID 1): kept a while in case its template names it.
       spdlog::debug("event=reaped-orphan pid={} status={}", pid, exit_status_text(status));
-      if (!templates_.empty()) early_exits_[pid] = {status, now};
+      if (!templates_.empty()) early_exits_[pid] = {child_exit(status, usage), now};
       continue;
     }
-    on_worker_exit(it->second, status);
+    on_worker_exit(it->second, child_exit(status, usage));
     workers_.erase(it);
   }
   std::erase_if(early_exits_, [now](const auto& e) { return now - e.second.second > 60 * kSec; });
@@ -344,7 +351,8 @@ void Arbiter::unlink_rotation(uint64_t id) {
   for (auto& [pending_id, other] : pending_) unlink(other, successor);
 }
 
-void Arbiter::on_worker_exit(Worker& w, int status) {
+void Arbiter::on_worker_exit(Worker& w, const ChildExit& exit) {
+  int status = exit.status;
   int64_t now = monotonic_ns();
   Slot& s = scoreboard_->slot(w.slot);
   uint64_t requests = s.token.load(std::memory_order_acquire) == w.id
@@ -356,9 +364,9 @@ void Arbiter::on_worker_exit(Worker& w, int status) {
   auto level = reason == "crash" || reason == "timeout" ? spdlog::level::err : spdlog::level::info;
   spdlog::log(level,
               "event=worker-exit pid={} reason={} requests={} limit={} status={} uptime_s={:.3f} "
-              "generation={}",
+              "cpu_ms={:.0f} minflt={} generation={}",
               w.pid, reason, requests, w.request_limit, exit_status_text(status),
-              seconds(now - w.started_ns), w.generation);
+              seconds(now - w.started_ns), exit.cpu_ms, exit.minflt, w.generation);
 
   unlink_rotation(w.id);
   scoreboard_->release(w.slot);

@@ -28,6 +28,13 @@ constexpr int kExitBootFailed = 3;
 // "exit:N" or "signal:NAME" for a wait(2) status, as the logs show it.
 std::string exit_status_text(int status);
 
+// What wait4(2) tells of a reaped child: its status and what it cost over its life.
+struct ChildExit {
+  int status = 0;
+  double cpu_ms = 0;  // user + system
+  long minflt = 0;    // minor page faults: on a VM each is tens of microseconds
+};
+
 class Arbiter {
  public:
   // `args` and the config file are read again on HUP.
@@ -98,7 +105,7 @@ class Arbiter {
   void unlink_rotation(uint64_t id);
   void write_pid_file();
   void reap_children();
-  void on_worker_exit(Worker& w, int status);
+  void on_worker_exit(Worker& w, const ChildExit& exit);
   void fail_boot(pid_t pid, int status);
   void observe_workers();
   void murder_workers();
@@ -119,8 +126,8 @@ class Arbiter {
   std::map<pid_t, Worker> workers_;
   std::map<uint64_t, Worker> pending_;  // asked of a template, pid not reported yet
   std::map<pid_t, Template> templates_;
-  // Children reaped before their template reported them: pid -> (exit status, when).
-  std::map<pid_t, std::pair<int, int64_t>> early_exits_;
+  // Children reaped before their template reported them: pid -> (exit, when).
+  std::map<pid_t, std::pair<ChildExit, int64_t>> early_exits_;
   bool cold_fallback_ = false;      // the app starts threads at import: cold workers until HUP
   uint64_t failed_generation_ = 0;  // a reload whose import failed; retried on the next HUP
   std::mt19937_64 rng_;

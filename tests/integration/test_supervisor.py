@@ -117,6 +117,9 @@ def test_max_requests_rotation_under_load_loses_nothing(rotor):
         assert 1000 <= limit <= 1100, f
         assert served >= limit, f
         assert f["status"] == "exit:0", f
+        # What the worker cost over its life, from wait4(2): serving 1000 requests takes CPU
+        # and any process takes page faults.
+        assert float(f["cpu_ms"]) > 0 and int(f["minflt"]) > 0, f
 
     spawns = r.events("spawn")
     limits = [int(f["limit"]) for f in spawns]
