@@ -90,6 +90,16 @@ def parse_wrk(out, shown):
     return r
 
 
+def own_cpu_s(pid):
+    """User + system CPU seconds of `pid` itself (not its children), or None once it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 class Server:
     """A server process in its own session; its stdout and stderr go to a temporary file
     (`log()`, kept after it stops) so scenarios can read what it logged."""
@@ -121,6 +131,7 @@ class Server:
         return self.log_text
 
     def __exit__(self, *exc):
+        self.own_cpu_s = own_cpu_s(self.proc.pid)
         try:
             os.killpg(self.proc.pid, self.stop_signal)
             # Not the full graceful timeout: the figures are taken, and gunicorn 20.1 waits out
@@ -293,15 +304,78 @@ def scenario_hello(args):
 
 
 def scenario_rotation(args):
-    """Throughput with max-requests rotation as a fraction of throughput without it."""
-    servers = [rotor_server("rotor hello, no rotation", free_port(), "-k", "hello", "-w", "2")]
+    """Throughput with max-requests rotation as a fraction of throughput without it, then where
+    each rotation's CPU goes (from the workers' exit lines and the master's own CPU) against the
+    machine's floor for a fork."""
+    base_name = "rotor hello, no rotation"
+    servers = [rotor_server(base_name, free_port(), "-k", "hello", "-w", "2")]
     for limit, jitter in ((10000, 1000), (1000, 100)):
         servers.append(rotor_server(
             f"rotor hello, --max-requests {limit} --max-requests-jitter {jitter}", free_port(),
             "-k", "hello", "-w", "2", "--max-requests", str(limit),
             "--max-requests-jitter", str(jitter)))
     rows = measure(servers, args)
-    table("rotation cost: rotor hello, 2 workers", rows, "rotor hello, no rotation")
+    table("rotation cost: rotor hello, 2 workers", rows, base_name)
+    # At 10000 the noise in the per-request cost (a fraction of a microsecond over 10000
+    # requests) is as large as a rotation's cost, so only the 1000 row is broken down.
+    rotation_breakdown(servers[::2], rows, base_name)
+
+
+def rotation_breakdown(servers, rows, base_name):
+    """Per rotation: the retired worker's CPU beyond what its requests cost in a long-lived
+    worker, plus the master's CPU; and the most a rotation may cost for 0.9 of the throughput."""
+    def exits(server, reason):
+        return [f for f in rotor_events(server.log(), "worker-exit") if f.get("reason") == reason]
+
+    base = next(s for s in servers if s.name == base_name)
+    long_lived = exits(base, "shutdown")
+    served = sum(int(f["requests"]) for f in long_lived)
+    if not served:
+        return
+    us_per_request = sum(float(f["cpu_ms"]) for f in long_lived) * 1000 / served
+    rps = {r["name"]: r["rps"] for r in rows}
+    # Both cores are busy (wrk shares them), so each request costs 2 / rps seconds in all.
+    machine_us = os.cpu_count() * 1e6 / rps[base_name]
+    print("\n### where a rotation's CPU goes\n")
+    print("| server | rotations | requests per retired worker | worker CPU per life ms | "
+          "overhead per worker ms | master per rotation ms | rotation ms | budget for 0.9 ms |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    for s in servers:
+        retired = exits(s, "max-requests")
+        if not retired:
+            continue
+        n = len(retired)
+        requests = sum(int(f["requests"]) for f in retired) / n
+        life_ms = sum(float(f["cpu_ms"]) for f in retired) / n
+        overhead = life_ms - requests * us_per_request / 1000
+        # Less the no-rotation master's CPU (start-up, sweeps), which lived as long.
+        master = max(0.0, (s.own_cpu_s or 0) - (base.own_cpu_s or 0)) * 1000 / n
+        budget = (1 / 0.9 - 1) * requests * machine_us / 1000
+        print(f"| {s.name} | {n} | {requests:.0f} | {life_ms:.1f} | {overhead:.1f} | "
+              f"{master:.2f} | {overhead + master:.1f} | {budget:.1f} |")
+    floor = fork_floor()
+    print(f"\noverhead per worker: its CPU (`cpu_ms` of its worker-exit line) minus its requests "
+          f"at {us_per_request:.1f} us each, the cost in the long-lived workers of `{base_name}`; "
+          "master: its own CPU over its life, less that of the master without rotation, divided "
+          "by the rotations; budget: the CPU a rotation may take for 0.9 of the throughput"
+          f", with both cores spending {machine_us:.1f} us per "
+          f"request (wrk included) at the no-rotation rate. The machine's floor "
+          f"(`scripts/bench/forkcost.c`): fork + exit + wait of an empty child "
+          f"{floor.get('fork_exit_us', '?')} us of CPU; each page of inherited memory a child "
+          f"reads {floor.get('page_read_us', '?')} us, writes {floor.get('page_write_us', '?')} us")
+
+
+def fork_floor():
+    """key -> value printed by scripts/bench/forkcost.c, built here with cc."""
+    with tempfile.TemporaryDirectory() as tmp:
+        exe = Path(tmp) / "forkcost"
+        build = subprocess.run(["cc", "-O2", "-o", str(exe), str(ROOT / "scripts/bench/forkcost.c")],
+                               capture_output=True, text=True)
+        if build.returncode != 0:
+            print(f"  forkcost.c did not build: {build.stderr.strip()}", file=sys.stderr)
+            return {}
+        out = subprocess.run([str(exe)], capture_output=True, text=True, timeout=120).stdout
+    return dict(line.split("=", 1) for line in out.split())
 
 
 def scenario_pipelining(args):
