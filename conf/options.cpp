@@ -9,6 +9,8 @@
 #include <cctype>
 #include <charconv>
 
+#include "conf/address_list.hpp"
+
 namespace rotor::conf {
 namespace {
 
@@ -369,6 +371,25 @@ const std::vector<Option>& options() {
        .metavar = "PATH",
        .help = "ASGI root_path: the prefix the app is mounted under behind a proxy.",
        .member = &Config::root_path},
+      {.name = "proxy_headers",
+       .flags = "--proxy-headers",
+       .kind = Kind::kBool,
+       .default_value = "true",
+       .help = "ASGI scope client and scheme from X-Forwarded-For and X-Forwarded-Proto, when "
+               "the peer is in --forwarded-allow-ips (as uvicorn). --no-proxy-headers ignores "
+               "them.",
+       .member = &Config::proxy_headers,
+       .negation = "--no-proxy-headers"},
+      {.name = "forwarded_allow_ips",
+       .flags = "--forwarded-allow-ips",
+       .default_value = "127.0.0.1",
+       .metavar = "LIST",
+       .help = "Peers trusted to set proxy headers: IP addresses and networks (10.0.0.0/8) "
+               "separated by commas, or * for any. The client is the rightmost X-Forwarded-For "
+               "address that is not itself trusted.",
+       .member = &Config::forwarded_allow_ips,
+       .check = check_address_list,
+       .env_alias = "FORWARDED_ALLOW_IPS"},
       {.name = "loop",
        .flags = "--loop",
        .kind = Kind::kChoice,
@@ -443,7 +464,6 @@ const std::vector<IgnoredFlag>& ignored_gunicorn_flags() {
       {"--reload-engine", true, "code reload is SIGHUP"},
       {"-D,--daemon", false, "run rotor under a service manager instead"},
       {"-n,--name", true, "process names are not changed"},
-      {"--forwarded-allow-ips", true, "proxy headers are passed to the app unchanged"},
       {"--proxy-allow-from", true, "the PROXY protocol is not supported"},
       {"--proxy-protocol", false, "the PROXY protocol is not supported"},
       {"--log-config", true, "logging is configured with --log-level and the log files"},

@@ -45,7 +45,15 @@ async def count(request: Request):
     return JSONResponse({"background_done": len(done)})
 
 
-app = Starlette(routes=[Route("/", hello), Route("/items/{item_id}", item),
+async def whoami(request: Request):
+    # What an app behind a reverse proxy sees of its client, and the URLs it builds.
+    return JSONResponse({"client": list(request.client) if request.client else None,
+                         "scheme": request.url.scheme,
+                         "url_for": str(request.url_for("item", item_id="7"))})
+
+
+app = Starlette(routes=[Route("/", hello), Route("/items/{item_id}", item, name="item"),
                         Route("/echo", echo, methods=["POST"]), Route("/stream", stream),
-                        Route("/background", background), Route("/count", count)],
+                        Route("/background", background), Route("/count", count),
+                        Route("/whoami", whoami)],
                 lifespan=lifespan)

@@ -139,6 +139,58 @@ def test_starlette_app(rotor):
                  what="the background task")
 
 
+def test_proxy_headers_from_trusted_peers_set_client_and_scheme(rotor):
+    # As uvicorn (and gunicorn + UvicornWorker): by default 127.0.0.1 is a trusted proxy.
+    proxied = {"X-Forwarded-For": "6.6.6.6, 203.0.113.7", "X-Forwarded-Proto": "https"}
+    r = serve(rotor, "starlette_app:app")
+    with httpx.Client(base_url=r.url()) as c:
+        me = c.get("/whoami", headers=proxied).json()
+        assert me["client"] == ["203.0.113.7", 0], me  # the address the proxy appended
+        assert me["scheme"] == "https" and me["url_for"].startswith("https://"), me
+        plain = c.get("/whoami").json()
+        assert plain["client"][0] == "127.0.0.1" and plain["client"][1] > 0, plain
+        assert plain["scheme"] == "http", plain
+        # A scheme other than http/https is ignored; the client still comes from the header.
+        odd = c.get("/whoami", headers={"X-Forwarded-For": "198.51.100.9",
+                                        "X-Forwarded-Proto": "gopher"}).json()
+        assert odd["client"] == ["198.51.100.9", 0] and odd["scheme"] == "http", odd
+        # Several X-Forwarded-For fields are one list, in order.
+        raw = raw_exchange(r.port, b"GET /whoami HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+                                   b"X-Forwarded-For: 198.51.100.1\r\n"
+                                   b"X-Forwarded-For: 198.51.100.2\r\n\r\n")
+        assert b'"client":["198.51.100.2",0]' in raw, raw
+    r.stop()
+
+    # The peer (127.0.0.1) is not in the list: the headers are the client's own claims.
+    r = serve(rotor, "starlette_app:app", "--forwarded-allow-ips", "10.0.0.0/8, 192.0.2.1")
+    with httpx.Client(base_url=r.url()) as c:
+        me = c.get("/whoami", headers=proxied).json()
+        assert me["client"][0] == "127.0.0.1" and me["scheme"] == "http", me
+    r.stop()
+
+    # Chained proxies: every trusted hop is skipped, from the right.
+    r = serve(rotor, "starlette_app:app", env={"FORWARDED_ALLOW_IPS": "127.0.0.1,10.0.0.0/8"})
+    with httpx.Client(base_url=r.url()) as c:
+        me = c.get("/whoami", headers={"X-Forwarded-For": "6.6.6.6, 198.51.100.2, 10.0.0.5"})
+        assert me.json()["client"] == ["198.51.100.2", 0], me.text
+    r.stop()
+
+    r = serve(rotor, "starlette_app:app", "--no-proxy-headers")
+    with httpx.Client(base_url=r.url()) as c:
+        me = c.get("/whoami", headers=proxied).json()
+        assert me["client"][0] == "127.0.0.1" and me["scheme"] == "http", me
+
+
+def test_bad_forwarded_allow_ips_is_one_line_exit_2(rotor):
+    for value in ("300.1.1.1", "10.0.0.0/33", "localhost"):
+        r = serve(rotor, "raw_app:app", "--forwarded-allow-ips", value, wait=False)
+        assert r.wait_exit() == 2
+        lines = [l for l in r.log().splitlines() if l.strip()]
+        assert len(lines) == 1, lines
+        assert lines[0].startswith("rotor: error: --forwarded-allow-ips: expected '*' or IP"), lines
+        assert f"'{value}'" in lines[0], lines
+
+
 def test_fastapi_app(rotor):
     r = serve(rotor, "fastapi_app:app")
     with httpx.Client(base_url=r.url()) as c:

@@ -8,6 +8,7 @@
 #include <string>
 
 #include "workers/http/connection.hpp"
+#include "workers/http/forwarded.hpp"
 #include "workers/http/request.hpp"
 
 namespace rotor::asgi {
@@ -74,20 +75,24 @@ bool ScopeBuilder::init(const conf::Config& config) {
   v_asgi_ = Py_BuildValue("{ssss}", "version", "3.0", "spec_version", "2.3");
   v_http10_ = key("1.0");
   v_http11_ = key("1.1");
+  v_https_ = key("https");
+  proxy_headers_ = config.proxy_headers &&
+                   conf::AddressList::parse(config.forwarded_allow_ips, &trusted_proxies_, nullptr);
   v_root_path_ = PyUnicode_FromString(config.root_path.c_str());
   for (size_t i = 0; i < std::size(kMethods); ++i) {
     methods_[i] = PyUnicode_FromStringAndSize(kMethods[i].data(),
                                               static_cast<Py_ssize_t>(kMethods[i].size()));
     if (!methods_[i]) return false;
   }
-  return v_asgi_ && v_root_path_;
+  return v_asgi_ && v_root_path_ && v_https_;
 }
 
 ScopeBuilder::~ScopeBuilder() {
   if (!k_type_ || !Py_IsInitialized()) return;
-  for (PyObject* o : {k_type_, k_asgi_, k_http_version_, k_method_, k_scheme_, k_path_, k_raw_path_,
-                      k_query_string_, k_root_path_, k_headers_, k_client_, k_server_, k_state_,
-                      v_http_, v_asgi_, v_http10_, v_http11_, v_root_path_, template_}) {
+  for (PyObject* o : {k_type_,   k_asgi_,     k_http_version_, k_method_,    k_scheme_,
+                      k_path_,   k_raw_path_, k_query_string_, k_root_path_, k_headers_,
+                      k_client_, k_server_,   k_state_,        v_http_,      v_asgi_,
+                      v_http10_, v_http11_,   v_https_,        v_root_path_, template_}) {
     Py_XDECREF(o);
   }
   for (PyObject* o : methods_) Py_XDECREF(o);
@@ -134,6 +139,9 @@ PyObject* ScopeBuilder::build(http::Connection& conn, const http::Request& req, 
 
   PyObject* headers = PyList_New(static_cast<Py_ssize_t>(req.fields.size()));
   if (!headers) return nullptr;
+  std::string forwarded_for;  // every X-Forwarded-For value, joined by commas
+  bool has_forwarded_for = false;
+  std::string_view forwarded_proto;
   for (size_t i = 0; i < req.fields.size(); ++i) {
     const auto& f = req.fields[i];
     std::string_view name = req.name(f);
@@ -156,6 +164,34 @@ PyObject* ScopeBuilder::build(http::Connection& conn, const http::Request& req, 
     PyTuple_SET_ITEM(pair, 0, n);
     PyTuple_SET_ITEM(pair, 1, v);
     PyList_SET_ITEM(headers, static_cast<Py_ssize_t>(i), pair);
+    if (proxy_headers_) {
+      std::string_view lowered(lower, name.size());
+      if (lowered == "x-forwarded-for") {
+        if (has_forwarded_for) forwarded_for += ',';
+        forwarded_for += value;
+        has_forwarded_for = true;
+      } else if (lowered == "x-forwarded-proto") {
+        forwarded_proto = value;
+      }
+    }
+  }
+
+  // A trusted proxy's word replaces the peer as the client, and the scheme.
+  PyObject* forwarded_client = nullptr;
+  std::string_view scheme;
+  if ((has_forwarded_for || !forwarded_proto.empty()) &&
+      trusted_proxies_.contains(conn.peer_endpoint().host)) {
+    std::string host = http::forwarded_client(forwarded_for, trusted_proxies_);
+    if (!host.empty()) {
+      PyObject* h =
+          PyUnicode_DecodeLatin1(host.data(), static_cast<Py_ssize_t>(host.size()), nullptr);
+      forwarded_client = h ? Py_BuildValue("(Ni)", h, 0) : nullptr;
+      if (!forwarded_client) {
+        Py_DECREF(headers);
+        return nullptr;
+      }
+    }
+    scheme = http::forwarded_scheme(forwarded_proto);
   }
 
   std::string_view method = req.method_name();
@@ -174,7 +210,7 @@ PyObject* ScopeBuilder::build(http::Connection& conn, const http::Request& req, 
       PyUnicode_DecodeUTF8(decoded.data(), static_cast<Py_ssize_t>(decoded.size()), "replace"),
       PyBytes_FromStringAndSize(raw_path.data(), static_cast<Py_ssize_t>(raw_path.size())),
       PyBytes_FromStringAndSize(query.data(), static_cast<Py_ssize_t>(query.size())),
-      endpoint(conn.peer_endpoint()),
+      forwarded_client ? forwarded_client : endpoint(conn.peer_endpoint()),
       endpoint(conn.local_endpoint()),
       state ? PyDict_Copy(state) : nullptr,
   };
@@ -189,6 +225,7 @@ PyObject* ScopeBuilder::build(http::Connection& conn, const http::Request& req, 
          PyDict_SetItem(scope, k_headers_, headers) == 0 &&
          PyDict_SetItem(scope, k_client_, vals[4]) == 0 &&
          PyDict_SetItem(scope, k_server_, vals[5]) == 0 &&
+         (scheme != "https" || PyDict_SetItem(scope, k_scheme_, v_https_) == 0) &&
          (!state || PyDict_SetItem(scope, k_state_, vals[6]) == 0);
   }
   for (PyObject* v : vals) Py_XDECREF(v);

@@ -3,6 +3,7 @@
 
 #include <string>
 
+#include "conf/address_list.hpp"
 #include "conf/config.hpp"
 
 typedef struct _object PyObject;
@@ -29,8 +30,11 @@ class ScopeBuilder {
   PyObject *k_type_ = nullptr, *k_asgi_, *k_http_version_, *k_method_, *k_scheme_, *k_path_,
            *k_raw_path_, *k_query_string_, *k_root_path_, *k_headers_, *k_client_, *k_server_,
            *k_state_;
-  PyObject *v_http_ = nullptr, *v_asgi_, *v_http10_, *v_http11_,
+  PyObject *v_http_ = nullptr, *v_asgi_, *v_http10_, *v_http11_, *v_https_,
            *v_root_path_;  // v_http_: type and scheme
+  // --proxy-headers: X-Forwarded-For/-Proto count when the peer is in --forwarded-allow-ips.
+  bool proxy_headers_ = false;
+  conf::AddressList trusted_proxies_;
   // Every key in its final order with the shared values: a request's scope starts as a copy
   // (a dict copy is a memcpy of the key table, and the per-request values then replace values
   // of existing keys, with no resizing).

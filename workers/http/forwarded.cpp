@@ -1,0 +1,55 @@
+#include "workers/http/forwarded.hpp"
+
+#include <vector>
+
+namespace rotor::http {
+
+namespace {
+
+std::string_view trim(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
+  return s;
+}
+
+bool equals_lower(std::string_view text, std::string_view lower) {
+  if (text.size() != lower.size()) return false;
+  for (size_t i = 0; i < text.size(); ++i) {
+    char c = text[i];
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c + ('a' - 'A'));
+    if (c != lower[i]) return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+std::string forwarded_client(std::string_view chain, const conf::AddressList& trusted) {
+  std::vector<std::string_view> hops;
+  size_t start = 0;
+  while (start <= chain.size()) {
+    size_t comma = chain.find(',', start);
+    if (comma == std::string_view::npos) comma = chain.size();
+    if (std::string_view hop = trim(chain.substr(start, comma - start)); !hop.empty()) {
+      hops.push_back(hop);
+    }
+    start = comma + 1;
+  }
+  if (hops.empty()) return "";
+  if (!trusted.any()) {
+    for (auto it = hops.rbegin(); it != hops.rend(); ++it) {
+      if (!trusted.contains(*it)) return std::string(*it);
+    }
+  }
+  return std::string(hops.front());
+}
+
+std::string_view forwarded_scheme(std::string_view value) {
+  size_t comma = value.rfind(',');
+  std::string_view last = trim(comma == std::string_view::npos ? value : value.substr(comma + 1));
+  if (equals_lower(last, "https")) return "https";
+  if (equals_lower(last, "http")) return "http";
+  return "";
+}
+
+}  // namespace rotor::http
