@@ -55,6 +55,10 @@ class AsgiWorker : public worker::WorkerClass, public http::Handler, public Engi
   void on_abort(http::Connection& conn) override;
   void on_peer_closed(http::Connection& conn) override;
   void on_drained(http::Connection& conn) override;
+  // WebSocket sessions: the app's half is bridge.WebSocket, driven by the calls below.
+  bool accepts_websockets() const override { return true; }
+  void on_ws_message(http::Connection& conn, bool text, std::string_view data) override;
+  void on_ws_closed(http::Connection& conn, uint16_t code, std::string_view reason) override;
 
   // Engine (the exchanges' calls)
   SendOutcome send_part(uint64_t rid, int status, PyObject* headers, std::string_view body,
@@ -66,12 +70,19 @@ class AsgiWorker : public worker::WorkerClass, public http::Handler, public Engi
   PyObject* py_resume_body(PyObject* args);
   PyObject* py_want_body(PyObject* args);
   PyObject* py_app_failed(PyObject* args);
+  PyObject* py_app_error(PyObject* args);
+  PyObject* py_ws_accept(PyObject* args);
+  PyObject* py_ws_send(PyObject* args);
+  PyObject* py_ws_close(PyObject* args);
+  PyObject* py_ws_deny(PyObject* args);
+  PyObject* py_ws_took(PyObject* args);
 
  private:
   struct Live {
     http::Connection* conn;
-    PyObject* exchange;  // owned
-    size_t unread = 0;   // body bytes fed to the exchange and not yet received by the app
+    PyObject* exchange;  // owned: the Exchange, or the bridge.WebSocket of a session
+    size_t unread = 0;   // body (message) bytes fed to it and not yet received by the app
+    bool websocket = false;
   };
   Live* find(uint64_t rid) {
     auto it = live_.find(rid);
@@ -89,6 +100,9 @@ class AsgiWorker : public worker::WorkerClass, public http::Handler, public Engi
   void answer_outcome(PyObject* ex, PySendResult sent);
   void park(PyObject* host);
   bool init_eager_start();
+  void start_websocket(http::Connection& conn, const http::Request& req);
+  // Tells a session's bridge.WebSocket that it is over (on_ws_closed, on_abort).
+  void websocket_gone(Live& l, uint16_t code, std::string_view reason);
 
   const conf::Config& cfg_;
   ScopeBuilder scope_;
@@ -100,6 +114,8 @@ class AsgiWorker : public worker::WorkerClass, public http::Handler, public Engi
   PyObject* failed_fn_ = nullptr;  // bridge.failed, returned and _carry
   PyObject* returned_fn_ = nullptr;
   PyObject* carry_fn_ = nullptr;
+  PyObject* ws_cls_ = nullptr;  // bridge.WebSocket and bridge.run_websocket
+  PyObject* run_ws_fn_ = nullptr;
   PyObject* loop_ = nullptr;
   PyObject* state_ = nullptr;     // lifespan state, copied into each request's scope
   PyObject* lifespan_ = nullptr;  // bridge.Lifespan, when the app speaks it
@@ -134,6 +150,24 @@ PyObject* mod_resume_body(PyObject*, PyObject* args) {
 PyObject* mod_want_body(PyObject*, PyObject* args) {
   return g_worker->py_want_body(args);
 }
+PyObject* mod_app_error(PyObject*, PyObject* args) {
+  return g_worker->py_app_error(args);
+}
+PyObject* mod_ws_accept(PyObject*, PyObject* args) {
+  return g_worker->py_ws_accept(args);
+}
+PyObject* mod_ws_send(PyObject*, PyObject* args) {
+  return g_worker->py_ws_send(args);
+}
+PyObject* mod_ws_close(PyObject*, PyObject* args) {
+  return g_worker->py_ws_close(args);
+}
+PyObject* mod_ws_deny(PyObject*, PyObject* args) {
+  return g_worker->py_ws_deny(args);
+}
+PyObject* mod_ws_took(PyObject*, PyObject* args) {
+  return g_worker->py_ws_took(args);
+}
 
 constexpr size_t kBodyHighWater = 256 * 1024;
 
@@ -142,6 +176,12 @@ PyMethodDef g_methods[] = {
     {"app_failed", mod_app_failed, METH_VARARGS, "app_failed(rid, started, summary, tb)"},
     {"resume_body", mod_resume_body, METH_VARARGS, "resume_body(rid): the app took the body"},
     {"want_body", mod_want_body, METH_VARARGS, "want_body(rid): the app waits for body"},
+    {"app_error", mod_app_error, METH_VARARGS, "app_error(summary, tb): log an app's failure"},
+    {"ws_accept", mod_ws_accept, METH_VARARGS, "ws_accept(rid, subprotocol, headers)"},
+    {"ws_send", mod_ws_send, METH_VARARGS, "ws_send(rid, text, data): True, False or PAUSED"},
+    {"ws_close", mod_ws_close, METH_VARARGS, "ws_close(rid, code, reason)"},
+    {"ws_deny", mod_ws_deny, METH_VARARGS, "ws_deny(rid, status): refuse the handshake"},
+    {"ws_took", mod_ws_took, METH_VARARGS, "ws_took(rid, nbytes): the app took a message"},
     {nullptr, nullptr, 0, nullptr}};
 
 PyModuleDef g_module = {PyModuleDef_HEAD_INIT,
@@ -178,7 +218,10 @@ bool AsgiWorker::install_bridge() {
   failed_fn_ = PyObject_GetAttrString(bridge_, "failed");
   returned_fn_ = PyObject_GetAttrString(bridge_, "returned");
   carry_fn_ = PyObject_GetAttrString(bridge_, "_carry");
-  return run_fn_ && failed_fn_ && returned_fn_ && carry_fn_ && exchange_init(bridge_, this);
+  ws_cls_ = PyObject_GetAttrString(bridge_, "WebSocket");
+  run_ws_fn_ = PyObject_GetAttrString(bridge_, "run_websocket");
+  return run_fn_ && failed_fn_ && returned_fn_ && carry_fn_ && ws_cls_ && run_ws_fn_ &&
+         exchange_init(bridge_, this);
 }
 
 int AsgiWorker::preload() {
@@ -368,6 +411,10 @@ void AsgiWorker::finish() {
 }
 
 void AsgiWorker::on_request(http::Connection& conn, const http::Request& req) {
+  if (conn.websocket_requested()) {
+    start_websocket(conn, req);
+    return;
+  }
   uint64_t rid = next_rid_++;
   conn.handler_tag = rid;
   PyObject* scope = scope_.build(conn, req, state_);
@@ -578,7 +625,9 @@ PyObject* AsgiWorker::py_want_body(PyObject* args) {
 }
 
 void AsgiWorker::on_abort(http::Connection& conn) {
-  if (Live* l = find(conn.handler_tag); l && !exchange_gone(l->exchange)) {
+  if (Live* l = find(conn.handler_tag); l && l->websocket) {
+    websocket_gone(*l, 1006, "");
+  } else if (l && !exchange_gone(l->exchange)) {
     log_python_error("bridge-failed");
   }
   forget(conn.handler_tag);
@@ -591,9 +640,192 @@ void AsgiWorker::on_peer_closed(http::Connection& conn) {
 }
 
 void AsgiWorker::on_drained(http::Connection& conn) {
-  if (Live* l = find(conn.handler_tag); l && !exchange_wake(l->exchange)) {
+  Live* l = find(conn.handler_tag);
+  if (l && l->websocket) {
+    PyObject* r = PyObject_CallMethod(l->exchange, "wake", nullptr);
+    if (!r) log_python_error("bridge-failed");
+    Py_XDECREF(r);
+  } else if (l && !exchange_wake(l->exchange)) {
     log_python_error("bridge-failed");
   }
+}
+
+// --- WebSocket sessions ----------------------------------------------------------------------
+
+void AsgiWorker::start_websocket(http::Connection& conn, const http::Request& req) {
+  uint64_t rid = next_rid_++;
+  conn.handler_tag = rid;
+  PyObject* scope = scope_.build_websocket(conn, req, state_);
+  PyObject* session = scope ? PyObject_CallFunction(ws_cls_, "OK", loop_, rid) : nullptr;
+  PyObject* coro =
+      session ? PyObject_CallFunctionObjArgs(run_ws_fn_, app_, scope, session, nullptr) : nullptr;
+  PyObject* task = coro ? PyObject_CallOneArg(create_task_, coro) : nullptr;
+  Py_XDECREF(coro);
+  Py_XDECREF(scope);
+  if (!task) {
+    Py_XDECREF(session);
+    log_python_error("request-failed");
+    conn.fail_response(500);
+    return;
+  }
+  Py_DECREF(task);  // the loop keeps it
+  live_[rid] = {&conn, session, 0, true};
+}
+
+void AsgiWorker::on_ws_message(http::Connection& conn, bool text, std::string_view data) {
+  Live* l = find(conn.handler_tag);
+  if (!l) return;
+  auto n = static_cast<Py_ssize_t>(data.size());
+  PyObject* payload = text ? PyUnicode_DecodeUTF8(data.data(), n, "strict")
+                           : PyBytes_FromStringAndSize(data.data(), n);
+  PyObject* r = payload ? PyObject_CallMethod(l->exchange, "push", "OOn", text ? Py_True : Py_False,
+                                              payload, n)
+                        : nullptr;
+  if (!r) log_python_error("bridge-failed");
+  Py_XDECREF(r);
+  Py_XDECREF(payload);
+  // Reading stops while the app leaves this much unreceived (ws_took resumes it).
+  l->unread += data.size();
+  if (l->unread >= kBodyHighWater) conn.pause_websocket();
+}
+
+void AsgiWorker::on_ws_closed(http::Connection& conn, uint16_t code, std::string_view reason) {
+  if (Live* l = find(conn.handler_tag)) websocket_gone(*l, code, reason);
+  forget(conn.handler_tag);
+}
+
+void AsgiWorker::websocket_gone(Live& l, uint16_t code, std::string_view reason) {
+  PyObject* why =
+      PyUnicode_DecodeUTF8(reason.data(), static_cast<Py_ssize_t>(reason.size()), "replace");
+  PyObject* r =
+      why ? PyObject_CallMethod(l.exchange, "gone", "iO", static_cast<int>(code), why) : nullptr;
+  if (!r) log_python_error("bridge-failed");
+  Py_XDECREF(r);
+  Py_XDECREF(why);
+}
+
+// Headers of the app ([bytes, bytes] pairs) as views valid while `headers` lives.
+static bool header_views(PyObject* headers, http::HeaderList* out) {
+  PyObject* seq = PySequence_Fast(headers, "headers must be a sequence of [name, value]");
+  if (!seq) return false;
+  Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+  for (Py_ssize_t i = 0; i < n; ++i) {
+    PyObject* pair = PySequence_Fast_GET_ITEM(seq, i);
+    PyObject* k = nullptr;
+    PyObject* v = nullptr;
+    if ((PyTuple_Check(pair) || PyList_Check(pair)) && PySequence_Size(pair) == 2) {
+      k = PySequence_Fast_GET_ITEM(pair, 0);
+      v = PySequence_Fast_GET_ITEM(pair, 1);
+    }
+    if (!k || !PyBytes_Check(k) || !PyBytes_Check(v)) {
+      Py_DECREF(seq);
+      PyErr_SetString(PyExc_TypeError, "headers must be [bytes, bytes] pairs");
+      return false;
+    }
+    out->emplace_back(std::string_view(PyBytes_AS_STRING(k), PyBytes_GET_SIZE(k)),
+                      std::string_view(PyBytes_AS_STRING(v), PyBytes_GET_SIZE(v)));
+  }
+  Py_DECREF(seq);  // the pairs' bytes live on in `headers`
+  return true;
+}
+
+PyObject* AsgiWorker::py_ws_accept(PyObject* args) {
+  unsigned long long rid;
+  PyObject* subprotocol;
+  PyObject* headers;
+  if (!PyArg_ParseTuple(args, "KOO", &rid, &subprotocol, &headers)) return nullptr;
+  Live* l = find(rid);
+  if (!l) Py_RETURN_FALSE;
+  std::string_view proto;
+  if (subprotocol != Py_None) {
+    Py_ssize_t n = 0;
+    const char* p =
+        PyUnicode_Check(subprotocol) ? PyUnicode_AsUTF8AndSize(subprotocol, &n) : nullptr;
+    if (!p) {
+      if (!PyErr_Occurred()) PyErr_SetString(PyExc_TypeError, "subprotocol must be a str");
+      return nullptr;
+    }
+    proto = std::string_view(p, static_cast<size_t>(n));
+  }
+  http::HeaderList hv;
+  if (headers != Py_None && !header_views(headers, &hv)) return nullptr;
+  std::string error;
+  http::Connection* conn = l->conn;
+  auto res = conn->accept_websocket(proto, headers != Py_None ? &hv : nullptr, &error);
+  if (driver_) driver_->kick();
+  if (res == http::SendResult::kInvalid) {
+    spdlog::error("event=app-error error={}", log::quote(error));
+    conn->fail_response(500);
+    forget(rid);
+    PyErr_SetString(PyExc_RuntimeError, error.c_str());
+    return nullptr;
+  }
+  if (res == http::SendResult::kGone) Py_RETURN_FALSE;
+  Py_RETURN_TRUE;
+}
+
+PyObject* AsgiWorker::py_ws_send(PyObject* args) {
+  unsigned long long rid;
+  int text;
+  Py_buffer data;
+  if (!PyArg_ParseTuple(args, "Kpy*", &rid, &text, &data)) return nullptr;
+  Live* l = find(rid);
+  auto res = l ? l->conn->send_websocket(text, std::string_view(static_cast<const char*>(data.buf),
+                                                                static_cast<size_t>(data.len)))
+               : http::SendResult::kGone;
+  PyBuffer_Release(&data);
+  if (l && driver_ && l->conn->loop_work_pending()) driver_->kick();
+  if (res == http::SendResult::kGone) Py_RETURN_FALSE;
+  if (res == http::SendResult::kPaused) return Py_NewRef(paused_);
+  Py_RETURN_TRUE;
+}
+
+PyObject* AsgiWorker::py_ws_close(PyObject* args) {
+  unsigned long long rid;
+  int code;
+  const char* reason;
+  Py_ssize_t reason_len;
+  if (!PyArg_ParseTuple(args, "Kis#", &rid, &code, &reason, &reason_len)) return nullptr;
+  if (Live* l = find(rid)) {
+    l->conn->close_websocket(static_cast<uint16_t>(code),
+                             std::string_view(reason, static_cast<size_t>(reason_len)));
+    if (driver_) driver_->kick();
+  }
+  Py_RETURN_NONE;
+}
+
+PyObject* AsgiWorker::py_ws_deny(PyObject* args) {
+  unsigned long long rid;
+  int status;
+  if (!PyArg_ParseTuple(args, "Ki", &rid, &status)) return nullptr;
+  if (Live* l = find(rid)) {
+    l->conn->fail_response(status);
+    forget(rid);
+    if (driver_) driver_->kick();
+  }
+  Py_RETURN_NONE;
+}
+
+PyObject* AsgiWorker::py_ws_took(PyObject* args) {
+  unsigned long long rid;
+  Py_ssize_t n;
+  if (!PyArg_ParseTuple(args, "Kn", &rid, &n)) return nullptr;
+  if (Live* l = find(rid)) {
+    l->unread -= std::min(l->unread, static_cast<size_t>(n));
+    if (l->unread < kBodyHighWater / 2) {
+      l->conn->resume_websocket();
+      if (driver_) driver_->kick();  // reading restarts in the loop
+    }
+  }
+  Py_RETURN_NONE;
+}
+
+PyObject* AsgiWorker::py_app_error(PyObject* args) {
+  const char *summary, *tb;
+  if (!PyArg_ParseTuple(args, "ss", &summary, &tb)) return nullptr;
+  spdlog::error("event=app-error error={}", log::quote(summary));
+  if (*tb) std::fputs(tb, stderr);
+  Py_RETURN_NONE;
 }
 
 // --gc-collect-every: a full collection once the response has gone out, from the loop (not

@@ -6,6 +6,7 @@
 # Only what has to be Python lives here: awaiting (asyncio futures) and the app's task.
 # Parsing, header validation, framing and writing stay in C++.
 import asyncio
+import collections
 import inspect
 import sys
 import traceback
@@ -180,6 +181,124 @@ async def _carry(ex, awaitable):
             raise
     else:
         returned(ex)
+
+
+# -- WebSocket -----------------------------------------------------------------------------------
+# The engine (workers/http/connection.cpp) does the handshake, the framing and the closing
+# handshake; a session's messages and its end are pushed into a WebSocket object, whose receive
+# and send are the app's.
+_CONNECTING, _OPEN, _CLOSING, _GONE = "connecting", "open", "closing", "gone"
+
+
+class WebSocket:
+    __slots__ = ("loop", "wid", "inbox", "waiter", "drained", "state", "last")
+
+    def __init__(self, loop, wid):
+        self.loop, self.wid = loop, wid
+        # (message, bytes the engine counted) in arrival order; the first is the handshake.
+        self.inbox = collections.deque([({"type": "websocket.connect"}, 0)])
+        self.waiter = self.drained = None
+        self.state = _CONNECTING
+        self.last = None  # the disconnect, once received: every later receive gets it again
+
+    # The engine's calls.
+    def push(self, text, data, nbytes):
+        key = "text" if text else "bytes"
+        self.inbox.append(({"type": "websocket.receive", key: data}, nbytes))
+        self._wake_receiver()
+
+    def gone(self, code, reason):
+        """The session is over: the client's close (or the connection dropped, 1006)."""
+        self.state = _GONE
+        self.inbox.append(({"type": "websocket.disconnect", "code": code, "reason": reason}, 0))
+        self._wake_receiver()
+        self.wake()
+
+    def wake(self):
+        """The client read what was sent (or left): a paused send goes on."""
+        if self.drained is not None and not self.drained.done():
+            self.drained.set_result(None)
+
+    def _wake_receiver(self):
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_result(None)
+
+    # The app's.
+    async def receive(self):
+        while not self.inbox:
+            if self.last is not None:
+                return self.last
+            self.waiter = self.loop.create_future()
+            try:
+                await self.waiter
+            finally:
+                self.waiter = None
+        message, nbytes = self.inbox.popleft()
+        if nbytes:
+            _rotor.ws_took(self.wid, nbytes)
+        elif message["type"] == "websocket.disconnect":
+            self.last = message
+        return message
+
+    async def send(self, message):
+        kind = message["type"]
+        if self.state == _CONNECTING:
+            if kind == "websocket.accept":
+                if not _rotor.ws_accept(self.wid, message.get("subprotocol"),
+                                        message.get("headers")):
+                    raise ClientDisconnected("the client left before the handshake")
+                self.state = _OPEN
+            elif kind == "websocket.close":
+                # Refused before the handshake: the client gets 403 (the ASGI spec).
+                _rotor.ws_deny(self.wid, 403)
+                self.gone(message.get("code") or 1000, message.get("reason") or "")
+            else:
+                raise RuntimeError(f"expected websocket.accept or websocket.close, got {kind!r}")
+        elif self.state == _OPEN:
+            if kind == "websocket.send":
+                data, text = message.get("bytes"), message.get("text")
+                if data is not None:
+                    sent = _rotor.ws_send(self.wid, False, data)
+                elif text is not None:
+                    sent = _rotor.ws_send(self.wid, True, text.encode())
+                else:
+                    raise ValueError("websocket.send needs bytes or text")
+                if sent is _rotor.PAUSED:
+                    self.drained = self.loop.create_future()
+                    try:
+                        await self.drained
+                    finally:
+                        self.drained = None
+                elif not sent:
+                    raise ClientDisconnected("the client closed the WebSocket")
+            elif kind == "websocket.close":
+                _rotor.ws_close(self.wid, message.get("code") or 1000, message.get("reason") or "")
+                self.state = _CLOSING
+            else:
+                raise RuntimeError(f"unexpected {kind!r} on an open WebSocket")
+        else:
+            raise ClientDisconnected("the WebSocket is closed")
+
+
+async def run_websocket(app, scope, ws):
+    """The app's task for one WebSocket session."""
+    try:
+        await app(scope, ws.receive, ws.send)
+    except BaseException as exc:
+        if not (ws.state == _GONE and isinstance(exc, ClientDisconnected)):
+            _rotor.app_error(repr(exc), "".join(traceback.format_exception(exc)))
+        if ws.state == _CONNECTING:
+            _rotor.ws_deny(ws.wid, 500)
+        elif ws.state == _OPEN:
+            _rotor.ws_close(ws.wid, 1011, "")
+        if not isinstance(exc, Exception):
+            raise
+    else:
+        if ws.state == _CONNECTING:
+            _rotor.app_error("the app returned without accepting or closing the WebSocket", "")
+            _rotor.ws_deny(ws.wid, 500)
+        elif ws.state == _OPEN:
+            _rotor.ws_close(ws.wid, 1000, "")
 
 
 class ASGI2Adapter:

@@ -237,4 +237,43 @@ PyObject* ScopeBuilder::build(http::Connection& conn, const http::Request& req, 
   return scope;
 }
 
+PyObject* ScopeBuilder::build_websocket(http::Connection& conn, const http::Request& req,
+                                        PyObject* state) {
+  PyObject* scope = build(conn, req, state);
+  if (!scope) return nullptr;
+  PyObject* scheme = PyDict_GetItem(scope, k_scheme_);  // borrowed
+  bool secure = scheme && PyUnicode_CompareWithASCIIString(scheme, "https") == 0;
+  PyObject* protocols = PyList_New(0);
+  for (const auto& f : req.fields) {
+    if (!protocols || !http::iequals(req.name(f), "sec-websocket-protocol")) continue;
+    std::string_view value = req.value(f);
+    size_t start = 0;
+    while (start <= value.size()) {
+      size_t comma = value.find(',', start);
+      if (comma == std::string_view::npos) comma = value.size();
+      std::string_view item = value.substr(start, comma - start);
+      while (!item.empty() && (item.front() == ' ' || item.front() == '\t')) item.remove_prefix(1);
+      while (!item.empty() && (item.back() == ' ' || item.back() == '\t')) item.remove_suffix(1);
+      start = comma + 1;
+      if (item.empty()) continue;
+      PyObject* s =
+          PyUnicode_DecodeLatin1(item.data(), static_cast<Py_ssize_t>(item.size()), nullptr);
+      if (!s || PyList_Append(protocols, s) != 0) Py_CLEAR(protocols);
+      Py_XDECREF(s);
+      if (!protocols) break;
+    }
+  }
+  PyObject* type = PyUnicode_InternFromString("websocket");
+  PyObject* ws_scheme = PyUnicode_InternFromString(secure ? "wss" : "ws");
+  bool ok = protocols && type && ws_scheme && PyDict_SetItem(scope, k_type_, type) == 0 &&
+            PyDict_SetItem(scope, k_scheme_, ws_scheme) == 0 &&
+            PyDict_DelItem(scope, k_method_) == 0 &&
+            PyDict_SetItemString(scope, "subprotocols", protocols) == 0;
+  Py_XDECREF(protocols);
+  Py_XDECREF(type);
+  Py_XDECREF(ws_scheme);
+  if (!ok) Py_CLEAR(scope);
+  return scope;
+}
+
 }  // namespace rotor::asgi

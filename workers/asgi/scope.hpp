@@ -22,6 +22,9 @@ class ScopeBuilder {
   bool init(const conf::Config& config);  // false with a Python error set
   // New reference, or nullptr with a Python error set. `state` (may be null) is copied in.
   PyObject* build(http::Connection& conn, const http::Request& req, PyObject* state);
+  // The scope of a WebSocket opening handshake: type "websocket", scheme ws or wss, no method,
+  // and the subprotocols the client offers.
+  PyObject* build_websocket(http::Connection& conn, const http::Request& req, PyObject* state);
 
  private:
   PyObject* key(const char* name);

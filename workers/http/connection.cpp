@@ -12,6 +12,7 @@
 #include "workers/http/handoff.hpp"
 #include "workers/http/server.hpp"
 #include "workers/http/status.hpp"
+#include "workers/websocket/handshake.hpp"
 
 namespace rotor::http {
 
@@ -25,6 +26,8 @@ char g_read_buffer[64 * 1024];
 constexpr size_t kOutputHighWater = 256 * 1024;
 // Output buffers larger than this are released once empty, so an idle connection stays small.
 constexpr size_t kKeptBuffer = 64 * 1024;
+// The largest WebSocket message a client may send (uvicorn's --ws-max-size default).
+constexpr uint64_t kWsMaxMessage = 16 * 1024 * 1024;
 
 void append_number(std::string& out, uint64_t n) {
   char buf[24];
@@ -113,6 +116,11 @@ void Connection::update_reading() {
       handling_ && !close_after_ && out_.size() + writing_.size() < kOutputHighWater;
   bool want = !closing_ && !eof_ &&
               (lingering_ || (pending_in_.empty() && (can_process() || waiting_on_handler)));
+  if (ws_ == Ws::kOpen || ws_ == Ws::kClosing) {
+    // Frames: read unless the handler has too many messages unread, or the client does not
+    // read what we send (its pings' pongs included).
+    want = !closing_ && !eof_ && !ws_paused_ && out_.size() + writing_.size() < kOutputHighWater;
+  }
   if (want == reading_) return;
   if (want) {
     reading_ = uv_read_start(&h_.stream, on_alloc, on_read) == 0;
@@ -136,6 +144,13 @@ void Connection::on_read(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf) {
   }
   if (c->closing_ || c->lingering_) return;  // after the last answer, input is discarded
   size_t len = static_cast<size_t>(nread);
+  if (c->ws_ == Ws::kOpen || c->ws_ == Ws::kClosing) {
+    c->feed_websocket(buf->base, len);
+    c->update_reading();
+    c->flush();
+    return;
+  }
+  if (c->ws_ == Ws::kDone) return;  // after the closing handshake, input is discarded
   size_t used = c->process(buf->base, len);
   // What could not be parsed yet waits in our own buffer: the read buffer is shared.
   if (used < len && !c->close_after_ && !c->closing_ && !c->lingering_) {
@@ -199,6 +214,10 @@ size_t Connection::process(const char* data, size_t len) {
 void Connection::dispatch() {
   wait_ = Wait::kNone;  // whatever comes next gets a fresh deadline
   continue_sent_ = false;
+  if (parser_.upgrade() && server_.handler().accepts_websockets() &&
+      !websocket_handshake(parser_.request())) {
+    return;  // a broken opening handshake, refused
+  }
   handling_ = true;
   server_.request_started();
   server_.handler().on_request(*this, parser_.request());
@@ -256,6 +275,7 @@ void Connection::respond(int status, std::string_view content_type, std::string_
 
 void Connection::answer_done(int status, uint64_t body_bytes) {
   if (server_.access_log()) log_access(status, body_bytes);
+  if (ws_ == Ws::kHandshake) ws_ = Ws::kNone;  // refused with an HTTP answer
   handling_ = false;
   send_paused_ = false;
   if (streaming_body_) {
@@ -378,6 +398,7 @@ void Connection::fail_response(int status) {
     return;
   }
   respond_error(status);
+  if (ws_ == Ws::kHandshake) ws_ = Ws::kNone;
   handling_ = false;
   send_paused_ = false;
   if (streaming_body_) {
@@ -441,12 +462,13 @@ void Connection::log_access(int status, uint64_t body_bytes) {
   server_.access_log()->write(e);
 }
 
-void Connection::respond_error(int status) {
+void Connection::respond_error(int status, std::string_view extra_header) {
   close_after_ = true;
   std::string_view line = status_line(status);
   append_status_line(out_, status);
   out_ += "Server: rotor\r\n";
   out_ += server_.date_header();
+  out_ += extra_header;
   out_ += "Content-Type: text/plain\r\nContent-Length: ";
   append_number(out_, line.size() + 1);
   out_ += "\r\nConnection: close\r\n\r\n";
@@ -462,6 +484,13 @@ void Connection::on_eof() {
   // after its requests); a request it left incomplete never will be.
   eof_ = true;
   if (closing_) return;
+  if (ws_ != Ws::kNone && ws_ != Ws::kDone) {
+    // A session (or a handshake the handler holds) whose client went away without a close
+    // frame: it is over (1006, abnormal closure).
+    if (ws_ != Ws::kHandshake) end_websocket(1006, "");
+    close_now();
+    return;
+  }
   if (handling_) server_.handler().on_peer_closed(*this);
   if (closing_) return;
   if (lingering_) {
@@ -576,7 +605,8 @@ void Connection::finish_output() {
 
 bool Connection::try_handoff() {
   if (closing_ || lingering_ || eof_ || handling_ || close_after_ || write_pending_ ||
-      parser_.phase() != RequestParser::Phase::kIdle || !out_.empty() || !pending_in_.empty()) {
+      ws_ != Ws::kNone || parser_.phase() != RequestParser::Phase::kIdle || !out_.empty() ||
+      !pending_in_.empty()) {
     return false;
   }
   uv_os_fd_t fd;
@@ -611,6 +641,10 @@ void Connection::on_shutdown(uv_shutdown_t* req, int status) {
 
 void Connection::begin_drain() {
   draining_ = true;
+  if (ws_ == Ws::kOpen) {
+    close_websocket(1012, "");  // service restart: the client reconnects to another worker
+    return;
+  }
   if (server_.handoff_fd() >= 0 && try_handoff()) return;
   if (parser_.phase() == RequestParser::Phase::kIdle && !handling_ && !close_after_ &&
       !lingering_ && !closing_) {
@@ -621,6 +655,11 @@ void Connection::begin_drain() {
 
 void Connection::check_deadline(uint64_t now) {
   if (closing_) return;
+  if (ws_ == Ws::kClosing && deadline_ms_ && now >= deadline_ms_) {
+    end_websocket(1006, "");  // the client never answered our close frame
+    close_now();
+    return;
+  }
   if (write_pending_) {
     // A client that does not read: the write must make progress, whatever else we wait for.
     size_t queued = h_.stream.write_queue_size;
@@ -667,6 +706,160 @@ void Connection::on_close(uv_handle_t* h) {
   }
   c->server_.connection_closed(c);
   delete c;
+}
+
+// --- WebSocket --------------------------------------------------------------------------------
+
+// An Upgrade: websocket request (llhttp saw Connection: upgrade). True when it is a valid
+// opening handshake (ws_ becomes kHandshake) or no WebSocket upgrade at all (plain HTTP);
+// false when it was refused here with an error answer.
+bool Connection::websocket_handshake(const Request& req) {
+  if (!ws::has_token(req.header("upgrade"), "websocket")) return true;
+  if (req.method != HTTP_GET || req.http_minor != 1 || req.has_body) {
+    respond_error(400);
+    return false;
+  }
+  if (req.header("sec-websocket-version") != "13") {
+    respond_error(426, "Sec-WebSocket-Version: 13\r\n");
+    return false;
+  }
+  if (!ws::valid_client_key(req.header("sec-websocket-key"))) {
+    respond_error(400);
+    return false;
+  }
+  ws_ = Ws::kHandshake;
+  return true;
+}
+
+SendResult Connection::accept_websocket(std::string_view subprotocol, const HeaderList* headers,
+                                        std::string* error) {
+  if (closing_ || eof_ || ws_ != Ws::kHandshake) return SendResult::kGone;
+  bool token = true;
+  for (unsigned char c : subprotocol) token = token && is_token_char(c);
+  if (!token) {
+    *error = "invalid WebSocket subprotocol '" + std::string(subprotocol.substr(0, 64)) + "'";
+    return SendResult::kInvalid;
+  }
+  if (headers) {
+    for (const auto& [name, value] : *headers) {
+      bool ok = !name.empty();
+      for (unsigned char c : name) ok = ok && is_token_char(c);
+      if (!ok || !is_field_value(value)) {
+        *error = "invalid response header " + std::string(ok ? "value" : "name") + " for '" +
+                 std::string(name.substr(0, 64)) + "'";
+        return SendResult::kInvalid;
+      }
+    }
+  }
+  const Request& req = parser_.request();
+  out_ += "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n";
+  out_ += "Sec-WebSocket-Accept: ";
+  out_ += ws::accept_key(req.header("sec-websocket-key"));
+  out_ += "\r\n";
+  if (!subprotocol.empty()) {
+    out_ += "Sec-WebSocket-Protocol: ";
+    out_ += subprotocol;
+    out_ += "\r\n";
+  }
+  out_ += "Server: rotor\r\n";
+  out_ += server_.date_header();
+  if (headers) {
+    for (const auto& [name, value] : *headers) {
+      // The handshake's own fields are ours.
+      if (iequals(name, "upgrade") || iequals(name, "connection") ||
+          iequals(name, "sec-websocket-accept") || iequals(name, "sec-websocket-protocol") ||
+          iequals(name, "content-length") || iequals(name, "transfer-encoding")) {
+        continue;
+      }
+      out_ += name;
+      out_ += ": ";
+      out_ += value;
+      out_ += "\r\n";
+    }
+  }
+  out_ += "\r\n";
+  if (server_.access_log()) log_access(101, 0);
+  ws_ = Ws::kOpen;
+  ws_decoder_ = std::make_unique<ws::Decoder>(kWsMaxMessage);
+  wait_ = Wait::kNone;
+  deadline_ms_ = 0;
+  // Frames the client sent right after its handshake were kept unparsed: they come first.
+  std::string early = pending_in_.substr(std::min(pending_off_, pending_in_.size()));
+  pending_in_.clear();
+  pending_off_ = 0;
+  if (!early.empty()) feed_websocket(early.data(), early.size());
+  if (draining_ && ws_ == Ws::kOpen) close_websocket(1012, "");
+  if (!in_process_) flush();
+  update_reading();
+  return SendResult::kOk;
+}
+
+SendResult Connection::send_websocket(bool text, std::string_view data) {
+  if (closing_ || ws_ != Ws::kOpen) return SendResult::kGone;
+  out_ += ws::encode_frame(text ? ws::Opcode::kText : ws::Opcode::kBinary, data);
+  if (!in_process_) flush();
+  if (closing_) return SendResult::kGone;
+  if (out_.size() + writing_.size() < kOutputHighWater) return SendResult::kOk;
+  send_paused_ = true;
+  return SendResult::kPaused;
+}
+
+void Connection::close_websocket(uint16_t code, std::string_view reason) {
+  if (closing_ || ws_ != Ws::kOpen) return;
+  send_close_frame(code, reason);
+  ws_ = Ws::kClosing;
+  // The client answers with its close frame; one that does not is closed on after this.
+  uint64_t ms = server_.limits().linger_ms;
+  deadline_ms_ = now_ms() + (ms ? ms : 1);
+  if (!in_process_) flush();
+  update_reading();
+}
+
+void Connection::resume_websocket() {
+  if (!ws_paused_) return;
+  ws_paused_ = false;
+  update_reading();
+}
+
+void Connection::send_close_frame(uint16_t code, std::string_view reason) {
+  out_ += ws::encode_frame(ws::Opcode::kClose, ws::close_payload(code, reason));
+}
+
+void Connection::feed_websocket(const char* data, size_t len) {
+  if (ws_decoder_ && !ws_decoder_->done()) ws_decoder_->feed(std::string_view(data, len), *this);
+}
+
+void Connection::on_message(bool text, std::string_view data) {
+  if (ws_ == Ws::kOpen) server_.handler().on_ws_message(*this, text, data);
+}
+
+void Connection::on_ping(std::string_view payload) {
+  if (ws_ == Ws::kOpen || ws_ == Ws::kClosing) out_ += ws::encode_frame(ws::Opcode::kPong, payload);
+}
+
+void Connection::on_pong(std::string_view) {}
+
+void Connection::on_close(uint16_t code, std::string_view reason) {
+  // The client's close frame: answered with the same code (the end of the closing handshake),
+  // unless ours went first. Then the server closes the TCP connection.
+  if (ws_ == Ws::kOpen) send_close_frame(code, "");
+  end_websocket(code, reason);
+}
+
+void Connection::on_error(uint16_t close_code, std::string_view) {
+  if (ws_ == Ws::kOpen) send_close_frame(close_code, "");
+  end_websocket(close_code, "");
+}
+
+void Connection::end_websocket(uint16_t code, std::string_view reason) {
+  if (ws_ != Ws::kOpen && ws_ != Ws::kClosing) return;
+  ws_ = Ws::kDone;
+  close_after_ = true;
+  handling_ = false;
+  send_paused_ = false;
+  server_.handler().on_ws_closed(*this, code, reason);
+  server_.response_complete(true);
+  if (!in_process_) flush();
 }
 
 }  // namespace rotor::http

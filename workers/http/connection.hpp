@@ -10,6 +10,7 @@
 #include <uv.h>
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -17,6 +18,7 @@
 
 #include "workers/http/parser.hpp"
 #include "workers/http/request.hpp"
+#include "workers/websocket/frame.hpp"
 
 namespace rotor::http {
 
@@ -37,7 +39,7 @@ enum class SendResult : uint8_t {
 
 using HeaderList = std::vector<std::pair<std::string_view, std::string_view>>;
 
-class Connection : private RequestParser::BodySink {
+class Connection : private RequestParser::BodySink, private ws::Sink {
  public:
   explicit Connection(Server& server);
   Connection(const Connection&) = delete;
@@ -66,6 +68,22 @@ class Connection : private RequestParser::BodySink {
   // Streaming: "100 Continue" when the client asked for it and no body byte arrived yet (an
   // app reading its body says it wants it).
   void continue_if_expected();
+  // WebSocket (RFC 6455). The request the handler holds is an opening handshake (only for a
+  // handler that accepts_websockets()); it answers with accept_websocket(), or with any HTTP
+  // answer to refuse it.
+  bool websocket_requested() const { return ws_ == Ws::kHandshake; }
+  // 101 Switching Protocols with `subprotocol` (may be empty) and the handler's headers; from
+  // then on messages reach Handler::on_ws_message. kInvalid (with `error`) for a bad header.
+  SendResult accept_websocket(std::string_view subprotocol, const HeaderList* headers,
+                              std::string* error);
+  // A text or binary message. kPaused when the client reads slowly (Handler::on_drained).
+  SendResult send_websocket(bool text, std::string_view data);
+  // The closing handshake: a close frame now; the session ends (Handler::on_ws_closed) when
+  // the client answers with its own, or after the linger time.
+  void close_websocket(uint16_t code, std::string_view reason);
+  // Flow control of incoming messages: stop reading until resume_websocket().
+  void pause_websocket() { ws_paused_ = true; }
+  void resume_websocket();
   // For the handler: which of its requests this connection carries.
   uint64_t handler_tag = 0;
   // Whether libuv holds work for this connection that only its loop completes (a queued
@@ -100,7 +118,7 @@ class Connection : private RequestParser::BodySink {
   void dispatch();
   void resume_input();
   void on_eof();
-  void respond_error(int status);
+  void respond_error(int status, std::string_view extra_header = {});
   void flush();
   // After output went out: a paused sender may go on (Handler::on_drained).
   void wake_sender_if_room();
@@ -114,6 +132,16 @@ class Connection : private RequestParser::BodySink {
   bool keep_alive_after_answer();
   void on_body_data(std::string_view data) override;
   void answer_done(int status, uint64_t body_bytes);
+  // WebSocket: the decoder's reports, and the end of the session for the handler.
+  void on_message(bool text, std::string_view data) override;
+  void on_ping(std::string_view payload) override;
+  void on_pong(std::string_view payload) override;
+  void on_close(uint16_t code, std::string_view reason) override;
+  void on_error(uint16_t close_code, std::string_view why) override;
+  bool websocket_handshake(const Request& req);
+  void feed_websocket(const char* data, size_t len);
+  void send_close_frame(uint16_t code, std::string_view reason);
+  void end_websocket(uint16_t code, std::string_view reason);
 
   Server& server_;
   union {
@@ -160,6 +188,12 @@ class Connection : private RequestParser::BodySink {
   uint64_t response_bytes_ = 0;
   Endpoint peer_, local_;
   bool endpoints_known_ = false;
+  // kHandshake: the handler holds an opening handshake; kOpen: frames flow; kClosing: our
+  // close frame is out, the client's is awaited; kDone: the session is over (closing).
+  enum class Ws : uint8_t { kNone, kHandshake, kOpen, kClosing, kDone };
+  Ws ws_ = Ws::kNone;
+  bool ws_paused_ = false;
+  std::unique_ptr<ws::Decoder> ws_decoder_;
 };
 
 }  // namespace rotor::http

@@ -49,6 +49,14 @@ class Handler {
   virtual void on_peer_closed(Connection&) {}
   // The answer's unsent backlog fell below the high-water mark (after kPaused).
   virtual void on_drained(Connection&) {}
+  // WebSocket: whether on_request may get opening handshakes (Connection::websocket_requested);
+  // without, an upgrade request is answered like any other request.
+  virtual bool accepts_websockets() const { return false; }
+  // A complete message of an accepted session (text is valid UTF-8).
+  virtual void on_ws_message(Connection&, bool /*text*/, std::string_view /*data*/) {}
+  // The session is over and the request with it: the client's close code (1005 when it gave
+  // none), the code of our close after a protocol error, or 1006 when the connection dropped.
+  virtual void on_ws_closed(Connection&, uint16_t /*code*/, std::string_view /*reason*/) {}
 };
 
 // What the worker runtime wants to know (the scoreboard counters).

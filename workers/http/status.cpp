@@ -56,6 +56,8 @@ std::string_view status_line(int status) {
       return "417 Expectation Failed";
     case 422:
       return "422 Unprocessable Content";
+    case 426:
+      return "426 Upgrade Required";
     case 429:
       return "429 Too Many Requests";
     case 431:
