@@ -42,6 +42,11 @@ struct Config {
   int64_t limit_request_field_size = 8190;
   int64_t limit_request_body = 0;  // bytes, 0 = unlimited
 
+  // WebSocket sessions (as uvicorn's --ws-* options)
+  int64_t ws_max_size = 16 * 1024 * 1024;  // largest message a client may send, bytes
+  double ws_ping_interval = 20;            // seconds between our pings (0 = none)
+  double ws_ping_timeout = 20;             // a pong must come within this (0 = no limit)
+
   // Process
   std::string chdir;
   std::string pid_file;  // --pid

@@ -253,6 +253,33 @@ const std::vector<Option>& options() {
        .help = "Maximum size of a request body in bytes; larger ones get 413 (0 = unlimited).",
        .member = &Config::limit_request_body},
 
+      // WebSocket
+      {.name = "ws_max_size",
+       .flags = "--ws-max-size",
+       .kind = Kind::kInt,
+       .default_value = "16777216",
+       .metavar = "BYTES",
+       .help = "Largest WebSocket message a client may send; a larger one closes the session "
+               "with 1009.",
+       .member = &Config::ws_max_size,
+       .min = 1},
+      {.name = "ws_ping_interval",
+       .flags = "--ws-ping-interval",
+       .kind = Kind::kSeconds,
+       .default_value = "20",
+       .metavar = "SECONDS",
+       .help = "Ping each WebSocket client this often, which keeps idle sessions open through "
+               "proxies and finds clients that are gone (0 = never).",
+       .member = &Config::ws_ping_interval},
+      {.name = "ws_ping_timeout",
+       .flags = "--ws-ping-timeout",
+       .kind = Kind::kSeconds,
+       .default_value = "20",
+       .metavar = "SECONDS",
+       .help = "Close a WebSocket session (1011) whose client has not answered a ping for this "
+               "long (0 = no limit).",
+       .member = &Config::ws_ping_timeout},
+
       // HTTP timeouts
       {.name = "timeout_request_head",
        .flags = "--timeout-request-head",

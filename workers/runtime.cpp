@@ -199,6 +199,9 @@ int Runtime::run() {
   limits.body_timeout_ms = ms(cfg_.timeout_request_body);
   limits.write_timeout_ms = ms(cfg_.timeout_response_write);
   limits.max_connections = static_cast<size_t>(cfg_.worker_connections);
+  limits.ws_max_message = static_cast<uint64_t>(cfg_.ws_max_size);
+  limits.ws_ping_interval_ms = ms(cfg_.ws_ping_interval);
+  limits.ws_ping_timeout_ms = ms(cfg_.ws_ping_timeout);
 
   // Signals first: an embedded Python leaves SIGINT alone only when it is already handled.
   struct {

@@ -296,3 +296,41 @@ def test_a_session_counts_as_one_request_for_max_requests(rotor):
     exit_ = wait_for(lambda: [f for f in r.events("worker-exit") if int(f["pid"]) in first],
                      what="the rotation after 3 sessions")[0]
     assert exit_["reason"] == "max-requests" and int(exit_["requests"]) >= 3, exit_
+
+
+def test_keepalive_pings_and_the_ping_timeout(rotor):
+    r = serve(rotor, "--ws-ping-interval", "0.3", "--ws-ping-timeout", "1.5")
+
+    async def main():
+        # The websockets library answers pings: the session outlives many timeouts.
+        async with websockets.connect(f"ws://127.0.0.1:{r.port}/raw/echo",
+                                      ping_interval=None) as ws:
+            await asyncio.sleep(4)
+            await ws.send("still here")
+            assert await ws.recv() == "still here"
+
+    run(main())
+    # A client that stops answering is closed with 1011 and the app hears of it.
+    c = RawClient(r.port)
+    op, _, payload = c.recv_frame()
+    assert (op, payload) == (0x9, b"rotor")
+    c.s.sendall(frame(0xA, payload))
+    while True:  # pings go unanswered from now on
+        op, _, payload = c.recv_frame()
+        if op == 0x8:
+            break
+        assert op == 0x9, op
+    assert struct.unpack("!H", payload[:2])[0] == 1011 and b"keepalive" in payload
+    assert c.closed_by_server()
+    wait_for(lambda: "('disconnect', 1011)" in events(r), what="the app's 1011 disconnect")
+
+
+def test_ws_max_size(rotor):
+    r = serve(rotor, "--ws-max-size", "1000")
+    c = RawClient(r.port)
+    c.s.sendall(frame(0x2, b"x" * 1000))
+    assert c.recv_frame() == (0x2, True, b"x" * 1000)
+    # Two fragments that add up to one byte too many.
+    c.s.sendall(frame(0x2, b"y" * 600, fin=False) + frame(0x0, b"y" * 401))
+    assert c.close_code() == 1009
+    assert c.closed_by_server()

@@ -26,8 +26,6 @@ char g_read_buffer[64 * 1024];
 constexpr size_t kOutputHighWater = 256 * 1024;
 // Output buffers larger than this are released once empty, so an idle connection stays small.
 constexpr size_t kKeptBuffer = 64 * 1024;
-// The largest WebSocket message a client may send (uvicorn's --ws-max-size default).
-constexpr uint64_t kWsMaxMessage = 16 * 1024 * 1024;
 
 void append_number(std::string& out, uint64_t n) {
   char buf[24];
@@ -660,6 +658,10 @@ void Connection::check_deadline(uint64_t now) {
     close_now();
     return;
   }
+  if (ws_ == Ws::kOpen) {
+    ping_websocket(now);
+    if (closing_ || ws_ != Ws::kOpen) return;
+  }
   if (write_pending_) {
     // A client that does not read: the write must make progress, whatever else we wait for.
     size_t queued = h_.stream.write_queue_size;
@@ -780,9 +782,11 @@ SendResult Connection::accept_websocket(std::string_view subprotocol, const Head
   out_ += "\r\n";
   if (server_.access_log()) log_access(101, 0);
   ws_ = Ws::kOpen;
-  ws_decoder_ = std::make_unique<ws::Decoder>(kWsMaxMessage);
+  const Limits& lim = server_.limits();
+  ws_decoder_ = std::make_unique<ws::Decoder>(lim.ws_max_message);
   wait_ = Wait::kNone;
   deadline_ms_ = 0;
+  ws_next_ping_ms_ = lim.ws_ping_interval_ms ? now_ms() + lim.ws_ping_interval_ms : 0;
   // Frames the client sent right after its handshake were kept unparsed: they come first.
   std::string early = pending_in_.substr(std::min(pending_off_, pending_in_.size()));
   pending_in_.clear();
@@ -837,7 +841,25 @@ void Connection::on_ping(std::string_view payload) {
   if (ws_ == Ws::kOpen || ws_ == Ws::kClosing) out_ += ws::encode_frame(ws::Opcode::kPong, payload);
 }
 
-void Connection::on_pong(std::string_view) {}
+void Connection::on_pong(std::string_view) {
+  ws_pong_due_ms_ = 0;  // the client is there
+}
+
+// Keepalive: a ping every interval; a client that leaves one unanswered for the timeout is
+// gone (a dead peer or a proxy that dropped the session), and the session ends with 1011.
+void Connection::ping_websocket(uint64_t now) {
+  const Limits& lim = server_.limits();
+  if (ws_pong_due_ms_ && now >= ws_pong_due_ms_) {
+    send_close_frame(1011, "keepalive ping timeout");
+    end_websocket(1011, "keepalive ping timeout");
+    return;
+  }
+  if (!ws_next_ping_ms_ || now < ws_next_ping_ms_) return;
+  ws_next_ping_ms_ = now + lim.ws_ping_interval_ms;
+  if (!ws_pong_due_ms_ && lim.ws_ping_timeout_ms) ws_pong_due_ms_ = now + lim.ws_ping_timeout_ms;
+  out_ += ws::encode_frame(ws::Opcode::kPing, "rotor");
+  flush();
+}
 
 void Connection::on_close(uint16_t code, std::string_view reason) {
   // The client's close frame: answered with the same code (the end of the closing handshake),

@@ -141,6 +141,7 @@ class Connection : private RequestParser::BodySink, private ws::Sink {
   bool websocket_handshake(const Request& req);
   void feed_websocket(const char* data, size_t len);
   void send_close_frame(uint16_t code, std::string_view reason);
+  void ping_websocket(uint64_t now);
   void end_websocket(uint16_t code, std::string_view reason);
 
   Server& server_;
@@ -193,6 +194,8 @@ class Connection : private RequestParser::BodySink, private ws::Sink {
   enum class Ws : uint8_t { kNone, kHandshake, kOpen, kClosing, kDone };
   Ws ws_ = Ws::kNone;
   bool ws_paused_ = false;
+  uint64_t ws_next_ping_ms_ = 0;  // when to ping next; 0 = never
+  uint64_t ws_pong_due_ms_ = 0;   // a ping is unanswered: the pong must come by then
   std::unique_ptr<ws::Decoder> ws_decoder_;
 };
 

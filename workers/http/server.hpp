@@ -28,6 +28,9 @@ struct Limits {
   uint64_t linger_ms = 2000;          // after Connection: close, read and discard until EOF
   size_t max_connections = 1000;      // open connections at which the worker stops accepting
   size_t max_in_flight = 0;           // requests in flight at which it does too; 0 = no limit
+  uint64_t ws_max_message = 16 * 1024 * 1024;  // WebSocket: largest message a client may send
+  uint64_t ws_ping_interval_ms = 20000;        // between our pings; 0 = none
+  uint64_t ws_ping_timeout_ms = 20000;         // for the pong; 0 = no limit
 };
 
 class Handler {
