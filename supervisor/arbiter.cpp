@@ -438,8 +438,10 @@ void Arbiter::observe_workers() {
       due.deadline_ns = w.deadline_ns;
       due.now_ns = now;
       due.lead_ns = policy::rotation_lead_ns(spawn_latency_.ns(), kSweepMs * kMs);
-      w.due_soon = policy::rotation_due_soon(due);
+      auto due_reason = policy::rotation_due_soon(due);
+      w.due_soon = due_reason.has_value();
       if (w.due_soon) {
+        w.due_reason = *due_reason;
         spdlog::debug("event=rotation-due pid={} requests={} limit={} lead_ms={}", pid, in.requests,
                       w.request_limit, due.lead_ns / kMs);
       }
@@ -536,7 +538,12 @@ void Arbiter::manage_workers() {
                                    backoff_.allows_spawn(now), timing);
   for (uint64_t id : plan.drain) {
     // A due-soon worker has no reason yet: it leaves for the limit it was about to reach.
-    if (Worker* w = find(id)) drain_worker(*w, w->reason.empty() ? "max-requests" : w->reason);
+    if (Worker* w = find(id)) {
+      std::string reason = !w->reason.empty()       ? w->reason
+                           : !w->due_reason.empty() ? w->due_reason
+                                                    : "max-requests";
+      drain_worker(*w, reason);
+    }
   }
   for (uint64_t id : plan.scale_down) {
     if (Worker* w = find(id)) drain_worker(*w, w->reason.empty() ? "scale-down" : w->reason);

@@ -60,10 +60,11 @@ class Arbiter {
     std::string reason;      // why it is leaving; empty while it is not
     uint64_t successor = 0;  // worker booting to replace it
     bool is_successor = false;
-    bool due_soon = false;  // its successor is started ahead of its limit (latched)
-    int64_t drain_ns = 0;   // when TERM was sent
-    int64_t abort_ns = 0;   // when SIGABRT was sent (heartbeat timeout)
-    bool killed = false;    // SIGKILL sent
+    bool due_soon = false;   // its successor is started ahead of its limit (latched)
+    std::string due_reason;  // that limit: what an early drain is logged as
+    int64_t drain_ns = 0;    // when TERM was sent
+    int64_t abort_ns = 0;    // when SIGABRT was sent (heartbeat timeout)
+    bool killed = false;     // SIGKILL sent
     int64_t rss_checked_ns = 0;
     pid_t template_pid = 0;  // forked by this template (0: forked by the master, cold)
     std::string spawn_reason;

@@ -27,15 +27,18 @@ std::optional<std::string> retire_reason(const RetireInputs& in) {
   return std::nullopt;
 }
 
-bool rotation_due_soon(const DueInputs& in) {
-  if (in.deadline_ns > 0 && in.deadline_ns - in.now_ns <= in.lead_ns) return true;
-  if (in.request_limit == 0 || in.requests >= in.request_limit) return false;
+std::optional<std::string> rotation_due_soon(const DueInputs& in) {
+  if (in.deadline_ns > 0 && in.deadline_ns - in.now_ns <= in.lead_ns) return "max-lifetime";
+  if (in.request_limit == 0 || in.requests >= in.request_limit) return std::nullopt;
   int64_t served_ns = in.now_ns - in.ready_ns;
-  if (in.requests == 0 || served_ns <= 0) return false;
+  if (in.requests == 0 || served_ns <= 0) return std::nullopt;
   // requests left <= rate * lead, in integers: left * served_ns <= requests * lead_ns.
   double left = static_cast<double>(in.request_limit - in.requests);
-  return left * static_cast<double>(served_ns) <=
-         static_cast<double>(in.requests) * static_cast<double>(in.lead_ns);
+  if (left * static_cast<double>(served_ns) <=
+      static_cast<double>(in.requests) * static_cast<double>(in.lead_ns)) {
+    return "max-requests";
+  }
+  return std::nullopt;
 }
 
 int64_t rotation_lead_ns(int64_t spawn_latency_ns, int64_t sweep_ns) {

@@ -40,7 +40,8 @@ struct DueInputs {
   int64_t now_ns = 0;
   int64_t lead_ns = 0;
 };
-bool rotation_due_soon(const DueInputs& in);
+// The limit it is about to reach ("max-lifetime", "max-requests"), or nothing.
+std::optional<std::string> rotation_due_soon(const DueInputs& in);
 
 // How far ahead to start a successor: the expected spawn latency with a margin, plus one
 // sweep of the master (it only looks that often when nothing wakes it).

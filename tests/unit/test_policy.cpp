@@ -205,7 +205,7 @@ TEST_SUITE("policy") {
     in.requests = 900;  // 900 req/s: 100 left take 111 ms
     CHECK_FALSE(rotation_due_soon(in));
     in.requests = 910;  // 90 left take 99 ms
-    CHECK(rotation_due_soon(in));
+    CHECK(rotation_due_soon(in) == "max-requests");
     in.requests = 1000;  // at the limit it is retiring, not due
     CHECK_FALSE(rotation_due_soon(in));
     in.requests = 0;  // no traffic: never due by requests
@@ -214,7 +214,7 @@ TEST_SUITE("policy") {
     in.requests = 5;
     CHECK_FALSE(rotation_due_soon(in));
     in.deadline_ns = in.now_ns + in.lead_ns;  // the lifetime ends within the lead
-    CHECK(rotation_due_soon(in));
+    CHECK(rotation_due_soon(in) == "max-lifetime");
     in.deadline_ns = in.now_ns + 2 * in.lead_ns;
     CHECK_FALSE(rotation_due_soon(in));
     // A worker faster than the lead is due as soon as it has served anything.
