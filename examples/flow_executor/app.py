@@ -13,7 +13,8 @@ import os
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse
-from starlette.routing import Route
+from starlette.routing import Route, WebSocketRoute
+from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from flow_nodes.base import FlowError
 from flow_nodes.builder import build
@@ -23,28 +24,42 @@ LEAKED = []  # FLOW_LEAK_KB per run, kept for the worker's life
 runs = 0
 
 
-def error(status, message):
-    return JSONResponse({"error": message}, status_code=status)
-
-
-async def run(request: Request):
+def execute(body):
+    """One run of the flow in a /run body (bytes or str): (HTTP status, JSON answer)."""
     global runs
     try:
-        payload = json.loads(await request.body())
+        payload = json.loads(body)
     except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError too
-        return error(422, f"the body is not valid JSON: {exc}")
+        return 422, {"error": f"the body is not valid JSON: {exc}"}
     try:
         graph, inputs, session_id = build(payload)
         result = graph.run(inputs, session_id)
     except FlowError as exc:
-        return error(exc.status, str(exc))
+        return exc.status, {"error": str(exc)}
     except Exception as exc:  # a node's bug fails this run, never the worker
-        return error(500, f"the flow failed: {type(exc).__name__}: {exc}")
+        return 500, {"error": f"the flow failed: {type(exc).__name__}: {exc}"}
     runs += 1
     if LEAK_KB:
         # Written, not just allocated: untouched pages would not count in RSS.
         LEAKED.append(b"%08d" % runs * (LEAK_KB * 128))
-    return JSONResponse({**result, "session_id": session_id, "pid": os.getpid(), "runs": runs})
+    return 200, {**result, "session_id": session_id, "pid": os.getpid(), "runs": runs}
+
+
+async def run(request: Request):
+    status, answer = execute(await request.body())
+    return JSONResponse(answer, status_code=status)
+
+
+async def run_ws(websocket: WebSocket):
+    """The builder's live channel: each text message is a /run body, each answer carries the
+    run's status. A bad run is answered and the session goes on."""
+    await websocket.accept()
+    try:
+        while True:
+            status, answer = execute(await websocket.receive_text())
+            await websocket.send_json({"status": status, **answer})
+    except WebSocketDisconnect:
+        pass
 
 
 async def health(request: Request):
@@ -53,8 +68,9 @@ async def health(request: Request):
 
 async def index(request: Request):
     return PlainTextResponse("flow executor: POST /run with {\"flow\": ..., \"inputs\": ..., "
-                             "\"session_id\": ...}; GET /health\n")
+                             "\"session_id\": ...}, or the same bodies as messages on the "
+                             "WebSocket /ws; GET /health\n")
 
 
 app = Starlette(routes=[Route("/", index), Route("/health", health),
-                        Route("/run", run, methods=["POST"])])
+                        Route("/run", run, methods=["POST"]), WebSocketRoute("/ws", run_ws)])

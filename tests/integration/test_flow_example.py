@@ -99,6 +99,34 @@ def test_sample_flows_give_their_deterministic_output(rotor):
     assert c.request("GET", "/")[0] == 200
 
 
+def test_flows_run_over_the_websocket(rotor):
+    import asyncio
+
+    import pytest
+    websockets = pytest.importorskip("websockets")
+    r = serve(rotor)
+    [worker] = r.ready_pids()
+
+    async def main():
+        async with websockets.connect(f"ws://127.0.0.1:{r.port}/ws") as ws:
+            answers = []
+            for body in (flow("chat"), flow("chat"), "not json", flow("keywords"),
+                         flow("chat", flow={"nodes": []})):
+                await ws.send(body if isinstance(body, str) else json.dumps(body))
+                answers.append(json.loads(await ws.recv()))
+            return answers
+
+    first, second, bad, keywords, wrong = asyncio.run(asyncio.wait_for(main(), 60))
+    assert first["status"] == 200 and first["pid"] == worker
+    assert {k: first[k] for k in EXPECTED["chat"]} == EXPECTED["chat"]
+    assert (second["turn"], second["runs"]) == (2, 2)  # the session's memory, in that worker
+    assert bad["status"] == 422 and "not valid JSON" in bad["error"]
+    assert keywords["output"] == EXPECTED["keywords"]["output"]
+    assert wrong["status"] == 422 and wrong["error"]
+    # The three good runs counted in the worker; the bad ones left the session open.
+    assert Client(r.port).request("GET", "/health")[1]["runs"] == 3
+
+
 def test_bad_requests_get_clear_errors_and_the_worker_survives(rotor):
     r = serve(rotor)
     [worker] = r.ready_pids()
