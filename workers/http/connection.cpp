@@ -305,6 +305,27 @@ bool is_field_value(std::string_view v) {
   return true;
 }
 
+bool is_token(std::string_view s) {
+  bool token = !s.empty();
+  for (unsigned char c : s) token = token && is_token_char(c);
+  return token;
+}
+
+// The handler's response headers: false with `error` naming the first that is not valid HTTP
+// (an app's CR, LF or non-token name never reaches the wire).
+bool valid_headers(const HeaderList* headers, std::string* error) {
+  if (!headers) return true;
+  for (const auto& [name, value] : *headers) {
+    bool token = is_token(name);
+    if (!token || !is_field_value(value)) {
+      *error = "invalid response header " + std::string(token ? "value" : "name") + " for '" +
+               std::string(name.substr(0, 64)) + "'";
+      return false;
+    }
+  }
+  return true;
+}
+
 }  // namespace
 
 SendResult Connection::send_response(int status, const HeaderList* headers, std::string_view body,
@@ -316,16 +337,10 @@ SendResult Connection::send_response(int status, const HeaderList* headers, std:
       *error = "invalid response status " + std::to_string(status);
       return SendResult::kInvalid;
     }
+    if (!valid_headers(headers, error)) return SendResult::kInvalid;
     bool has_length = false;
     if (headers) {
       for (const auto& [name, value] : *headers) {
-        bool token = !name.empty();
-        for (unsigned char c : name) token = token && is_token_char(c);
-        if (!token || !is_field_value(value)) {
-          *error = "invalid response header " + std::string(token ? "value" : "name") + " for '" +
-                   std::string(name.substr(0, 64)) + "'";
-          return SendResult::kInvalid;
-        }
         has_length = has_length || iequals(name, "content-length");
       }
     }
@@ -736,23 +751,11 @@ bool Connection::websocket_handshake(const Request& req) {
 SendResult Connection::accept_websocket(std::string_view subprotocol, const HeaderList* headers,
                                         std::string* error) {
   if (closing_ || eof_ || ws_ != Ws::kHandshake) return SendResult::kGone;
-  bool token = true;
-  for (unsigned char c : subprotocol) token = token && is_token_char(c);
-  if (!token) {
+  if (!subprotocol.empty() && !is_token(subprotocol)) {
     *error = "invalid WebSocket subprotocol '" + std::string(subprotocol.substr(0, 64)) + "'";
     return SendResult::kInvalid;
   }
-  if (headers) {
-    for (const auto& [name, value] : *headers) {
-      bool ok = !name.empty();
-      for (unsigned char c : name) ok = ok && is_token_char(c);
-      if (!ok || !is_field_value(value)) {
-        *error = "invalid response header " + std::string(ok ? "value" : "name") + " for '" +
-                 std::string(name.substr(0, 64)) + "'";
-        return SendResult::kInvalid;
-      }
-    }
-  }
+  if (!valid_headers(headers, error)) return SendResult::kInvalid;
   const Request& req = parser_.request();
   out_ += "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n";
   out_ += "Sec-WebSocket-Accept: ";

@@ -2,6 +2,8 @@
 
 #include <vector>
 
+#include "workers/http/request.hpp"
+
 namespace rotor::http {
 
 namespace {
@@ -10,16 +12,6 @@ std::string_view trim(std::string_view s) {
   while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
   while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
   return s;
-}
-
-bool equals_lower(std::string_view text, std::string_view lower) {
-  if (text.size() != lower.size()) return false;
-  for (size_t i = 0; i < text.size(); ++i) {
-    char c = text[i];
-    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c + ('a' - 'A'));
-    if (c != lower[i]) return false;
-  }
-  return true;
 }
 
 }  // namespace
@@ -47,8 +39,8 @@ std::string forwarded_client(std::string_view chain, const conf::AddressList& tr
 std::string_view forwarded_scheme(std::string_view value) {
   size_t comma = value.rfind(',');
   std::string_view last = trim(comma == std::string_view::npos ? value : value.substr(comma + 1));
-  if (equals_lower(last, "https")) return "https";
-  if (equals_lower(last, "http")) return "http";
+  if (iequals(last, "https")) return "https";
+  if (iequals(last, "http")) return "http";
   return "";
 }
 
