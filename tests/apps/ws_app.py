@@ -33,6 +33,31 @@ async def raw(scope, receive, send):
         await send({"type": "websocket.close", "code": 4001, "reason": "bye"})
         events.append(("after-close", await receive()))
         return
+    if path == "/raw/sleep":  # never receives
+        await asyncio.sleep(60)
+        return
+    if path == "/raw/multi":  # two tasks send at once to a client that reads late
+        big = b"m" * (1024 * 1024)
+        done = []
+
+        async def sender(name):
+            for _ in range(8):
+                await send({"type": "websocket.send", "bytes": big})
+            done.append(name)
+
+        tasks = [asyncio.ensure_future(sender(n)) for n in "ab"]
+        await asyncio.wait(tasks, timeout=30)
+        events.append(("multi-done", sorted(done)))
+        await send({"type": "websocket.close"})
+        return
+    if path == "/raw/big":  # one large message to a client that reads it slowly
+        await send({"type": "websocket.send", "bytes": b"B" * (4 << 20)})
+        events.append(("big-sent", (await receive())["type"]))
+        return
+    if path == "/raw/badcode":
+        code = int(scope["query_string"] or b"1006")
+        await send({"type": "websocket.close", "code": code})
+        return
     if path == "/raw/scope":
         await send({"type": "websocket.send", "text": repr(
             {k: scope[k] for k in ("scheme", "path", "query_string", "subprotocols",

@@ -6,6 +6,7 @@ import os
 import signal
 import socket
 import struct
+import time
 
 import pytest
 
@@ -334,3 +335,94 @@ def test_ws_max_size(rotor):
     c.s.sendall(frame(0x2, b"y" * 600, fin=False) + frame(0x0, b"y" * 401))
     assert c.close_code() == 1009
     assert c.closed_by_server()
+
+
+def rss_mib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        return int(next(l for l in f if l.startswith("VmRSS:")).split()[1]) // 1024
+
+
+def test_a_flood_of_empty_messages_is_paused_like_a_large_one(rotor):
+    r = serve(rotor)
+    [worker] = r.ready_pids()
+    before = rss_mib(worker)
+    c = RawClient(r.port, "/raw/sleep")  # an app that never receives
+    c.s.settimeout(3)
+    chunk = frame(0x2) * 10000
+    sent = 0
+    with pytest.raises(socket.timeout):  # the worker stops reading: our sends block
+        while sent < 2_000_000:
+            c.s.sendall(chunk)
+            sent += 10000
+    assert rss_mib(worker) - before < 40, (before, rss_mib(worker), sent)
+
+
+def test_concurrent_senders_all_wake_when_the_client_reads(rotor):
+    r = serve(rotor)
+    c = RawClient(r.port, "/raw/multi")
+    # 16 MiB is more than the socket buffers and the worker's high-water mark together: both
+    # senders are paused by now, the client having read nothing.
+    time.sleep(1)
+    got = 0
+    while True:
+        op, _, payload = c.recv_frame()
+        if op == 0x8:
+            break
+        got += len(payload)
+    assert got == 16 * 1024 * 1024
+    assert "('multi-done', ['a', 'b'])" in events(r)
+
+
+def test_a_slow_reader_of_a_large_message_is_not_taken_for_gone(rotor):
+    r = serve(rotor, "--ws-ping-interval", "0.3", "--ws-ping-timeout", "1")
+    c = RawClient(r.port, "/raw/big")
+    c.s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+    got, pings = 0, 0
+    while got < 4 << 20:  # about 3 s at this pace: several ping timeouts
+        data = c.s.recv(65536)
+        assert data
+        c.buf += data
+        got = len(c.buf)
+        time.sleep(0.04)
+    op, _, payload = c.recv_frame()
+    while op == 0x9:  # pings queued behind the message come after it
+        pings += 1
+        op, _, payload = c.recv_frame()
+    assert op == 0x2 and len(payload) == 4 << 20
+    c.s.sendall(frame(0xA, b"rotor") + frame(0x1, b"done"))
+    wait_for(lambda: "('big-sent', 'websocket.receive')" in events(r), what="the app's receive")
+    assert "1011" not in events(r)
+
+
+def test_normal_ends_are_not_logged_as_app_errors(rotor):
+    r = serve(rotor)
+    # A close frame sent together with the handshake: the session is over at accept.
+    with socket.create_connection(("127.0.0.1", r.port), timeout=15) as s:
+        s.sendall(HANDSHAKE.replace(b"/raw/echo", b"/raw/scope") +
+                  frame(0x8, struct.pack("!H", 1000)))
+        while s.recv(65536):
+            pass
+
+    async def stream_until_reload():
+        async with websockets.connect(f"ws://127.0.0.1:{r.port}/chat") as ws:
+            await ws.send('{"op": "stream", "n": 100000000}')
+            await ws.recv()
+            r.signal(signal.SIGHUP)  # the worker closes the session (1012) mid-stream
+            with pytest.raises(websockets.ConnectionClosed) as closed:
+                while True:
+                    await ws.recv()
+            return closed.value.code
+
+    assert run(stream_until_reload()) == 1012
+    wait_for(lambda: r.events("worker-exit"), what="the reloaded worker's exit")
+    assert "app-error" not in r.log(), r.log()
+
+
+def test_an_invalid_close_code_from_the_app_is_refused(rotor):
+    r = serve(rotor)
+    for code in (1006, 999, 70000):
+        c = RawClient(r.port, f"/raw/badcode?{code}")
+        assert c.close_code() == 1011  # the app's error, not the code it asked for
+        assert c.closed_by_server()
+    wait_for(lambda: all(f"invalid WebSocket close code {code}" in r.log()
+                         for code in (1006, 999, 70000)), what="the three errors")

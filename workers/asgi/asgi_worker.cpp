@@ -21,6 +21,7 @@
 #include "workers/asgi/scope.hpp"
 #include "workers/http/connection.hpp"
 #include "workers/http/request.hpp"
+#include "workers/websocket/frame.hpp"
 
 namespace rotor::asgi {
 
@@ -170,6 +171,9 @@ PyObject* mod_ws_took(PyObject*, PyObject* args) {
 }
 
 constexpr size_t kBodyHighWater = 256 * 1024;
+// What a queued WebSocket message costs beyond its payload (the message dict in the inbox):
+// counted too, so that a flood of empty messages pauses reading like a large one.
+constexpr size_t kMessageOverhead = 256;
 
 PyMethodDef g_methods[] = {
     {"send", mod_send, METH_VARARGS, "send(rid, status, headers, body, more)"},
@@ -676,16 +680,17 @@ void AsgiWorker::on_ws_message(http::Connection& conn, bool text, std::string_vi
   Live* l = find(conn.handler_tag);
   if (!l) return;
   auto n = static_cast<Py_ssize_t>(data.size());
+  size_t cost = data.size() + kMessageOverhead;
   PyObject* payload = text ? PyUnicode_DecodeUTF8(data.data(), n, "strict")
                            : PyBytes_FromStringAndSize(data.data(), n);
   PyObject* r = payload ? PyObject_CallMethod(l->exchange, "push", "OOn", text ? Py_True : Py_False,
-                                              payload, n)
+                                              payload, static_cast<Py_ssize_t>(cost))
                         : nullptr;
   if (!r) log_python_error("bridge-failed");
   Py_XDECREF(r);
   Py_XDECREF(payload);
   // Reading stops while the app leaves this much unreceived (ws_took resumes it).
-  l->unread += data.size();
+  l->unread += cost;
   if (l->unread >= kBodyHighWater) conn.pause_websocket();
 }
 
@@ -786,6 +791,10 @@ PyObject* AsgiWorker::py_ws_close(PyObject* args) {
   const char* reason;
   Py_ssize_t reason_len;
   if (!PyArg_ParseTuple(args, "Kis#", &rid, &code, &reason, &reason_len)) return nullptr;
+  if (code < 0 || code > 65535 || !ws::valid_close_code(static_cast<uint16_t>(code))) {
+    PyErr_Format(PyExc_ValueError, "invalid WebSocket close code %d", code);
+    return nullptr;
+  }
   if (Live* l = find(rid)) {
     l->conn->close_websocket(static_cast<uint16_t>(code),
                              std::string_view(reason, static_cast<size_t>(reason_len)));

@@ -190,14 +190,22 @@ async def _carry(ex, awaitable):
 _CONNECTING, _OPEN, _CLOSING, _GONE = "connecting", "open", "closing", "gone"
 
 
+def _release(waiters):
+    for waiter in waiters:
+        if not waiter.done():
+            waiter.set_result(None)
+
+
 class WebSocket:
-    __slots__ = ("loop", "wid", "inbox", "waiter", "drained", "state", "last")
+    __slots__ = ("loop", "wid", "inbox", "receivers", "senders", "state", "last")
 
     def __init__(self, loop, wid):
         self.loop, self.wid = loop, wid
         # (message, bytes the engine counted) in arrival order; the first is the handshake.
         self.inbox = collections.deque([({"type": "websocket.connect"}, 0)])
-        self.waiter = self.drained = None
+        # Futures of the tasks waiting in receive (for a message) and in send (for the client
+        # to read): an app may have several, a broadcaster and a heartbeat say.
+        self.receivers, self.senders = [], []
         self.state = _CONNECTING
         self.last = None  # the disconnect, once received: every later receive gets it again
 
@@ -215,24 +223,27 @@ class WebSocket:
         self.wake()
 
     def wake(self):
-        """The client read what was sent (or left): a paused send goes on."""
-        if self.drained is not None and not self.drained.done():
-            self.drained.set_result(None)
+        """The client read what was sent (or left): paused sends go on."""
+        _release(self.senders)
 
     def _wake_receiver(self):
-        if self.waiter is not None and not self.waiter.done():
-            self.waiter.set_result(None)
+        _release(self.receivers)
+
+    async def _wait(self, waiters):
+        waiter = self.loop.create_future()
+        waiters.append(waiter)
+        try:
+            await waiter
+        finally:
+            if waiter in waiters:
+                waiters.remove(waiter)
 
     # The app's.
     async def receive(self):
         while not self.inbox:
             if self.last is not None:
                 return self.last
-            self.waiter = self.loop.create_future()
-            try:
-                await self.waiter
-            finally:
-                self.waiter = None
+            await self._wait(self.receivers)
         message, nbytes = self.inbox.popleft()
         if nbytes:
             _rotor.ws_took(self.wid, nbytes)
@@ -247,7 +258,9 @@ class WebSocket:
                 if not _rotor.ws_accept(self.wid, message.get("subprotocol"),
                                         message.get("headers")):
                     raise ClientDisconnected("the client left before the handshake")
-                self.state = _OPEN
+                # Frames that came with the handshake may have ended the session already.
+                if self.state == _CONNECTING:
+                    self.state = _OPEN
             elif kind == "websocket.close":
                 # Refused before the handshake: the client gets 403 (the ASGI spec).
                 _rotor.ws_deny(self.wid, 403)
@@ -264,11 +277,7 @@ class WebSocket:
                 else:
                     raise ValueError("websocket.send needs bytes or text")
                 if sent is _rotor.PAUSED:
-                    self.drained = self.loop.create_future()
-                    try:
-                        await self.drained
-                    finally:
-                        self.drained = None
+                    await self._wait(self.senders)
                 elif not sent:
                     raise ClientDisconnected("the client closed the WebSocket")
             elif kind == "websocket.close":
@@ -285,7 +294,9 @@ async def run_websocket(app, scope, ws):
     try:
         await app(scope, ws.receive, ws.send)
     except BaseException as exc:
-        if not (ws.state == _GONE and isinstance(exc, ClientDisconnected)):
+        # ClientDisconnected comes from our send: the session ended (the client left, or the
+        # worker closed it to drain), which is no failure of the app.
+        if not isinstance(exc, ClientDisconnected):
             _rotor.app_error(repr(exc), "".join(traceback.format_exception(exc)))
         if ws.state == _CONNECTING:
             _rotor.ws_deny(ws.wid, 500)

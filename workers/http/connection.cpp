@@ -1,6 +1,8 @@
 #include "workers/http/connection.hpp"
 
 #include <arpa/inet.h>
+#include <linux/sockios.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -117,7 +119,9 @@ void Connection::update_reading() {
   if (ws_ == Ws::kOpen || ws_ == Ws::kClosing) {
     // Frames: read unless the handler has too many messages unread, or the client does not
     // read what we send (its pings' pongs included).
-    want = !closing_ && !eof_ && !ws_paused_ && out_.size() + writing_.size() < kOutputHighWater;
+    // Once closing, the client's close frame is read whatever the app left unreceived.
+    bool paused = ws_paused_ && ws_ == Ws::kOpen;
+    want = !closing_ && !eof_ && !paused && out_.size() + writing_.size() < kOutputHighWater;
   }
   if (want == reading_) return;
   if (want) {
@@ -668,6 +672,11 @@ void Connection::begin_drain() {
 
 void Connection::check_deadline(uint64_t now) {
   if (closing_) return;
+  if (ws_ == Ws::kClosing && output_moving()) {
+    // Our close frame is behind output the client is still reading: its wait starts after.
+    uint64_t ms = server_.limits().linger_ms;
+    deadline_ms_ = now + (ms ? ms : 1);
+  }
   if (ws_ == Ws::kClosing && deadline_ms_ && now >= deadline_ms_) {
     end_websocket(1006, "");  // the client never answered our close frame
     close_now();
@@ -822,6 +831,19 @@ void Connection::close_websocket(uint16_t code, std::string_view reason) {
   update_reading();
 }
 
+bool Connection::output_moving() {
+  // Ours not yet written, and what the kernel holds that the client has not taken yet.
+  size_t pending = out_.size() + h_.stream.write_queue_size;
+  uv_os_fd_t fd;
+  int queued = 0;
+  if (uv_fileno(&h_.handle, &fd) == 0 && ioctl(fd, SIOCOUTQ, &queued) == 0 && queued > 0) {
+    pending += static_cast<size_t>(queued);
+  }
+  bool moving = pending > 0 && pending != ws_backlog_seen_;
+  ws_backlog_seen_ = pending;
+  return moving;
+}
+
 void Connection::resume_websocket() {
   if (!ws_paused_) return;
   ws_paused_ = false;
@@ -852,6 +874,9 @@ void Connection::on_pong(std::string_view) {
 // gone (a dead peer or a proxy that dropped the session), and the session ends with 1011.
 void Connection::ping_websocket(uint64_t now) {
   const Limits& lim = server_.limits();
+  // The pong comes after the client has read what was sent before the ping: a client that
+  // is still reading (a large message, slowly) is not gone, and its wait starts again.
+  if (ws_pong_due_ms_ && output_moving()) ws_pong_due_ms_ = now + lim.ws_ping_timeout_ms;
   if (ws_pong_due_ms_ && now >= ws_pong_due_ms_) {
     send_close_frame(1011, "keepalive ping timeout");
     end_websocket(1011, "keepalive ping timeout");

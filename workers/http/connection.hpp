@@ -142,6 +142,9 @@ class Connection : private RequestParser::BodySink, private ws::Sink {
   void feed_websocket(const char* data, size_t len);
   void send_close_frame(uint16_t code, std::string_view reason);
   void ping_websocket(uint64_t now);
+  // Whether output for the client is still being taken since the last call (what we have not
+  // written and what the kernel holds unread both count).
+  bool output_moving();
   void end_websocket(uint16_t code, std::string_view reason);
 
   Server& server_;
@@ -196,6 +199,7 @@ class Connection : private RequestParser::BodySink, private ws::Sink {
   bool ws_paused_ = false;
   uint64_t ws_next_ping_ms_ = 0;  // when to ping next; 0 = never
   uint64_t ws_pong_due_ms_ = 0;   // a ping is unanswered: the pong must come by then
+  size_t ws_backlog_seen_ = 0;    // output_moving()'s last reading
   std::unique_ptr<ws::Decoder> ws_decoder_;
 };
 
