@@ -475,6 +475,65 @@ def scenario_asgi_1core(args):
           GUNICORN)
 
 
+def tree_cpu_s(pid):
+    """User + system CPU seconds of `pid` and every process below it."""
+    total, todo = 0.0, [pid]
+    while todo:
+        p = todo.pop()
+        total += own_cpu_s(p) or 0.0
+        todo.extend(children(p))
+    return total
+
+
+def scenario_websocket(args):
+    """WebSocket echo of small binary messages (scripts/bench/wsload.py: 32 sessions, 16
+    messages of 32 bytes in flight each) under rotor and its Python peers, 2 workers each."""
+    workers, sessions, inflight, size = 2, 32, 16, 32
+    servers = asgi_servers(workers)
+    load = [PY, str(ROOT / "scripts" / "bench" / "wsload.py")]
+    runs = {s.name: [] for s in servers}
+    with contextlib.ExitStack() as stack:
+        for s in servers:
+            stack.enter_context(s)
+        for _ in range(args.rounds):
+            for s in servers:
+                cmd = load + [str(s.port), "/ws", str(sessions), str(inflight), str(size),
+                              str(args.duration)]
+                cpu_before = tree_cpu_s(s.proc.pid)
+                out = subprocess.run(cmd, capture_output=True, text=True,
+                                     timeout=args.duration + 60)
+                cpu = tree_cpu_s(s.proc.pid) - cpu_before
+                fields = log_fields(out.stdout)
+                rate, errors = float(fields.get("msgs_per_s", 0)), int(fields.get("errors", 1))
+                total = int(fields.get("total", 0))
+                us = cpu * 1e6 / total if total else float("nan")
+                if out.returncode != 0:
+                    print(f"  {s.name}: wsload failed: {out.stderr.strip()[-300:]}",
+                          file=sys.stderr)
+                    errors = max(errors, 1)
+                runs[s.name].append((rate, us, errors))
+                print(f"  {s.name}: {rate:.0f} msg/s, {us:.1f} us of server CPU each, "
+                      f"errors {errors}", file=sys.stderr)
+    base_name = GUNICORN
+    rows = {}
+    for name, rs in runs.items():
+        mid = sorted(rs)[len(rs) // 2]
+        rows[name] = (mid[0], mid[1], sum(e for _, _, e in rs))
+    base = rows[base_name]
+    print(f"\n### websocket: echo of {size}-byte messages, {workers} workers each\n")
+    print("| server | messages/s | ratio | server CPU per message us | CPU ratio | errors |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for name, (rate, us, errors) in rows.items():
+        ratio = rate / base[0] if base[0] else float("nan")
+        print(f"| {name} | {rate:.0f} | {ratio:.2f} | {us:.1f} | {us / base[1]:.2f} | {errors} |")
+    print(f"\nratio: against `{base_name}`; median of {args.rounds} interleaved runs of "
+          f"`scripts/bench/wsload.py PORT /ws {sessions} {inflight} {size} {args.duration}` "
+          "(one Python client process on the same cores, as wrk is: it needs about a core, so "
+          "messages/s is bounded by the client and the server's CPU per message, over all its "
+          "processes, is the fairer comparison); errors: sessions that failed")
+    servers_footer(servers)
+
+
 def rotation_flags(limit, jitter):
     return ("--max-requests", str(limit), "--max-requests-jitter", str(jitter))
 
@@ -793,7 +852,7 @@ SCENARIOS = {"hello": scenario_hello, "rotation": scenario_rotation,
              "pipelining": scenario_pipelining, "idle": scenario_idle, "asgi": scenario_asgi,
              "asgi-1core": scenario_asgi_1core,
              "flow-memory": scenario_flow_memory, "flow-throughput": scenario_flow_throughput,
-             "asgi-rotation": scenario_asgi_rotation}
+             "asgi-rotation": scenario_asgi_rotation, "websocket": scenario_websocket}
 
 
 def main():

@@ -33,6 +33,15 @@ async def app(scope, receive, send):
                 print(f"rotor-test: lifespan shutdown in {os.getpid()}", flush=True)
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+    if scope["type"] == "websocket":  # an echo, for scripts/bench.py websocket
+        await receive()
+        await send({"type": "websocket.accept"})
+        while True:
+            message = await receive()
+            if message["type"] == "websocket.disconnect":
+                return
+            await send({"type": "websocket.send", "bytes": message.get("bytes"),
+                        "text": message.get("text")})
     assert scope["type"] == "http"
     path = scope["path"]
     if path == "/echo":
