@@ -813,8 +813,11 @@ SendResult Connection::accept_websocket(std::string_view subprotocol, const Head
 SendResult Connection::send_websocket(bool text, std::string_view data) {
   if (closing_ || ws_ != Ws::kOpen) return SendResult::kGone;
   out_ += ws::encode_frame(text ? ws::Opcode::kText : ws::Opcode::kBinary, data);
-  if (!in_process_) flush();
-  if (closing_) return SendResult::kGone;
+  // Messages an app sends in one pass of its loop go out in one write.
+  if (!in_process_ && !flush_queued_) {
+    flush_queued_ = true;
+    server_.flush_later(this);
+  }
   if (out_.size() + writing_.size() < kOutputHighWater) return SendResult::kOk;
   send_paused_ = true;
   return SendResult::kPaused;

@@ -88,7 +88,14 @@ class Connection : private RequestParser::BodySink, private ws::Sink {
   uint64_t handler_tag = 0;
   // Whether libuv holds work for this connection that only its loop completes (a queued
   // write, a close): a caller outside the loop's callbacks must let the loop run.
-  bool loop_work_pending() const { return write_pending_ || closing_ || lingering_; }
+  bool loop_work_pending() const {
+    return write_pending_ || closing_ || lingering_ || flush_queued_;
+  }
+  // Server::flush_later's end of the loop pass: write what was queued.
+  void flush_queued() {
+    flush_queued_ = false;
+    flush();
+  }
   const Endpoint& peer_endpoint();
   const Endpoint& local_endpoint();
 
@@ -197,6 +204,7 @@ class Connection : private RequestParser::BodySink, private ws::Sink {
   enum class Ws : uint8_t { kNone, kHandshake, kOpen, kClosing, kDone };
   Ws ws_ = Ws::kNone;
   bool ws_paused_ = false;
+  bool flush_queued_ = false;     // waits in Server::flush_later
   uint64_t ws_next_ping_ms_ = 0;  // when to ping next; 0 = never
   uint64_t ws_pong_due_ms_ = 0;   // a ping is unanswered: the pong must come by then
   size_t ws_backlog_seen_ = 0;    // output_moving()'s last reading

@@ -49,6 +49,8 @@ Server::Server(uv_loop_t* loop, const Limits& limits, Handler& handler, Observer
   sweep_timer_.data = this;
   uv_timer_start(&sweep_timer_, on_sweep, kSweepIntervalMs, kSweepIntervalMs);
   uv_unref(reinterpret_cast<uv_handle_t*>(&sweep_timer_));
+  uv_check_init(loop_, &flush_check_);
+  flush_check_.data = this;
 }
 
 Server::~Server() = default;
@@ -158,7 +160,22 @@ void Server::pause_accepting(bool pause) {
   }
 }
 
+void Server::flush_later(Connection* conn) {
+  if (to_flush_.empty()) uv_check_start(&flush_check_, on_flush_check);
+  to_flush_.push_back(conn);
+}
+
+void Server::on_flush_check(uv_check_t* check) {
+  auto* server = static_cast<Server*>(check->data);
+  std::vector<Connection*> batch;
+  batch.swap(server->to_flush_);
+  uv_check_stop(check);
+  for (Connection* c : batch) c->flush_queued();
+}
+
 void Server::connection_closed(Connection* conn) {
+  std::erase(to_flush_, conn);
+  if (to_flush_.empty()) uv_check_stop(&flush_check_);
   if (conn->prev) conn->prev->next = conn->next;
   if (conn->next) conn->next->prev = conn->prev;
   if (head_ == conn) head_ = conn->next;

@@ -115,6 +115,10 @@ class Server {
 
   // Called by connections.
   void connection_closed(Connection* conn);
+  // Output a connection was given from outside the loop's callbacks (an app's task): written
+  // at the end of the next loop pass, so that what one pass of the app sends goes out in one
+  // write. The caller makes sure the loop runs (the asgi worker kicks its driver).
+  void flush_later(Connection* conn);
   void request_started();
   void response_complete(bool answered);
   uint64_t drain_idle_grace_ms() const { return drain_idle_grace_ms_; }
@@ -124,6 +128,7 @@ class Server {
  private:
   static void on_acceptable(uv_poll_t* poll, int status, int events);
   static void on_sweep(uv_timer_t* timer);
+  static void on_flush_check(uv_check_t* check);
   void accept_from(Listener& l);
   void defer_accepting(Listener& l);
   int add_listener(int fd, bool is_unix, bool handoff);
@@ -146,6 +151,8 @@ class Server {
   size_t open_ = 0;
   size_t in_flight_ = 0;
   uv_timer_t sweep_timer_;
+  uv_check_t flush_check_;
+  std::vector<Connection*> to_flush_;
   std::string date_header_;
   int64_t date_second_ = -1;
   bool draining_ = false;
