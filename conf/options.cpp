@@ -409,7 +409,7 @@ const std::vector<Option>& options() {
        .negation = "--no-proxy-headers"},
       {.name = "forwarded_allow_ips",
        .flags = "--forwarded-allow-ips",
-       .default_value = "127.0.0.1",
+       .default_value = "127.0.0.1,::1",
        .metavar = "LIST",
        .help = "Peers trusted to set proxy headers: IP addresses and networks (10.0.0.0/8) "
                "separated by commas, or * for any. The client is the rightmost X-Forwarded-For "

@@ -50,8 +50,9 @@ async def raw(scope, receive, send):
         events.append(("multi-done", sorted(done)))
         await send({"type": "websocket.close"})
         return
-    if path == "/raw/big":  # one large message to a client that reads it slowly
-        await send({"type": "websocket.send", "bytes": b"B" * (4 << 20)})
+    if path == "/raw/big":  # one large message (?size) to a client that reads it slowly
+        size = int(scope["query_string"] or 4 << 20)
+        await send({"type": "websocket.send", "bytes": b"B" * size})
         events.append(("big-sent", (await receive())["type"]))
         return
     if path == "/raw/badcode":

@@ -6,6 +6,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <charconv>
 #include <cstring>
 #include <ctime>
@@ -553,6 +554,7 @@ void Connection::flush() {
     }
     uv_buf_t b = uv_buf_init(out_.data(), static_cast<unsigned>(out_.size()));
     int n = uv_try_write(&h_.stream, &b, 1);
+    if (n > 0) bytes_written_ += static_cast<uint64_t>(n);
     if (n == static_cast<int>(out_.size())) {
       out_.clear();
       release_if_large(out_);
@@ -574,6 +576,7 @@ void Connection::flush() {
       close_now();
       return;
     }
+    bytes_written_ += writing_.size();  // handed to libuv: its write queue holds what is left
     write_pending_ = true;
     write_progress_ms_ = now_ms();
     write_queue_seen_ = h_.stream.write_queue_size;
@@ -672,7 +675,7 @@ void Connection::begin_drain() {
 
 void Connection::check_deadline(uint64_t now) {
   if (closing_) return;
-  if (ws_ == Ws::kClosing && output_moving()) {
+  if (ws_ == Ws::kClosing && still_taking(ws_close_end_)) {
     // Our close frame is behind output the client is still reading: its wait starts after.
     uint64_t ms = server_.limits().linger_ms;
     deadline_ms_ = now + (ms ? ms : 1);
@@ -826,6 +829,7 @@ SendResult Connection::send_websocket(bool text, std::string_view data) {
 void Connection::close_websocket(uint16_t code, std::string_view reason) {
   if (closing_ || ws_ != Ws::kOpen) return;
   send_close_frame(code, reason);
+  ws_close_end_ = bytes_written_ + out_.size();
   ws_ = Ws::kClosing;
   // The client answers with its close frame; one that does not is closed on after this.
   uint64_t ms = server_.limits().linger_ms;
@@ -834,17 +838,22 @@ void Connection::close_websocket(uint16_t code, std::string_view reason) {
   update_reading();
 }
 
-bool Connection::output_moving() {
-  // Ours not yet written, and what the kernel holds that the client has not taken yet.
-  size_t pending = out_.size() + h_.stream.write_queue_size;
+bool Connection::still_taking(uint64_t end) {
+  // Only what the client took counts, never what we added (our own pings would otherwise keep
+  // a client that is gone alive). TCP tells: what left libuv and is no longer unacknowledged
+  // in the kernel reached the client. A unix socket's count is of buffer memory, not bytes:
+  // nothing is known to move there.
   uv_os_fd_t fd;
   int queued = 0;
-  if (uv_fileno(&h_.handle, &fd) == 0 && ioctl(fd, SIOCOUTQ, &queued) == 0 && queued > 0) {
-    pending += static_cast<size_t>(queued);
+  if (h_.handle.type != UV_TCP || uv_fileno(&h_.handle, &fd) != 0 ||
+      ioctl(fd, SIOCOUTQ, &queued) != 0 || queued < 0) {
+    return false;
   }
-  bool moving = pending > 0 && pending != ws_backlog_seen_;
-  ws_backlog_seen_ = pending;
-  return moving;
+  uint64_t held = static_cast<uint64_t>(queued) + h_.stream.write_queue_size;
+  uint64_t delivered = bytes_written_ - std::min(bytes_written_, held);
+  bool taking = delivered > ws_taken_seen_ && delivered < end;
+  ws_taken_seen_ = delivered;
+  return taking;
 }
 
 void Connection::resume_websocket() {
@@ -878,8 +887,10 @@ void Connection::on_pong(std::string_view) {
 void Connection::ping_websocket(uint64_t now) {
   const Limits& lim = server_.limits();
   // The pong comes after the client has read what was sent before the ping: a client that
-  // is still reading (a large message, slowly) is not gone, and its wait starts again.
-  if (ws_pong_due_ms_ && output_moving()) ws_pong_due_ms_ = now + lim.ws_ping_timeout_ms;
+  // is still reading that (a large message, slowly) is not gone, and its wait starts again.
+  if (ws_pong_due_ms_ && still_taking(ws_ping_end_)) {
+    ws_pong_due_ms_ = now + lim.ws_ping_timeout_ms;
+  }
   if (ws_pong_due_ms_ && now >= ws_pong_due_ms_) {
     send_close_frame(1011, "keepalive ping timeout");
     end_websocket(1011, "keepalive ping timeout");
@@ -887,8 +898,11 @@ void Connection::ping_websocket(uint64_t now) {
   }
   if (!ws_next_ping_ms_ || now < ws_next_ping_ms_) return;
   ws_next_ping_ms_ = now + lim.ws_ping_interval_ms;
-  if (!ws_pong_due_ms_ && lim.ws_ping_timeout_ms) ws_pong_due_ms_ = now + lim.ws_ping_timeout_ms;
   out_ += ws::encode_frame(ws::Opcode::kPing, "rotor");
+  if (!ws_pong_due_ms_ && lim.ws_ping_timeout_ms) {
+    ws_pong_due_ms_ = now + lim.ws_ping_timeout_ms;
+    ws_ping_end_ = bytes_written_ + out_.size();  // where in our output the awaited ping ends
+  }
   flush();
 }
 

@@ -149,9 +149,9 @@ class Connection : private RequestParser::BodySink, private ws::Sink {
   void feed_websocket(const char* data, size_t len);
   void send_close_frame(uint16_t code, std::string_view reason);
   void ping_websocket(uint64_t now);
-  // Whether output for the client is still being taken since the last call (what we have not
-  // written and what the kernel holds unread both count).
-  bool output_moving();
+  // Whether the client took some of our output since the last call without yet reaching the
+  // byte `end` of it (the end of the ping, or of the close frame, it must answer).
+  bool still_taking(uint64_t end);
   void end_websocket(uint16_t code, std::string_view reason);
 
   Server& server_;
@@ -207,7 +207,10 @@ class Connection : private RequestParser::BodySink, private ws::Sink {
   bool flush_queued_ = false;     // waits in Server::flush_later
   uint64_t ws_next_ping_ms_ = 0;  // when to ping next; 0 = never
   uint64_t ws_pong_due_ms_ = 0;   // a ping is unanswered: the pong must come by then
-  size_t ws_backlog_seen_ = 0;    // output_moving()'s last reading
+  uint64_t ws_taken_seen_ = 0;    // still_taking()'s last reading
+  uint64_t ws_ping_end_ = 0;      // where the awaited ping ends in our output
+  uint64_t ws_close_end_ = 0;     // and our close frame
+  uint64_t bytes_written_ = 0;    // everything handed to libuv to write
   std::unique_ptr<ws::Decoder> ws_decoder_;
 };
 
