@@ -40,6 +40,13 @@ BAD = {
     "timeout-not-a-number": (["--timeout", "soon"], None, ["--timeout", "soon"]),
     "env-workers-not-a-number": ([], {"ROTOR_WORKERS": "abc"}, ["ROTOR_WORKERS", "abc"]),
     "env-max-requests-negative": ([], {"ROTOR_MAX_REQUESTS": "-5"}, ["ROTOR_MAX_REQUESTS"]),
+    "ws-max-size-zero": (["--ws-max-size", "0"], None, ["--ws-max-size", "0"]),
+    "ws-ping-interval-negative": (["--ws-ping-interval", "-1"], None, ["--ws-ping-interval"]),
+    "ws-ping-timeout-not-a-number": (["--ws-ping-timeout", "soon"], None,
+                                     ["--ws-ping-timeout", "soon"]),
+    "proxy-headers-not-a-bool": ([], {"ROTOR_PROXY_HEADERS": "maybe"}, ["ROTOR_PROXY_HEADERS"]),
+    "forwarded-allow-ips-env": ([], {"FORWARDED_ALLOW_IPS": "10.0.0.1/40"},
+                                ["FORWARDED_ALLOW_IPS", "10.0.0.1/40"]),
 }
 
 
