@@ -198,6 +198,35 @@ PyModuleDef g_module = {PyModuleDef_HEAD_INIT,
                         nullptr,
                         nullptr};
 
+// The app's headers ([bytes, bytes] pairs) as views, valid while `headers` lives. False with
+// a TypeError set when they are not.
+bool header_views(PyObject* headers, http::HeaderList* out) {
+  PyObject* seq = PySequence_Fast(headers, "headers must be a sequence of [name, value]");
+  if (!seq) return false;
+  Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+  out->reserve(static_cast<size_t>(n));
+  for (Py_ssize_t i = 0; i < n; ++i) {
+    PyObject* pair = PySequence_Fast_GET_ITEM(seq, i);
+    PyObject *k = nullptr, *v = nullptr;
+    if (PyTuple_Check(pair) && PyTuple_GET_SIZE(pair) == 2) {
+      k = PyTuple_GET_ITEM(pair, 0);
+      v = PyTuple_GET_ITEM(pair, 1);
+    } else if (PyList_Check(pair) && PyList_GET_SIZE(pair) == 2) {
+      k = PyList_GET_ITEM(pair, 0);
+      v = PyList_GET_ITEM(pair, 1);
+    }
+    if (!k || !PyBytes_Check(k) || !PyBytes_Check(v)) {
+      Py_DECREF(seq);
+      PyErr_SetString(PyExc_TypeError, "response headers must be [bytes, bytes] pairs");
+      return false;
+    }
+    out->emplace_back(std::string_view(PyBytes_AS_STRING(k), PyBytes_GET_SIZE(k)),
+                      std::string_view(PyBytes_AS_STRING(v), PyBytes_GET_SIZE(v)));
+  }
+  Py_DECREF(seq);  // the pairs' bytes live on in `headers`
+  return true;
+}
+
 // Logs the pending Python exception (traceback to the error log) under `event`.
 void log_python_error(const char* event) {
   spdlog::error("event={}", event);
@@ -709,31 +738,6 @@ void AsgiWorker::websocket_gone(Live& l, uint16_t code, std::string_view reason)
   Py_XDECREF(why);
 }
 
-// Headers of the app ([bytes, bytes] pairs) as views valid while `headers` lives.
-static bool header_views(PyObject* headers, http::HeaderList* out) {
-  PyObject* seq = PySequence_Fast(headers, "headers must be a sequence of [name, value]");
-  if (!seq) return false;
-  Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
-  for (Py_ssize_t i = 0; i < n; ++i) {
-    PyObject* pair = PySequence_Fast_GET_ITEM(seq, i);
-    PyObject* k = nullptr;
-    PyObject* v = nullptr;
-    if ((PyTuple_Check(pair) || PyList_Check(pair)) && PySequence_Size(pair) == 2) {
-      k = PySequence_Fast_GET_ITEM(pair, 0);
-      v = PySequence_Fast_GET_ITEM(pair, 1);
-    }
-    if (!k || !PyBytes_Check(k) || !PyBytes_Check(v)) {
-      Py_DECREF(seq);
-      PyErr_SetString(PyExc_TypeError, "headers must be [bytes, bytes] pairs");
-      return false;
-    }
-    out->emplace_back(std::string_view(PyBytes_AS_STRING(k), PyBytes_GET_SIZE(k)),
-                      std::string_view(PyBytes_AS_STRING(v), PyBytes_GET_SIZE(v)));
-  }
-  Py_DECREF(seq);  // the pairs' bytes live on in `headers`
-  return true;
-}
-
 PyObject* AsgiWorker::py_ws_accept(PyObject* args) {
   unsigned long long rid;
   PyObject* subprotocol;
@@ -920,32 +924,8 @@ SendOutcome AsgiWorker::send_part(uint64_t rid, int status, PyObject* headers,
   Live* l = find(rid);
   if (!l) return SendOutcome::kGone;
   // Views into the app's bytes objects, valid for this call.
-  std::vector<std::pair<std::string_view, std::string_view>> hv;
-  if (headers) {
-    PyObject* seq = PySequence_Fast(headers, "headers must be a sequence of [name, value]");
-    if (!seq) return SendOutcome::kError;
-    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
-    hv.reserve(static_cast<size_t>(n));
-    for (Py_ssize_t i = 0; i < n; ++i) {
-      PyObject* pair = PySequence_Fast_GET_ITEM(seq, i);
-      PyObject *k = nullptr, *v = nullptr;
-      if (PyTuple_Check(pair) && PyTuple_GET_SIZE(pair) == 2) {
-        k = PyTuple_GET_ITEM(pair, 0);
-        v = PyTuple_GET_ITEM(pair, 1);
-      } else if (PyList_Check(pair) && PyList_GET_SIZE(pair) == 2) {
-        k = PyList_GET_ITEM(pair, 0);
-        v = PyList_GET_ITEM(pair, 1);
-      }
-      if (!k || !PyBytes_Check(k) || !PyBytes_Check(v)) {
-        Py_DECREF(seq);
-        PyErr_SetString(PyExc_TypeError, "response headers must be [bytes, bytes] pairs");
-        return SendOutcome::kError;
-      }
-      hv.emplace_back(std::string_view(PyBytes_AS_STRING(k), PyBytes_GET_SIZE(k)),
-                      std::string_view(PyBytes_AS_STRING(v), PyBytes_GET_SIZE(v)));
-    }
-    Py_DECREF(seq);
-  }
+  http::HeaderList hv;
+  if (headers && !header_views(headers, &hv)) return SendOutcome::kError;
   std::string error;
   http::Connection* conn = l->conn;
   auto res = conn->send_response(status, headers ? &hv : nullptr, body, more, &error);
