@@ -306,7 +306,7 @@ def scenario_hello(args):
 def scenario_rotation(args):
     """Throughput with max-requests rotation as a fraction of throughput without it, then where
     each rotation's CPU goes (from the workers' exit lines and the master's own CPU) against the
-    machine's floor for a fork."""
+    machine's floor: a fork, and the leanest pre-fork server in C rotating at the same limit."""
     base_name = "rotor hello, no rotation"
     servers = [rotor_server(base_name, free_port(), "-k", "hello", "-w", "2")]
     for limit, jitter in ((10000, 1000), (1000, 100)):
@@ -314,11 +314,51 @@ def scenario_rotation(args):
             f"rotor hello, --max-requests {limit} --max-requests-jitter {jitter}", free_port(),
             "-k", "hello", "-w", "2", "--max-requests", str(limit),
             "--max-requests-jitter", str(jitter)))
-    rows = measure(servers, args)
-    table("rotation cost: rotor hello, 2 workers", rows, base_name)
+    with tempfile.TemporaryDirectory() as tmp:
+        floor = minifork_servers(tmp, 1000, 100)
+        rows = measure(servers + floor, args)
+    n = len(servers)
+    table("rotation cost: rotor hello, 2 workers", rows[:n], base_name)
     # At 10000 the noise in the per-request cost (a fraction of a microsecond over 10000
     # requests) is as large as a rotation's cost, so only the 1000 row is broken down.
     rotation_breakdown(servers[::2], rows, base_name)
+    minifork_table(floor, rows[n:])
+
+
+MINIFORK = "minifork"
+
+
+def minifork_servers(tmp, limit, jitter):
+    """scripts/bench/minifork.c, built here with cc: without rotation, closing its connections
+    at the limit without forking (the reconnects alone), and rotating at the limit."""
+    exe = Path(tmp) / "minifork"
+    subprocess.run(["cc", "-O2", "-o", str(exe), str(ROOT / "scripts/bench/minifork.c")],
+                   check=True)
+    rows = [(f"{MINIFORK}, no rotation", []),
+            (f"{MINIFORK}, closing its connections at {limit} + jitter {jitter}, no fork",
+             [str(limit), str(jitter), "close"]),
+            (f"{MINIFORK}, rotating at {limit} + jitter {jitter}", [str(limit), str(jitter)])]
+    servers = []
+    for name, tail in rows:
+        port = free_port()
+        servers.append(Server(name, [str(exe), str(port), *tail], port))
+    return servers
+
+
+def minifork_table(servers, rows):
+    """The same rotation in the leanest pre-fork server we could write, on the same machine in
+    the same run: what any server's rotation costs here, whatever its code."""
+    table("the machine's floor: rotation in a 190-line C pre-fork server "
+          "(`scripts/bench/minifork.c`, 2 workers, no library)", rows, rows[0]["name"])
+    rps = {r["name"]: r["rps"] for r in rows}
+    close, rotate = servers[1], servers[2]
+    fields = dict(kv.split("=", 1) for kv in rotate.log().split() if "=" in kv)
+    if rps[close.name]:
+        print(f"\nfork + exit alone (rotating against closing only, both with the same "
+              f"reconnects): {rps[rotate.name] / rps[close.name]:.2f}; "
+              f"{fields.get('rotations', '?')} rotations, a retired worker's life "
+              f"{fields.get('child_cpu_ms', '?')} ms of CPU. rotor hands its connections to the "
+              "workers that stay, so it pays no reconnects.")
 
 
 def rotation_breakdown(servers, rows, base_name):

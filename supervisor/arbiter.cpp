@@ -618,19 +618,30 @@ void Arbiter::reload() {
       return;
     }
   }
-  cfg_ = std::move(res.config);
-  desired_ = static_cast<int>(cfg_.workers);
   ++generation_;
   cold_fallback_ = false;  // the app may have stopped starting threads at import
+  next_cfg_ = std::move(res.config);
   if (uses_template()) {
     // The running workers are rotated only once the new template has imported the new code
-    // (on_template_ready); if it fails, they keep serving.
-    spdlog::info("event=reload generation={} workers={} mode=template", generation_, desired_);
+    // (on_template_ready), and the new config takes effect then; if the import fails, they
+    // keep serving under the config they started with.
+    spdlog::info("event=reload generation={} workers={} mode=template", generation_,
+                 next_cfg_->workers);
     return;
   }
+  apply_next_config();
   for (auto& [pid, t] : templates_) retire_template(t);
   reload_workers_before(generation_);
   spdlog::info("event=reload generation={} workers={} mode=cold", generation_, desired_);
+}
+
+// A reload's config takes effect: new workers, limits and timeouts from now on.
+void Arbiter::apply_next_config() {
+  if (!next_cfg_) return;
+  cfg_ = std::move(*next_cfg_);
+  next_cfg_.reset();
+  desired_ = static_cast<int>(cfg_.workers);
+  spdlog::info("event=config-applied generation={} workers={}", generation_, desired_);
 }
 
 }  // namespace rotor

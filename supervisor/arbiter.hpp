@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <optional>
 #include <random>
 #include <string>
 #include <vector>
@@ -113,6 +114,7 @@ class Arbiter {
   void manage_workers();
   void drain_worker(Worker& w, const std::string& reason);
   void reload();
+  void apply_next_config();
   void reload_workers_before(uint64_t generation);
   void begin_stop(bool graceful);
   void signal_all(int sig);
@@ -120,7 +122,10 @@ class Arbiter {
   int64_t poll_timeout_ms() const;
   [[noreturn]] void run_child(size_t slot);
 
-  conf::Config cfg_;
+  conf::Config cfg_;  // in force: the running generation's workers, limits and timeouts
+  // A HUP's config while its template imports the new code; it replaces cfg_ when that template
+  // is ready, and is dropped if the import fails (the running generation keeps its own).
+  std::optional<conf::Config> next_cfg_;
   std::vector<std::string> args_;
   std::vector<Listener> listeners_;
   std::unique_ptr<Scoreboard> scoreboard_;

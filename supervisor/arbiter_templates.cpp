@@ -41,7 +41,8 @@ pid_t parent_of(pid_t pid) {
 }  // namespace
 
 bool Arbiter::uses_template() const {
-  return cfg_.preload && !cold_fallback_ && worker::preloads(cfg_);
+  const conf::Config& newest = next_cfg_ ? *next_cfg_ : cfg_;
+  return newest.preload && !cold_fallback_ && worker::preloads(newest);
 }
 
 Arbiter::Template* Arbiter::ready_template() {
@@ -86,6 +87,7 @@ void Arbiter::start_template() {
     ::close(pair[0]);
     worker::TemplateContext tc;
     tc.worker = worker_context(0);
+    if (next_cfg_) tc.worker.config = &*next_cfg_;  // the template of the reload imports it
     tc.worker.slot = nullptr;
     tc.scoreboard = scoreboard_.get();
     tc.control_fd = pair[1];
@@ -150,6 +152,8 @@ void Arbiter::read_template(Template& t) {
             "next HUP\"",
             msg.value);
         cold_fallback_ = true;
+        // The reload's config comes in with the cold workers that now run its code.
+        if (t.generation == generation_) apply_next_config();
         t.asked_to_exit = true;  // it exits by itself
         for (auto& [pid, other] : templates_) retire_template(other);
         reload_workers_before(generation_);
@@ -166,6 +170,7 @@ void Arbiter::on_template_ready(Template& t, int64_t boot_ns) {
   t.ready = true;
   spdlog::info("event=template-ready pid={} generation={} boot_ms={:.1f}", t.pid, t.generation,
                static_cast<double>(boot_ns) / kMs);
+  if (t.generation == generation_) apply_next_config();
   // A newer generation is ready: the older templates go, and their workers are rotated onto
   // this one (spawn-before-retire, as many at a time as max_concurrent_rotations allows).
   for (auto& [pid, other] : templates_) {
@@ -253,9 +258,11 @@ void Arbiter::on_template_exit(Template& t, int status) {
       break;
     case policy::TemplateExit::kReloadFailed:
       failed_generation_ = t.generation;
+      if (t.generation == generation_) next_cfg_.reset();
       spdlog::error(
           "event=reload-failed generation={} detail=\"the new code did not load (traceback "
-          "above); the running workers keep serving; fix it and send HUP again\"",
+          "above); the running workers keep serving with their config; fix it and send HUP "
+          "again\"",
           t.generation);
       break;
     case policy::TemplateExit::kRestart:

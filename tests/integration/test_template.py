@@ -106,6 +106,44 @@ def test_hup_with_broken_code_keeps_serving_then_loads_the_fixed_code(rotor, tmp
     assert {int(f["pid"]) for f in reloads} == old
 
 
+def test_a_failed_reload_leaves_the_running_config_in_force(rotor, tmp_path):
+    # The config a HUP reads takes effect with the new code: while it imports, and for good
+    # if it fails, the running workers keep the worker count, limits and timeouts they
+    # started with.
+    app_file, conf = tmp_path / "hup_app.py", tmp_path / "rotor.toml"
+    good = (APPS / "template_app.py").read_text()
+    app_file.write_text(good)
+    conf.write_text("workers = 2\nmax_requests = 5000\nmax_requests_jitter = 10\n")
+    r = rotor("--chdir", str(tmp_path), "-c", str(conf), "hup_app:app", workers=2)
+    old = set(r.ready_pids())
+
+    conf.write_text("workers = 3\nmax_requests = 20\nmax_requests_jitter = 0\n")
+    app_file.write_text(good + "\ndef broken(:\n")
+    shutil.rmtree(tmp_path / "__pycache__", ignore_errors=True)
+    r.signal(signal.SIGHUP)
+    wait_for(lambda: r.events("reload-failed"), what=f"the failed reload\n{r.log()}")
+    # A worker that dies now is replaced under the running config, not the failed one.
+    victim = min(old)
+    os.kill(victim, signal.SIGKILL)
+    wait_for(lambda: len(r.ready_pids()) == 2 and victim not in r.ready_pids(),
+             what=f"the killed worker's successor\n{r.log()}")
+    assert len(r.ready_pids()) == 2, r.log()
+    spawns = [f for f in r.events("spawn") if int(f["pid"]) not in old]
+    assert len(spawns) == 1 and 5000 <= int(spawns[0]["limit"]) <= 5010, spawns
+    assert not r.events("config-applied")
+
+    # Fixed: the new config comes in with the new code.
+    app_file.write_text(good)
+    shutil.rmtree(tmp_path / "__pycache__", ignore_errors=True)
+    r.signal(signal.SIGHUP)
+    wait_for(lambda: r.events("config-applied"), what=f"the new config\n{r.log()}")
+    assert r.events("config-applied")[0]["workers"] == "3"
+    wait_for(lambda: len(r.ready_pids()) == 3 and not set(r.ready_pids()) & old,
+             what=f"three workers of the new generation\n{r.log()}")
+    newest = [f for f in r.events("spawn") if f["generation"] == "3"]
+    assert newest and all(f["limit"] == "20" for f in newest), newest
+
+
 def test_a_killed_template_is_replaced_and_workers_keep_serving(rotor):
     r = serve(rotor, "--max-requests", "30", workers=2)
     (first,) = templates(r, "template-ready")
