@@ -515,6 +515,15 @@ def scenario_asgi_1core(args):
           GUNICORN)
 
 
+def scenario_streaming(args):
+    """A streamed response: the raw ASGI app's /tokens sends 64 server-sent events (chunked, as
+    StreamingResponse does), yielding to its loop after every 4, as an app relaying a model's
+    tokens as they arrive; 2 workers each."""
+    rows = measure(asgi_servers(2), args, path="/tokens?n=64&burst=4")
+    table("streaming: 64 server-sent events per response in bursts of 4, 2 workers each", rows,
+          GUNICORN)
+
+
 def tree_cpu_s(pid):
     """User + system CPU seconds of `pid` and every process below it."""
     total, todo = 0.0, [pid]
@@ -892,7 +901,8 @@ SCENARIOS = {"hello": scenario_hello, "rotation": scenario_rotation,
              "pipelining": scenario_pipelining, "idle": scenario_idle, "asgi": scenario_asgi,
              "asgi-1core": scenario_asgi_1core,
              "flow-memory": scenario_flow_memory, "flow-throughput": scenario_flow_throughput,
-             "asgi-rotation": scenario_asgi_rotation, "websocket": scenario_websocket}
+             "asgi-rotation": scenario_asgi_rotation, "websocket": scenario_websocket,
+             "streaming": scenario_streaming}
 
 
 def main():

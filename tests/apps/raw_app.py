@@ -103,6 +103,21 @@ async def app(scope, receive, send):
                         "more_body": True})
             await asyncio.sleep(0.01)
         await send({"type": "http.response.body", "body": b"end\n"})
+    elif path == "/tokens":
+        # Server-sent events as a model streams tokens: `n` small events sent back to back,
+        # chunked (no length), as StreamingResponse over a generator does.
+        # `burst=k`: the app yields to the loop (asyncio.sleep(0)) after every k events, as one
+        # relaying a model's tokens as they arrive in packets.
+        q = query(scope)
+        n, burst = int(q.get("n", "64")), int(q.get("burst", "0"))
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", b"text/event-stream")]})
+        for i in range(n):
+            await send({"type": "http.response.body", "body": b"data: token %d\n\n" % i,
+                        "more_body": True})
+            if burst and i % burst == burst - 1:
+                await asyncio.sleep(0)
+        await send({"type": "http.response.body", "body": b""})
     elif path == "/raise-before":
         raise RuntimeError("boom before start")
     elif path == "/raise-after":

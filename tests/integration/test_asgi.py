@@ -82,6 +82,36 @@ def test_streaming_response_and_head(rotor):
         assert head.status_code == 200 and head.content == b""
 
 
+def test_parts_sent_back_to_back_arrive_whole_and_in_order(rotor):
+    # What an app sends in one pass of its loop is written at the pass's end: 64 events, two
+    # pipelined responses on one connection, and a close-delimited HTTP/1.0 answer.
+    r = serve(rotor, "raw_app:app")
+    events = b"".join(b"data: token %d\n\n" % i for i in range(64))
+    with httpx.Client(base_url=r.url()) as c:
+        for _ in range(3):
+            resp = c.get("/tokens", params={"n": 64})
+            assert resp.headers["transfer-encoding"] == "chunked"
+            assert resp.content == events
+    two = raw_exchange(r.port, b"GET /tokens?n=64 HTTP/1.1\r\nHost: t\r\n\r\n"
+                               b"GET /tokens?n=3 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+    first, _, second = two.partition(b"0\r\n\r\nHTTP/1.1 200")
+    assert second, two[-300:]
+    assert dechunk(first.split(b"\r\n\r\n", 1)[1] + b"0\r\n\r\n") == events
+    assert dechunk(second.split(b"\r\n\r\n", 1)[1]) == events[:events.index(b"data: token 3")]
+    old = raw_exchange(r.port, b"GET /tokens?n=64 HTTP/1.0\r\nHost: t\r\n\r\n")
+    assert old.split(b"\r\n\r\n", 1)[1] == events
+
+
+def dechunk(body):
+    out = b""
+    while True:
+        size, _, rest = body.partition(b"\r\n")
+        n = int(size, 16)
+        if n == 0:
+            return out
+        out, body = out + rest[:n], rest[n + 2:]
+
+
 def test_app_errors(rotor):
     r = serve(rotor, "raw_app:app")
     with httpx.Client(base_url=r.url()) as c:

@@ -141,6 +141,7 @@ void Connection::on_alloc(uv_handle_t*, size_t, uv_buf_t* buf) {
 void Connection::on_read(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf) {
   auto* c = static_cast<Connection*>(s->data);
   if (nread == 0) return;
+  c->server_.note_input();
   if (nread < 0) {
     c->on_eof();
     return;
@@ -398,7 +399,7 @@ SendResult Connection::send_response(int status, const HeaderList* headers, std:
     response_bytes_ += body.size();
   }
   if (more) {
-    if (!in_process_) flush();
+    flush_soon();  // a streamed body's parts sent in one pass go out in one write
     if (out_.size() + writing_.size() < kOutputHighWater) return SendResult::kOk;
     send_paused_ = true;
     return SendResult::kPaused;
@@ -813,14 +814,16 @@ SendResult Connection::accept_websocket(std::string_view subprotocol, const Head
   return SendResult::kOk;
 }
 
+void Connection::flush_soon() {
+  if (in_process_ || flush_queued_) return;  // on_read flushes at its end, or it is queued
+  flush_queued_ = true;
+  server_.flush_later(this);
+}
+
 SendResult Connection::send_websocket(bool text, std::string_view data) {
   if (closing_ || ws_ != Ws::kOpen) return SendResult::kGone;
   out_ += ws::encode_frame(text ? ws::Opcode::kText : ws::Opcode::kBinary, data);
-  // Messages an app sends in one pass of its loop go out in one write.
-  if (!in_process_ && !flush_queued_) {
-    flush_queued_ = true;
-    server_.flush_later(this);
-  }
+  flush_soon();
   if (out_.size() + writing_.size() < kOutputHighWater) return SendResult::kOk;
   send_paused_ = true;
   return SendResult::kPaused;

@@ -127,6 +127,8 @@ class Connection : private RequestParser::BodySink, private ws::Sink {
   void on_eof();
   void respond_error(int status, std::string_view extra_header = {});
   void flush();
+  // What the handler sends in one pass of the loop goes out in one write, at the pass's end.
+  void flush_soon();
   // After output went out: a paused sender may go on (Handler::on_drained).
   void wake_sender_if_room();
   void finish_output();

@@ -84,6 +84,7 @@ int Server::add_listener(int fd, bool is_unix, bool handoff) {
 void Server::on_acceptable(uv_poll_t* poll, int status, int) {
   auto* l = static_cast<Listener*>(poll->data);
   if (status < 0) return;
+  l->server->note_input();
   l->server->accept_from(*l);
 }
 

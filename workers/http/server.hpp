@@ -8,6 +8,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "workers/http/handoff.hpp"
@@ -113,7 +114,12 @@ class Server {
   // Serves a connected, non-blocking socket (what accepting does; also for tests and fuzzers).
   void adopt(int fd, bool is_unix);
 
+  // Whether the loop read from a socket or accepted since the last call: a pass that served
+  // input yields the CPU at its end, one that only flushed an app's output does not.
+  bool take_input_seen() { return std::exchange(input_seen_, false); }
+
   // Called by connections.
+  void note_input() { input_seen_ = true; }
   void connection_closed(Connection* conn);
   // Output a connection was given from outside the loop's callbacks (an app's task): written
   // at the end of the next loop pass, so that what one pass of the app sends goes out in one
@@ -155,6 +161,7 @@ class Server {
   std::vector<Connection*> to_flush_;
   std::string date_header_;
   int64_t date_second_ = -1;
+  bool input_seen_ = false;
   bool draining_ = false;
   bool accept_paused_ = false;  // at max_connections or max_in_flight
   uint64_t pause_logged_ms_ = 0;
