@@ -63,6 +63,7 @@ struct Config {
   // Python (worker class asgi)
   std::string python;  // executable; empty = $VIRTUAL_ENV/bin/python or the build's python3
   std::vector<std::string> pythonpath;
+  std::vector<std::string> env;  // KEY=VALUE, exported by the master before it forks
   bool factory = false;
   std::string lifespan = "auto";
   std::string root_path;

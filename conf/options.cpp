@@ -21,6 +21,14 @@ bool all_digits(std::string_view s) {
   return true;
 }
 
+// KEY=VALUE with a key that can be exported (not empty, no '=' or NUL); the value may be empty.
+std::string check_env_assignment(std::string_view text) {
+  size_t eq = text.find('=');
+  if (eq == std::string_view::npos || eq == 0) return "expected KEY=VALUE";
+  if (text.find('\0') != std::string_view::npos) return "a NUL byte cannot be exported";
+  return "";
+}
+
 // HOST:PORT, [V6]:PORT, unix:PATH or fd://N. The port is required: a silent default port is
 // more surprising than an error.
 std::string check_bind(std::string_view text) {
@@ -378,6 +386,15 @@ const std::vector<Option>& options() {
        .metavar = "DIR",
        .help = "Directory to put on sys.path before the working directory. Repeatable.",
        .member = &Config::pythonpath},
+      {.name = "env",
+       .flags = "-e,--env",
+       .kind = Kind::kStringList,
+       .metavar = "KEY=VALUE",
+       .help = "Environment variable for the app, as gunicorn's -e: the master sets it before it "
+               "forks, so the app's import and every worker see it. Repeatable; a HUP sets the "
+               "new values.",
+       .member = &Config::env,
+       .check = check_env_assignment},
       {.name = "factory",
        .flags = "--factory",
        .kind = Kind::kBool,

@@ -17,6 +17,7 @@
 
 #include "conf/load.hpp"
 #include "log/log.hpp"
+#include "supervisor/app_env.hpp"
 #include "workers/runtime.hpp"
 
 extern char** environ;
@@ -618,6 +619,7 @@ void Arbiter::reload() {
       return;
     }
   }
+  export_app_env(res.config.env);  // before the template or cold workers of the reload fork
   ++generation_;
   cold_fallback_ = false;  // the app may have stopped starting threads at import
   next_cfg_ = std::move(res.config);

@@ -7,6 +7,7 @@ import signal
 import struct
 
 state_seen = {}
+IMPORT_ENV = dict(os.environ)  # for /env: what the import saw (in the template, when preloaded)
 
 # /big's progress per request id (?id=...), read on another connection through /big-progress:
 # how many body chunks the app's send() has returned from, and the digest of what it sent.
@@ -79,6 +80,12 @@ async def app(scope, receive, send):
         kind = type(asyncio.get_running_loop()).__module__.split(".")[0].encode()
         await send({"type": "http.response.start", "status": 200, "headers": []})
         await send({"type": "http.response.body", "body": kind})
+    elif path == "/env":
+        # The variables named in the query string: as the app saw them at import, and now.
+        names = [p for p in scope["query_string"].decode().split("&") if p]
+        data = json.dumps({n: [IMPORT_ENV.get(n), os.environ.get(n)] for n in names}).encode()
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": data})
     elif path == "/sys":
         import sys
         data = json.dumps({"executable": sys.executable, "prefix": sys.prefix,

@@ -112,6 +112,26 @@ def dechunk(body):
         out, body = out + rest[:n], rest[n + 2:]
 
 
+def test_env_flags_reach_the_import_and_the_workers_and_a_hup_updates_them(rotor, tmp_path):
+    conf = tmp_path / "rotor.toml"
+    conf.write_text('env = ["FROM_FILE=toml"]\n')
+    r = serve(rotor, "raw_app:app", "-c", str(conf), "-e", "GREETING=hello, world", "--env",
+              "EMPTY=", "-e", "TWICE=first", "-e", "TWICE=second")
+    names = "GREETING&EMPTY&TWICE&FROM_FILE"
+    seen = httpx.get(r.url("/env?" + names)).json()
+    assert seen == {"GREETING": ["hello, world"] * 2, "EMPTY": [""] * 2,
+                    "TWICE": ["second"] * 2, "FROM_FILE": [None, None]}  # the CLI list wins
+    # A HUP reads the config again: the file's list now that the command line has none.
+    r2 = serve(rotor, "raw_app:app", "-c", str(conf))
+    assert httpx.get(r2.url("/env?FROM_FILE")).json() == {"FROM_FILE": ["toml"] * 2}
+    conf.write_text('env = ["FROM_FILE=reloaded"]\n')
+    old = set(r2.ready_pids())
+    r2.signal(signal.SIGHUP)
+    wait_for(lambda: r2.ready_pids() and not set(r2.ready_pids()) & old,
+             what=f"workers of the reloaded config\n{r2.log()}")
+    assert httpx.get(r2.url("/env?FROM_FILE")).json() == {"FROM_FILE": ["reloaded"] * 2}
+
+
 def test_app_errors(rotor):
     r = serve(rotor, "raw_app:app")
     with httpx.Client(base_url=r.url()) as c:

@@ -47,6 +47,8 @@ BAD = {
     "proxy-headers-not-a-bool": ([], {"ROTOR_PROXY_HEADERS": "maybe"}, ["ROTOR_PROXY_HEADERS"]),
     "forwarded-allow-ips-env": ([], {"FORWARDED_ALLOW_IPS": "10.0.0.1/40"},
                                 ["FORWARDED_ALLOW_IPS", "10.0.0.1/40"]),
+    "env-without-value": (["-e", "DEBUG"], None, ["--env", "DEBUG", "KEY=VALUE"]),
+    "env-without-key": (["--env", "=1"], None, ["--env", "=1"]),
 }
 
 
