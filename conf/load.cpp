@@ -336,6 +336,7 @@ std::string parse_command_line(const std::vector<std::string>& args, CommandLine
   for (size_t i = 0; i < ignored.size(); ++i) {
     if (ignored[i]->count() == 0) continue;
     const IgnoredFlag& flag = ignored_gunicorn_flags()[i];
+    if (flag.refused) return flag_names(flag.flags).back() + ": " + std::string(flag.why);
     out.warnings.push_back(flag_names(flag.flags).back() +
                            " is a gunicorn option rotor ignores: " + std::string(flag.why));
   }

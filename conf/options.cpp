@@ -500,8 +500,8 @@ const Option* find_option(std::string_view name) {
   return nullptr;
 }
 
-const std::vector<IgnoredFlag>& ignored_gunicorn_flags() {
-  static const std::vector<IgnoredFlag> table = {
+static std::vector<IgnoredFlag> build_ignored_flags() {
+  std::vector<IgnoredFlag> table = {
       {"--threads", true, "workers are single-threaded event loops"},
       {"--worker-tmp-dir", true, "heartbeats go through shared memory"},
       {"--reload", false, "code reload is SIGHUP"},
@@ -515,7 +515,22 @@ const std::vector<IgnoredFlag>& ignored_gunicorn_flags() {
       {"--statsd-host", true, "statsd is not supported"},
       {"--statsd-prefix", true, "statsd is not supported"},
       {"--initgroups", false, "--user drops supplementary groups"},
+      {"--enable-stdio-inheritance", false, "rotor does not daemonize; workers keep its stdio"},
   };
+  constexpr std::string_view kNoTls =
+      "TLS is not supported; terminate it in a proxy (nginx, a load balancer) in front of rotor";
+  for (std::string_view flag : {"--certfile", "--keyfile", "--ca-certs", "--ssl-version",
+                                "--cert-reqs", "--ciphers", "--ssl-context"}) {
+    table.push_back({flag, true, kNoTls, true});
+  }
+  for (std::string_view flag : {"--do-handshake-on-connect", "--suppress-ragged-eofs"}) {
+    table.push_back({flag, false, kNoTls, true});
+  }
+  return table;
+}
+
+const std::vector<IgnoredFlag>& ignored_gunicorn_flags() {
+  static const std::vector<IgnoredFlag> table = build_ignored_flags();
   return table;
 }
 

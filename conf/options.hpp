@@ -66,11 +66,13 @@ struct ActionFlag {
 const std::vector<ActionFlag>& action_flags();
 
 // gunicorn flags that have no meaning for rotor: accepted on the command line with a warning,
-// so that an existing gunicorn command line starts.
+// so that an existing gunicorn command line starts. Those whose silent absence would change
+// what clients get (TLS: plain HTTP where HTTPS was asked for) are refused, saying why.
 struct IgnoredFlag {
   std::string_view flags;
   bool takes_value;
   std::string_view why;
+  bool refused = false;
 };
 const std::vector<IgnoredFlag>& ignored_gunicorn_flags();
 

@@ -49,6 +49,8 @@ BAD = {
                                 ["FORWARDED_ALLOW_IPS", "10.0.0.1/40"]),
     "env-without-value": (["-e", "DEBUG"], None, ["--env", "DEBUG", "KEY=VALUE"]),
     "env-without-key": (["--env", "=1"], None, ["--env", "=1"]),
+    "tls-certfile": (["--certfile", "cert.pem", "--keyfile", "key.pem"], None,
+                     ["TLS is not supported", "proxy"]),
 }
 
 

@@ -491,7 +491,17 @@ TEST_SUITE("conf") {
     bool threads = false;
     for (const auto& w : r.warnings) threads = threads || contains(w, "--threads is a gunicorn");
     CHECK(threads);
-    // TLS is not one of them: an unknown flag stays an error.
-    CHECK(run({"--certfile", "x.pem"}).action == Action::kError);
+    CHECK(run({"--enable-stdio-inheritance", "m:app"}).warnings.size() == 1);
+  }
+
+  TEST_CASE("gunicorn's TLS flags are refused, saying to terminate TLS in a proxy") {
+    // Ignoring them would serve plain HTTP to clients told to expect HTTPS.
+    for (const char* flag : {"--certfile", "--keyfile", "--ca-certs", "--ciphers"}) {
+      LoadResult r = run({flag, "x.pem", "m:app"});
+      CHECK(r.action == Action::kError);
+      CHECK(contains(r.message, std::string(flag) + ": TLS is not supported"));
+      CHECK(contains(r.message, "proxy"));
+    }
+    CHECK(run({"--suppress-ragged-eofs", "m:app"}).action == Action::kError);
   }
 }
