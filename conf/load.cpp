@@ -12,6 +12,7 @@
 #include <cstring>
 
 #include "conf/options.hpp"
+#include "conf/uvicorn_flags.hpp"
 #include "conf/values.hpp"
 
 namespace rotor::conf {
@@ -263,7 +264,8 @@ std::string option_description(const Option& option) {
 }
 
 // CLI11 only collects raw strings here; parsing and validation happen in apply().
-std::string parse_command_line(const std::vector<std::string>& args, CommandLine& out) {
+std::string parse_command_line(std::vector<std::string> args, CommandLine& out) {
+  if (std::string problem = rewrite_uvicorn_flags(args); !problem.empty()) return problem;
   CLI::App app("rotor: a pre-fork HTTP server supervisor.", "rotor");
   app.set_help_flag();  // -h/--help is one of our action flags, not CLI11's exception
   app.get_formatter()->column_width(36);
@@ -307,10 +309,10 @@ std::string parse_command_line(const std::vector<std::string>& args, CommandLine
                           ->description(std::string(flag.help))
                           ->group(flag.hidden ? "" : "Actions"));
 
-  std::vector<std::string> ignored_values(ignored_gunicorn_flags().size());
+  std::vector<std::string> ignored_values(ignored_flags().size());
   std::vector<CLI::Option*> ignored;
-  for (size_t i = 0; i < ignored_gunicorn_flags().size(); ++i) {
-    const IgnoredFlag& flag = ignored_gunicorn_flags()[i];
+  for (size_t i = 0; i < ignored_flags().size(); ++i) {
+    const IgnoredFlag& flag = ignored_flags()[i];
     ignored.push_back(flag.takes_value
                           ? app.add_option(std::string(flag.flags), ignored_values[i])->group("")
                           : app.add_flag(std::string(flag.flags))->group(""));
@@ -335,10 +337,10 @@ std::string parse_command_line(const std::vector<std::string>& args, CommandLine
   if (out.action && out.action->action == Action::kHelp) out.help = app.help();
   for (size_t i = 0; i < ignored.size(); ++i) {
     if (ignored[i]->count() == 0) continue;
-    const IgnoredFlag& flag = ignored_gunicorn_flags()[i];
+    const IgnoredFlag& flag = ignored_flags()[i];
     if (flag.refused) return flag_names(flag.flags).back() + ": " + std::string(flag.why);
-    out.warnings.push_back(flag_names(flag.flags).back() +
-                           " is a gunicorn option rotor ignores: " + std::string(flag.why));
+    out.warnings.push_back(flag_names(flag.flags).back() + " is a " + std::string(flag.origin) +
+                           " option rotor ignores: " + std::string(flag.why));
   }
   for (size_t i = 0; i < table.size(); ++i) {
     if (negated[i] && negated[i]->count() > 0) {

@@ -159,14 +159,14 @@ const std::vector<Option>& options() {
        .help = "Kill and replace a worker silent for this long (0 = never).",
        .member = &Config::timeout},
       {.name = "graceful_timeout",
-       .flags = "--graceful-timeout",
+       .flags = "--graceful-timeout,--timeout-graceful-shutdown",
        .kind = Kind::kSeconds,
        .default_value = "30",
        .metavar = "SECONDS",
        .help = "Time a stopping worker gets to finish its requests before it is killed.",
        .member = &Config::graceful_timeout},
       {.name = "keep_alive",
-       .flags = "--keep-alive",
+       .flags = "--keep-alive,--timeout-keep-alive",
        .kind = Kind::kSeconds,
        .default_value = "5",
        .metavar = "SECONDS",
@@ -185,7 +185,7 @@ const std::vector<Option>& options() {
 
       // Rotation
       {.name = "max_requests",
-       .flags = "--max-requests",
+       .flags = "--max-requests,--limit-max-requests",
        .kind = Kind::kInt,
        .default_value = "0",
        .metavar = "INT",
@@ -352,7 +352,8 @@ const std::vector<Option>& options() {
        .metavar = "LEVEL",
        .help = "Error log verbosity.",
        .member = &Config::log_level,
-       .choices = {"debug", "info", "warning", "error", "critical"}},
+       .choices = {"debug", "info", "warning", "error", "critical"},
+       .aliases = {{"trace", "debug"}}},  // uvicorn's most verbose level
       {.name = "error_logfile",
        .flags = "--error-logfile,--log-file",
        .default_value = "-",
@@ -381,7 +382,7 @@ const std::vector<Option>& options() {
        .member = &Config::python,
        .check = check_python},
       {.name = "pythonpath",
-       .flags = "--pythonpath",
+       .flags = "--pythonpath,--app-dir",
        .kind = Kind::kStringList,
        .metavar = "DIR",
        .help = "Directory to put on sys.path before the working directory. Repeatable.",
@@ -526,10 +527,34 @@ static std::vector<IgnoredFlag> build_ignored_flags() {
   for (std::string_view flag : {"--do-handshake-on-connect", "--suppress-ragged-eofs"}) {
     table.push_back({flag, false, kNoTls, true});
   }
+  // uvicorn's (its --ssl-version is gunicorn's too, above)
+  constexpr std::string_view kUvicorn = "uvicorn";
+  for (std::string_view flag : {"--ssl-keyfile", "--ssl-certfile", "--ssl-keyfile-password",
+                                "--ssl-cert-reqs", "--ssl-ca-certs", "--ssl-ciphers"}) {
+    table.push_back({flag, true, kNoTls, true, kUvicorn});
+  }
+  table.push_back({"--env-file", true,
+                   "rotor does not read dotenv files; pass the variables with -e KEY=VALUE or "
+                   "set them in its environment",
+                   true, kUvicorn});
+  table.push_back({"--ws", true, "WebSockets are rotor's own", false, kUvicorn});
+  table.push_back(
+      {"--ws-per-message-deflate", true, "permessage-deflate is not offered", false, kUvicorn});
+  table.push_back({"--http", true, "the HTTP/1.1 engine is rotor's own", false, kUvicorn});
+  table.push_back({"--interface", true, "rotor serves ASGI 3 apps", false, kUvicorn});
+  table.push_back({"--h11-max-incomplete-event-size", true,
+                   "request heads are bounded by --limit-request-line and --limit-request-fields",
+                   false, kUvicorn});
+  for (std::string_view flag :
+       {"--reload-dir", "--reload-include", "--reload-exclude", "--reload-delay"}) {
+    table.push_back({flag, true, "code reload is SIGHUP", false, kUvicorn});
+  }
+  table.push_back({"--use-colors", false, "logs are plain key=value lines", false, kUvicorn});
+  table.push_back({"--no-use-colors", false, "logs are plain key=value lines", false, kUvicorn});
   return table;
 }
 
-const std::vector<IgnoredFlag>& ignored_gunicorn_flags() {
+const std::vector<IgnoredFlag>& ignored_flags() {
   static const std::vector<IgnoredFlag> table = build_ignored_flags();
   return table;
 }

@@ -65,16 +65,18 @@ struct ActionFlag {
 };
 const std::vector<ActionFlag>& action_flags();
 
-// gunicorn flags that have no meaning for rotor: accepted on the command line with a warning,
-// so that an existing gunicorn command line starts. Those whose silent absence would change
-// what clients get (TLS: plain HTTP where HTTPS was asked for) are refused, saying why.
+// gunicorn and uvicorn flags that have no meaning for rotor: accepted on the command line with
+// a warning, so that an existing gunicorn or uvicorn command line starts. Those whose silent
+// absence would change what clients or the app get (TLS: plain HTTP where HTTPS was asked for)
+// are refused, saying why.
 struct IgnoredFlag {
   std::string_view flags;
   bool takes_value;
   std::string_view why;
   bool refused = false;
+  std::string_view origin = "gunicorn";
 };
-const std::vector<IgnoredFlag>& ignored_gunicorn_flags();
+const std::vector<IgnoredFlag>& ignored_flags();
 
 std::string env_name(const Option& option);                   // "ROTOR_MAX_REQUESTS"
 std::vector<std::string> flag_names(std::string_view flags);  // {"-w", "--workers"}

@@ -285,6 +285,22 @@ def test_gunicorn_command_line_works(rotor):
     assert "--threads is a gunicorn option rotor ignores" in r.log()
 
 
+def test_uvicorn_command_line_works(rotor, tmp_path):
+    # uvicorn main:app --host ... --port ... --workers 2 ..., with rotor in place of uvicorn.
+    sock = tmp_path / "r.sock"
+    r = rotor("--host", "127.0.0.1", "--port", "0", "--uds", str(sock), "--workers", "2",
+              "--app-dir", str(APPS), "--timeout-keep-alive", "5", "--limit-max-requests", "1000",
+              "--log-level", "trace", "--access-log", "--http", "httptools", "starlette_app:app",
+              bind=False, workers=2)
+    assert httpx.get(r.url("/")).text == "Hello, world!"
+    with httpx.Client(transport=httpx.HTTPTransport(uds=str(sock))) as c:
+        assert c.get("http://unix/").text == "Hello, world!"
+    wait_for(lambda: '"GET / HTTP/1.1" 200' in r.log(), what=f"access log lines\n{r.log()}")
+    assert "--http is a uvicorn option rotor ignores" in r.log()
+    spawns = r.events("spawn")
+    assert spawns and all(1000 <= int(f["limit"]) for f in spawns)
+
+
 def test_rotation_under_load_with_asgi_app(rotor):
     r = serve(rotor, "raw_app:app", "--max-requests", "1000", "--max-requests-jitter", "100",
               workers=2)

@@ -505,3 +505,50 @@ TEST_SUITE("conf") {
     CHECK(run({"--suppress-ragged-eofs", "m:app"}).action == Action::kError);
   }
 }
+
+TEST_SUITE("conf") {
+  TEST_CASE("uvicorn's --host/--port/--uds/--fd become binds, with uvicorn's defaults") {
+    using Binds = std::vector<std::string>;
+    CHECK(run({"--host", "0.0.0.0", "--port", "8123"}).config.bind == Binds{"0.0.0.0:8123"});
+    CHECK(run({"--port=9000"}).config.bind == Binds{"127.0.0.1:9000"});
+    CHECK(run({"--host", "::1"}).config.bind == Binds{"[::1]:8000"});
+    CHECK(run({"--host=0.0.0.0", "--port", "81", "--uds", "/tmp/r.sock", "--fd", "3"})
+              .config.bind == Binds{"0.0.0.0:81", "unix:/tmp/r.sock", "fd://3"});
+    LoadResult both = run({"-b", "127.0.0.1:1", "--port", "2"});
+    CHECK(both.action == Action::kError);
+    CHECK(contains(both.message, "use one"));
+    LoadResult port = run({"--port", "http"});
+    CHECK(port.action == Action::kError);
+    CHECK(contains(port.message, "--port: expected a port number, got 'http'"));
+    CHECK(run({"--port", "70000"}).action == Action::kError);
+    CHECK(contains(run({"--fd", "-1"}).message, "--fd"));
+    CHECK(contains(run({"-w", "2", "--host"}).message, "--host: expected a value"));
+  }
+
+  TEST_CASE("uvicorn's names for rotor's options") {
+    LoadResult r = run({"--limit-max-requests", "50", "--timeout-keep-alive", "7",
+                        "--timeout-graceful-shutdown", "3", "--app-dir", "src", "--log-level",
+                        "trace", "--access-log", "m:app"});
+    REQUIRE(r.action == Action::kRun);
+    CHECK(r.config.max_requests == 50);
+    CHECK(r.config.keep_alive == 7.0);
+    CHECK(r.config.graceful_timeout == 3.0);
+    CHECK(r.config.pythonpath == std::vector<std::string>{"src"});
+    CHECK(r.config.log_level == "debug");
+    CHECK(r.config.access_logfile == "-");
+    CHECK(run({"--access-logfile", "a.log", "--no-access-log"}).config.access_logfile.empty());
+  }
+
+  TEST_CASE("uvicorn flags without meaning here warn; TLS and dotenv files are refused") {
+    LoadResult r = run({"--http", "h11", "--ws", "auto", "--no-use-colors", "m:app"});
+    REQUIRE(r.action == Action::kRun);
+    CHECK(r.warnings.size() == 3);
+    bool named = false;
+    for (const auto& w : r.warnings) named = named || contains(w, "--http is a uvicorn option");
+    CHECK(named);
+    CHECK(contains(run({"--ssl-certfile", "c.pem", "m:app"}).message, "TLS is not supported"));
+    LoadResult env_file = run({"--env-file", ".env", "m:app"});
+    CHECK(env_file.action == Action::kError);
+    CHECK(contains(env_file.message, "-e KEY=VALUE"));
+  }
+}
