@@ -393,7 +393,8 @@ const std::vector<Option>& options() {
        .metavar = "KEY=VALUE",
        .help = "Environment variable for the app, as gunicorn's -e: the master sets it before it "
                "forks, so the app's import and every worker see it. Repeatable; a HUP sets the "
-               "new values.",
+               "new values (one no longer listed stays set). rotor's own settings are never "
+               "read from these.",
        .member = &Config::env,
        .check = check_env_assignment},
       {.name = "factory",

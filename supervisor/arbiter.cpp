@@ -8,6 +8,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <csignal>
 #include <cstring>
@@ -60,10 +61,11 @@ std::string exit_status_text(int status) {
   return "unknown";
 }
 
-Arbiter::Arbiter(conf::Config config, std::vector<std::string> args,
+Arbiter::Arbiter(conf::Config config, std::vector<std::string> args, conf::Environment env,
                  std::vector<Listener> listeners, Identity identity)
     : cfg_(std::move(config)),
       args_(std::move(args)),
+      env_(std::move(env)),
       listeners_(std::move(listeners)),
       scoreboard_(std::make_unique<Scoreboard>(kScoreboardSlots)),
       rng_(std::random_device{}()),
@@ -175,11 +177,11 @@ void Arbiter::handle_signal(int sig) {
       reload();
       break;
     case SIGTTIN:
-      if (desired_ < kMaxWorkers) ++desired_;
+      if (desired_ < kMaxWorkers) ++desired_, ++scale_since_reload_;
       spdlog::info("event=scale workers={} signal=TTIN", desired_);
       break;
     case SIGTTOU:
-      if (desired_ > 1) --desired_;
+      if (desired_ > 1) --desired_, --scale_since_reload_;
       spdlog::info("event=scale workers={} signal=TTOU", desired_);
       break;
     case SIGUSR1:
@@ -252,7 +254,9 @@ void Arbiter::spawn_worker(uint64_t predecessor) {
     request_spawn(*t, new_worker(predecessor, static_cast<size_t>(slot), t->generation));
     return;
   }
-  Worker w = new_worker(predecessor, static_cast<size_t>(slot), generation_);
+  // A cold worker runs the config in force: during a HUP's import that is the older generation,
+  // whose workers are rolled once the new template is ready.
+  Worker w = new_worker(predecessor, static_cast<size_t>(slot), cfg_generation_);
   pid_t pid = fork();
   if (pid < 0) {
     spdlog::error("event=spawn-failed error={}", log::quote(std::strerror(errno)));
@@ -600,7 +604,8 @@ void Arbiter::begin_stop(bool graceful) {
 }
 
 void Arbiter::reload() {
-  conf::LoadResult res = conf::load(args_, conf::environment_from(environ));
+  // The environment rotor started with: the app's -e variables, exported since, are not ours.
+  conf::LoadResult res = conf::load(args_, env_);
   if (res.action != conf::Action::kRun) {
     spdlog::error(
         "event=reload-failed error={}",
@@ -612,18 +617,13 @@ void Arbiter::reload() {
     spdlog::warn("event=reload-bind-ignored detail=\"changing --bind needs a restart\"");
     res.config.bind = cfg_.bind;
   }
-  if (res.config.error_logfile != cfg_.error_logfile || res.config.log_level != cfg_.log_level) {
-    std::string error;
-    if (!log::setup(res.config.error_logfile, res.config.log_level, &error)) {
-      spdlog::error("event=reload-failed error={}", log::quote(error));
-      return;
-    }
-  }
   export_app_env(res.config.env);  // before the template or cold workers of the reload fork
   ++generation_;
+  scale_since_reload_ = 0;
+  if (!next_cfg_) cold_fallback_before_reload_ = cold_fallback_;  // not a superseded reload's
   cold_fallback_ = false;  // the app may have stopped starting threads at import
   next_cfg_ = std::move(res.config);
-  if (uses_template()) {
+  if (template_wanted()) {
     // The running workers are rotated only once the new template has imported the new code
     // (on_template_ready), and the new config takes effect then; if the import fails, they
     // keep serving under the config they started with.
@@ -637,12 +637,24 @@ void Arbiter::reload() {
   spdlog::info("event=reload generation={} workers={} mode=cold", generation_, desired_);
 }
 
-// A reload's config takes effect: new workers, limits and timeouts from now on.
+// A reload's config takes effect: new workers, limits, timeouts and logging from now on. TTIN
+// and TTOU since the HUP still count.
 void Arbiter::apply_next_config() {
   if (!next_cfg_) return;
-  cfg_ = std::move(*next_cfg_);
+  conf::Config next = std::move(*next_cfg_);
   next_cfg_.reset();
-  desired_ = static_cast<int>(cfg_.workers);
+  if (next.error_logfile != cfg_.error_logfile || next.log_level != cfg_.log_level) {
+    std::string error;
+    if (!log::setup(next.error_logfile, next.log_level, &error)) {
+      spdlog::error("event=log-setup-failed error={} detail=\"logging stays as it was\"",
+                    log::quote(error));
+      next.error_logfile = cfg_.error_logfile;
+      next.log_level = cfg_.log_level;
+    }
+  }
+  cfg_ = std::move(next);
+  cfg_generation_ = generation_;
+  desired_ = std::clamp(static_cast<int>(cfg_.workers) + scale_since_reload_, 1, kMaxWorkers);
   spdlog::info("event=config-applied generation={} workers={}", generation_, desired_);
 }
 

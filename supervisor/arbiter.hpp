@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "conf/config.hpp"
+#include "conf/load.hpp"
 #include "supervisor/identity.hpp"
 #include "supervisor/listeners.hpp"
 #include "supervisor/policy.hpp"
@@ -38,9 +39,10 @@ struct ChildExit {
 
 class Arbiter {
  public:
-  // `args` and the config file are read again on HUP.
-  Arbiter(conf::Config config, std::vector<std::string> args, std::vector<Listener> listeners,
-          Identity identity);
+  // `args`, the config file and `env` (the environment rotor started with, before the app's
+  // -e variables were exported) are read again on HUP.
+  Arbiter(conf::Config config, std::vector<std::string> args, conf::Environment env,
+          std::vector<Listener> listeners, Identity identity);
   ~Arbiter();
   Arbiter(const Arbiter&) = delete;
   Arbiter& operator=(const Arbiter&) = delete;
@@ -93,7 +95,8 @@ class Arbiter {
   worker::Context worker_context(size_t slot) const;
   void prepare_child();
   // Templates (arbiter_templates.cpp).
-  bool uses_template() const;
+  bool uses_template() const;    // in force: workers are forked from a template
+  bool template_wanted() const;  // by the newest config (a HUP's, while it imports)
   void manage_templates();
   void start_template();
   Template* ready_template();
@@ -126,7 +129,11 @@ class Arbiter {
   // A HUP's config while its template imports the new code; it replaces cfg_ when that template
   // is ready, and is dropped if the import fails (the running generation keeps its own).
   std::optional<conf::Config> next_cfg_;
+  uint64_t cfg_generation_ = 1;  // the generation whose config cfg_ is
+  int scale_since_reload_ = 0;   // TTIN minus TTOU since the last HUP, kept when it takes effect
+  bool cold_fallback_before_reload_ = false;  // restored if the reload's import fails
   std::vector<std::string> args_;
+  conf::Environment env_;
   std::vector<Listener> listeners_;
   std::unique_ptr<Scoreboard> scoreboard_;
   std::map<pid_t, Worker> workers_;

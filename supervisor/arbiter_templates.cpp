@@ -41,6 +41,10 @@ pid_t parent_of(pid_t pid) {
 }  // namespace
 
 bool Arbiter::uses_template() const {
+  return cfg_.preload && !cold_fallback_ && worker::preloads(cfg_);
+}
+
+bool Arbiter::template_wanted() const {
   const conf::Config& newest = next_cfg_ ? *next_cfg_ : cfg_;
   return newest.preload && !cold_fallback_ && worker::preloads(newest);
 }
@@ -55,7 +59,7 @@ Arbiter::Template* Arbiter::ready_template() {
 }
 
 void Arbiter::manage_templates() {
-  if (!uses_template()) return;
+  if (!template_wanted()) return;
   policy::TemplateNeedInputs in;
   for (const auto& [pid, t] : templates_) {
     if (t.asked_to_exit) continue;
@@ -131,6 +135,15 @@ void Arbiter::read_template(Template& t) {
       ::close(t.fd);
       t.fd = -1;
       return;
+    }
+    // A template of an older generation than the newest HUP's, or retired, has nothing more to
+    // say about the code or config in force (its reload was superseded; the newer one's
+    // template, started at the next sweep, retires it if it is not ready); only the workers it
+    // forked still count.
+    if ((t.asked_to_exit || t.generation < generation_) &&
+        (msg.type == tmpl::MsgType::kReady || msg.type == tmpl::MsgType::kThreads)) {
+      if (msg.type == tmpl::MsgType::kThreads) t.asked_to_exit = true;  // it exits by itself
+      continue;
     }
     switch (msg.type) {
       case tmpl::MsgType::kReady:
@@ -245,6 +258,7 @@ void Arbiter::on_template_exit(Template& t, int status) {
     if (&other != &t && other.ready && !other.asked_to_exit) in.other_ready = true;
   }
   in.ever_served = ever_ready_;
+  in.for_reload = t.generation > cfg_generation_;
   policy::TemplateExit action = policy::template_exit(in);
   auto level = action == policy::TemplateExit::kIgnore ? spdlog::level::info : spdlog::level::err;
   spdlog::log(level, "event=template-exit pid={} generation={} status={} ready={} uptime_s={:.3f}",
@@ -258,7 +272,10 @@ void Arbiter::on_template_exit(Template& t, int status) {
       break;
     case policy::TemplateExit::kReloadFailed:
       failed_generation_ = t.generation;
-      if (t.generation == generation_) next_cfg_.reset();
+      if (t.generation == generation_) {
+        next_cfg_.reset();
+        cold_fallback_ = cold_fallback_before_reload_;
+      }
       spdlog::error(
           "event=reload-failed generation={} detail=\"the new code did not load (traceback "
           "above); the running workers keep serving with their config; fix it and send HUP "

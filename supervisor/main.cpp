@@ -81,6 +81,7 @@ int main(int argc, char** argv) {
   unsetenv("LISTEN_PID");
   unsetenv("LISTEN_FDNAMES");
 
-  rotor::Arbiter arbiter(std::move(cfg), std::move(args), std::move(listeners), *identity);
+  rotor::Arbiter arbiter(std::move(cfg), std::move(args), std::move(env), std::move(listeners),
+                         *identity);
   return arbiter.run();
 }

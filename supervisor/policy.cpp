@@ -132,7 +132,8 @@ Plan plan(const std::vector<WorkerView>& workers, int desired, int max_concurren
 TemplateExit template_exit(const TemplateExitInputs& in) {
   if (in.asked) return TemplateExit::kIgnore;
   if (in.was_ready) return TemplateExit::kRestart;
-  if (in.other_ready) return TemplateExit::kReloadFailed;
+  // The workers of the generation in force (template or cold ones) keep serving.
+  if (in.other_ready || (in.for_reload && in.ever_served)) return TemplateExit::kReloadFailed;
   if (!in.ever_served) return TemplateExit::kBootFailed;
   return TemplateExit::kRestart;  // a restart after a crash failed: keep trying, backed off
 }

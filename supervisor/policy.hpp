@@ -122,6 +122,7 @@ struct TemplateExitInputs {
   bool was_ready = false;    // it had imported the app
   bool other_ready = false;  // another template is ready (an older generation during a HUP)
   bool ever_served = false;  // some worker of this master has been ready
+  bool for_reload = false;   // started by a HUP whose config has not taken effect yet
 };
 TemplateExit template_exit(const TemplateExitInputs& in);
 

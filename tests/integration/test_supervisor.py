@@ -397,6 +397,19 @@ def test_rotation_hands_keepalive_connections_over(rotor, tmp_path):
     assert int(by_path["/after"].strip("<>")) in r.ready_pids()
 
 
+def test_app_env_is_not_read_back_as_rotor_config_on_hup(rotor):
+    # -e exports into the master's environment so that the app sees it; a HUP must still read
+    # rotor's settings from the environment rotor started with.
+    r = rotor("-k", "hello", "-e", "WEB_CONCURRENCY=3", "-e", "ROTOR_MAX_REQUESTS=5")
+    r.signal(signal.SIGHUP)
+    wait_for(lambda: r.events("config-applied"), what=f"the reload\n{r.log()}")
+    assert r.events("config-applied")[0]["workers"] == "1"
+    for _ in range(20):  # at 5 requests per worker these would rotate it
+        assert httpx.get(r.url("/")).status_code == 200
+    assert not [f for f in r.events("worker-exit") if f["reason"] == "max-requests"]
+    assert len(r.ready_pids()) == 1
+
+
 def test_ttin_ttou_scale_up_and_down(rotor):
     r = rotor("-k", "hello", "-w", "2")
     before = r.ready_pids()

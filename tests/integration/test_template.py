@@ -144,6 +144,22 @@ def test_a_failed_reload_leaves_the_running_config_in_force(rotor, tmp_path):
     assert newest and all(f["limit"] == "20" for f in newest), newest
 
 
+def test_ttin_during_a_reloads_import_is_kept_when_its_config_takes_effect(rotor, tmp_path):
+    conf = tmp_path / "rotor.toml"
+    conf.write_text("workers = 1\n")
+    r = rotor("--chdir", str(APPS), "-c", str(conf), "template_app:app", workers=1)
+    # The reload's template takes 2 s to import (the -e variable reaches its import).
+    conf.write_text('workers = 2\nenv = ["TEMPLATE_APP_IMPORT_DELAY=2"]\n')
+    r.signal(signal.SIGHUP)
+    wait_for(lambda: len(templates(r, "template-start")) == 2, what=f"the new template\n{r.log()}")
+    r.signal(signal.SIGTTIN)
+    wait_for(lambda: r.events("scale"), what=f"the TTIN\n{r.log()}")
+    assert not r.events("config-applied"), "the import was meant to outlast the TTIN"
+    wait_for(lambda: r.events("config-applied"), what=f"the new config\n{r.log()}")
+    assert r.events("config-applied")[0]["workers"] == "3"  # 2 from the file, +1 from TTIN
+    wait_for(lambda: len(r.ready_pids()) == 3, what=f"three workers\n{r.log()}")
+
+
 def test_a_killed_template_is_replaced_and_workers_keep_serving(rotor):
     r = serve(rotor, "--max-requests", "30", workers=2)
     (first,) = templates(r, "template-ready")

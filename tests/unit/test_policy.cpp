@@ -294,6 +294,12 @@ TEST_SUITE("policy") {
     in.was_ready = true;
     in.ever_served = false;  // ready but no worker came up yet, then died: start another
     CHECK(template_exit(in) == TemplateExit::kRestart);
+    in = {};
+    in.ever_served = true;
+    in.for_reload = true;  // a HUP from cold workers to a template, whose import failed
+    CHECK(template_exit(in) == TemplateExit::kReloadFailed);
+    in.ever_served = false;  // a HUP before anything served: still the app cannot load
+    CHECK(template_exit(in) == TemplateExit::kBootFailed);
   }
 
   TEST_CASE("need template: none alive, or the newest generation lacks one it did not fail") {
