@@ -97,6 +97,7 @@ static void worker(void) {
     for (int i = 0; i < n; ++i) {
       int fd = events[i].data.fd;
       if (fd == listen_fd) {
+        if (draining) continue;  // reported in this batch before it was unwatched
         int c = accept4(listen_fd, NULL, NULL, SOCK_NONBLOCK);
         if (c < 0 || c >= kMaxFd) {
           if (c >= 0) close(c);
