@@ -36,6 +36,11 @@ struct Config {
   double timeout_request_body = 30;    // between two reads of a request body
   double timeout_response_write = 30;  // an answer the client does not read
 
+  // Headers of every response
+  bool server_header = true;        // Server: rotor
+  bool date_header = true;          // Date
+  std::vector<std::string> header;  // NAME:VALUE, added to every response
+
   // HTTP limits
   int64_t limit_request_line = 4094;
   int64_t limit_request_fields = 100;

@@ -28,8 +28,26 @@ struct Given {
 };
 using Layer = std::vector<Given>;
 
+// Quoted for an error line: control characters (a CR LF in a --header value) are escaped, so
+// the message stays one line.
 std::string in_quotes(std::string_view text) {
-  return "'" + std::string(text) + "'";
+  constexpr char kHex[] = "0123456789abcdef";
+  std::string out = "'";
+  for (char c : text) {
+    auto u = static_cast<unsigned char>(c);
+    if (u >= 0x20 && u != 0x7f) {
+      out += c;
+    } else if (c == '\r') {
+      out += "\\r";
+    } else if (c == '\n') {
+      out += "\\n";
+    } else {
+      out += "\\x";
+      out += kHex[u >> 4];
+      out += kHex[u & 15];
+    }
+  }
+  return out + "'";
 }
 
 std::string one_line(std::string text) {

@@ -21,6 +21,25 @@ bool all_digits(std::string_view s) {
   return true;
 }
 
+// NAME:VALUE, a header every response carries: the name a token (RFC 9110), the value without
+// control characters, which could otherwise split the response.
+std::string check_header(std::string_view text) {
+  size_t colon = text.find(':');
+  if (colon == std::string_view::npos || colon == 0) return "expected NAME:VALUE";
+  for (char c : text.substr(0, colon)) {
+    if (!std::isalnum(static_cast<unsigned char>(c)) &&
+        std::string_view("!#$%&'*+-.^_`|~").find(c) == std::string_view::npos) {
+      return "the header name must be a token (letters, digits, !#$%&'*+-.^_`|~)";
+    }
+  }
+  for (char c : text.substr(colon + 1)) {
+    if ((static_cast<unsigned char>(c) < 0x20 && c != '\t') || c == 0x7f) {
+      return "the header value may not hold control characters";
+    }
+  }
+  return "";
+}
+
 // KEY=VALUE with a key that can be exported (not empty, no '=' or NUL); the value may be empty.
 std::string check_env_assignment(std::string_view text) {
   size_t eq = text.find('=');
@@ -313,6 +332,31 @@ const std::vector<Option>& options() {
        .help = "Close a connection whose client has not read any of its answer for this long "
                "(0 = no limit).",
        .member = &Config::timeout_response_write},
+
+      // Response headers
+      {.name = "server_header",
+       .flags = "--server-header",
+       .kind = Kind::kBool,
+       .default_value = "true",
+       .help = "Send Server: rotor with every response. --no-server-header leaves it out (as "
+               "uvicorn's).",
+       .member = &Config::server_header,
+       .negation = "--no-server-header"},
+      {.name = "date_header",
+       .flags = "--date-header",
+       .kind = Kind::kBool,
+       .default_value = "true",
+       .help = "Send Date with every response. --no-date-header leaves it out (as uvicorn's).",
+       .member = &Config::date_header,
+       .negation = "--no-date-header"},
+      {.name = "header",
+       .flags = "--header",
+       .kind = Kind::kStringList,
+       .metavar = "NAME:VALUE",
+       .help = "A header sent with every response, before the app's own (as uvicorn's). "
+               "Repeatable.",
+       .member = &Config::header,
+       .check = check_header},
 
       // Process
       {.name = "chdir",

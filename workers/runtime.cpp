@@ -202,6 +202,16 @@ int Runtime::run() {
   limits.ws_max_message = static_cast<uint64_t>(cfg_.ws_max_size);
   limits.ws_ping_interval_ms = ms(cfg_.ws_ping_interval);
   limits.ws_ping_timeout_ms = ms(cfg_.ws_ping_timeout);
+  limits.server_header = cfg_.server_header;
+  limits.date_header = cfg_.date_header;
+  for (const std::string& h : cfg_.header) {  // NAME:VALUE, checked by the option table
+    size_t colon = h.find(':');
+    size_t start = h.find_first_not_of(" \t", colon + 1);
+    size_t end = h.find_last_not_of(" \t");
+    limits.extra_headers += h.substr(0, colon) + ": ";
+    if (start != std::string::npos) limits.extra_headers += h.substr(start, end + 1 - start);
+    limits.extra_headers += "\r\n";
+  }
 
   // Signals first: an embedded Python leaves SIGINT alone only when it is already handled.
   struct {

@@ -51,6 +51,11 @@ BAD = {
     "env-without-key": (["--env", "=1"], None, ["--env", "=1"]),
     "tls-certfile": (["--certfile", "cert.pem", "--keyfile", "key.pem"], None,
                      ["TLS is not supported", "proxy"]),
+    "header-without-colon": (["--header", "X-Frame-Options DENY"], None,
+                             ["--header", "NAME:VALUE"]),
+    "header-name-not-a-token": (["--header", "X Frame:DENY"], None, ["--header", "token"]),
+    "header-value-with-newline": (["--header", "X-A:b\r\nSet-Cookie: x"], None,
+                                  ["--header", "control characters"]),
 }
 
 

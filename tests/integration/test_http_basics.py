@@ -211,3 +211,28 @@ def test_idle_keep_alive_connection_is_closed(rotor):
     assert closed, "the idle keep-alive connection was never closed"
     assert data == b"", f"unsolicited bytes on an idle connection: {data!r}"
     assert time.monotonic() - idle_from >= 0.9, "closed before the keep-alive time"
+
+
+def _head(port, request):
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(request)
+        data, _ = recv_until_closed(s, 10)
+        head = data.split(b"\r\n\r\n", 1)[0].decode("latin-1")
+    return head.split("\r\n")
+
+
+def test_response_headers_options_apply_to_every_kind_of_answer(rotor):
+    # uvicorn's --no-server-header, --no-date-header and --header; the engine's own answers
+    # (400) carry them as the handler's do.
+    r = rotor("-k", "hello", "--no-server-header", "--no-date-header",
+              "--header", "X-Frame-Options: DENY", "--header", "Strict-Transport-Security:max-age=60 ")
+    ok = _head(r.port, b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+    bad = _head(r.port, b"GET / HTTP/1.1\r\nHost: t\r\nBad Header: x\r\n\r\n")
+    for lines in (ok, bad):
+        names = [l.split(":")[0].lower() for l in lines[1:]]
+        assert "server" not in names and "date" not in names, lines
+        assert "X-Frame-Options: DENY" in lines and "Strict-Transport-Security: max-age=60" in lines
+    assert ok[0].startswith("HTTP/1.1 200") and bad[0].startswith("HTTP/1.1 400")
+    plain = rotor("-k", "hello")
+    lines = _head(plain.port, b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+    assert "Server: rotor" in lines and any(l.startswith("Date: ") for l in lines)

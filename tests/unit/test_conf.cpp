@@ -552,3 +552,24 @@ TEST_SUITE("conf") {
     CHECK(contains(env_file.message, "-e KEY=VALUE"));
   }
 }
+
+TEST_SUITE("conf") {
+  TEST_CASE("response header options: on by default, NAME:VALUE checked, errors on one line") {
+    LoadResult d = run({});
+    CHECK(d.config.server_header);
+    CHECK(d.config.date_header);
+    CHECK(d.config.header.empty());
+    LoadResult r = run({"--no-server-header", "--no-date-header", "--header", "X-A: b",
+                        "--header", "X-Empty:"});
+    REQUIRE(r.action == Action::kRun);
+    CHECK_FALSE(r.config.server_header);
+    CHECK_FALSE(r.config.date_header);
+    CHECK(r.config.header == std::vector<std::string>{"X-A: b", "X-Empty:"});
+    CHECK(contains(run({"--header", ":x"}).message, "NAME:VALUE"));
+    CHECK(contains(run({"--header", "X(A):x"}).message, "token"));
+    LoadResult crlf = run({"--header", "X-A:b\r\nSet-Cookie: x"});
+    CHECK(contains(crlf.message, "control characters"));
+    CHECK(contains(crlf.message, "'X-A:b\\r\\nSet-Cookie: x'"));  // escaped: still one line
+    CHECK(crlf.message.find('\n') == std::string::npos);
+  }
+}

@@ -257,8 +257,7 @@ void Connection::respond(int status, std::string_view content_type, std::string_
   const Request& req = parser_.request();
   bool keep = keep_alive_after_answer();
   append_status_line(out_, status);
-  out_ += "Server: rotor\r\n";
-  out_ += server_.date_header();
+  out_ += server_.common_headers();
   if (!content_type.empty()) {
     out_ += "Content-Type: ";
     out_ += content_type;
@@ -359,8 +358,7 @@ SendResult Connection::send_response(int status, const HeaderList* headers, std:
       close_after_ = true;
     }
     append_status_line(out_, status);
-    out_ += "Server: rotor\r\n";
-    out_ += server_.date_header();
+    out_ += server_.common_headers();
     if (headers) {
       for (const auto& [name, value] : *headers) {
         if (iequals(name, "transfer-encoding") || iequals(name, "connection")) continue;
@@ -485,8 +483,7 @@ void Connection::respond_error(int status, std::string_view extra_header) {
   close_after_ = true;
   std::string_view line = status_line(status);
   append_status_line(out_, status);
-  out_ += "Server: rotor\r\n";
-  out_ += server_.date_header();
+  out_ += server_.common_headers();
   out_ += extra_header;
   out_ += "Content-Type: text/plain\r\nContent-Length: ";
   append_number(out_, line.size() + 1);
@@ -779,8 +776,7 @@ SendResult Connection::accept_websocket(std::string_view subprotocol, const Head
     out_ += subprotocol;
     out_ += "\r\n";
   }
-  out_ += "Server: rotor\r\n";
-  out_ += server_.date_header();
+  out_ += server_.common_headers();
   if (headers) {
     for (const auto& [name, value] : *headers) {
       // The handshake's own fields are ours.

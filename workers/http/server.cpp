@@ -255,7 +255,10 @@ void Server::refresh_date() {
   gmtime_r(&now, &tm);
   char buf[64];
   size_t n = strftime(buf, sizeof buf, "Date: %a, %d %b %Y %H:%M:%S GMT\r\n", &tm);
-  date_header_.assign(buf, n);
+  common_headers_.clear();
+  if (limits_.server_header) common_headers_ += "Server: rotor\r\n";
+  if (limits_.date_header) common_headers_.append(buf, n);
+  common_headers_ += limits_.extra_headers;
 }
 
 }  // namespace rotor::http

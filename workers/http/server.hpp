@@ -32,6 +32,9 @@ struct Limits {
   uint64_t ws_max_message = 16 * 1024 * 1024;  // WebSocket: largest message a client may send
   uint64_t ws_ping_interval_ms = 20000;        // between our pings; 0 = none
   uint64_t ws_ping_timeout_ms = 20000;         // for the pong; 0 = no limit
+  bool server_header = true;                   // Server: rotor
+  bool date_header = true;                     // Date: ...
+  std::string extra_headers;                   // "Name: value\r\n" lines for every response
 };
 
 class Handler {
@@ -104,8 +107,9 @@ class Server {
   uv_loop_t* loop() const { return loop_; }
   const Limits& limits() const { return limits_; }
   Handler& handler() { return handler_; }
-  // "Date: ...\r\n", refreshed by the sweep timer.
-  const std::string& date_header() const { return date_header_; }
+  // The header lines every response starts with (Server, Date, --header), refreshed with the
+  // date by the sweep timer.
+  const std::string& common_headers() const { return common_headers_; }
 
   // Optional; not owned. Each answered request gets a line.
   void set_access_log(AccessLog* log) { access_log_ = log; }
@@ -159,7 +163,7 @@ class Server {
   uv_timer_t sweep_timer_;
   uv_check_t flush_check_;
   std::vector<Connection*> to_flush_;
-  std::string date_header_;
+  std::string common_headers_;
   int64_t date_second_ = -1;
   bool input_seen_ = false;
   bool draining_ = false;
