@@ -10,6 +10,7 @@
 #include <charconv>
 #include <cstdio>
 #include <cstring>
+#include <optional>
 
 #include "conf/options.hpp"
 #include "conf/uvicorn_flags.hpp"
@@ -93,7 +94,31 @@ Layer defaults_layer() {
   return layer;
 }
 
-Layer environment_layer(const Environment& env) {
+// A list variable is separated by commas or spaces, or is a TOML array when its items hold
+// them: ROTOR_HEADER='["Cache-Control: no-store, max-age=0"]'.
+std::string list_texts(const std::string& text, std::vector<std::string>& out) {
+  size_t first = text.find_first_not_of(" \t");
+  if (first == std::string::npos || text[first] != '[') {
+    out = split_list(text);
+    return "";
+  }
+  constexpr std::string_view kExpected = "expected a TOML array of strings, like [\"a b\", \"c\"]";
+  try {
+    toml::table table = toml::parse("v = " + text);
+    const toml::array* array = table["v"].as_array();
+    if (!array) return std::string(kExpected);
+    for (const toml::node& item : *array) {
+      std::optional<std::string> s = item.value<std::string>();
+      if (!s) return std::string(kExpected);
+      out.push_back(std::move(*s));
+    }
+  } catch (const toml::parse_error&) {
+    return std::string(kExpected);
+  }
+  return "";
+}
+
+Layer environment_layer(const Environment& env, std::string& problem) {
   Layer layer;
   for (const Option& option : options()) {
     std::string name = env_name(option);
@@ -104,7 +129,13 @@ Layer environment_layer(const Environment& env) {
     }
     if (it == env.end()) continue;
     std::vector<std::string> texts{it->second};
-    if (option.kind == Kind::kStringList) texts = split_list(it->second);
+    if (option.kind == Kind::kStringList) {
+      texts.clear();
+      if (std::string p = list_texts(it->second, texts); !p.empty()) {
+        problem = name + ": " + p + ", got " + in_quotes(it->second);
+        return {};
+      }
+    }
     layer.push_back({&option, name, texts});
   }
   return layer;
@@ -414,7 +445,9 @@ LoadResult load(const std::vector<std::string>& args, const Environment& env) {
     }
   }
 
-  Layer environment = environment_layer(env);
+  std::string env_problem;
+  Layer environment = environment_layer(env, env_problem);
+  if (!env_problem.empty()) return failure(env_problem);
   Layer file;
   const Given* config_file = find_given(command_line.layer, "config");
   if (!config_file) config_file = find_given(environment, "config");

@@ -37,6 +37,14 @@ std::string check_header(std::string_view text) {
       return "the header value may not hold control characters";
     }
   }
+  // Framing is each response's own: a second Content-Length or Connection would let a proxy
+  // and rotor disagree on where a response ends.
+  std::string name(text.substr(0, colon));
+  for (char& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  for (std::string_view framing : {"content-length", "transfer-encoding", "connection",
+                                   "keep-alive", "upgrade", "te", "trailer"}) {
+    if (name == framing) return "the engine sets " + name + " per response";
+  }
   return "";
 }
 
@@ -353,8 +361,8 @@ const std::vector<Option>& options() {
        .flags = "--header",
        .kind = Kind::kStringList,
        .metavar = "NAME:VALUE",
-       .help = "A header sent with every response, before the app's own (as uvicorn's). "
-               "Repeatable.",
+       .help = "A header sent with every response, before the app's own (as uvicorn's); a "
+               "Server or Date given here replaces rotor's. Repeatable.",
        .member = &Config::header,
        .check = check_header},
 
@@ -436,9 +444,9 @@ const std::vector<Option>& options() {
        .kind = Kind::kStringList,
        .metavar = "KEY=VALUE",
        .help = "Environment variable for the app, as gunicorn's -e: the master sets it before it "
-               "forks, so the app's import and every worker see it. Repeatable; a HUP sets the "
-               "new values (one no longer listed stays set). rotor's own settings are never "
-               "read from these.",
+               "forks, so the app's import and every worker see it. Repeatable; after a HUP each "
+               "generation gets its own config's list. rotor's own settings are never read from "
+               "these.",
        .member = &Config::env,
        .check = check_env_assignment},
       {.name = "factory",

@@ -10,7 +10,8 @@
 namespace rotor::conf {
 
 // Rewrites `args` in place; returns the problem as one line, or "" when there is none.
-// --host alone listens on port 8000 and --port alone on 127.0.0.1, as uvicorn does.
+// As uvicorn: --uds wins over --fd, which wins over --host/--port; --host alone listens on port
+// 8000 and --port alone on 127.0.0.1.
 std::string rewrite_uvicorn_flags(std::vector<std::string>& args);
 
 }  // namespace rotor::conf

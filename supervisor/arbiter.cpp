@@ -66,6 +66,7 @@ Arbiter::Arbiter(conf::Config config, std::vector<std::string> args, conf::Envir
     : cfg_(std::move(config)),
       args_(std::move(args)),
       env_(std::move(env)),
+      app_env_(env_),
       listeners_(std::move(listeners)),
       scoreboard_(std::make_unique<Scoreboard>(kScoreboardSlots)),
       rng_(std::random_device{}()),
@@ -257,6 +258,7 @@ void Arbiter::spawn_worker(uint64_t predecessor) {
   // A cold worker runs the config in force: during a HUP's import that is the older generation,
   // whose workers are rolled once the new template is ready.
   Worker w = new_worker(predecessor, static_cast<size_t>(slot), cfg_generation_);
+  app_env_.apply(cfg_.env);
   pid_t pid = fork();
   if (pid < 0) {
     spdlog::error("event=spawn-failed error={}", log::quote(std::strerror(errno)));
@@ -617,11 +619,8 @@ void Arbiter::reload() {
     spdlog::warn("event=reload-bind-ignored detail=\"changing --bind needs a restart\"");
     res.config.bind = cfg_.bind;
   }
-  export_app_env(res.config.env);  // before the template or cold workers of the reload fork
   ++generation_;
   scale_since_reload_ = 0;
-  if (!next_cfg_) cold_fallback_before_reload_ = cold_fallback_;  // not a superseded reload's
-  cold_fallback_ = false;  // the app may have stopped starting threads at import
   next_cfg_ = std::move(res.config);
   if (template_wanted()) {
     // The running workers are rotated only once the new template has imported the new code

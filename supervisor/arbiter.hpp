@@ -14,6 +14,7 @@
 
 #include "conf/config.hpp"
 #include "conf/load.hpp"
+#include "supervisor/app_env.hpp"
 #include "supervisor/identity.hpp"
 #include "supervisor/listeners.hpp"
 #include "supervisor/policy.hpp"
@@ -131,9 +132,9 @@ class Arbiter {
   std::optional<conf::Config> next_cfg_;
   uint64_t cfg_generation_ = 1;  // the generation whose config cfg_ is
   int scale_since_reload_ = 0;   // TTIN minus TTOU since the last HUP, kept when it takes effect
-  bool cold_fallback_before_reload_ = false;  // restored if the reload's import fails
   std::vector<std::string> args_;
   conf::Environment env_;
+  AppEnv app_env_;  // the app's -e variables, set for each child before its fork
   std::vector<Listener> listeners_;
   std::unique_ptr<Scoreboard> scoreboard_;
   std::map<pid_t, Worker> workers_;
@@ -141,7 +142,8 @@ class Arbiter {
   std::map<pid_t, Template> templates_;
   // Children reaped before their template reported them: pid -> (exit, when).
   std::map<pid_t, std::pair<ChildExit, int64_t>> early_exits_;
-  bool cold_fallback_ = false;      // the app starts threads at import: cold workers until HUP
+  // The code in force starts threads at import: cold workers until a reload's template is ready.
+  bool cold_fallback_ = false;
   uint64_t failed_generation_ = 0;  // a reload whose import failed; retried on the next HUP
   std::mt19937_64 rng_;
   policy::Backoff backoff_;

@@ -45,8 +45,9 @@ bool Arbiter::uses_template() const {
 }
 
 bool Arbiter::template_wanted() const {
-  const conf::Config& newest = next_cfg_ ? *next_cfg_ : cfg_;
-  return newest.preload && !cold_fallback_ && worker::preloads(newest);
+  // A reload's code may no longer start threads at import: its template is tried again.
+  if (next_cfg_) return next_cfg_->preload && worker::preloads(*next_cfg_);
+  return uses_template();
 }
 
 Arbiter::Template* Arbiter::ready_template() {
@@ -78,6 +79,7 @@ void Arbiter::start_template() {
     template_backoff_.on_crash(monotonic_ns());
     return;
   }
+  app_env_.apply(next_cfg_ ? next_cfg_->env : cfg_.env);  // what its import sees
   pid_t pid = fork();
   if (pid < 0) {
     spdlog::error("event=template-failed error={}", log::quote(std::strerror(errno)));
@@ -106,7 +108,9 @@ void Arbiter::start_template() {
   Template t;
   t.pid = pid;
   t.fd = pair[0];
-  t.generation = generation_;
+  // A template of the config in force (a restart after a crash, also after a failed reload)
+  // belongs to that config's generation, not to the HUP that failed.
+  t.generation = next_cfg_ ? generation_ : cfg_generation_;
   t.started_ns = monotonic_ns();
   templates_[pid] = t;
   spdlog::info("event=template-start pid={} generation={}", pid, t.generation);
@@ -140,7 +144,8 @@ void Arbiter::read_template(Template& t) {
     // say about the code or config in force (its reload was superseded; the newer one's
     // template, started at the next sweep, retires it if it is not ready); only the workers it
     // forked still count.
-    if ((t.asked_to_exit || t.generation < generation_) &&
+    bool superseded = t.generation > cfg_generation_ && t.generation < generation_;
+    if ((t.asked_to_exit || superseded) &&
         (msg.type == tmpl::MsgType::kReady || msg.type == tmpl::MsgType::kThreads)) {
       if (msg.type == tmpl::MsgType::kThreads) t.asked_to_exit = true;  // it exits by itself
       continue;
@@ -183,7 +188,10 @@ void Arbiter::on_template_ready(Template& t, int64_t boot_ns) {
   t.ready = true;
   spdlog::info("event=template-ready pid={} generation={} boot_ms={:.1f}", t.pid, t.generation,
                static_cast<double>(boot_ns) / kMs);
-  if (t.generation == generation_) apply_next_config();
+  if (next_cfg_ && t.generation == generation_) {
+    cold_fallback_ = false;  // the reload's code imports without starting threads
+    apply_next_config();
+  }
   // A newer generation is ready: the older templates go, and their workers are rotated onto
   // this one (spawn-before-retire, as many at a time as max_concurrent_rotations allows).
   for (auto& [pid, other] : templates_) {
@@ -274,7 +282,6 @@ void Arbiter::on_template_exit(Template& t, int status) {
       failed_generation_ = t.generation;
       if (t.generation == generation_) {
         next_cfg_.reset();
-        cold_fallback_ = cold_fallback_before_reload_;
       }
       spdlog::error(
           "event=reload-failed generation={} detail=\"the new code did not load (traceback "

@@ -12,7 +12,6 @@
 
 #include "conf/load.hpp"
 #include "log/log.hpp"
-#include "supervisor/app_env.hpp"
 #include "supervisor/arbiter.hpp"
 #include "supervisor/identity.hpp"
 #include "supervisor/listeners.hpp"
@@ -57,7 +56,6 @@ int main(int argc, char** argv) {
     return usage_error("--chdir: " + cfg.chdir + ": " + std::strerror(errno));
   }
   if (cfg.umask > 0) umask(static_cast<mode_t>(cfg.umask));
-  rotor::export_app_env(cfg.env);
   // Each worker opens the access log itself; a path it cannot open is a usage error, found here.
   if (!cfg.access_logfile.empty() &&
       !rotor::http::AccessLog::open(cfg.access_logfile, cfg.access_logformat, &error)) {

@@ -16,6 +16,7 @@
 #include "log/log.hpp"
 #include "workers/balance.hpp"
 #include "workers/http/access_log.hpp"
+#include "workers/http/request.hpp"
 
 namespace rotor::worker {
 
@@ -206,6 +207,9 @@ int Runtime::run() {
   limits.date_header = cfg_.date_header;
   for (const std::string& h : cfg_.header) {  // NAME:VALUE, checked by the option table
     size_t colon = h.find(':');
+    std::string_view name(h.data(), colon);
+    if (http::iequals(name, "server")) limits.server_header = false;  // replaced by this one
+    if (http::iequals(name, "date")) limits.date_header = false;
     size_t start = h.find_first_not_of(" \t", colon + 1);
     size_t end = h.find_last_not_of(" \t");
     limits.extra_headers += h.substr(0, colon) + ": ";

@@ -130,6 +130,18 @@ def test_env_flags_reach_the_import_and_the_workers_and_a_hup_updates_them(rotor
     wait_for(lambda: r2.ready_pids() and not set(r2.ready_pids()) & old,
              what=f"workers of the reloaded config\n{r2.log()}")
     assert httpx.get(r2.url("/env?FROM_FILE")).json() == {"FROM_FILE": ["reloaded"] * 2}
+    # Cold workers too; and a variable dropped from the list is gone from the next generation.
+    conf.write_text('env = ["DROPPED=1"]\n')
+    r3 = serve(rotor, "raw_app:app", "-c", str(conf), "--no-preload")
+    assert httpx.get(r3.url("/env?DROPPED&ADDED")).json() == {"DROPPED": ["1"] * 2,
+                                                             "ADDED": [None] * 2}
+    conf.write_text('env = ["ADDED=2"]\n')
+    old = set(r3.ready_pids())
+    r3.signal(signal.SIGHUP)
+    wait_for(lambda: r3.ready_pids() and not set(r3.ready_pids()) & old,
+             what=f"workers of the reloaded config\n{r3.log()}")
+    assert httpx.get(r3.url("/env?DROPPED&ADDED")).json() == {"DROPPED": [None] * 2,
+                                                             "ADDED": ["2"] * 2}
 
 
 def test_app_errors(rotor):
@@ -287,12 +299,14 @@ def test_gunicorn_command_line_works(rotor):
 
 def test_uvicorn_command_line_works(rotor, tmp_path):
     # uvicorn main:app --host ... --port ... --workers 2 ..., with rotor in place of uvicorn.
-    sock = tmp_path / "r.sock"
-    r = rotor("--host", "127.0.0.1", "--port", "0", "--uds", str(sock), "--workers", "2",
-              "--app-dir", str(APPS), "--timeout-keep-alive", "5", "--limit-max-requests", "1000",
-              "--log-level", "trace", "--access-log", "--http", "httptools", "starlette_app:app",
-              bind=False, workers=2)
+    r = rotor("--host", "127.0.0.1", "--port", "0", "--workers", "2", "--app-dir", str(APPS),
+              "--timeout-keep-alive", "5", "--limit-max-requests", "1000", "--log-level", "trace",
+              "--access-log", "--http", "httptools", "starlette_app:app", bind=False, workers=2)
     assert httpx.get(r.url("/")).text == "Hello, world!"
+    sock = tmp_path / "r.sock"  # --uds wins over --port, as in uvicorn
+    u = rotor("--uds", str(sock), "--port", "1", "--app-dir", str(APPS), "starlette_app:app",
+              bind=False, wait=False)
+    u.wait_ready(1)
     with httpx.Client(transport=httpx.HTTPTransport(uds=str(sock))) as c:
         assert c.get("http://unix/").text == "Hello, world!"
     wait_for(lambda: '"GET / HTTP/1.1" 200' in r.log(), what=f"access log lines\n{r.log()}")

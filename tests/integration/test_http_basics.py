@@ -236,3 +236,6 @@ def test_response_headers_options_apply_to_every_kind_of_answer(rotor):
     plain = rotor("-k", "hello")
     lines = _head(plain.port, b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
     assert "Server: rotor" in lines and any(l.startswith("Date: ") for l in lines)
+    edge = rotor("-k", "hello", "--header", "Server: edge")  # replaces rotor's, not a second one
+    lines = _head(edge.port, b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+    assert [l for l in lines if l.lower().startswith("server:")] == ["Server: edge"], lines

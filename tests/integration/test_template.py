@@ -160,6 +160,54 @@ def test_ttin_during_a_reloads_import_is_kept_when_its_config_takes_effect(rotor
     wait_for(lambda: len(r.ready_pids()) == 3, what=f"three workers\n{r.log()}")
 
 
+def test_after_a_failed_reload_a_killed_template_restarts_with_backoff(rotor, tmp_path):
+    app_file = tmp_path / "hup_app.py"
+    good = (APPS / "template_app.py").read_text()
+    app_file.write_text(good)
+    r = serve(rotor, workers=1, cwd=tmp_path, app="hup_app:app")
+    (first,) = templates(r, "template-ready")
+    app_file.write_text(good + "\ndef broken(:\n")
+    shutil.rmtree(tmp_path / "__pycache__", ignore_errors=True)
+    r.signal(signal.SIGHUP)
+    wait_for(lambda: r.events("reload-failed"), what=f"the failed reload\n{r.log()}")
+    # The template in force dies; its restarts import the broken code on disk and fail. They are
+    # restarts of the config in force, backed off, not more failed reloads in a tight loop.
+    os.kill(first, signal.SIGKILL)
+    wait_for(lambda: len(r.events("template-restart")) >= 2, what=f"backed-off restarts\n{r.log()}")
+    assert len(r.events("reload-failed")) == 1, r.log()
+    starts = [f["generation"] for f in r.events("template-start")]
+    assert starts[:2] == ["1", "2"] and set(starts[2:]) == {"1"}, starts  # restarts: generation 1
+    # Fixed on disk: the next restart serves again, still generation 1's config.
+    app_file.write_text(good)
+    shutil.rmtree(tmp_path / "__pycache__", ignore_errors=True)
+    wait_for(lambda: len(templates(r, "template-ready")) == 2, timeout=90,
+             what=f"a restarted template\n{r.log()}")
+    assert info(r)["version"] == "1"
+
+
+def test_a_hup_from_cold_fallback_replaces_dead_workers_while_the_new_code_imports(rotor,
+                                                                                   tmp_path):
+    conf = tmp_path / "rotor.toml"
+    conf.write_text('workers = 1\nenv = ["TEMPLATE_APP_THREAD=1"]\n')
+    r = rotor("--chdir", str(APPS), "-c", str(conf), "template_app:app", workers=1)
+    wait_for(lambda: r.events("template-fallback"), what=f"the cold fallback\n{r.log()}")
+    wait_for(lambda: any(f["mode"] == "cold" for f in r.events("worker-ready")) and
+             len(r.ready_pids()) == 1, what=f"a cold worker\n{r.log()}")
+    (cold,) = r.ready_pids()
+    # The new code no longer starts threads, and its import takes 3 s.
+    conf.write_text('workers = 1\nenv = ["TEMPLATE_APP_IMPORT_DELAY=3"]\n')
+    r.signal(signal.SIGHUP)
+    wait_for(lambda: len(templates(r, "template-start")) == 2, what=f"the new template\n{r.log()}")
+    os.kill(cold, signal.SIGKILL)
+    wait_for(lambda: [p for p in r.ready_pids() if p != cold], what=f"a replacement\n{r.log()}")
+    assert not r.events("config-applied"), "the import was meant to outlast the replacement"
+    replaced = [f for f in r.events("spawn") if f["reason"] == "replace"]
+    assert replaced and replaced[0]["mode"] == "cold" and replaced[0]["generation"] == "1"
+    wait_for(lambda: r.events("config-applied"), what=f"the new config\n{r.log()}")
+    wait_for(lambda: any(f["mode"] == "template" for f in r.events("worker-ready")),
+             what=f"a worker forked by the new template\n{r.log()}")
+
+
 def test_a_killed_template_is_replaced_and_workers_keep_serving(rotor):
     r = serve(rotor, "--max-requests", "30", workers=2)
     (first,) = templates(r, "template-ready")

@@ -512,8 +512,17 @@ TEST_SUITE("conf") {
     CHECK(run({"--host", "0.0.0.0", "--port", "8123"}).config.bind == Binds{"0.0.0.0:8123"});
     CHECK(run({"--port=9000"}).config.bind == Binds{"127.0.0.1:9000"});
     CHECK(run({"--host", "::1"}).config.bind == Binds{"[::1]:8000"});
-    CHECK(run({"--host=0.0.0.0", "--port", "81", "--uds", "/tmp/r.sock", "--fd", "3"})
-              .config.bind == Binds{"0.0.0.0:81", "unix:/tmp/r.sock", "fd://3"});
+    // One of them, as uvicorn: the socket path, else the descriptor, else host and port.
+    CHECK(
+        run({"--host=0.0.0.0", "--port", "81", "--uds", "/tmp/r.sock", "--fd", "3"}).config.bind ==
+        Binds{"unix:/tmp/r.sock"});
+    CHECK(run({"--port", "81", "--fd", "3"}).config.bind == Binds{"fd://3"});
+    // A value of one of rotor's options is never taken for a uvicorn flag.
+    LoadResult value = run({"--access-logformat", "--access-log", "--port", "82", "m:app"});
+    REQUIRE(value.action == Action::kRun);
+    CHECK(value.config.access_logformat == "--access-log");
+    CHECK(value.config.access_logfile.empty());
+    CHECK(value.config.bind == Binds{"127.0.0.1:82"});
     LoadResult both = run({"-b", "127.0.0.1:1", "--port", "2"});
     CHECK(both.action == Action::kError);
     CHECK(contains(both.message, "use one"));
@@ -559,8 +568,8 @@ TEST_SUITE("conf") {
     CHECK(d.config.server_header);
     CHECK(d.config.date_header);
     CHECK(d.config.header.empty());
-    LoadResult r = run({"--no-server-header", "--no-date-header", "--header", "X-A: b",
-                        "--header", "X-Empty:"});
+    LoadResult r = run(
+        {"--no-server-header", "--no-date-header", "--header", "X-A: b", "--header", "X-Empty:"});
     REQUIRE(r.action == Action::kRun);
     CHECK_FALSE(r.config.server_header);
     CHECK_FALSE(r.config.date_header);
@@ -571,5 +580,27 @@ TEST_SUITE("conf") {
     CHECK(contains(crlf.message, "control characters"));
     CHECK(contains(crlf.message, "'X-A:b\\r\\nSet-Cookie: x'"));  // escaped: still one line
     CHECK(crlf.message.find('\n') == std::string::npos);
+    // Framing belongs to each response: a default Content-Length would contradict it.
+    for (const char* framing :
+         {"Content-Length: 0", "transfer-encoding:chunked", "Connection:close"}) {
+      CHECK(contains(run({"--header", framing}).message, "per response"));
+    }
+  }
+}
+
+TEST_SUITE("conf") {
+  TEST_CASE("a list in the environment: separated by commas or spaces, or a TOML array") {
+    LoadResult r =
+        run({}, {{"ROTOR_HEADER", R"( ["Cache-Control: no-store, max-age=0", "X-A: b"])"},
+                 {"ROTOR_BIND", "127.0.0.1:1, 127.0.0.1:2"}});
+    REQUIRE(r.action == Action::kRun);
+    CHECK(r.config.header ==
+          std::vector<std::string>{"Cache-Control: no-store, max-age=0", "X-A: b"});
+    CHECK(r.config.bind == std::vector<std::string>{"127.0.0.1:1", "127.0.0.1:2"});
+    for (const char* bad : {"[\"x\", 1]", "[\"unterminated]", "[1, 2]"}) {
+      LoadResult e = run({}, {{"ROTOR_ENV", bad}});
+      CHECK(e.action == Action::kError);
+      CHECK(contains(e.message, "ROTOR_ENV: expected a TOML array of strings"));
+    }
   }
 }
