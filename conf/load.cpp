@@ -95,10 +95,14 @@ Layer defaults_layer() {
 }
 
 // A list variable is separated by commas or spaces, or is a TOML array when its items hold
-// them: ROTOR_HEADER='["Cache-Control: no-store, max-age=0"]'.
+// them: ROTOR_HEADER='["Cache-Control: no-store, max-age=0"]'. An array is a '[' followed by a
+// quote or ']': ROTOR_BIND='[::1]:8000' stays an IPv6 bind.
 std::string list_texts(const std::string& text, std::vector<std::string>& out) {
-  size_t first = text.find_first_not_of(" \t");
-  if (first == std::string::npos || text[first] != '[') {
+  size_t open = text.find_first_not_of(" \t");
+  size_t next = open == std::string::npos ? open : text.find_first_not_of(" \t", open + 1);
+  bool is_array = open != std::string::npos && text[open] == '[' && next != std::string::npos &&
+                  (text[next] == '"' || text[next] == '\'' || text[next] == ']');
+  if (!is_array) {
     out = split_list(text);
     return "";
   }

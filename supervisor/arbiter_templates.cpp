@@ -173,8 +173,12 @@ void Arbiter::read_template(Template& t) {
         // The reload's config comes in with the cold workers that now run its code.
         if (t.generation == generation_) apply_next_config();
         t.asked_to_exit = true;  // it exits by itself
-        for (auto& [pid, other] : templates_) retire_template(other);
-        reload_workers_before(generation_);
+        // Its generation and older ones go cold; a newer HUP's template importing meanwhile
+        // stays, and so do the workers of the code in force when this is only its restart.
+        for (auto& [pid, other] : templates_) {
+          if (other.generation <= t.generation) retire_template(other);
+        }
+        reload_workers_before(cfg_generation_);
         break;
       default:
         spdlog::error("event=template-protocol-error template={} type={}", t.pid,

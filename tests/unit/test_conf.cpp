@@ -597,10 +597,19 @@ TEST_SUITE("conf") {
     CHECK(r.config.header ==
           std::vector<std::string>{"Cache-Control: no-store, max-age=0", "X-A: b"});
     CHECK(r.config.bind == std::vector<std::string>{"127.0.0.1:1", "127.0.0.1:2"});
-    for (const char* bad : {"[\"x\", 1]", "[\"unterminated]", "[1, 2]"}) {
+    // '[' opens an array only before a quote or ']': these are IPv6 binds.
+    CHECK(run({}, {{"ROTOR_BIND", "[::1]:8000"}}).config.bind ==
+          std::vector<std::string>{"[::1]:8000"});
+    CHECK(run({}, {{"ROTOR_BIND", " [::]:8000, 127.0.0.1:1"}}).config.bind ==
+          std::vector<std::string>{"[::]:8000", "127.0.0.1:1"});
+    CHECK(run({}, {{"ROTOR_BIND", "[ '127.0.0.1:3' ]"}}).config.bind ==
+          std::vector<std::string>{"127.0.0.1:3"});
+    CHECK(run({}, {{"ROTOR_HEADER", "[]"}}).config.header.empty());
+    for (const char* bad : {"[\"x\", 1]", "[\"unterminated]"}) {
       LoadResult e = run({}, {{"ROTOR_ENV", bad}});
       CHECK(e.action == Action::kError);
       CHECK(contains(e.message, "ROTOR_ENV: expected a TOML array of strings"));
     }
+    CHECK(contains(run({}, {{"ROTOR_ENV", "[1, 2]"}}).message, "ROTOR_ENV: expected KEY=VALUE"));
   }
 }
