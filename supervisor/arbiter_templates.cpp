@@ -140,10 +140,11 @@ void Arbiter::read_template(Template& t) {
       t.fd = -1;
       return;
     }
-    // A template of an older generation than the newest HUP's, or retired, has nothing more to
-    // say about the code or config in force (its reload was superseded; the newer one's
-    // template, started at the next sweep, retires it if it is not ready); only the workers it
-    // forked still count.
+    // A retired template, or one of a HUP that a newer HUP superseded (newer than the config in
+    // force, older than the newest HUP), has nothing more to say about the code or config in
+    // force: the newer HUP's template, started at the next sweep, retires it if it is not
+    // ready. Only the workers it forked still count. A restart of the config in force is
+    // neither.
     bool superseded = t.generation > cfg_generation_ && t.generation < generation_;
     if ((t.asked_to_exit || superseded) &&
         (msg.type == tmpl::MsgType::kReady || msg.type == tmpl::MsgType::kThreads)) {
