@@ -1,5 +1,6 @@
 #include "conf/uvicorn_flags.hpp"
 
+#include <algorithm>
 #include <charconv>
 #include <optional>
 #include <string_view>
@@ -22,13 +23,8 @@ bool names_bind(std::string_view arg) {
 }
 
 bool among(std::string_view flags, std::string_view arg) {  // flags: "-w,--workers"
-  while (!flags.empty()) {
-    size_t comma = flags.find(',');
-    if (flags.substr(0, comma) == arg) return true;
-    if (comma == std::string_view::npos) break;
-    flags.remove_prefix(comma + 1);
-  }
-  return false;
+  std::vector<std::string> names = flag_names(flags);
+  return std::find(names.begin(), names.end(), arg) != names.end();
 }
 
 // Whether `arg` is one of rotor's (or an ignored) flags whose value is the next argument, which
