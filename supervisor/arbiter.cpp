@@ -244,7 +244,10 @@ void Arbiter::spawn_worker(uint64_t predecessor) {
   Template* t = nullptr;
   if (uses_template()) {
     t = ready_template();
-    if (!t) return;  // the template is still importing; the next sweep asks again
+    // No template is ready: at boot, or while one that died re-imports (which may take long, or
+    // fail on code changed on disk). A successor can wait, its predecessor serves meanwhile; a
+    // dead worker's place is filled by a cold worker instead, so capacity does not wait on it.
+    if (!t && (predecessor != 0 || !ever_ready_)) return;  // the next sweep asks again
   }
   long slot = scoreboard_->find_free();
   if (slot < 0) {

@@ -228,6 +228,31 @@ def test_a_killed_template_is_replaced_and_workers_keep_serving(rotor):
     assert not [f for f in r.events("worker-exit") if f["reason"] == "crash"]
 
 
+def test_a_worker_that_dies_while_the_template_reimports_is_replaced_cold(rotor, tmp_path):
+    app_file = tmp_path / "slow_app.py"
+    good = (APPS / "template_app.py").read_text()
+    app_file.write_text(good)
+    r = serve(rotor, workers=2, cwd=tmp_path, app="slow_app:app")
+    (first,) = templates(r, "template-ready")
+    workers = r.ready_pids()
+    # From now on an import takes 5 s: the template's restart, but also a cold worker's.
+    app_file.write_text(good.replace("time.sleep(float(", "time.sleep(5 + float(", 1))
+    shutil.rmtree(tmp_path / "__pycache__", ignore_errors=True)
+    os.kill(first, signal.SIGKILL)
+    wait_for(lambda: len(templates(r, "template-start")) == 2, what=f"the restart\n{r.log()}")
+    victim = workers[0]
+    os.kill(victim, signal.SIGKILL)
+    wait_for(lambda: [f for f in r.events("spawn") if f["reason"] == "replace"],
+             what=f"a replacement\n{r.log()}")
+    # Replaced at once, not after the template's import: a cold worker.
+    assert len(templates(r, "template-ready")) == 1, r.log()
+    (replaced,) = [f for f in r.events("spawn") if f["reason"] == "replace"]
+    assert replaced["mode"] == "cold"
+    wait_for(lambda: int(replaced["pid"]) in r.ready_pids(), what=f"the cold worker\n{r.log()}")
+    assert len(r.ready_pids()) == 2
+    wait_for(lambda: len(templates(r, "template-ready")) == 2, what=f"the template\n{r.log()}")
+
+
 def test_no_preload_gives_cold_workers(rotor):
     r = serve(rotor, "--no-preload", workers=2)
     workers = set(r.ready_pids())
