@@ -624,6 +624,9 @@ void Arbiter::reload() {
   }
   ++generation_;
   scale_since_reload_ = 0;
+  // A HUP is tried at once, not after the delay that crashes of the old code earned.
+  backoff_.reset();
+  template_backoff_.reset();
   next_cfg_ = std::move(res.config);
   if (template_wanted()) {
     // The running workers are rotated only once the new template has imported the new code

@@ -64,6 +64,8 @@ class Backoff {
   Backoff(int64_t base_ns, int64_t max_ns, int64_t window_ns)
       : base_ns_(base_ns), max_ns_(max_ns), window_ns_(window_ns) {}
   void on_crash(int64_t now_ns);
+  // Forget the crashes: an operator's HUP says the cause may be fixed, so no delay is earned.
+  void reset() { *this = Backoff(base_ns_, max_ns_, window_ns_); }
   bool allows_spawn(int64_t now_ns) const { return now_ns >= not_before_ns_; }
   int64_t not_before_ns() const { return not_before_ns_; }
   int64_t delay_ns() const { return delay_ns_; }

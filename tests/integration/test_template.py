@@ -185,6 +185,28 @@ def test_after_a_failed_reload_a_killed_template_restarts_with_backoff(rotor, tm
     assert info(r)["version"] == "1"
 
 
+def test_a_hup_starts_its_template_at_once_during_a_restart_backoff(rotor, tmp_path):
+    app_file = tmp_path / "hup_app.py"
+    good = (APPS / "template_app.py").read_text()
+    app_file.write_text(good)
+    r = serve(rotor, workers=1, cwd=tmp_path, app="hup_app:app")
+    (first,) = templates(r, "template-ready")
+    app_file.write_text(good + "\ndef broken(:\n")
+    shutil.rmtree(tmp_path / "__pycache__", ignore_errors=True)
+    os.kill(first, signal.SIGKILL)
+    # Restarts on the broken code back off: 0, 0.5, 1, 2, then 4 s.
+    wait_for(lambda: [f for f in r.events("template-restart") if f["delay_ms"] == "4000"],
+             what=f"a 4 s restart delay\n{r.log()}")
+    app_file.write_text(good.replace('"TEMPLATE_APP_VERSION", "1"', '"TEMPLATE_APP_VERSION", "2"'))
+    shutil.rmtree(tmp_path / "__pycache__", ignore_errors=True)
+    r.signal(signal.SIGHUP)
+    t0 = time.monotonic()
+    wait_for(lambda: [f for f in r.events("template-start") if f["generation"] == "2"],
+             what=f"the reload's template\n{r.log()}")
+    assert time.monotonic() - t0 < 3.0, "the HUP waited for the restart delay"
+    wait_for(lambda: info(r)["version"] == "2", what=f"the fixed code\n{r.log()}")
+
+
 def test_a_hup_from_cold_fallback_replaces_dead_workers_while_the_new_code_imports(rotor,
                                                                                    tmp_path):
     conf = tmp_path / "rotor.toml"

@@ -105,6 +105,20 @@ TEST_SUITE("policy") {
     CHECK(b.crashes() == 1);
   }
 
+  TEST_CASE("backoff: a reset allows a spawn at once and starts the count again") {
+    Backoff b(100 * 1000000, 1 * kSec, 30 * kSec);
+    int64_t t = 1000 * kSec;
+    for (int i = 0; i < 5; ++i) b.on_crash(t + i);
+    CHECK_FALSE(b.allows_spawn(t + 10));
+    b.reset();
+    CHECK(b.allows_spawn(t + 10));
+    CHECK(b.crashes() == 0);
+    b.on_crash(t + 11);
+    CHECK(b.delay_ns() == 0);  // the first crash after a reset
+    b.on_crash(t + 12);
+    CHECK(b.delay_ns() == 100 * 1000000);
+  }
+
   TEST_CASE("plan: boots the desired number, no more") {
     Plan p = plan({}, 3, 1, true);
     CHECK(p.spawn_fresh == 3);
