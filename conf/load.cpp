@@ -12,7 +12,12 @@
 #include <cstring>
 #include <optional>
 
+#include <unistd.h>
+
+#include "conf/given.hpp"
+#include "conf/gunicorn_config.hpp"
 #include "conf/options.hpp"
+#include "conf/python_executable.hpp"
 #include "conf/uvicorn_flags.hpp"
 #include "conf/values.hpp"
 
@@ -20,14 +25,6 @@ namespace rotor::conf {
 namespace {
 
 const std::string kErrorPrefix = "rotor: error: ";
-
-// One option's value(s) as one source gave them, before parsing.
-struct Given {
-  const Option* option;
-  std::string where;               // names the source in messages: "--workers", "ROTOR_WORKERS"
-  std::vector<std::string> texts;  // one per list item; scalars: the last one wins
-};
-using Layer = std::vector<Given>;
 
 // Quoted for an error line: control characters (a CR LF in a --header value) are escaped, so
 // the message stays one line.
@@ -325,7 +322,8 @@ std::string parse_command_line(std::vector<std::string> args, CommandLine& out) 
   app.footer(
       "Every option can also be set in the TOML file (-c) under its snake_case name (workers,\n"
       "max_requests, ...) or in the environment as ROTOR_<NAME> (ROTOR_MAX_REQUESTS).\n"
-      "Precedence: defaults < file < environment < command line.");
+      "A gunicorn.conf.py (-c, or ./gunicorn.conf.py) and GUNICORN_CMD_ARGS are read too.\n"
+      "Precedence: defaults < file < GUNICORN_CMD_ARGS < environment < command line.");
 
   const std::vector<Option>& table = options();
   std::vector<std::vector<std::string>> lists(table.size());
@@ -415,6 +413,24 @@ const Given* find_given(const Layer& layer, std::string_view name) {
   return nullptr;
 }
 
+// A relative config path is relative to the directory rotor started in, also on a HUP after
+// --chdir.
+std::string in_dir(const std::string& dir, const std::string& path) {
+  if (dir.empty() || path.empty() || path[0] == '/') return path;
+  return dir + "/" + path;
+}
+
+// The interpreter that runs a gunicorn.conf.py: --python from the command line or environment
+// (the file cannot choose the interpreter that reads it), else the asgi worker's default.
+std::string python_for(const Layer& command_line, const Layer& environment,
+                       const Environment& env) {
+  const Given* given = find_given(command_line, "python");
+  if (!given) given = find_given(environment, "python");
+  auto venv = env.find("VIRTUAL_ENV");
+  return python_executable(given ? given->texts.back() : "",
+                           venv == env.end() ? nullptr : venv->second.c_str());
+}
+
 std::vector<std::string> cross_check(const Config& config) {
   std::vector<std::string> warnings;
   if (config.max_requests_jitter > 0 && config.max_requests == 0)
@@ -429,7 +445,8 @@ std::vector<std::string> cross_check(const Config& config) {
 
 }  // namespace
 
-LoadResult load(const std::vector<std::string>& args, const Environment& env) {
+LoadResult load(const std::vector<std::string>& args, const Environment& env,
+                const std::string& base_dir) {
   CommandLine command_line;
   if (std::string problem = parse_command_line(args, command_line); !problem.empty())
     return failure(problem);
@@ -452,15 +469,51 @@ LoadResult load(const std::vector<std::string>& args, const Environment& env) {
   std::string env_problem;
   Layer environment = environment_layer(env, env_problem);
   if (!env_problem.empty()) return failure(env_problem);
-  Layer file;
-  const Given* config_file = find_given(command_line.layer, "config");
-  if (!config_file) config_file = find_given(environment, "config");
-  if (config_file && !config_file->texts.back().empty()) {
-    if (std::string problem = file_layer(*config_file, file); !problem.empty())
-      return failure(problem);
+  // gunicorn's extra arguments from its environment: above its config file, below our own.
+  CommandLine gunicorn_args;
+  if (auto it = env.find("GUNICORN_CMD_ARGS"); it != env.end()) {
+    std::vector<std::string> words;
+    std::string problem = split_command_line(it->second, words);
+    if (problem.empty()) problem = parse_command_line(words, gunicorn_args);
+    if (!problem.empty()) return failure("GUNICORN_CMD_ARGS: " + problem);
+    for (Given& given : gunicorn_args.layer) given.where = "GUNICORN_CMD_ARGS: " + given.where;
+    for (std::string& w : gunicorn_args.warnings) w = "GUNICORN_CMD_ARGS: " + w;
   }
 
-  for (const Layer& layer : {defaults_layer(), file, environment, command_line.layer}) {
+  Layer file;
+  std::vector<std::string> file_warnings;
+  const Given* config_file = find_given(command_line.layer, "config");
+  if (!config_file) config_file = find_given(environment, "config");
+  if (!config_file) config_file = find_given(gunicorn_args.layer, "config");
+  // As gunicorn: with no config file named, ./gunicorn.conf.py is read when it exists.
+  Given default_file{find_option("config"),
+                     std::string(kGunicornDefaultConfig),
+                     {std::string(kGunicornDefaultConfig)}};
+  if (!config_file && access(in_dir(base_dir, default_file.texts[0]).c_str(), F_OK) == 0) {
+    config_file = &default_file;
+    file_warnings.push_back("read ./" + default_file.where +
+                            " (gunicorn's default config file); name another with -c");
+  }
+  if (config_file && !config_file->texts.back().empty()) {
+    const std::string& spec = config_file->texts.back();
+    std::string problem;
+    if (is_python_config(spec)) {
+      PythonConfig py{spec, spec, python_for(command_line.layer, environment, env), env, base_dir};
+      std::string path = in_dir(base_dir, spec);
+      if (!spec.starts_with("python:") && access(path.c_str(), R_OK) != 0)
+        return failure(config_file->where + ": cannot read " + in_quotes(spec) + ": " +
+                       std::strerror(errno));
+      problem = python_config_layer(py, file, file_warnings);
+    } else {
+      Given resolved = *config_file;
+      resolved.texts.back() = in_dir(base_dir, spec);
+      problem = file_layer(resolved, file);
+    }
+    if (!problem.empty()) return failure(problem);
+  }
+
+  for (const Layer& layer :
+       {defaults_layer(), file, gunicorn_args.layer, environment, command_line.layer}) {
     for (const Given& given : layer) {
       if (std::string problem = apply(given, result.config); !problem.empty())
         return failure(problem);
@@ -474,8 +527,8 @@ LoadResult load(const std::vector<std::string>& args, const Environment& env) {
     return failure("APP: the asgi worker class needs an application, as module:attribute");
   }
   result.warnings = cross_check(result.config);
-  result.warnings.insert(result.warnings.end(), command_line.warnings.begin(),
-                         command_line.warnings.end());
+  for (const auto* more : {&file_warnings, &gunicorn_args.warnings, &command_line.warnings})
+    result.warnings.insert(result.warnings.end(), more->begin(), more->end());
 
   if (command_line.action) result.action = command_line.action->action;
   if (result.action == Action::kPrintConfig) result.message = to_toml(result.config);

@@ -1,6 +1,7 @@
-// Loading the configuration: defaults < TOML file (-c) < environment (ROTOR_*, WEB_CONCURRENCY)
-// < command line. Pure: arguments and environment come in as values, so it is unit-tested and
-// the master can run it again on HUP.
+// Loading the configuration: defaults < config file (-c: TOML, or a gunicorn.conf.py) <
+// GUNICORN_CMD_ARGS < environment (ROTOR_*, WEB_CONCURRENCY) < command line. Arguments and
+// environment come in as values, so it is unit-tested and the master can run it again on HUP;
+// it reads the config file (and runs a Python one in a subprocess).
 #pragma once
 
 #include <map>
@@ -30,8 +31,10 @@ struct LoadResult {
   std::vector<std::string> warnings;  // one line each, logged at startup
 };
 
-// args excludes argv[0]. env is the process environment (see environment_from()).
-LoadResult load(const std::vector<std::string>& args, const Environment& env);
+// args excludes argv[0]. env is the process environment (see environment_from()). base_dir is
+// the directory rotor started in (relative config paths, ./gunicorn.conf.py), "" = the current.
+LoadResult load(const std::vector<std::string>& args, const Environment& env,
+                const std::string& base_dir = "");
 
 Environment environment_from(char** envp);
 

@@ -50,6 +50,7 @@ struct Option {
   std::string_view env_alias{};  // a second, lower-precedence environment name
   std::string_view negation{};   // kBool: a CLI flag that sets it false ("--no-preload")
   bool in_file = true;           // false: not a TOML key (only --config itself)
+  std::string_view gunicorn{};   // its setting's name in a gunicorn.conf.py, if gunicorn has it
 };
 
 // Table order is the order of --help, --print-config and the README table.
@@ -75,6 +76,7 @@ struct IgnoredFlag {
   std::string_view why;
   bool refused = false;
   std::string_view origin = "gunicorn";
+  std::string_view setting{};  // gunicorn's name for it in a gunicorn.conf.py
 };
 const std::vector<IgnoredFlag>& ignored_flags();
 

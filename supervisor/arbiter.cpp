@@ -62,10 +62,11 @@ std::string exit_status_text(int status) {
 }
 
 Arbiter::Arbiter(conf::Config config, std::vector<std::string> args, conf::Environment env,
-                 std::vector<Listener> listeners, Identity identity)
+                 std::string start_dir, std::vector<Listener> listeners, Identity identity)
     : cfg_(std::move(config)),
       args_(std::move(args)),
       env_(std::move(env)),
+      start_dir_(std::move(start_dir)),
       app_env_(env_),
       listeners_(std::move(listeners)),
       scoreboard_(std::make_unique<Scoreboard>(kScoreboardSlots)),
@@ -610,7 +611,7 @@ void Arbiter::begin_stop(bool graceful) {
 
 void Arbiter::reload() {
   // The environment rotor started with: the app's -e variables, exported since, are not ours.
-  conf::LoadResult res = conf::load(args_, env_);
+  conf::LoadResult res = conf::load(args_, env_, start_dir_);
   if (res.action != conf::Action::kRun) {
     spdlog::error(
         "event=reload-failed error={}",

@@ -41,9 +41,10 @@ struct ChildExit {
 class Arbiter {
  public:
   // `args`, the config file and `env` (the environment rotor started with, before the app's
-  // -e variables were exported) are read again on HUP.
+  // -e variables were exported) are read again on HUP; a relative config path is relative to
+  // `start_dir`, the directory rotor started in (before --chdir).
   Arbiter(conf::Config config, std::vector<std::string> args, conf::Environment env,
-          std::vector<Listener> listeners, Identity identity);
+          std::string start_dir, std::vector<Listener> listeners, Identity identity);
   ~Arbiter();
   Arbiter(const Arbiter&) = delete;
   Arbiter& operator=(const Arbiter&) = delete;
@@ -134,6 +135,7 @@ class Arbiter {
   int scale_since_reload_ = 0;   // TTIN minus TTOU since the last HUP, kept when it takes effect
   std::vector<std::string> args_;
   conf::Environment env_;
+  std::string start_dir_;
   AppEnv app_env_;  // the app's -e variables, set for each child before its fork
   std::vector<Listener> listeners_;
   std::unique_ptr<Scoreboard> scoreboard_;

@@ -52,6 +52,9 @@ int main(int argc, char** argv) {
   for (const auto& w : res.warnings) {
     spdlog::warn("event=config-warning message={}", rotor::log::quote(w));
   }
+  char* cwd = getcwd(nullptr, 0);  // a HUP reads a relative config path from here again
+  std::string start_dir = cwd ? cwd : "";
+  std::free(cwd);
   if (!cfg.chdir.empty() && chdir(cfg.chdir.c_str()) != 0) {
     return usage_error("--chdir: " + cfg.chdir + ": " + std::strerror(errno));
   }
@@ -79,7 +82,7 @@ int main(int argc, char** argv) {
   unsetenv("LISTEN_PID");
   unsetenv("LISTEN_FDNAMES");
 
-  rotor::Arbiter arbiter(std::move(cfg), std::move(args), std::move(env), std::move(listeners),
-                         *identity);
+  rotor::Arbiter arbiter(std::move(cfg), std::move(args), std::move(env), std::move(start_dir),
+                         std::move(listeners), *identity);
   return arbiter.run();
 }

@@ -14,6 +14,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "conf/python_executable.hpp"
 #include "log/log.hpp"
 #include "workers/asgi/exchange.hpp"
 #include "workers/asgi/interpreter.hpp"
@@ -259,7 +260,7 @@ bool AsgiWorker::install_bridge() {
 
 int AsgiWorker::preload() {
   PythonSettings settings;
-  settings.executable = choose_executable(cfg_.python, std::getenv("VIRTUAL_ENV"));
+  settings.executable = conf::python_executable(cfg_.python, std::getenv("VIRTUAL_ENV"));
   settings.paths = cfg_.pythonpath;
   char cwd[PATH_MAX];
   if (getcwd(cwd, sizeof cwd)) settings.paths.push_back(cwd);

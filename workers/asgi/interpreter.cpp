@@ -41,12 +41,6 @@ std::string describe_error() {
 
 }  // namespace
 
-std::string choose_executable(const std::string& python_option, const char* virtual_env) {
-  if (!python_option.empty()) return python_option;
-  if (virtual_env && *virtual_env) return std::string(virtual_env) + "/bin/python";
-  return ROTOR_PYTHON_EXECUTABLE;
-}
-
 bool start_interpreter(const PythonSettings& settings, std::string* error) {
   PyConfig config;
   PyConfig_InitIsolatedConfig(&config);

@@ -14,10 +14,6 @@ struct PythonSettings {
   std::vector<std::string> paths;  // put first on sys.path (the working directory, --pythonpath)
 };
 
-// The interpreter rotor was built against, or `python` / $VIRTUAL_ENV/bin/python when given.
-// Never a PATH lookup: the first python3 on PATH may be a different installation.
-std::string choose_executable(const std::string& python_option, const char* virtual_env);
-
 // Initializes CPython in this process: isolated config, no Python signal handlers.
 bool start_interpreter(const PythonSettings& settings, std::string* error);
 

@@ -1,0 +1,24 @@
+// Running a helper program to completion and capturing what it prints: the configuration
+// loader runs a gunicorn.conf.py in Python this way, so the master never starts an interpreter.
+#pragma once
+
+#include <map>
+#include <string>
+#include <vector>
+
+namespace rotor::conf {
+
+struct Captured {
+  std::string error;   // "" when the program ran (whatever its exit status), else why not
+  int exit_code = -1;  // its exit status, or -1 when it was killed (the deadline) or not run
+  std::string out;     // its standard output
+};
+
+// Runs argv[0] (a path, not looked up on PATH) in `dir` (the current one when empty) with
+// exactly `env`, default signal handling and an empty signal mask, no stdin, and rotor's
+// stderr (where a traceback belongs). It is killed after `timeout_ms`.
+Captured capture(const std::vector<std::string>& argv,
+                 const std::map<std::string, std::string>& env, const std::string& dir,
+                 int timeout_ms);
+
+}  // namespace rotor::conf
