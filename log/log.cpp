@@ -17,6 +17,26 @@ namespace rotor::log {
 
 namespace {
 
+// --user: who gets the log files the master creates (-1: nobody, they stay the master's).
+uid_t g_owner_uid = static_cast<uid_t>(-1);
+gid_t g_owner_gid = static_cast<gid_t>(-1);
+
+// Opens `path` for appending; a file this call creates goes to the workers' user.
+int open_log_file(const std::string& path, std::string* error) {
+  int fd = ::open(path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+  if (fd >= 0) {
+    if (g_owner_uid != static_cast<uid_t>(-1) && fchown(fd, g_owner_uid, g_owner_gid) != 0) {
+      if (error) *error = path + ": cannot give it to the workers' user: " + std::strerror(errno);
+      ::close(fd);
+      return -1;
+    }
+    return fd;
+  }
+  if (errno == EEXIST) fd = ::open(path.c_str(), O_WRONLY | O_APPEND | O_CLOEXEC);
+  if (fd < 0 && error) *error = path + ": " + std::strerror(errno);
+  return fd;
+}
+
 // A sink on a file descriptor: unbuffered, one write per line, reopenable.
 class FdSink : public spdlog::sinks::base_sink<spdlog::details::null_mutex> {
  public:
@@ -31,11 +51,8 @@ class FdSink : public spdlog::sinks::base_sink<spdlog::details::null_mutex> {
       owned_ = false;
       return true;
     }
-    int fd = ::open(path_.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
-    if (fd < 0) {
-      if (error) *error = path_ + ": " + std::strerror(errno);
-      return false;
-    }
+    int fd = open_log_file(path_, error);
+    if (fd < 0) return false;
     if (owned_ && fd_ >= 0) ::close(fd_);
     fd_ = fd;
     owned_ = true;
@@ -104,6 +121,19 @@ bool setup(const std::string& path, const std::string& level, std::string* error
   spdlog::set_default_logger(logger);
   g_sink = sink;
   apply_pattern();
+  return true;
+}
+
+void give_new_files_to(uid_t uid, gid_t gid) {
+  g_owner_uid = uid;
+  g_owner_gid = gid;
+}
+
+bool prepare_file(const std::string& path, std::string* error) {
+  if (path.empty() || path == "-") return true;
+  int fd = open_log_file(path, error);
+  if (fd < 0) return false;
+  ::close(fd);
   return true;
 }
 

@@ -2,6 +2,8 @@
 // written with one write(2) each so lines from several processes never interleave.
 #pragma once
 
+#include <sys/types.h>
+
 #include <string>
 
 namespace rotor::log {
@@ -12,6 +14,15 @@ bool setup(const std::string& path, const std::string& level, std::string* error
 
 // USR1: open the log file again (after logrotate moved it).
 void reopen();
+
+// --user: log files the master creates from now on (the error log, and the access log its
+// workers open) belong to the workers' user, so that workers can open them again after a
+// rotation, as with gunicorn. Files that already exist keep their owner.
+void give_new_files_to(uid_t uid, gid_t gid);
+
+// Creates the log file `path` if it is missing (see give_new_files_to); "-" is stdout/stderr.
+// False with `error` set when it cannot be opened for appending.
+bool prepare_file(const std::string& path, std::string* error);
 
 // Tags every line of this process with `role=...` (master, worker). `role` must outlive the
 // process: a string literal.

@@ -19,6 +19,7 @@
 #include "conf/load.hpp"
 #include "log/log.hpp"
 #include "supervisor/app_env.hpp"
+#include "supervisor/pid_file.hpp"
 #include "workers/runtime.hpp"
 
 extern char** environ;
@@ -98,9 +99,8 @@ void Arbiter::setup_signals() {
 
 void Arbiter::write_pid_file() {
   if (cfg_.pid_file.empty()) return;
-  std::ofstream f(cfg_.pid_file, std::ios::trunc);
-  f << master_pid_ << "\n";
-  if (!f) spdlog::error("event=pid-file-failed path={}", log::quote(cfg_.pid_file));
+  if (!rotor::write_pid_file(cfg_.pid_file, master_pid_))
+    spdlog::error("event=pid-file-failed path={}", log::quote(cfg_.pid_file));
 }
 
 int Arbiter::run() {
@@ -186,12 +186,17 @@ void Arbiter::handle_signal(int sig) {
       if (desired_ > 1) --desired_, --scale_since_reload_;
       spdlog::info("event=scale workers={} signal=TTOU", desired_);
       break;
-    case SIGUSR1:
+    case SIGUSR1: {
+      // The master creates a rotated-away access log again, for the workers (--user).
+      std::string error;
+      if (!log::prepare_file(cfg_.access_logfile, &error))
+        spdlog::error("event=log-reopen-failed error={}", log::quote(error));
       log::reopen();
       spdlog::info("event=reopen-logs workers={}", workers_.size());
       signal_all(SIGUSR1);
       for (auto& [pid, t] : templates_) ::kill(pid, SIGUSR1);
       break;
+    }
     default:
       break;
   }
@@ -299,6 +304,7 @@ worker::Context Arbiter::worker_context(size_t slot) const {
   ctx.config = &cfg_;
   for (const auto& l : listeners_) ctx.listeners.push_back({l.fd, l.is_unix});
   ctx.slot = &scoreboard_->slot(slot);
+  ctx.token = ctx.slot->token.load(std::memory_order_relaxed);
   ctx.scoreboard = scoreboard_.get();
   ctx.notify_fd = notify_pipe_[1];
   ctx.handoff = {handoff_pair_[0], handoff_pair_[1]};
@@ -658,8 +664,13 @@ void Arbiter::apply_next_config() {
       next.log_level = cfg_.log_level;
     }
   }
+  std::string old_pid_file = cfg_.pid_file;
   cfg_ = std::move(next);
   cfg_generation_ = generation_;
+  if (cfg_.pid_file != old_pid_file) {
+    if (!old_pid_file.empty()) unlink(old_pid_file.c_str());
+    write_pid_file();
+  }
   desired_ = std::clamp(static_cast<int>(cfg_.workers) + scale_since_reload_, 1, kMaxWorkers);
   spdlog::info("event=config-applied generation={} workers={}", generation_, desired_);
 }

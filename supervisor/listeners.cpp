@@ -76,7 +76,8 @@ Listener adopt_fd(const std::string& spec, int fd, int backlog) {
   return l;
 }
 
-Listener bind_unix(const std::string& spec, const std::string& path, int backlog) {
+Listener bind_unix(const std::string& spec, const std::string& path, int backlog,
+                   mode_t socket_umask) {
   sockaddr_un addr{};
   addr.sun_family = AF_UNIX;
   if (path.empty() || path.size() >= sizeof addr.sun_path) {
@@ -97,9 +98,14 @@ Listener bind_unix(const std::string& spec, const std::string& path, int backlog
     }
     unlink(path.c_str());
   }
-  if (bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
-      ::listen(fd, backlog) != 0) {
-    int err = errno;
+  // The socket file's mode comes from --umask (as gunicorn's: the default 0 lets a proxy
+  // running as another user connect); the process's own umask is left as it was.
+  mode_t before = umask(socket_umask);
+  int rc = bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
+  int err = errno;
+  umask(before);
+  if (rc != 0 || ::listen(fd, backlog) != 0) {
+    if (rc == 0) err = errno;
     ::close(fd);
     throw BindError("cannot bind " + spec + ": " + errno_text(err));
   }
@@ -166,7 +172,8 @@ Listener bind_tcp(const std::string& spec, int backlog) {
 }  // namespace
 
 std::vector<Listener> open_listeners(const std::vector<std::string>& specs, int backlog,
-                                     const std::map<std::string, std::string>& env) {
+                                     const std::map<std::string, std::string>& env,
+                                     mode_t socket_umask) {
   std::vector<Listener> out;
   try {
     auto fds = env.find("LISTEN_FDS");
@@ -184,7 +191,7 @@ std::vector<Listener> open_listeners(const std::vector<std::string>& specs, int 
     }
     for (const auto& spec : specs) {
       if (spec.rfind("unix:", 0) == 0) {
-        out.push_back(bind_unix(spec, spec.substr(5), backlog));
+        out.push_back(bind_unix(spec, spec.substr(5), backlog, socket_umask));
       } else if (spec.rfind("fd://", 0) == 0) {
         int fd = -1;
         std::string num = spec.substr(5);

@@ -2,6 +2,8 @@
 // shares one accept queue and nothing queued is lost when a worker exits.
 #pragma once
 
+#include <sys/types.h>
+
 #include <map>
 #include <stdexcept>
 #include <string>
@@ -22,9 +24,11 @@ struct BindError : std::runtime_error {
 };
 
 // Binds every spec, or uses the sockets systemd passed (LISTEN_FDS/LISTEN_PID) when `env`
-// says so. Throws BindError with one line naming the address and the reason.
+// says so; a unix socket's file is created under `socket_umask`. Throws BindError with one
+// line naming the address and the reason.
 std::vector<Listener> open_listeners(const std::vector<std::string>& specs, int backlog,
-                                     const std::map<std::string, std::string>& env);
+                                     const std::map<std::string, std::string>& env,
+                                     mode_t socket_umask);
 
 void close_listeners(std::vector<Listener>& listeners);
 

@@ -15,6 +15,7 @@
 #include "supervisor/arbiter.hpp"
 #include "supervisor/identity.hpp"
 #include "supervisor/listeners.hpp"
+#include "supervisor/pid_file.hpp"
 #include "workers/http/access_log.hpp"
 
 extern char** environ;
@@ -45,34 +46,47 @@ int main(int argc, char** argv) {
   }
   rotor::conf::Config& cfg = res.config;
 
+  char* cwd = getcwd(nullptr, 0);  // a HUP reads a relative config path from here again
+  std::string start_dir = cwd ? cwd : "";
+  std::free(cwd);
+  // Before the logs are opened: relative log and pid file paths are relative to --chdir, as in
+  // gunicorn, at start and at every reopen alike.
+  if (!cfg.chdir.empty() && chdir(cfg.chdir.c_str()) != 0) {
+    return usage_error("--chdir: " + cfg.chdir + ": " + std::strerror(errno));
+  }
+  if (cfg.umask > 0) umask(static_cast<mode_t>(cfg.umask));
   std::string error;
+  auto identity = rotor::resolve_identity(cfg.user, cfg.group, &error);
+  if (!identity) return usage_error(error);
+  if (identity->switch_user) rotor::log::give_new_files_to(identity->uid, identity->gid);
   if (!rotor::log::setup(cfg.error_logfile, cfg.log_level, &error)) {
     return usage_error("--error-logfile: " + error);
   }
   for (const auto& w : res.warnings) {
     spdlog::warn("event=config-warning message={}", rotor::log::quote(w));
   }
-  char* cwd = getcwd(nullptr, 0);  // a HUP reads a relative config path from here again
-  std::string start_dir = cwd ? cwd : "";
-  std::free(cwd);
-  if (!cfg.chdir.empty() && chdir(cfg.chdir.c_str()) != 0) {
-    return usage_error("--chdir: " + cfg.chdir + ": " + std::strerror(errno));
-  }
-  if (cfg.umask > 0) umask(static_cast<mode_t>(cfg.umask));
   // Each worker opens the access log itself; a path it cannot open is a usage error, found here.
   if (!cfg.access_logfile.empty() &&
-      !rotor::http::AccessLog::open(cfg.access_logfile, cfg.access_logformat, &error)) {
+      (!rotor::log::prepare_file(cfg.access_logfile, &error) ||
+       !rotor::http::AccessLog::open(cfg.access_logfile, cfg.access_logformat, &error))) {
     return usage_error("--access-logfile: " + error);
   }
-  auto identity = rotor::resolve_identity(cfg.user, cfg.group, &error);
-  if (!identity) return usage_error(error);
+
+  if (pid_t owner = rotor::pid_file_owner(cfg.pid_file, getpid())) {
+    std::fprintf(stderr,
+                 "rotor: error: --pid: %s names pid %d, which is running; stop it, or remove the "
+                 "file if that process is not a rotor\n",
+                 cfg.pid_file.c_str(), static_cast<int>(owner));
+    return rotor::kExitBindFailed;
+  }
 
   // Orphans of our workers (and, as PID 1, of anyone) come to us to be reaped.
   prctl(PR_SET_CHILD_SUBREAPER, 1);
 
   std::vector<rotor::Listener> listeners;
   try {
-    listeners = rotor::open_listeners(cfg.bind, static_cast<int>(cfg.backlog), env);
+    listeners = rotor::open_listeners(cfg.bind, static_cast<int>(cfg.backlog), env,
+                                      static_cast<mode_t>(cfg.umask));
   } catch (const rotor::BindError& e) {
     std::fprintf(stderr, "rotor: error: %s\n", e.what());
     return rotor::kExitBindFailed;

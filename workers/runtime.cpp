@@ -22,6 +22,10 @@ namespace rotor::worker {
 
 namespace {
 
+void exit_at_once(int) {
+  _exit(0);
+}
+
 // An idle keep-alive connection of a draining worker stays open this long: closing it at once
 // would race a client that is just sending its next request.
 constexpr uint64_t kDrainIdleGraceMs = 1000;
@@ -71,11 +75,21 @@ class Runtime : public http::Observer {
     [[maybe_unused]] ssize_t n = ::write(ctx_.notify_fd, &b, 1);
   }
   void heartbeat() {
+    if (!slot_is_ours()) {
+      // The slot may be another worker's by now: touch nothing in it, leave at once.
+      if (!withdrawn_) spdlog::warn("event=spawn-withdrawn action=exit");
+      withdrawn_ = true;
+      stop_now();
+      return;
+    }
     ctx_.slot->heartbeat_ns.store(monotonic_ns(), std::memory_order_relaxed);
     if (getppid() != ctx_.master_pid) {
       spdlog::error("event=master-gone action=exit");
       stop_now();
     }
+  }
+  bool slot_is_ours() const {
+    return ctx_.slot->token.load(std::memory_order_acquire) == ctx_.token;
   }
   void drain(bool hand_off);
   void stop_now();
@@ -98,6 +112,7 @@ class Runtime : public http::Observer {
   bool draining_ = false;
   int exit_code_ = kExitOk;
   bool drained_ = false;  // every connection finished: the app may run its shutdown
+  bool withdrawn_ = false;
 };
 
 void Runtime::on_signal(uv_signal_t* h, int signum) {
@@ -179,11 +194,13 @@ bool Runtime::wait_for_master_parent() {
 int Runtime::run() {
   log::set_role("worker");
   if (!wait_for_master_parent()) return kExitBootFailed;
-  // Die with the master; the heartbeat's getppid() check covers the window before this call.
-  prctl(PR_SET_PDEATHSIG, SIGKILL);
-  if (getppid() != ctx_.master_pid) return kExitOk;
+  if (!slot_is_ours()) return kExitOk;  // withdrawn while the template forked it
   std::signal(SIGPIPE, SIG_IGN);
   if (!drop_privileges()) return kExitBootFailed;
+  // Die with the master; the heartbeat's getppid() check covers the window before this call.
+  // After the switch of user, which clears the parent-death signal.
+  prctl(PR_SET_PDEATHSIG, SIGKILL);
+  if (getppid() != ctx_.master_pid) return kExitOk;
 
   limit_ = ctx_.slot->request_limit.load(std::memory_order_relaxed);
   uv_loop_init(&loop_);
@@ -217,7 +234,13 @@ int Runtime::run() {
     limits.extra_headers += "\r\n";
   }
 
-  // Signals first: an embedded Python leaves SIGINT alone only when it is already handled.
+  // Until the loop runs, a stop ends the worker at once: nothing is accepted yet, and a cold
+  // worker's import may take long (a stop must not wait for it, nor end in a timeout). Also
+  // before Python starts: it leaves SIGINT alone only when it is already handled.
+  for (int s : {SIGTERM, SIGINT, SIGQUIT}) std::signal(s, exit_at_once);
+  if (!app_) app_ = make_worker_class(cfg_);
+  if (int code = app_->boot(&loop_); code != kExitOk) return code;
+
   struct {
     uv_signal_t* h;
     int sig;
@@ -233,8 +256,6 @@ int Runtime::run() {
     uv_unref(reinterpret_cast<uv_handle_t*>(s.h));
   }
 
-  if (!app_) app_ = make_worker_class(cfg_);
-  if (int code = app_->boot(&loop_); code != kExitOk) return code;
   server_ = std::make_unique<http::Server>(&loop_, limits, app_->handler(), *this);
   if (!cfg_.access_logfile.empty()) {
     std::string error;

@@ -19,6 +19,10 @@ struct Context {
   const conf::Config* config = nullptr;
   std::vector<http::ListenSocket> listeners;
   Slot* slot = nullptr;
+  // The token the master claimed `slot` with for this worker. A worker whose spawn the master
+  // withdrew (its template died before reporting the pid) finds another token there, or none,
+  // and leaves instead of serving unsupervised.
+  uint64_t token = 0;
   const Scoreboard* scoreboard = nullptr;  // every worker's slot, to share connections fairly
   int notify_fd = -1;                      // write end of the master's wake-up pipe
   http::HandoffChannel handoff;

@@ -167,6 +167,7 @@ void Template::become_worker(const tmpl::Msg& request) {
   app_->after_fork(true);
   Context ctx = tc_.worker;
   ctx.slot = &tc_.scoreboard->slot(request.slot);
+  ctx.token = request.id;
   ctx.from_template = true;
   _exit(worker::run(ctx, std::move(app_)));
 }

@@ -2,13 +2,16 @@
 rotation reasons other than max-requests."""
 import os
 import pwd
+import shutil
 import signal
 import socket
 import subprocess
+import tempfile
+from pathlib import Path
 
 import pytest
 
-from conftest import BIN, DEADLINE, wait_for
+from conftest import BIN, DEADLINE, ROOT, pid_alive, wait_for
 
 
 def _get(port):
@@ -149,3 +152,124 @@ def test_repeated_crashes_back_off(rotor):
     assert delays == sorted(delays) and delays[0] >= 100, delays
     r.wait_ready(1)  # it does come back after the delay
     assert _get(r.port).startswith(b"HTTP/1.1 200")
+
+
+def _request_in_background(port, path):
+    """Sends a request and does not wait for its answer."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=10)
+    s.sendall(f"GET {path} HTTP/1.1\r\nHost: t\r\n\r\n".encode())
+    return s
+
+
+@pytest.mark.skipif(os.getuid() != 0, reason="switching users needs root")
+def test_a_worker_running_as_user_dies_with_its_master(rotor):
+    # Switching user clears the parent-death signal: it must be set after the switch. The
+    # worker is stuck in a blocking handler, so only that signal can end it.
+    r = rotor("--chdir", str(ROOT / "tests" / "apps"), "--user", "nobody", "--timeout", "0",
+              "blocking_app:app")
+    (worker,) = r.ready_pids()
+    held = _request_in_background(r.port, "/?s=60")
+    wait_for(lambda: _state(worker) == "S", what="the worker in its blocking handler")
+    os.kill(r.pid, signal.SIGKILL)
+    r.proc.wait()
+    wait_for(lambda: not pid_alive(worker), timeout=10, what="the worker to die with the master")
+    held.close()
+
+
+def _state(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().rsplit(")", 1)[1].split()[0]
+
+
+@pytest.mark.skipif(os.getuid() != 0, reason="switching users needs root")
+def test_workers_running_as_user_reopen_logs_the_master_created(rotor, request):
+    # Not under tmp_path, whose parents nobody cannot enter; root's and 0755: workers running
+    # as nobody cannot create files in it.
+    logs = Path(tempfile.mkdtemp(prefix="rotor-logs-"))
+    os.chmod(logs, 0o755)
+    request.addfinalizer(lambda: shutil.rmtree(logs, ignore_errors=True))
+    error, access = logs / "error.log", logs / "access.log"
+    r = rotor("-k", "hello", "--user", "nobody", "--error-logfile", str(error),
+              "--access-logfile", str(access), wait=False)
+    r.log_path = error
+    wait_for(error.exists)
+    r.start()
+    nobody = pwd.getpwnam("nobody").pw_uid
+    assert os.stat(error).st_uid == nobody and os.stat(access).st_uid == nobody
+    _get(r.port)
+    wait_for(lambda: access.read_text().count("GET /") == 1, what="the first access line")
+    # logrotate: move both away, then USR1.
+    os.rename(error, logs / "error.log.1")
+    os.rename(access, logs / "access.log.1")
+    r.signal(signal.SIGUSR1)
+    wait_for(lambda: error.exists() and "event=reopen-logs" in error.read_text(),
+             what="the master's reopen")
+    assert os.stat(access).st_uid == nobody
+    # Each worker reopens both on its own USR1; then its lines go to the new files.
+    wait_for(lambda: _get(r.port) and "GET /" in access.read_text(), what="a new access line")
+    assert "log-reopen-failed" not in error.read_text() + (logs / "error.log.1").read_text()
+
+
+def test_a_unix_socket_gets_the_umask_option_not_the_inherited_one(rotor, tmp_path):
+    sock = tmp_path / "r.sock"
+    before = os.umask(0o077)  # what rotor inherits
+    try:
+        rotor("-k", "hello", "-b", f"unix:{sock}", bind=False, wait=False)
+        rotor("-k", "hello", "-b", f"unix:{tmp_path}/b.sock", "--umask", "0o027", bind=False,
+              wait=False)
+    finally:
+        os.umask(before)
+    wait_for(lambda: sock.exists() and (tmp_path / "b.sock").exists(), what="both sockets")
+    mode = os.stat(sock).st_mode & 0o777
+    mode_027 = os.stat(tmp_path / "b.sock").st_mode & 0o777
+    assert mode == 0o777  # the default --umask 0, as gunicorn: a proxy of another user connects
+    assert mode_027 == 0o750
+
+
+def test_a_pid_file_of_a_running_process_is_refused(rotor, tmp_path):
+    pid_file = tmp_path / "rotor.pid"
+    first = rotor("-k", "hello", "--pid", str(pid_file))
+    wait_for(lambda: pid_file.exists() and pid_file.read_text().strip() == str(first.pid))
+    second = rotor("-k", "hello", "--pid", str(pid_file), wait=False)
+    assert second.wait_exit() == 1
+    assert f"names pid {first.pid}, which is running" in second.log()
+    assert pid_file.read_text().strip() == str(first.pid)  # untouched
+    # A stale file (its process is gone) is replaced.
+    first.signal(signal.SIGTERM)
+    assert first.wait_exit() == 0
+    pid_file.write_text(f"{first.pid}\n")
+    third = rotor("-k", "hello", "--pid", str(pid_file))
+    wait_for(lambda: pid_file.read_text().strip() == str(third.pid))
+
+
+def test_a_hup_that_moves_the_pid_file_writes_the_new_one_and_removes_the_old(rotor, tmp_path):
+    old, new = tmp_path / "old.pid", tmp_path / "new.pid"
+    conf = tmp_path / "rotor.toml"
+    conf.write_text(f'pid_file = "{old}"\n')
+    r = rotor("-k", "hello", "-c", str(conf))
+    wait_for(old.exists)
+    conf.write_text(f'pid_file = "{new}"\n')
+    r.signal(signal.SIGHUP)
+    wait_for(lambda: new.exists() and new.read_text().strip() == str(r.pid),
+             what=f"the new pid file\n{r.log()}")
+    assert not old.exists()
+    r.signal(signal.SIGTERM)
+    assert r.wait_exit() == 0
+    assert not new.exists()
+
+
+def test_relative_log_paths_are_relative_to_chdir_at_start_and_reopen(rotor, tmp_path):
+    srv = tmp_path / "srv"
+    (srv / "logs").mkdir(parents=True)
+    r = rotor("-k", "hello", "--chdir", str(srv), "--error-logfile", "logs/error.log",
+              cwd=tmp_path, wait=False)
+    error = srv / "logs" / "error.log"
+    r.log_path = error
+    wait_for(error.exists, what="the error log under --chdir")
+    r.start()
+    assert "event=start" in error.read_text()
+    os.rename(error, srv / "logs" / "error.log.1")
+    r.signal(signal.SIGUSR1)
+    wait_for(lambda: error.exists() and "event=reopen-logs" in error.read_text(),
+             what="the log reopened at the same path")
+    assert not (tmp_path / "logs").exists()

@@ -318,8 +318,10 @@ def test_workers_share_what_the_template_imported(rotor):
     assert sum(pss) < 0.5 * 4 * max(rss), f"PSS {pss} KiB against RSS {rss} KiB"
 
 
-def test_stop_does_not_wait_for_a_slow_import(rotor):
-    r = rotor("--chdir", str(APPS), "template_app:app", wait=False,
+@pytest.mark.parametrize("mode", ["--preload", "--no-preload"])
+def test_stop_does_not_wait_for_a_slow_import(rotor, mode):
+    # In the template, or in a cold worker that imports the app itself.
+    r = rotor("--chdir", str(APPS), mode, "template_app:app", wait=False,
               env={"TEMPLATE_APP_IMPORT_DELAY": "60"})
     r.wait_listening()
     wait_for(lambda: "template-app: imported" in r.log(), what="the import to begin")
@@ -327,6 +329,8 @@ def test_stop_does_not_wait_for_a_slow_import(rotor):
     r.signal(signal.SIGTERM)
     assert r.wait_exit(timeout=DEADLINE) == 0, r.log()
     assert time.monotonic() - started < 20, r.log()  # well before the 60 s import ends
+    # Not a worker killed at a timeout: one that was told to stop.
+    assert [f["reason"] for f in r.events("worker-exit")] in ([], ["shutdown"]), r.log()
 
 
 def test_usr1_reopens_logs_without_harming_the_template(rotor):
