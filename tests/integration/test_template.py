@@ -40,6 +40,20 @@ def answers_from(r, pids, need):
     return seen
 
 
+def rewrite(app_file, text):
+    """Changes an app's code on disk, as a deploy does (no stale bytecode left behind)."""
+    app_file.write_text(text)
+    shutil.rmtree(app_file.parent / "__pycache__", ignore_errors=True)
+
+
+def serve_copy(rotor, tmp_path, name, workers=1):
+    """Serves a copy of template_app.py that the test can rewrite; (rotor, file, its code)."""
+    app_file = tmp_path / f"{name}.py"
+    good = (APPS / "template_app.py").read_text()
+    app_file.write_text(good)
+    return serve(rotor, workers=workers, cwd=tmp_path, app=f"{name}:app"), app_file, good
+
+
 def test_workers_are_forked_warm_from_the_template(rotor):
     r = serve(rotor, workers=2, env={"TEMPLATE_APP_IMPORT_DELAY": "1"})
     (template,) = templates(r, "template-ready")
@@ -72,15 +86,11 @@ def test_rotation_under_load_never_waits_for_the_import(rotor):
 
 
 def test_hup_with_broken_code_keeps_serving_then_loads_the_fixed_code(rotor, tmp_path):
-    app_file = tmp_path / "hup_app.py"
+    r, app_file, good = serve_copy(rotor, tmp_path, "hup_app", workers=2)
 
     def write(text):
-        app_file.write_text(text)
-        shutil.rmtree(tmp_path / "__pycache__", ignore_errors=True)  # no stale bytecode
+        rewrite(app_file, text)
 
-    good = (APPS / "template_app.py").read_text()
-    write(good)
-    r = serve(rotor, workers=2, cwd=tmp_path, app="hup_app:app")
     old = set(r.ready_pids())
     assert {d["version"] for d in answers_from(r, old, 2).values()} == {"1"}
 
@@ -118,8 +128,7 @@ def test_a_failed_reload_leaves_the_running_config_in_force(rotor, tmp_path):
     old = set(r.ready_pids())
 
     conf.write_text("workers = 3\nmax_requests = 20\nmax_requests_jitter = 0\n")
-    app_file.write_text(good + "\ndef broken(:\n")
-    shutil.rmtree(tmp_path / "__pycache__", ignore_errors=True)
+    rewrite(app_file, good + "\ndef broken(:\n")
     r.signal(signal.SIGHUP)
     wait_for(lambda: r.events("reload-failed"), what=f"the failed reload\n{r.log()}")
     # A worker that dies now is replaced under the running config, not the failed one.
@@ -133,8 +142,7 @@ def test_a_failed_reload_leaves_the_running_config_in_force(rotor, tmp_path):
     assert not r.events("config-applied")
 
     # Fixed: the new config comes in with the new code.
-    app_file.write_text(good)
-    shutil.rmtree(tmp_path / "__pycache__", ignore_errors=True)
+    rewrite(app_file, good)
     r.signal(signal.SIGHUP)
     wait_for(lambda: r.events("config-applied"), what=f"the new config\n{r.log()}")
     assert r.events("config-applied")[0]["workers"] == "3"
@@ -161,13 +169,9 @@ def test_ttin_during_a_reloads_import_is_kept_when_its_config_takes_effect(rotor
 
 
 def test_after_a_failed_reload_a_killed_template_restarts_with_backoff(rotor, tmp_path):
-    app_file = tmp_path / "hup_app.py"
-    good = (APPS / "template_app.py").read_text()
-    app_file.write_text(good)
-    r = serve(rotor, workers=1, cwd=tmp_path, app="hup_app:app")
+    r, app_file, good = serve_copy(rotor, tmp_path, "hup_app")
     (first,) = templates(r, "template-ready")
-    app_file.write_text(good + "\ndef broken(:\n")
-    shutil.rmtree(tmp_path / "__pycache__", ignore_errors=True)
+    rewrite(app_file, good + "\ndef broken(:\n")
     r.signal(signal.SIGHUP)
     wait_for(lambda: r.events("reload-failed"), what=f"the failed reload\n{r.log()}")
     # The template in force dies; its restarts import the broken code on disk and fail. They are
@@ -178,27 +182,21 @@ def test_after_a_failed_reload_a_killed_template_restarts_with_backoff(rotor, tm
     starts = [f["generation"] for f in r.events("template-start")]
     assert starts[:2] == ["1", "2"] and set(starts[2:]) == {"1"}, starts  # restarts: generation 1
     # Fixed on disk: the next restart serves again, still generation 1's config.
-    app_file.write_text(good)
-    shutil.rmtree(tmp_path / "__pycache__", ignore_errors=True)
+    rewrite(app_file, good)
     wait_for(lambda: len(templates(r, "template-ready")) == 2, timeout=90,
              what=f"a restarted template\n{r.log()}")
     assert info(r)["version"] == "1"
 
 
 def test_a_hup_starts_its_template_at_once_during_a_restart_backoff(rotor, tmp_path):
-    app_file = tmp_path / "hup_app.py"
-    good = (APPS / "template_app.py").read_text()
-    app_file.write_text(good)
-    r = serve(rotor, workers=1, cwd=tmp_path, app="hup_app:app")
+    r, app_file, good = serve_copy(rotor, tmp_path, "hup_app")
     (first,) = templates(r, "template-ready")
-    app_file.write_text(good + "\ndef broken(:\n")
-    shutil.rmtree(tmp_path / "__pycache__", ignore_errors=True)
+    rewrite(app_file, good + "\ndef broken(:\n")
     os.kill(first, signal.SIGKILL)
     # Restarts on the broken code back off: 0, 0.5, 1, 2, then 4 s.
     wait_for(lambda: [f for f in r.events("template-restart") if f["delay_ms"] == "4000"],
              what=f"a 4 s restart delay\n{r.log()}")
-    app_file.write_text(good.replace('"TEMPLATE_APP_VERSION", "1"', '"TEMPLATE_APP_VERSION", "2"'))
-    shutil.rmtree(tmp_path / "__pycache__", ignore_errors=True)
+    rewrite(app_file, good.replace('"TEMPLATE_APP_VERSION", "1"', '"TEMPLATE_APP_VERSION", "2"'))
     r.signal(signal.SIGHUP)
     t0 = time.monotonic()
     wait_for(lambda: [f for f in r.events("template-start") if f["generation"] == "2"],
@@ -251,15 +249,11 @@ def test_a_killed_template_is_replaced_and_workers_keep_serving(rotor):
 
 
 def test_a_worker_that_dies_while_the_template_reimports_is_replaced_cold(rotor, tmp_path):
-    app_file = tmp_path / "slow_app.py"
-    good = (APPS / "template_app.py").read_text()
-    app_file.write_text(good)
-    r = serve(rotor, workers=2, cwd=tmp_path, app="slow_app:app")
+    r, app_file, good = serve_copy(rotor, tmp_path, "slow_app", workers=2)
     (first,) = templates(r, "template-ready")
     workers = r.ready_pids()
     # From now on an import takes 5 s: the template's restart, but also a cold worker's.
-    app_file.write_text(good.replace("time.sleep(float(", "time.sleep(5 + float(", 1))
-    shutil.rmtree(tmp_path / "__pycache__", ignore_errors=True)
+    rewrite(app_file, good.replace("time.sleep(float(", "time.sleep(5 + float(", 1))
     os.kill(first, signal.SIGKILL)
     wait_for(lambda: len(templates(r, "template-start")) == 2, what=f"the restart\n{r.log()}")
     victim = workers[0]

@@ -12,6 +12,7 @@
 #include "conf/load.hpp"
 #include "conf/options.hpp"
 #include "conf/values.hpp"
+#include "temp_dir.hpp"
 
 using rotor::conf::Action;
 using rotor::conf::Config;
@@ -24,19 +25,7 @@ namespace {
 const std::string kGunicornLogFormat =
     R"(%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s")";
 
-// A fresh directory for TOML files, removed afterwards.
-struct TempDir {
-  std::filesystem::path path;
-  TempDir() {
-    std::string pattern = (std::filesystem::temp_directory_path() / "rotor-conf-XXXXXX").string();
-    path = mkdtemp(pattern.data());
-  }
-  ~TempDir() { std::filesystem::remove_all(path); }
-  std::string write(const std::string& name, const std::string& content) const {
-    std::ofstream(path / name) << content;
-    return (path / name).string();
-  }
-};
+using rotor::test::TempDir;
 
 LoadResult run(const std::vector<std::string>& args, const Environment& env = {}) {
   return load(args, env);

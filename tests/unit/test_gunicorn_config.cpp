@@ -11,28 +11,16 @@
 
 #include "conf/gunicorn_config.hpp"
 #include "conf/load.hpp"
+#include "temp_dir.hpp"
 
 using rotor::conf::Action;
 using rotor::conf::Environment;
 using rotor::conf::load;
 using rotor::conf::LoadResult;
 using rotor::conf::split_command_line;
+using rotor::test::TempDir;
 
 namespace {
-
-struct TempDir {
-  std::filesystem::path path;
-  TempDir() {
-    std::string pattern = (std::filesystem::temp_directory_path() / "rotor-gconf-XXXXXX").string();
-    path = mkdtemp(pattern.data());
-  }
-  ~TempDir() { std::filesystem::remove_all(path); }
-  std::string write(const std::string& name, const std::string& content) const {
-    std::ofstream(path / name) << content;
-    return (path / name).string();
-  }
-  std::string dir() const { return path.string(); }
-};
 
 bool contains(const std::string& haystack, const std::string& needle) {
   return haystack.find(needle) != std::string::npos;
