@@ -45,6 +45,14 @@ async def app(scope, receive, send):
                         "text": message.get("text")})
     assert scope["type"] == "http"
     path = scope["path"]
+    if (b"x-dump-scope", b"1") in scope["headers"]:
+        # The scope of any target (absolute-form ones map to paths no route has).
+        data = json.dumps({"path": scope["path"], "raw_path": scope["raw_path"].decode(),
+                           "query_string": scope["query_string"].decode()}).encode()
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", b"application/json")]})
+        await send({"type": "http.response.body", "body": data})
+        return
     if path == "/echo":
         body = b""
         chunks = 0
@@ -189,6 +197,51 @@ async def app(scope, receive, send):
         await send({"type": "http.response.start", "status": 200,
                     "headers": [(b"content-type", b"application/json")]})
         await send({"type": "http.response.body", "body": data})
+    elif path == "/duplex":
+        # Full duplex: the response starts before the body is read, then echoes it.
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", b"text/plain")]})
+        await send({"type": "http.response.body", "body": b"echo:", "more_body": True})
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                print(f"rotor-test: duplex saw {message['type']}", flush=True)
+                return
+            await send({"type": "http.response.body", "body": message.get("body", b""),
+                        "more_body": True})
+            if not message.get("more_body"):
+                break
+        await send({"type": "http.response.body", "body": b""})
+    elif path == "/cl":
+        # The app's own Content-Length (?cl=a,b: one header per value) and body parts
+        # (?parts=x,y: sent in turn, the last one ends the response).
+        q = query(scope)
+        headers = [(b"content-length", v.encode()) for v in q.get("cl", "").split(",") if v]
+        parts = q.get("parts", "").split(",")
+        try:
+            await send({"type": "http.response.start", "status": 200, "headers": headers})
+            for i, part in enumerate(parts):
+                await send({"type": "http.response.body", "body": part.encode(),
+                            "more_body": i + 1 < len(parts)})
+        except RuntimeError as exc:
+            print(f"rotor-test: cl send raised RuntimeError: {exc}", flush=True)
+    elif path == "/disconnect-send":
+        # As /disconnect, saying when it waits and whether its send then worked (?id=tag).
+        tag = query(scope).get("id", "0")
+        print(f"rotor-test: {tag} waits", flush=True)
+        while (await receive())["type"] != "http.disconnect":
+            pass
+        print(f"rotor-test: {tag} saw http.disconnect", flush=True)
+        try:
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            await send({"type": "http.response.body", "body": b"after the disconnect"})
+            print(f"rotor-test: {tag} send worked", flush=True)
+        except OSError as exc:
+            print(f"rotor-test: {tag} send raised {type(exc).__name__}", flush=True)
+    elif path == "/conn-close":
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"connection", b"close"), (b"content-length", b"2")]})
+        await send({"type": "http.response.body", "body": b"ok"})
     elif path == "/block":
         import time
         time.sleep(60)  # blocks the event loop: the heartbeat stops

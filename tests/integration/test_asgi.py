@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from conftest import DEADLINE, ROOT, pid_alive, recv_until_closed, run_wrk, wait_for
+from test_http_basics import read_response
 
 APPS = ROOT / "tests" / "apps"
 
@@ -163,13 +164,26 @@ def test_app_errors(rotor):
 
 def test_client_disconnect_is_seen_by_the_app(rotor):
     r = serve(rotor, "raw_app:app")
+    # A reset: the client is gone for sure.
     with socket.create_connection(("127.0.0.1", r.port), timeout=10) as s:
-        s.sendall(b"GET /disconnect HTTP/1.1\r\nHost: t\r\n\r\n")
-        wait_for(lambda: r.lines("worker-ready"), what="worker")  # request is in the app now
-    wait_for(lambda: "rotor-test: saw http.disconnect" in r.log(), what="the app's disconnect")
+        s.sendall(b"GET /disconnect-send?id=reset HTTP/1.1\r\nHost: t\r\n\r\n")
+        wait_for(lambda: "rotor-test: reset waits" in r.log(), what="the request in the app")
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    wait_for(lambda: "rotor-test: reset saw http.disconnect" in r.log(),
+             what="the app's disconnect")
     # send after the disconnect raises an OSError subclass (ASGI spec)
-    wait_for(lambda: "rotor-test: send raised ClientDisconnected" in r.log(),
+    wait_for(lambda: "rotor-test: reset send raised ClientDisconnected" in r.log(),
              what="send to fail after the disconnect")
+    # A FIN: the client sends nothing more (receive says so), but it may only have half-closed
+    # and still read: the answer is written.
+    with socket.create_connection(("127.0.0.1", r.port), timeout=10) as s:
+        s.sendall(b"GET /disconnect-send?id=fin HTTP/1.1\r\nHost: t\r\n\r\n")
+        wait_for(lambda: "rotor-test: fin waits" in r.log(), what="the request in the app")
+        s.shutdown(socket.SHUT_WR)
+        data, closed = recv_until_closed(s, DEADLINE)
+    assert data.startswith(b"HTTP/1.1 200 ") and data.endswith(b"after the disconnect"), data
+    assert closed, data
+    wait_for(lambda: "rotor-test: fin send worked" in r.log(), what="the app's send to return")
 
 
 def test_expect_100_continue(rotor):
@@ -496,6 +510,194 @@ def test_100_continue_only_when_the_app_reads(rotor):
         assert data.startswith(b"HTTP/1.1 200"), data
         assert b"100 Continue" not in data
         assert b"connection: close" in data.lower()
+
+
+def _recv_until(s, marker, timeout=DEADLINE):
+    """What the server sent until `marker` showed up (the connection stays open)."""
+    end = time.monotonic() + timeout
+    data = b""
+    while marker not in data:
+        s.settimeout(max(0.01, end - time.monotonic()))
+        try:
+            b = s.recv(65536)
+        except socket.timeout:
+            raise AssertionError(f"no {marker!r} within {timeout}s: {data!r}")
+        assert b, f"closed before {marker!r}: {data!r}"
+        data += b
+    return data
+
+
+def _exchange_closed(port, data):
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(data)
+        return recv_until_closed(s, DEADLINE)
+
+
+def test_an_app_that_answers_before_reading_gets_the_body(rotor):
+    # Full duplex: the response starts (and has gone out) before the client sends its body; the
+    # body still reaches the app, whose echo completes, and the connection then closes.
+    r = serve(rotor, "raw_app:app")
+    for head, parts in [
+        (b"POST /duplex HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\n",
+         [(b"hello", b"hello"), (b"world", b"world")]),
+        (b"POST /duplex HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n",
+         [(b"5\r\nhello\r\n", b"hello"), (b"5\r\nworld\r\n0\r\n\r\n", b"world")]),
+    ]:
+        with socket.create_connection(("127.0.0.1", r.port), timeout=10) as s:
+            s.sendall(head)
+            data = _recv_until(s, b"echo:\r\n")
+            for part, echoed in parts:  # each part is echoed before the next is sent
+                s.sendall(part)
+                data += _recv_until(s, echoed)
+            rest, closed = recv_until_closed(s, DEADLINE)
+        data += rest
+        assert data.startswith(b"HTTP/1.1 200 ") and closed, data
+        assert data.endswith(b"5\r\nhello\r\n5\r\nworld\r\n0\r\n\r\n"), data
+
+
+def test_no_100_continue_once_the_response_has_started(rotor):
+    r = serve(rotor, "raw_app:app")
+    with socket.create_connection(("127.0.0.1", r.port), timeout=10) as s:
+        s.sendall(b"POST /duplex HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n"
+                  b"Expect: 100-continue\r\n\r\n")
+        data = _recv_until(s, b"echo:\r\n")
+        # The app reads its body now: too late for a go-ahead inside the chunked answer (the
+        # client sends the body anyway, as RFC 9110 section 10.1.1 lets it).
+        s.sendall(b"hello")
+        rest, closed = recv_until_closed(s, DEADLINE)
+    data += rest
+    assert data.startswith(b"HTTP/1.1 200 ") and closed, data
+    assert b"100 Continue" not in data, data
+    assert data.endswith(b"5\r\necho:\r\n5\r\nhello\r\n0\r\n\r\n"), data
+
+
+@pytest.mark.parametrize("declared, parts, sent", [
+    ("5", "hello-and-more", b""),          # too long at once: nothing of it is sent
+    ("5", "hel,lo-and-more", b"hel"),      # too long later: only what fits was sent
+    ("100", "short", b"short"),            # too short: the connection is not reused
+    ("5,7", "hello", b""),                 # two different lengths
+    ("x5", "hello", b""),                  # not a number
+])
+def test_the_apps_content_length_is_enforced(rotor, declared, parts, sent):
+    r = serve(rotor, "raw_app:app", "--keep-alive", "30")
+    request = f"GET /cl?cl={declared}&parts={parts} HTTP/1.1\r\nHost: t\r\n\r\n".encode()
+    with socket.create_connection(("127.0.0.1", r.port), timeout=10) as s:
+        # A second request behind it: it must never be answered on this connection, nor be
+        # taken for (or hidden in) the first answer's body.
+        s.sendall(request + b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+        data, closed = recv_until_closed(s, DEADLINE)
+    assert closed, data
+    assert b"Hello, world!" not in data and data.count(b"HTTP/1.1 ") == 1, data
+    head, _, body = data.partition(b"\r\n\r\n")
+    if sent:
+        assert head.startswith(b"HTTP/1.1 200 ") and body == sent, data
+        assert head.lower().count(b"content-length:") == 1, data
+    else:
+        assert head.startswith(b"HTTP/1.1 500 "), data
+    if declared != "100":  # the app's send raised (as uvicorn's does)
+        wait_for(lambda: "rotor-test: cl send raised RuntimeError" in r.log(),
+                 what="the app's send to raise")
+
+
+def test_a_repeated_equal_content_length_is_sent_once(rotor):
+    r = serve(rotor, "raw_app:app")
+    with socket.create_connection(("127.0.0.1", r.port), timeout=10) as s:
+        s.sendall(b"GET /cl?cl=5,5&parts=hello HTTP/1.1\r\nHost: t\r\n\r\n")
+        status, headers, body = read_response(s)
+        assert status == "HTTP/1.1 200 OK" and body == b"hello"
+        s.sendall(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")  # still keep-alive
+        assert read_response(s)[2] == b"Hello, world!"
+
+
+def test_the_apps_connection_close_is_honoured(rotor):
+    r = serve(rotor, "raw_app:app", "--keep-alive", "30")
+    data, closed = _exchange_closed(
+        r.port, b"GET /conn-close HTTP/1.1\r\nHost: t\r\n\r\nGET / HTTP/1.1\r\nHost: t\r\n\r\n")
+    assert data.startswith(b"HTTP/1.1 200 ") and data.endswith(b"\r\n\r\nok"), data
+    assert data.lower().count(b"connection: close") == 1 and closed, data
+    assert b"Hello, world!" not in data, data
+
+
+def test_request_body_timeout_on_the_asgi_worker(rotor):
+    r = serve(rotor, "raw_app:app", "--timeout-request-body", "1")
+    with socket.create_connection(("127.0.0.1", r.port), timeout=10) as s:
+        start = time.monotonic()
+        s.sendall(b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\n01234")
+        data, closed = recv_until_closed(s, DEADLINE)
+    waited = time.monotonic() - start
+    assert data.startswith(b"HTTP/1.1 408 ") and closed, data
+    assert 0.9 <= waited < 10, waited
+    # The same stall once the answer has started: only the close is left.
+    with socket.create_connection(("127.0.0.1", r.port), timeout=10) as s:
+        s.sendall(b"POST /duplex HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\n01234")
+        data, closed = recv_until_closed(s, DEADLINE)
+    assert data.startswith(b"HTTP/1.1 200 ") and closed, data
+    assert b"HTTP/1.1 408" not in data and not data.endswith(b"0\r\n\r\n"), data
+
+
+def test_a_half_closed_client_still_gets_its_answer(rotor):
+    # README: a client that half-closes still gets its answers; the app sees the disconnect
+    # in receive() but its send() still writes.
+    r = serve(rotor, "raw_app:app")
+    for request, body in [
+        (b"GET /sleep?s=0.3 HTTP/1.1\r\nHost: t\r\n\r\n", b"slept"),
+        (b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\r\nhello", b"hello"),
+    ]:
+        with socket.create_connection(("127.0.0.1", r.port), timeout=10) as s:
+            s.sendall(request)
+            s.shutdown(socket.SHUT_WR)
+            data, closed = recv_until_closed(s, DEADLINE)
+        assert data.startswith(b"HTTP/1.1 200 ") and data.endswith(b"\r\n\r\n" + body), data
+        assert closed, data
+    # A client that half-closes in the middle of its body is gone for the app; no 500 follows.
+    with socket.create_connection(("127.0.0.1", r.port), timeout=10) as s:
+        s.sendall(b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\nhello")
+        s.shutdown(socket.SHUT_WR)
+        data, closed = recv_until_closed(s, DEADLINE)
+    assert data == b"" and closed, data
+
+
+ASGI_BODY_ERRORS = {
+    "bad-chunk-size": (b"zz\r\nhello\r\n0\r\n\r\n", 400),
+    "chunk-without-crlf": (b"5\r\nhelloXX0\r\n\r\n", 400),
+    "forbidden-trailer": (b"5\r\nhello\r\n0\r\nContent-Length: 5\r\n\r\n", 400),
+    "chunked-over-the-limit": (b"8\r\n01234567\r\n8\r\n01234567\r\n0\r\n\r\n", 413),
+}
+
+
+@pytest.mark.parametrize("case", list(ASGI_BODY_ERRORS))
+def test_body_errors_after_the_head_get_their_status(rotor, case):
+    body, status = ASGI_BODY_ERRORS[case]
+    r = serve(rotor, "raw_app:app", "--limit-request-body", "10")
+    head = b"POST %s HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
+    data, closed = _exchange_closed(r.port, head % b"/echo" + body)
+    assert data.startswith(b"HTTP/1.1 %d " % status) and closed, data
+    assert b"\r\nConnection: close\r\n" in data, data
+    # Once the app has started its answer, the error can only close the connection.
+    with socket.create_connection(("127.0.0.1", r.port), timeout=10) as s:
+        s.sendall(head % b"/duplex")
+        data = _recv_until(s, b"echo:\r\n")
+        s.sendall(body)
+        rest, closed = recv_until_closed(s, DEADLINE)
+    data += rest
+    assert data.startswith(b"HTTP/1.1 200 ") and closed, data
+    assert data.count(b"HTTP/1.1 ") == 1 and not data.endswith(b"0\r\n\r\n"), data
+
+
+@pytest.mark.parametrize("target, path, query", [
+    ("HTTP://other.example/a/b?q=2", "/a/b", "q=2"),
+    ("https://other.example/a", "/a", ""),
+    ("http://other.example?q=1", "/", "q=1"),
+    ("http://other.example", "/", ""),
+])
+def test_absolute_form_targets_in_the_scope(rotor, target, path, query):
+    r = serve(rotor, "raw_app:app")
+    request = f"GET {target} HTTP/1.1\r\nHost: t\r\nX-Dump-Scope: 1\r\n\r\n".encode()
+    with socket.create_connection(("127.0.0.1", r.port), timeout=10) as s:
+        s.sendall(request)
+        status, _, body = read_response(s)
+    assert status == "HTTP/1.1 200 OK", body
+    assert json.loads(body) == {"path": path, "raw_path": path, "query_string": query}
 
 
 def test_idle_asgi_worker_does_not_spin(rotor):

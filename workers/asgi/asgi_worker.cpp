@@ -56,6 +56,7 @@ class AsgiWorker : public worker::WorkerClass, public http::Handler, public Engi
   void on_request(http::Connection& conn, const http::Request& req) override;
   void on_abort(http::Connection& conn) override;
   void on_peer_closed(http::Connection& conn) override;
+  void on_peer_done(http::Connection& conn) override;
   void on_drained(http::Connection& conn) override;
   // WebSocket sessions: the app's half is bridge.WebSocket, driven by the calls below.
   bool accepts_websockets() const override { return true; }
@@ -669,6 +670,13 @@ void AsgiWorker::on_abort(http::Connection& conn) {
 
 void AsgiWorker::on_peer_closed(http::Connection& conn) {
   if (Live* l = find(conn.handler_tag); l && !exchange_gone(l->exchange)) {
+    log_python_error("bridge-failed");
+  }
+}
+
+// A half-closed client still gets its answer: receive says disconnect, send goes on writing.
+void AsgiWorker::on_peer_done(http::Connection& conn) {
+  if (Live* l = find(conn.handler_tag); l && !l->websocket && !exchange_peer_done(l->exchange)) {
     log_python_error("bridge-failed");
   }
 }

@@ -93,6 +93,7 @@ struct Exchange {
   int status;
   char more;       // more request body to come
   char done;       // response finished or client gone: receive says disconnect
+  char peer_done;  // the client half-closed: receive says disconnect, send still writes
   char started;    // http.response.start seen
   char finished;   // final body part sent
   char timed_out;  // set by the bridge's request timeout
@@ -175,8 +176,9 @@ PyObject* take(Exchange* ex) {
     if (!ex->done) Py_RETURN_NONE;
     Py_CLEAR(ex->chunks);  // the client left in the middle of the body
   }
-  // After the body: disconnect once the response is done or the client has gone.
-  if (ex->done) return message(v_disconnect);
+  // After the body: disconnect once the response is done or the client has gone (or closed
+  // its side).
+  if (ex->done || ex->peer_done) return message(v_disconnect);
   Py_RETURN_NONE;
 }
 
@@ -394,7 +396,7 @@ PyObject* exchange_new(PyObject* loop, uint64_t rid) {
   ex->headers = nullptr;
   ex->status = 0;
   ex->more = 1;
-  ex->done = ex->started = ex->finished = ex->timed_out = 0;
+  ex->done = ex->peer_done = ex->started = ex->finished = ex->timed_out = 0;
   PyObject_GC_Track(ex);
   if (!ex->chunks) Py_CLEAR(ex);
   return reinterpret_cast<PyObject*>(ex);
@@ -425,6 +427,11 @@ bool exchange_feed(PyObject* self, PyObject* data, bool more) {
 
 bool exchange_gone(PyObject* self) {
   reinterpret_cast<Exchange*>(self)->done = 1;
+  return exchange_wake(self);
+}
+
+bool exchange_peer_done(PyObject* self) {
+  reinterpret_cast<Exchange*>(self)->peer_done = 1;
   return exchange_wake(self);
 }
 

@@ -40,6 +40,8 @@ bool exchange_answered(PyObject* ex);
 // The engine's events. `data` may be nullptr (no bytes); false with a Python error set.
 bool exchange_feed(PyObject* ex, PyObject* data, bool more);
 bool exchange_gone(PyObject* ex);
+// The client half-closed after its complete request: receive says disconnect, send still works.
+bool exchange_peer_done(PyObject* ex);
 bool exchange_wake(PyObject* ex);
 
 }  // namespace rotor::asgi

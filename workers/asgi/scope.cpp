@@ -114,14 +114,19 @@ PyObject* ScopeBuilder::endpoint(const http::Endpoint& e) {
 
 PyObject* ScopeBuilder::build(http::Connection& conn, const http::Request& req, PyObject* state) {
   std::string_view target = req.target();
-  // Absolute form (a proxy-style request): the path starts after the authority.
-  if (target.size() > 7 &&
-      (target.substr(0, 7) == "http://" || target.substr(0, 8) == "https://")) {
-    size_t slash = target.find('/', target.find("//") + 2);
-    target = slash == std::string_view::npos ? std::string_view("/") : target.substr(slash);
+  // Absolute form (a proxy-style request; the parser let only http and https through, in any
+  // case): the path starts after the authority, and an empty one is "/" (RFC 9112 section
+  // 3.2.2), also before a query ("http://host?q=1").
+  size_t scheme_end = target.find("://");
+  if (!target.empty() && target.front() != '/' && scheme_end != std::string_view::npos &&
+      (http::iequals(target.substr(0, scheme_end), "http") ||
+       http::iequals(target.substr(0, scheme_end), "https"))) {
+    size_t path = target.find_first_of("/?", scheme_end + 3);
+    target = path == std::string_view::npos ? std::string_view("/") : target.substr(path);
   }
   size_t q = target.find('?');
   std::string_view raw_path = target.substr(0, q);
+  if (raw_path.empty()) raw_path = "/";
   std::string_view query = q == std::string_view::npos ? std::string_view() : target.substr(q + 1);
   std::string decoded = percent_decode(raw_path);
 

@@ -89,7 +89,7 @@ uint64_t Connection::now_ms() const {
 bool Connection::can_process() const {
   // A streamed body goes on being parsed while the handler holds its request, unless paused.
   bool busy = handling_ && (!streaming_body_ || body_paused_);
-  return !busy && !close_after_ && !closing_ && !lingering_ &&
+  return !busy && input_wanted() && !closing_ && !lingering_ &&
          out_.size() + writing_.size() < kOutputHighWater;
 }
 
@@ -104,7 +104,10 @@ void Connection::resume_body() {
 }
 
 void Connection::continue_if_expected() {
-  if (!streaming_body_ || continue_sent_ || !parser_.expect_continue()) return;
+  // A 1xx after the final response's head would break its framing (RFC 9110 section 15.2).
+  if (!streaming_body_ || continue_sent_ || response_started_ || !parser_.expect_continue()) {
+    return;
+  }
   continue_sent_ = true;
   out_ += "HTTP/1.1 100 Continue\r\n\r\n";
   if (!in_process_) flush();
@@ -114,7 +117,7 @@ void Connection::update_reading() {
   // While the handler holds a request we still read (into pending_in_, one buffer at most) so
   // that a client that goes away is noticed.
   bool waiting_on_handler =
-      handling_ && !close_after_ && out_.size() + writing_.size() < kOutputHighWater;
+      handling_ && input_wanted() && out_.size() + writing_.size() < kOutputHighWater;
   bool want = !closing_ && !eof_ &&
               (lingering_ || (pending_in_.empty() && (can_process() || waiting_on_handler)));
   if (ws_ == Ws::kOpen || ws_ == Ws::kClosing) {
@@ -143,7 +146,7 @@ void Connection::on_read(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf) {
   if (nread == 0) return;
   c->server_.note_input();
   if (nread < 0) {
-    c->on_eof();
+    c->on_eof(nread != UV_EOF);
     return;
   }
   if (c->closing_ || c->lingering_) return;  // after the last answer, input is discarded
@@ -157,7 +160,7 @@ void Connection::on_read(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf) {
   if (c->ws_ == Ws::kDone) return;  // after the closing handshake, input is discarded
   size_t used = c->process(buf->base, len);
   // What could not be parsed yet waits in our own buffer: the read buffer is shared.
-  if (used < len && !c->close_after_ && !c->closing_ && !c->lingering_) {
+  if (used < len && c->input_wanted() && !c->closing_ && !c->lingering_) {
     c->pending_in_.assign(buf->base + used, len - used);
     c->pending_off_ = 0;
   }
@@ -191,7 +194,7 @@ size_t Connection::process(const char* data, size_t len) {
     }
     if (ev == RequestParser::Event::kError) {
       if (handling_) {
-        close_now();  // a bad body under a request the handler holds: only closing is left
+        abort_request(parser_.error_status());  // a bad body under a request the handler holds
       } else {
         respond_error(parser_.error_status());
       }
@@ -230,7 +233,7 @@ void Connection::dispatch() {
 void Connection::resume_input() {
   if (!pending_in_.empty()) {
     pending_off_ += process(pending_in_.data() + pending_off_, pending_in_.size() - pending_off_);
-    if (pending_off_ == pending_in_.size() || close_after_ || closing_ || lingering_) {
+    if (pending_off_ == pending_in_.size() || !input_wanted() || closing_ || lingering_) {
       pending_in_.clear();
       pending_off_ = 0;
     }
@@ -243,8 +246,8 @@ bool Connection::keep_alive_after_answer() {
   const Request& req = parser_.request();
   // A draining worker that hands connections over keeps them alive for one more answer; it
   // closes a connection it could not hand over after that. Nothing after an upgrade is HTTP.
-  // An answer given before its request's body was read ends the connection: the rest of the
-  // body is discarded by the lingering close.
+  // An answer given before its request's body was read ends the connection: the handler may
+  // still read the rest of the body (full duplex), else the lingering close discards it.
   bool keep = req.keep_alive && !parser_.upgrade() && server_.limits().keep_alive_ms > 0 &&
               !streaming_body_ &&
               (!draining_ || (server_.handoff_fd() >= 0 && !answered_in_drain_));
@@ -278,6 +281,14 @@ void Connection::respond(int status, std::string_view content_type, std::string_
 
 void Connection::answer_done(int status, uint64_t body_bytes) {
   if (server_.access_log()) log_access(status, body_bytes);
+  release_request(true);
+  if (in_process_) return;  // the parsing loop carries on and flushes
+  // An answer given later: go on with what the client pipelined meanwhile.
+  if (!close_after_) resume_input();
+  flush();
+}
+
+void Connection::release_request(bool answered) {
   if (ws_ == Ws::kHandshake) ws_ = Ws::kNone;  // refused with an HTTP answer
   handling_ = false;
   send_paused_ = false;
@@ -287,11 +298,14 @@ void Connection::answer_done(int status, uint64_t body_bytes) {
   } else {
     parser_.next();
   }
-  server_.response_complete(true);
-  if (in_process_) return;  // the parsing loop carries on and flushes
-  // An answer given later: go on with what the client pipelined meanwhile.
-  if (!close_after_) resume_input();
-  flush();
+  server_.response_complete(answered);
+}
+
+void Connection::abort_request(int status) {
+  if (closing_ || !handling_) return;
+  fail_response(status);
+  // The request is over for the handler too (its app learns the client is gone).
+  server_.handler().on_abort(*this);
 }
 
 namespace {
@@ -308,6 +322,12 @@ bool is_field_value(std::string_view v) {
     if ((c < 0x20 && c != '\t') || c == 0x7f) return false;
   }
   return true;
+}
+
+std::string_view trim_ows(std::string_view v) {
+  while (!v.empty() && (v.front() == ' ' || v.front() == '\t')) v.remove_prefix(1);
+  while (!v.empty() && (v.back() == ' ' || v.back() == '\t')) v.remove_suffix(1);
+  return v;
 }
 
 bool is_token(std::string_view s) {
@@ -344,13 +364,39 @@ SendResult Connection::send_response(int status, const HeaderList* headers, std:
     }
     if (!valid_headers(headers, error)) return SendResult::kInvalid;
     bool has_length = false;
+    uint64_t length = 0;
+    bool close_asked = false;
     if (headers) {
       for (const auto& [name, value] : *headers) {
-        has_length = has_length || iequals(name, "content-length");
+        if (iequals(name, "connection")) close_asked = close_asked || ws::has_token(value, "close");
+        if (!iequals(name, "content-length")) continue;
+        // The app's length frames the body on a keep-alive connection: it must be one number.
+        uint64_t n = 0;
+        std::string_view v = trim_ows(value);
+        auto res = std::from_chars(v.data(), v.data() + v.size(), n);
+        if (v.empty() || res.ec != std::errc() || res.ptr != v.data() + v.size() ||
+            (has_length && n != length)) {
+          *error = "invalid or conflicting Content-Length in the response";
+          return SendResult::kInvalid;
+        }
+        has_length = true;
+        length = n;
       }
     }
     no_body_ = req.head || status == 204 || status == 304;
+    if (has_length && !no_body_ && body.size() > length) {
+      *error = "response body longer than its Content-Length";  // checked before anything is sent
+      return SendResult::kInvalid;
+    }
+    has_length_ = has_length && !no_body_;
+    declared_length_ = length;
     bool keep = keep_alive_after_answer();
+    // The app asked for the close, or its body ends short of its length (the client would take
+    // the next answer for the rest of this one).
+    if (close_asked || (has_length_ && !more && body.size() < length)) {
+      keep = false;
+      close_after_ = true;
+    }
     // Without a length, a streamed body is chunked; HTTP/1.0 has no chunks: close-delimited.
     chunked_ = !no_body_ && !has_length && more && req.http_minor >= 1;
     if (!no_body_ && !has_length && more && req.http_minor == 0) {
@@ -360,8 +406,13 @@ SendResult Connection::send_response(int status, const HeaderList* headers, std:
     append_status_line(out_, status);
     out_ += server_.common_headers();
     if (headers) {
+      bool length_written = false;
       for (const auto& [name, value] : *headers) {
         if (iequals(name, "transfer-encoding") || iequals(name, "connection")) continue;
+        if (iequals(name, "content-length")) {
+          if (length_written) continue;  // a repeat of the same value
+          length_written = true;
+        }
         out_ += name;
         out_ += ": ";
         out_ += value;
@@ -383,6 +434,10 @@ SendResult Connection::send_response(int status, const HeaderList* headers, std:
     response_started_ = true;
     response_status_ = status;
     response_bytes_ = 0;
+  } else if (has_length_ && body.size() > declared_length_ - response_bytes_) {
+    // Never past the declared end: the excess would be read as the next response.
+    *error = "response body longer than its Content-Length";
+    return SendResult::kInvalid;
   }
   if (!no_body_ && !body.empty()) {
     if (chunked_) {
@@ -403,6 +458,7 @@ SendResult Connection::send_response(int status, const HeaderList* headers, std:
     return SendResult::kPaused;
   }
   if (chunked_) out_ += "0\r\n\r\n";
+  if (has_length_ && response_bytes_ < declared_length_) close_after_ = true;  // body cut short
   response_started_ = false;
   answer_done(response_status_, response_bytes_);
   return SendResult::kOk;
@@ -410,21 +466,16 @@ SendResult Connection::send_response(int status, const HeaderList* headers, std:
 
 void Connection::fail_response(int status) {
   if (closing_ || !handling_) return;
-  if (response_started_) {
-    close_now();  // on_close ends the request
-    return;
-  }
-  respond_error(status);
-  if (ws_ == Ws::kHandshake) ws_ = Ws::kNone;
-  handling_ = false;
-  send_paused_ = false;
-  if (streaming_body_) {
-    streaming_body_ = false;  // closing: the rest of the body is never parsed
-    body_paused_ = false;
+  if (response_started_ || eof_) {
+    // What was sent still goes out, then the close: the client sees that the answer is
+    // incomplete (no last chunk, fewer bytes than declared). A client that closed its side is
+    // sent no error answer: it may be gone, and the app may have been told so.
+    response_started_ = false;
+    close_after_ = true;
   } else {
-    parser_.next();
+    respond_error(status);
   }
-  server_.response_complete(false);
+  release_request(false);
   // respond_error's flush ran while the request was still ours, so it left the close (the
   // linger) for later; with the request over, it happens now (or when the write completes).
   if (!in_process_) flush();
@@ -495,9 +546,10 @@ void Connection::respond_error(int status, std::string_view extra_header) {
   if (!in_process_) flush();
 }
 
-void Connection::on_eof() {
+void Connection::on_eof(bool reset) {
   // The client will send nothing more. What it sent is still answered (a client may half-close
-  // after its requests); a request it left incomplete never will be.
+  // after its requests); a request it left incomplete never will be. A reset (or another read
+  // error) says it is gone: nothing written would reach it.
   eof_ = true;
   if (closing_) return;
   if (ws_ != Ws::kNone && ws_ != Ws::kDone) {
@@ -507,7 +559,15 @@ void Connection::on_eof() {
     close_now();
     return;
   }
-  if (handling_) server_.handler().on_peer_closed(*this);
+  if (reset) {
+    close_now();  // on_close ends a request the handler holds
+    return;
+  }
+  if (handling_ && streaming_body_) {
+    server_.handler().on_peer_closed(*this);
+  } else if (handling_) {
+    server_.handler().on_peer_done(*this);
+  }
   if (closing_) return;
   if (lingering_) {
     close_now();
@@ -522,7 +582,10 @@ void Connection::on_eof() {
 }
 
 void Connection::rearm() {
-  if (closing_ || lingering_ || handling_ || close_after_) return;
+  // A streamed body is timed while the handler holds its request: a client that stalls in it
+  // gets 408 (or the close, once the answer has started).
+  bool body_wait = handling_ && streaming_body_;
+  if (closing_ || lingering_ || (handling_ && !body_wait) || !input_wanted()) return;
   const Limits& lim = server_.limits();
   uint64_t ms = 0;
   switch (parser_.phase()) {
@@ -700,19 +763,25 @@ void Connection::check_deadline(uint64_t now) {
     }
     if (!lingering_) return;
   }
-  if (handling_ || deadline_ms_ == 0 || now < deadline_ms_) return;
+  // A body the handler paused is not the client's delay.
+  bool body_timed = handling_ && streaming_body_ && !body_paused_ && wait_ == Wait::kBody;
+  if ((handling_ && !body_timed) || deadline_ms_ == 0 || now < deadline_ms_) return;
   expire();
 }
 
 void Connection::expire() {
-  if (lingering_ || close_after_) {
+  if (lingering_ || (close_after_ && !handling_)) {
     close_now();
     return;
   }
   // A request under way gets 408 (RFC 9110 section 15.5.9); an idle connection just closes,
   // since a client may be sending its next request right now.
   if (wait_ == Wait::kHead || wait_ == Wait::kBody) {
-    respond_error(408);
+    if (handling_) {
+      abort_request(408);  // a streamed body: the handler holds the request
+    } else {
+      respond_error(408);
+    }
     return;
   }
   close_now();

@@ -59,14 +59,15 @@ class Connection : private RequestParser::BodySink, private ws::Sink {
   // non-token name never reaches the wire. `more` false finishes the answer.
   SendResult send_response(int status, const HeaderList* headers, std::string_view body, bool more,
                            std::string* error);
-  // The handler failed: a plain error answer when nothing was sent yet, else the connection is
-  // closed (the client sees the answer is incomplete). Ends the request.
+  // The handler failed: a plain error answer when nothing was sent yet (and the client has not
+  // closed its side), else what was sent goes out and the connection closes (the client sees the
+  // answer is incomplete). Ends the request.
   void fail_response(int status);
   // Flow control of a streamed request body: stop reading it until resume_body().
   void pause_body() { body_paused_ = true; }
   void resume_body();
-  // Streaming: "100 Continue" when the client asked for it and no body byte arrived yet (an
-  // app reading its body says it wants it).
+  // Streaming: "100 Continue" when the client asked for it, no body byte arrived yet and no
+  // response has started (an app reading its body says it wants it).
   void continue_if_expected();
   // WebSocket (RFC 6455). The request the handler holds is an opening handshake (only for a
   // handler that accepts_websockets()); it answers with accept_websocket(), or with any HTTP
@@ -124,7 +125,14 @@ class Connection : private RequestParser::BodySink, private ws::Sink {
   bool can_process() const;
   void dispatch();
   void resume_input();
-  void on_eof();
+  // Whether input is still of use: the connection is not closing after this answer, or the
+  // handler still reads the body of its request (a full-duplex answer).
+  bool input_wanted() const { return !close_after_ || (handling_ && streaming_body_); }
+  // The engine ends the request the handler holds (its body is invalid or stalled).
+  void abort_request(int status);
+  // The handler's request is over (answered when `answered`).
+  void release_request(bool answered);
+  void on_eof(bool reset);
   void respond_error(int status, std::string_view extra_header = {});
   void flush();
   // What the handler sends in one pass of the loop goes out in one write, at the pass's end.
@@ -199,6 +207,8 @@ class Connection : private RequestParser::BodySink, private ws::Sink {
   bool no_body_ = false;  // HEAD, 1xx, 204, 304
   int response_status_ = 0;
   uint64_t response_bytes_ = 0;
+  bool has_length_ = false;       // the body is framed by the handler's Content-Length
+  uint64_t declared_length_ = 0;  // which the body must match
   Endpoint peer_, local_;
   bool endpoints_known_ = false;
   // kHandshake: the handler holds an opening handshake; kOpen: frames flow; kClosing: our

@@ -49,11 +49,15 @@ class Handler {
   virtual bool streams_body() const { return false; }
   virtual void on_body(Connection&, std::string_view) {}
   virtual void on_body_end(Connection&) {}
-  // The connection closed while the handler still held its request.
+  // The request the handler held is over without its answer: the connection closed, or the
+  // engine ended the request (an invalid or stalled body; it answered 400, 408 or 413 itself).
   virtual void on_abort(Connection&) {}
-  // The client closed its side (or reset) while the handler holds its request; an answer may
-  // still be written.
+  // The client closed its side in the middle of the request the handler holds: its body will
+  // never be complete, and no error answer will be written.
   virtual void on_peer_closed(Connection&) {}
+  // The client half-closed after its complete request: it sends nothing more, but the answer is
+  // still written (a client that closed entirely shows when writing fails).
+  virtual void on_peer_done(Connection&) {}
   // The answer's unsent backlog fell below the high-water mark (after kPaused).
   virtual void on_drained(Connection&) {}
   // WebSocket: whether on_request may get opening handshakes (Connection::websocket_requested);
