@@ -156,7 +156,7 @@ void Runtime::drain(bool hand_off) {
       grace_ms, 0);
   server_->drain(std::min(kDrainIdleGraceMs, grace_ms), hand_off, [this] {
     drained_ = true;
-    app_->stop();
+    app_->stop_when_idle();
   });
 }
 

@@ -35,6 +35,10 @@ class WorkerClass {
   // Serves until stop(): drives `loop` (directly, or from another event loop).
   virtual void run(uv_loop_t* loop) = 0;
   virtual void stop() = 0;
+  // The drain is over (every connection closed): stop() once the app's calls still running
+  // (work after the response, such as background tasks) have returned. The runtime's
+  // --graceful-timeout bounds the wait.
+  virtual void stop_when_idle() { stop(); }
   // After the drain, before exit: the app's shutdown.
   virtual void finish() {}
 };

@@ -2,17 +2,20 @@
 import hashlib
 import json
 import os
+import re
 import signal
 import socket
 import stat
 import struct
 import tempfile
+import threading
 import time
 
 import httpx
 import pytest
 
-from conftest import DEADLINE, ROOT, pid_alive, recv_until_closed, run_wrk, wait_for
+from conftest import (DEADLINE, ROOT, parse_fields, pid_alive, recv_until_closed, run_wrk,
+                      wait_for)
 from test_http_basics import read_response
 
 APPS = ROOT / "tests" / "apps"
@@ -1078,3 +1081,250 @@ def test_a_late_failure_closes_the_connection_at_once(rotor):
             data, closed = recv_until_closed(s, timeout=10)
             assert data.startswith(b"HTTP/1.1 500 ") and b"connection: close" in data.lower()
             assert closed and time.monotonic() - started < 5, (path, data)
+
+
+# --- the bridge: contexts, waiters, work after the response, exits, logging --------------------
+
+def _marks(r):
+    return [l.split("MARK ", 1)[1] for l in r.log().splitlines() if "MARK " in l]
+
+
+def _read_responses(sock, count, deadline=DEADLINE):
+    """Reads `count` Content-Length responses from `sock`: [(head, body)]."""
+    end = time.monotonic() + deadline
+    buf, out = b"", []
+
+    def more():
+        assert time.monotonic() < end, f"{len(out)} responses and {len(buf)} bytes after {deadline}s"
+        sock.settimeout(max(0.1, end - time.monotonic()))
+        b = sock.recv(1 << 20)
+        assert b, f"closed after {len(out)} responses and {buf[:200]!r}"
+        return b
+
+    while len(out) < count:
+        while b"\r\n\r\n" not in buf:
+            buf += more()
+        head, _, rest = buf.partition(b"\r\n\r\n")
+        length = int(next(l.split(b":")[1] for l in head.split(b"\r\n")
+                          if l.lower().startswith(b"content-length:")))
+        while len(rest) < length:
+            rest += more()
+        out.append((head, rest[:length]))
+        buf = rest[length:]
+    return out
+
+
+def test_context_variables_never_pass_from_one_request_to_another(rotor):
+    r = serve(rotor, "bridge_app:app")
+    # Pipelined on one connection: the second request is read in a loop pass that the first
+    # one's send scheduled, yet starts from the worker's context, not from the first request's.
+    for first in (b"POST /ctx/set?user=alice HTTP/1.1\r\nHost: t\r\nContent-Length: 1\r\n\r\nx",
+                  b"GET /ctx/set?user=alice HTTP/1.1\r\nHost: t\r\n\r\n",
+                  b"GET /ctx/stream?user=alice HTTP/1.1\r\nHost: t\r\n\r\n"):
+        with socket.create_connection(("127.0.0.1", r.port), timeout=DEADLINE) as s:
+            s.sendall(first + b"GET /ctx/get HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+            got, closed = recv_until_closed(s, DEADLINE)
+            assert closed and got.endswith(b"\r\n\r\nNone"), (first, got[-300:])
+    # Concurrent: requests that set the var and stream (scheduling loop passes from their own
+    # context) while anonymous requests on other connections must never see it.
+    stop = False
+
+    def alice():
+        with httpx.Client(base_url=r.url(), timeout=DEADLINE) as c:
+            while not stop:
+                assert c.get("/ctx/stream", params={"user": "alice"}).status_code == 200
+
+    threads = [threading.Thread(target=alice) for _ in range(2)]
+    for t in threads:
+        t.start()
+    try:
+        with httpx.Client(base_url=r.url(), timeout=DEADLINE) as c:
+            seen = [c.get("/ctx/get").text for _ in range(300)]
+    finally:
+        stop = True
+        for t in threads:
+            t.join()
+    assert seen.count("None") == len(seen), f"leaked: {[v for v in seen if v != 'None'][:5]}"
+
+
+def test_a_paused_send_and_a_waiting_receive_each_get_their_wake_up(rotor):
+    r = serve(rotor, "bridge_app:app", "--graceful-timeout", "2")
+    n = 64  # 4 MiB: send has to pause while the client does not read
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+        s.settimeout(DEADLINE)
+        s.connect(("127.0.0.1", r.port))
+        s.sendall(f"GET /paused-and-listening?n={n} HTTP/1.1\r\nHost: t\r\n\r\n".encode())
+        # The listener task is in receive() by now; the sender pauses on the full socket.
+        time.sleep(0.5)  # the client reads late (the scenario, not a synchronisation)
+        [(head, body)] = _read_responses(s, 1)
+        assert head.startswith(b"HTTP/1.1 200") and body == b"z" * (n * 65536)
+        wait_for(lambda: "sender finished" in _marks(r), what="the sender to finish")
+        # The response is complete: the listener's receive() gets http.disconnect.
+        wait_for(lambda: "listener got http.disconnect" in _marks(r), what="the listener")
+
+
+def test_server_sent_events_generator_is_cancelled_when_the_client_leaves(rotor):
+    # Starlette's StreamingResponse listens for http.disconnect in receive() while its sender
+    # streams; the burst makes that send pause first (the client reads late).
+    r = serve(rotor, "starlette_sse_app:app", "--graceful-timeout", "2")
+    burst = 64  # 4 MiB
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+        s.settimeout(DEADLINE)
+        s.connect(("127.0.0.1", r.port))
+        s.sendall(f"GET /sse?burst={burst} HTTP/1.1\r\nHost: t\r\n\r\n".encode())
+        time.sleep(0.5)  # the client reads late (the scenario, not a synchronisation)
+        got, end = 0, time.monotonic() + DEADLINE
+        while got < burst * 65544:
+            assert time.monotonic() < end, f"{got} bytes of the burst after {DEADLINE}s"
+            b = s.recv(1 << 20)
+            assert b, "closed during the burst"
+            got += len(b)
+        wait_for(lambda: "burst sent" in _marks(r), what="the burst to be sent")
+    # The client has gone while the stream idles: the generator must be cancelled.
+    wait_for(lambda: "generator ended CancelledError" in _marks(r),
+             what=f"the generator to be cancelled\n{r.log()[-3000:]}")
+
+
+@pytest.mark.parametrize("app,path", [("starlette_sse_app:app", "/background"),
+                                      ("bridge_app:app", "/after-response")])
+def test_work_after_the_response_finishes_before_the_worker_exits_on_term(rotor, app, path):
+    r = serve(rotor, app)
+    with httpx.Client(base_url=r.url(), timeout=DEADLINE) as c:
+        assert c.get(path, params={"tag": "term", "seconds": "2"}).text == "accepted"
+    wait_for(lambda: "background started term" in _marks(r), what="the background work")
+    r.signal(signal.SIGTERM)
+    assert r.wait_exit() == 0
+    assert "background finished term" in _marks(r), r.log()[-3000:]
+    assert r.lines("drain-wait"), r.log()[-3000:]
+
+
+def test_work_after_the_response_finishes_before_a_rotated_worker_exits(rotor):
+    r = serve(rotor, "starlette_sse_app:app", "--max-requests", "1")
+    old = r.ready_pids()[0]
+    with httpx.Client(base_url=r.url(), timeout=DEADLINE) as c:
+        assert c.get("/background", params={"tag": "rot", "seconds": "2"}).text == "accepted"
+    exited = wait_for(lambda: [f for f in r.events("worker-exit") if int(f["pid"]) == old],
+                      what="the rotated worker to exit")
+    assert exited[0]["reason"] == "max-requests" and exited[0]["status"] == "exit:0"
+    assert "background finished rot" in _marks(r), r.log()[-3000:]
+
+
+def test_work_after_the_response_is_bounded_by_the_graceful_timeout(rotor):
+    r = serve(rotor, "bridge_app:app", "--graceful-timeout", "2")
+    with httpx.Client(base_url=r.url(), timeout=DEADLINE) as c:
+        assert c.get("/after-response", params={"tag": "long", "seconds": "600"}).text == \
+            "accepted"
+    wait_for(lambda: "background started long" in _marks(r), what="the background work")
+    t0 = time.monotonic()
+    r.signal(signal.SIGTERM)
+    r.wait_exit()
+    assert time.monotonic() - t0 < 15
+    assert "background finished long" not in _marks(r)
+
+
+def test_sys_exit_or_keyboard_interrupt_in_a_handler_fails_only_that_request(rotor):
+    r = serve(rotor, "bridge_app:app", "-t", "10")
+    pid = r.ready_pids()[0]
+    with httpx.Client(base_url=r.url(), timeout=DEADLINE) as c:
+        # An executor thread alive (as after a FastAPI sync endpoint) must not matter either.
+        assert c.get("/thread").text == "thread"
+        for path in ("/exit", "/exit-late", "/interrupt-late", "/exit"):
+            assert c.get(path).status_code == 500, path
+            assert c.get("/ctx/get").text == "None"
+    assert r.ready_pids() == [pid] and not r.events("worker-exit"), r.log()[-3000:]
+    errors = [f["error"] for f in r.events("app-error")]
+    assert errors.count("SystemExit(3)") == 3 and errors.count("KeyboardInterrupt()") == 1, errors
+
+
+def test_a_client_that_leaves_is_no_app_error(rotor):
+    r = serve(rotor, "bridge_app:app")
+    with socket.create_connection(("127.0.0.1", r.port), timeout=DEADLINE) as s:
+        s.sendall(b"GET /until-gone HTTP/1.1\r\nHost: t\r\n\r\n")
+        assert s.recv(65536).startswith(b"HTTP/1.1 200")
+    wait_for(lambda: "send raised ClientDisconnected" in _marks(r), what="the app to see it")
+    with httpx.Client(base_url=r.url(), timeout=DEADLINE) as c:
+        assert c.get("/ctx/get").text == "None"  # the worker serves on
+    log = r.log()
+    assert "level=error" not in log and "Traceback" not in log, log[-3000:]
+
+
+def test_python_logging_goes_to_the_error_log_unless_the_app_configured_it(rotor):
+    r = serve(rotor, "bridge_app:app")
+    with httpx.Client(base_url=r.url(), timeout=DEADLINE) as c:
+        assert c.get("/log").text == "logged"
+    lines = wait_for(lambda: len(r.lines("app-log")) >= 3 and r.lines("app-log"),
+                     what="the app's log lines")
+    fields = [parse_fields(l) for l in lines]
+    assert {"level": "info", "role": "worker", "logger": "uvicorn.error",
+            "message": "bridge_app lifespan startup"}.items() <= fields[0].items(), lines
+    assert {"level": "info", "logger": "uvicorn.error",
+            "message": "info via uvicorn.error"}.items() <= fields[1].items(), lines
+    assert {"level": "warning", "logger": "some.library",
+            "message": "warning via a library logger"}.items() <= fields[2].items(), lines
+    assert not any("debug via" in l for l in lines)  # below --log-level info
+    assert re.match(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}[+-]\d\d:?\d\d level=", lines[1])
+
+    verbose = serve(rotor, "bridge_app:app", "--log-level", "debug")
+    with httpx.Client(base_url=verbose.url(), timeout=DEADLINE) as c:
+        assert c.get("/log").text == "logged"
+    wait_for(lambda: any("debug via uvicorn.error" in l for l in verbose.lines("app-log")),
+             what=f"the debug line\n{verbose.log()[-2000:]}")
+
+    own = serve(rotor, "logging_app:app")
+    with httpx.Client(base_url=own.url(), timeout=DEADLINE) as c:
+        assert c.get("/").text == "logged"
+    wait_for(lambda: "OWNFMT uvicorn.error info via uvicorn.error" in own.log(),
+             what="the app's own format")
+    assert not own.lines("app-log")
+
+
+def test_receive_after_the_response_is_complete_says_disconnect(rotor):
+    r = serve(rotor, "bridge_app:app")
+    with httpx.Client(base_url=r.url(), timeout=DEADLINE) as c:
+        assert c.post("/unread-then-receive", content=b"hello").text == "answered"
+    wait_for(lambda: [m for m in _marks(r) if m.startswith("after the answer")],
+             what="the app's receive")
+    assert "after the answer receive gave http.disconnect body=0" in _marks(r)
+
+
+def test_tiny_request_body_chunks_do_not_multiply_memory(rotor):
+    # Chunked bodies in 2-byte chunks to an app that reads one message a minute: what each
+    # connection holds stays near the 256 KiB pause mark, not one Python object per chunk.
+    r = serve(rotor, "raw_app:app", "--graceful-timeout", "1")
+    worker = r.ready_pids()[0]
+    with httpx.Client(base_url=r.url(), timeout=DEADLINE) as c:
+        assert c.post("/slow-reader?0", content=b"x" * 1000).text == "1000"
+    baseline = _proc_kib(worker, "VmRSS")
+    n, payload = 4, (b"2\r\nxx\r\n" * 150_000)  # 300 kB of body each
+    socks = []
+    try:
+        for _ in range(n):
+            s = socket.create_connection(("127.0.0.1", r.port), timeout=DEADLINE)
+            s.sendall(b"POST /slow-reader?60 HTTP/1.1\r\nHost: t\r\n"
+                      b"Transfer-Encoding: chunked\r\n\r\n")
+            socks.append(s)
+        for s in socks:
+            # Until the body is in or the worker stops reading (the pause) for 2 s.
+            s.settimeout(2)
+            sent = 0
+            try:
+                while sent < len(payload):
+                    sent += s.send(payload[sent:sent + 65536])
+            except socket.timeout:
+                pass
+        # The worker reads on after the sends return: measure once its RSS has settled (the
+        # same three times, 0.5 s apart; a measuring interval, retried until it holds).
+        samples = []
+
+        def settled():
+            samples.append(_proc_kib(worker, "VmRSS"))
+            time.sleep(0.5)
+            return len(samples) >= 3 and len(set(samples[-3:])) == 1
+        wait_for(settled, what="the worker's RSS to settle", interval=0)
+        grown = samples[-1] - baseline
+        assert grown < n * 1536, f"worker RSS grew {grown} KiB for {n} connections"
+    finally:
+        for s in socks:
+            s.close()

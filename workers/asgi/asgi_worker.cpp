@@ -5,6 +5,7 @@
 
 #include <unistd.h>
 
+#include <cctype>
 #include <climits>
 #include <cstdio>
 #include <cstdlib>
@@ -45,6 +46,7 @@ class AsgiWorker : public worker::WorkerClass, public http::Handler, public Engi
   http::Handler& handler() override { return *this; }
   void run(uv_loop_t* loop) override;
   void stop() override;
+  void stop_when_idle() override;
   void finish() override;
 
   // http::Handler
@@ -79,6 +81,12 @@ class AsgiWorker : public worker::WorkerClass, public http::Handler, public Engi
   PyObject* py_ws_close(PyObject* args);
   PyObject* py_ws_deny(PyObject* args);
   PyObject* py_ws_took(PyObject* args);
+  PyObject* py_call_ended() {
+    call_ended();
+    Py_RETURN_NONE;
+  }
+  PyObject* py_log(PyObject* args);
+  PyObject* py_client_left(PyObject* args);
 
  private:
   struct Live {
@@ -92,10 +100,15 @@ class AsgiWorker : public worker::WorkerClass, public http::Handler, public Engi
     return it == live_.end() ? nullptr : &it->second;
   }
   void forget(uint64_t rid);
+  // An app call has returned (calls_); the last one ends a drain that waited for it.
+  void call_ended();
   PyObject* new_event_loop(PyObject* asyncio);
   void after_response();
   bool apply_gc_settings();
   bool install_bridge();
+  // bridge.configure_logging: uvicorn's loggers (before the lifespan startup) or the root
+  // logger (after it), unless the app configured logging. False with a Python error set.
+  bool configure_logging(bool root);
   // Steps the request in an idle host task: `coro` (run()) when given, else the app's own
   // coroutine. False (nothing run) when that cannot be done now.
   bool start_eagerly(PyObject* coro, PyObject* scope, PyObject* ex);
@@ -104,6 +117,8 @@ class AsgiWorker : public worker::WorkerClass, public http::Handler, public Engi
   void park(PyObject* host);
   bool init_eager_start();
   void start_websocket(http::Connection& conn, const http::Request& req);
+  // loop.create_task(coro) in a fresh copy of the base context: new reference or nullptr.
+  PyObject* spawn(PyObject* coro);
   // Tells a session's bridge.WebSocket that it is over (on_ws_closed, on_abort).
   void websocket_gone(Live& l, uint16_t code, std::string_view reason);
 
@@ -125,7 +140,10 @@ class AsgiWorker : public worker::WorkerClass, public http::Handler, public Engi
   PyObject* paused_ = nullptr;    // _rotor.PAUSED
   // Looked up once (after the interpreter starts), used per request.
   PyObject* create_task_ = nullptr;  // loop.create_task
-  PyObject* hosts_ = nullptr;        // idle bridge._Host objects (parked tasks)
+  // The worker's contextvars at run(): each request starts in a fresh copy of it, never in a
+  // copy of whichever request's context happened to be current (a tick scheduled from its send).
+  PyObject* base_ctx_ = nullptr;
+  PyObject* hosts_ = nullptr;  // idle bridge._Host objects (parked tasks)
   PyObject* host_cls_ = nullptr;
   PyObject* enter_task_ = nullptr;  // asyncio's _enter_task and _leave_task
   PyObject* leave_task_ = nullptr;
@@ -137,6 +155,11 @@ class AsgiWorker : public worker::WorkerClass, public http::Handler, public Engi
   PyObject* timeout_ = nullptr;     // --timeout-request, a float
   PyObject* gc_collect_ = nullptr;  // gc.collect, for --gc-collect-every
   int64_t answered_ = 0;
+  // App calls (HTTP requests, WebSocket sessions) not yet returned: a response may be complete
+  // (and its request forgotten) while the app still runs work after it, such as Starlette's
+  // BackgroundTasks. The drain stops the loop only once this is 0.
+  size_t calls_ = 0;
+  bool stop_when_idle_ = false;
   bool preloaded_ = false;
   std::unique_ptr<LoopDriver> driver_;
 };
@@ -171,6 +194,15 @@ PyObject* mod_ws_deny(PyObject*, PyObject* args) {
 PyObject* mod_ws_took(PyObject*, PyObject* args) {
   return g_worker->py_ws_took(args);
 }
+PyObject* mod_log(PyObject*, PyObject* args) {
+  return g_worker->py_log(args);
+}
+PyObject* mod_call_ended(PyObject*, PyObject*) {
+  return g_worker->py_call_ended();
+}
+PyObject* mod_client_left(PyObject*, PyObject* args) {
+  return g_worker->py_client_left(args);
+}
 
 constexpr size_t kBodyHighWater = 256 * 1024;
 // What a queued WebSocket message costs beyond its payload (the message dict in the inbox):
@@ -188,6 +220,10 @@ PyMethodDef g_methods[] = {
     {"ws_close", mod_ws_close, METH_VARARGS, "ws_close(rid, code, reason)"},
     {"ws_deny", mod_ws_deny, METH_VARARGS, "ws_deny(rid, status): refuse the handshake"},
     {"ws_took", mod_ws_took, METH_VARARGS, "ws_took(rid, nbytes): the app took a message"},
+    {"log", mod_log, METH_VARARGS, "log(levelno, logger, message, tb): a Python log record"},
+    {"call_ended", mod_call_ended, METH_NOARGS, "call_ended(): an app call has returned"},
+    {"client_left", mod_client_left, METH_VARARGS,
+     "client_left(rid): the app gave up on a request whose client has gone"},
     {nullptr, nullptr, 0, nullptr}};
 
 PyModuleDef g_module = {PyModuleDef_HEAD_INIT,
@@ -229,10 +265,18 @@ bool header_views(PyObject* headers, http::HeaderList* out) {
   return true;
 }
 
-// Logs the pending Python exception (traceback to the error log) under `event`.
+// Logs the pending Python exception (traceback to the error log) under `event`. Never
+// PyErr_Print: given a SystemExit it would finalize the interpreter and exit the worker.
 void log_python_error(const char* event) {
   spdlog::error("event={}", event);
-  PyErr_Print();
+  PyObject *et, *ev, *etb;
+  PyErr_Fetch(&et, &ev, &etb);
+  if (!et) return;
+  PyErr_NormalizeException(&et, &ev, &etb);
+  PyErr_Display(et, ev, etb);
+  Py_XDECREF(et);
+  Py_XDECREF(ev);
+  Py_XDECREF(etb);
 }
 
 bool AsgiWorker::install_bridge() {
@@ -358,6 +402,10 @@ int AsgiWorker::boot(uv_loop_t*) {
     return worker::kExitBootFailed;
   }
 
+  if (!configure_logging(false)) {
+    log_python_error("boot-failed detail=\"logging\"");
+    return worker::kExitBootFailed;
+  }
   if (cfg_.lifespan != "off") {
     state_ = PyDict_New();
     lifespan_ =
@@ -386,7 +434,21 @@ int AsgiWorker::boot(uv_loop_t*) {
     }
     Py_XDECREF(supported);
   }
+  if (!configure_logging(true)) {
+    log_python_error("boot-failed detail=\"logging\"");
+    return worker::kExitBootFailed;
+  }
   return worker::kExitOk;
+}
+
+bool AsgiWorker::configure_logging(bool root) {
+  std::string level = cfg_.log_level;
+  for (char& c : level) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  if (level == "TRACE") level = "DEBUG";
+  PyObject* r = PyObject_CallMethod(bridge_, "configure_logging", "sO", level.c_str(),
+                                    root ? Py_True : Py_False);
+  Py_XDECREF(r);
+  return r != nullptr;
 }
 
 bool AsgiWorker::init_eager_start() {
@@ -413,8 +475,11 @@ bool AsgiWorker::init_eager_start() {
 }
 
 void AsgiWorker::run(uv_loop_t* loop) {
-  driver_ = std::make_unique<LoopDriver>(loop, loop_);
-  if (!driver_->start()) {
+  base_ctx_ = PyContext_CopyCurrent();
+  PyObject* tick_ctx = base_ctx_ ? PyContext_Copy(base_ctx_) : nullptr;
+  driver_ = std::make_unique<LoopDriver>(loop, loop_, tick_ctx ? tick_ctx : Py_None);
+  Py_XDECREF(tick_ctx);
+  if (!tick_ctx || !driver_->start()) {
     log_python_error("loop-failed");
     return;
   }
@@ -428,6 +493,57 @@ void AsgiWorker::stop() {
   PyObject* r = PyObject_CallMethod(loop_, "stop", nullptr);
   if (!r) PyErr_Clear();
   Py_XDECREF(r);
+}
+
+void AsgiWorker::stop_when_idle() {
+  if (calls_ == 0) {
+    stop();
+    return;
+  }
+  // Like uvicorn's "Waiting for background tasks to complete"; --graceful-timeout bounds it.
+  spdlog::info("event=drain-wait app_calls={}", calls_);
+  stop_when_idle_ = true;
+}
+
+void AsgiWorker::call_ended() {
+  if (calls_ > 0) --calls_;
+  if (calls_ == 0 && stop_when_idle_) {
+    stop_when_idle_ = false;
+    // May run with the app's exception pending (start_eagerly): keep it for the caller.
+    PyObject *et, *ev, *etb;
+    PyErr_Fetch(&et, &ev, &etb);
+    stop();
+    PyErr_Restore(et, ev, etb);
+  }
+}
+
+PyObject* AsgiWorker::py_log(PyObject* args) {
+  int levelno;
+  const char *name, *message, *tb;
+  if (!PyArg_ParseTuple(args, "isss", &levelno, &name, &message, &tb)) return nullptr;
+  auto level = levelno >= 50   ? spdlog::level::critical
+               : levelno >= 40 ? spdlog::level::err
+               : levelno >= 30 ? spdlog::level::warn
+               : levelno >= 20 ? spdlog::level::info
+                               : spdlog::level::debug;
+  if (!spdlog::should_log(level)) Py_RETURN_NONE;
+  spdlog::log(level, "event=app-log logger={} message={}", log::quote(name), log::quote(message));
+  if (*tb) std::fputs(tb, stderr);
+  Py_RETURN_NONE;
+}
+
+PyObject* AsgiWorker::py_client_left(PyObject* args) {
+  unsigned long long rid;
+  if (!PyArg_ParseTuple(args, "K", &rid)) return nullptr;
+  // The app stopped because its send or receive said the client went away: no app error. A
+  // request still held (the client only half-closed) is closed unanswered, as uvicorn does.
+  spdlog::debug("event=client-gone detail=\"the app stopped: its client went away\"");
+  if (Live* l = find(rid)) {
+    l->conn->close_now();
+    forget(rid);
+    if (driver_) driver_->kick();
+  }
+  Py_RETURN_NONE;
 }
 
 void AsgiWorker::finish() {
@@ -467,6 +583,7 @@ void AsgiWorker::on_request(http::Connection& conn, const http::Request& req) {
     return;
   }
   live_[rid] = {&conn, ex, 0};
+  ++calls_;  // until run(), _carry() or start_eagerly() says it returned
   // Without a body the request is complete now: start the app at once (its receive has the
   // whole, empty body). A body arrives after this call, so such requests get a task.
   if (!req.has_body) {
@@ -479,15 +596,32 @@ void AsgiWorker::on_request(http::Connection& conn, const http::Request& req) {
   }
   if (!coro) coro = PyObject_CallFunctionObjArgs(run_fn_, app_, scope, ex, timeout_, nullptr);
   Py_DECREF(scope);
-  PyObject* task = coro ? PyObject_CallOneArg(create_task_, coro) : nullptr;
+  PyObject* task = coro ? spawn(coro) : nullptr;
   Py_XDECREF(coro);
   if (!task) {
     forget(rid);
     log_python_error("request-failed");
     conn.fail_response(500);
+    call_ended();  // never ran
     return;
   }
   Py_DECREF(task);  // the loop keeps it
+}
+
+PyObject* AsgiWorker::spawn(PyObject* coro) {
+  PyObject* ctx = PyContext_Copy(base_ctx_);
+  if (!ctx) return nullptr;
+  if (PyContext_Enter(ctx) != 0) {
+    Py_DECREF(ctx);
+    return nullptr;
+  }
+  PyObject* task = PyObject_CallOneArg(create_task_, coro);  // the task copies `ctx`
+  PyObject *et, *ev, *etb;
+  PyErr_Fetch(&et, &ev, &etb);
+  PyContext_Exit(ctx);
+  PyErr_Restore(et, ev, etb);
+  Py_DECREF(ctx);
+  return task;
 }
 
 bool AsgiWorker::start_eagerly(PyObject* coro, PyObject* scope, PyObject* ex) {
@@ -507,7 +641,7 @@ bool AsgiWorker::start_eagerly(PyObject* coro, PyObject* scope, PyObject* ex) {
     return false;
   }
   PyObject* task = PyObject_GetAttr(host, name_task_);
-  PyObject* ctx = task ? PyContext_CopyCurrent() : nullptr;
+  PyObject* ctx = task ? PyContext_Copy(base_ctx_) : nullptr;
   PyObject* args[] = {loop_, task};
   // A task may be running already (a pipelined request dispatched from inside another
   // request's send): then entering fails, and this request gets a task of its own.
@@ -560,10 +694,13 @@ bool AsgiWorker::start_eagerly(PyObject* coro, PyObject* scope, PyObject* ex) {
     if (!r) log_python_error("host-failed");
     Py_XDECREF(r);
   } else {
-    if (direct) answer_outcome(ex, sent);
+    if (direct) {
+      answer_outcome(ex, sent);
+      call_ended();  // the app's own coroutine ended here (run() says so itself)
+    }
     if (PyErr_Occurred()) {
-      // What run() lets through is a cancel (a task would end cancelled, silently) or an exit
-      // the error log should show.
+      // What run() lets through is a cancel (a task would end cancelled, silently), or the
+      // GeneratorExit of a coroutine being closed.
       if (PyErr_ExceptionMatches(cancelled_error_)) {
         PyErr_Clear();
       } else {
@@ -597,8 +734,9 @@ void AsgiWorker::answer_outcome(PyObject* ex, PySendResult sent) {
   PyObject* r = PyObject_CallFunctionObjArgs(failed_fn_, ex, ev, timeout_, nullptr);
   if (!r) log_python_error("app-failed");
   Py_XDECREF(r);
-  // As run() re-raises what is not an Exception (cancels, exits).
-  if (PyErr_GivenExceptionMatches(et, PyExc_Exception)) {
+  // As run() re-raises only a cancel (bridge._passes): an exit is this request's failure.
+  if (!PyErr_GivenExceptionMatches(et, cancelled_error_) &&
+      !PyErr_GivenExceptionMatches(et, PyExc_GeneratorExit)) {
     Py_XDECREF(et);
     Py_XDECREF(ev);
     Py_XDECREF(etb);
@@ -624,14 +762,12 @@ void AsgiWorker::on_body(http::Connection& conn, std::string_view data) {
   if (!l) return;
   l->unread += data.size();
   if (l->unread >= kBodyHighWater) conn.pause_body();
-  PyObject* bytes = PyBytes_FromStringAndSize(data.data(), static_cast<Py_ssize_t>(data.size()));
-  if (!bytes || !exchange_feed(l->exchange, bytes, true)) log_python_error("bridge-failed");
-  Py_XDECREF(bytes);
+  if (!exchange_feed(l->exchange, data, true)) log_python_error("bridge-failed");
 }
 
 void AsgiWorker::on_body_end(http::Connection& conn) {
   Live* l = find(conn.handler_tag);
-  if (l && !exchange_feed(l->exchange, nullptr, false)) log_python_error("bridge-failed");
+  if (l && !exchange_feed(l->exchange, {}, false)) log_python_error("bridge-failed");
 }
 
 PyObject* AsgiWorker::py_resume_body(PyObject* args) {
@@ -701,7 +837,7 @@ void AsgiWorker::start_websocket(http::Connection& conn, const http::Request& re
   PyObject* session = scope ? PyObject_CallFunction(ws_cls_, "OK", loop_, rid) : nullptr;
   PyObject* coro =
       session ? PyObject_CallFunctionObjArgs(run_ws_fn_, app_, scope, session, nullptr) : nullptr;
-  PyObject* task = coro ? PyObject_CallOneArg(create_task_, coro) : nullptr;
+  PyObject* task = coro ? spawn(coro) : nullptr;
   Py_XDECREF(coro);
   Py_XDECREF(scope);
   if (!task) {
@@ -712,6 +848,7 @@ void AsgiWorker::start_websocket(http::Connection& conn, const http::Request& re
   }
   Py_DECREF(task);  // the loop keeps it
   live_[rid] = {&conn, session, 0, true};
+  ++calls_;  // run_websocket says when it returned
 }
 
 void AsgiWorker::on_ws_message(http::Connection& conn, bool text, std::string_view data) {

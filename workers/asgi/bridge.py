@@ -8,6 +8,7 @@
 import asyncio
 import collections
 import inspect
+import logging
 import sys
 import traceback
 
@@ -26,19 +27,22 @@ async def _receive_slow(ex):
     while True:
         if ex.chunks is not None:
             _rotor.want_body(ex.cid)  # sends 100 Continue if the client waits for one
-        await _wait(ex)
+        await _wait(ex.loop, ex.receivers)
         message = ex._take()
         if message is not None:
             return message
 
 
-async def _wait(ex):
-    """Until the engine wakes the exchange: body arrived, the socket drained, or it is over."""
-    ex.waiter = waiter = ex.loop.create_future()
+async def _wait(loop, waiters):
+    """Until the engine releases `waiters` (the exchange's receivers or senders): body arrived,
+    the socket drained, or it is over. Each waiting task has its own future in the list."""
+    waiter = loop.create_future()
+    waiters.append(waiter)
     try:
         await waiter
     finally:
-        ex.waiter = None
+        if waiter in waiters:  # cancelled: the engine did not take it out
+            waiters.remove(waiter)
 
 
 # -- eager start ---------------------------------------------------------------------------------
@@ -135,12 +139,33 @@ def _expire(ex, task):
     task.cancel()
 
 
+def _client_left(exc):
+    """Whether `exc` is only our ClientDisconnected (also grouped, as anyio task groups do)."""
+    if isinstance(exc, ClientDisconnected):
+        return True
+    return isinstance(exc, BaseExceptionGroup) and exc.split(ClientDisconnected)[1] is None
+
+
+def _passes(exc):
+    """What run() re-raises once the request is answered: a cancel (the task must end
+    cancelled) and GeneratorExit (the coroutine is being closed). SystemExit and
+    KeyboardInterrupt from a handler fail that request only, as in uvicorn: were they to
+    reach the loop, the worker would die with every other request it holds."""
+    return isinstance(exc, (asyncio.CancelledError, GeneratorExit))
+
+
 def failed(ex, exc, timeout):
     """The app raised `exc` (CancelledError too: the request timeout): 504 or 500, logged."""
+    if isinstance(exc, GeneratorExit):
+        return  # closed unfinished (the worker is going away): no failure of the app
     if ex.timed_out:
         _rotor.app_failed(ex.cid, ex.started, f"request timed out after {timeout}s", "", 504)
     elif isinstance(exc, asyncio.CancelledError):
         _rotor.app_failed(ex.cid, ex.started, "cancelled", "", 500)
+    elif _client_left(exc):
+        # Our send or receive raised it because the client went away: the client's doing, not
+        # an app error (as for WebSockets).
+        _rotor.client_left(ex.cid)
     else:
         _rotor.app_failed(ex.cid, ex.started, repr(exc), "".join(traceback.format_exception(exc)),
                           500)
@@ -161,13 +186,14 @@ async def run(app, scope, ex, timeout):
         await app(scope, ex.receive, ex.send)
     except BaseException as exc:
         failed(ex, exc, timeout)
-        if not isinstance(exc, Exception) and not ex.timed_out:
+        if _passes(exc) and not ex.timed_out:
             raise
     else:
         returned(ex)
     finally:
         if timer is not None:
             timer.cancel()
+        _rotor.call_ended()  # the drain waits for this (work after the response included)
 
 
 async def _carry(ex, awaitable):
@@ -177,10 +203,12 @@ async def _carry(ex, awaitable):
         await awaitable
     except BaseException as exc:
         failed(ex, exc, 0)
-        if not isinstance(exc, Exception):
+        if _passes(exc):
             raise
     else:
         returned(ex)
+    finally:
+        _rotor.call_ended()
 
 
 # -- WebSocket -----------------------------------------------------------------------------------
@@ -296,13 +324,13 @@ async def run_websocket(app, scope, ws):
     except BaseException as exc:
         # ClientDisconnected comes from our send: the session ended (the client left, or the
         # worker closed it to drain), which is no failure of the app.
-        if not isinstance(exc, ClientDisconnected):
+        if not _client_left(exc) and not isinstance(exc, GeneratorExit):
             _rotor.app_error(repr(exc), "".join(traceback.format_exception(exc)))
         if ws.state == _CONNECTING:
             _rotor.ws_deny(ws.wid, 500)
         elif ws.state == _OPEN:
             _rotor.ws_close(ws.wid, 1011, "")
-        if not isinstance(exc, Exception):
+        if _passes(exc):
             raise
     else:
         if ws.state == _CONNECTING:
@@ -310,6 +338,47 @@ async def run_websocket(app, scope, ws):
             _rotor.ws_deny(ws.wid, 500)
         elif ws.state == _OPEN:
             _rotor.ws_close(ws.wid, 1000, "")
+    finally:
+        _rotor.call_ended()
+
+
+# -- Python logging ------------------------------------------------------------------------------
+class _RotorHandler(logging.Handler):
+    """Python log records into rotor's error log: one key=value line each, with rotor's
+    timestamp, level, role and pid (and the traceback after it, as for app errors)."""
+
+    def emit(self, record):
+        try:
+            tb = ""
+            if record.exc_info:
+                tb = logging.Formatter().formatException(record.exc_info) + "\n"
+            elif record.stack_info:
+                tb = record.stack_info + "\n"
+            _rotor.log(record.levelno, record.name, record.getMessage(), tb)
+        except Exception:
+            self.handleError(record)
+
+
+def configure_logging(level, root):
+    """What uvicorn users expect of logging, when the app has not set it up itself (no handler
+    on the loggers concerned): `logging.getLogger("uvicorn.error").info(...)` reaches the error
+    log at --log-level `level`. With `root`, the root logger too, as logging.basicConfig would
+    (done after the lifespan startup, so that an app's own basicConfig there still counts)."""
+    top = logging.getLogger()
+    if top.handlers:
+        return  # the app configured logging: its choice stands
+    if root:
+        top.addHandler(_RotorHandler())
+        top.setLevel(level)
+        return
+    server, error = logging.getLogger("uvicorn"), logging.getLogger("uvicorn.error")
+    if server.handlers or error.handlers:
+        return
+    # As uvicorn's own LOGGING_CONFIG: "uvicorn" writes, "uvicorn.error" propagates to it.
+    server.addHandler(_RotorHandler())
+    server.setLevel(level)
+    server.propagate = False
+    error.setLevel(level)
 
 
 class ASGI2Adapter:

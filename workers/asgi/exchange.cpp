@@ -87,8 +87,14 @@ PyObject* ready_new(PyObject* value) {  // steals `value`
 struct Exchange {
   PyObject_HEAD uint64_t rid;
   PyObject* loop;
-  PyObject* chunks;   // list: body not yet received; null once the app has had it all
-  PyObject* waiter;   // the future a waiting receive or send awaits, or null
+  // list: body not yet received (bytes; small pieces merged into a trailing bytearray), null
+  // once the app has had it all.
+  PyObject* chunks;
+  // Futures of the app's tasks waiting in receive (for body or the end) and in send (for the
+  // client to read), each list made on first wait. Apart: a paused send and a receive waiting
+  // at the same time (Starlette's disconnect listener) must not take each other's wake-up.
+  PyObject* receivers;
+  PyObject* senders;
   PyObject* headers;  // http.response.start's headers until they are written
   int status;
   char more;       // more request body to come
@@ -101,7 +107,7 @@ struct Exchange {
 
 Engine* g_engine = nullptr;
 PyObject* g_receive_slow = nullptr;  // bridge._receive_slow(ex): a receive that has to wait
-PyObject* g_wait = nullptr;          // bridge._wait(ex): until wake()
+PyObject* g_wait = nullptr;          // bridge._wait(loop, waiters): until released
 PyObject* g_disconnected = nullptr;  // bridge.ClientDisconnected
 PyObject *k_type, *k_body, *k_more_body, *k_status, *k_headers, *v_request, *v_disconnect, *v_start,
     *v_body, *k_done, *k_set_result, *g_empty_tuple, *g_empty_bytes;
@@ -110,7 +116,8 @@ int ex_traverse(PyObject* self, visitproc visit, void* arg) {
   auto* ex = reinterpret_cast<Exchange*>(self);
   Py_VISIT(ex->loop);
   Py_VISIT(ex->chunks);
-  Py_VISIT(ex->waiter);
+  Py_VISIT(ex->receivers);
+  Py_VISIT(ex->senders);
   Py_VISIT(ex->headers);
   return 0;
 }
@@ -119,7 +126,8 @@ int ex_clear(PyObject* self) {
   auto* ex = reinterpret_cast<Exchange*>(self);
   Py_CLEAR(ex->loop);
   Py_CLEAR(ex->chunks);
-  Py_CLEAR(ex->waiter);
+  Py_CLEAR(ex->receivers);
+  Py_CLEAR(ex->senders);
   Py_CLEAR(ex->headers);
   return 0;
 }
@@ -141,6 +149,12 @@ PyObject* message(PyObject* kind) {
 
 // The next message receive() has for the app now (new reference), or None when it has to wait.
 PyObject* take(Exchange* ex) {
+  // Once the response is complete, what the app left unread is of no use to it: disconnect
+  // (as uvicorn), not the rest of the body.
+  if (ex->finished) {
+    Py_CLEAR(ex->chunks);
+    return message(v_disconnect);
+  }
   if (ex->chunks) {  // the body is not all handed over yet
     Py_ssize_t n = PyList_GET_SIZE(ex->chunks);
     if (n || !ex->more) {
@@ -148,7 +162,8 @@ PyObject* take(Exchange* ex) {
       if (n == 0) {
         body = Py_NewRef(g_empty_bytes);
       } else if (n == 1) {
-        body = Py_NewRef(PyList_GET_ITEM(ex->chunks, 0));
+        PyObject* only = PyList_GET_ITEM(ex->chunks, 0);
+        body = PyBytes_CheckExact(only) ? Py_NewRef(only) : PyBytes_FromObject(only);
       } else {
         body = _PyBytes_Join(g_empty_bytes, ex->chunks);
       }
@@ -190,6 +205,8 @@ PyObject* ex_receive(PyObject* self, PyObject*) {
   PyObject* m = take(reinterpret_cast<Exchange*>(self));
   if (m != Py_None) return ready_new(m);
   Py_DECREF(m);
+  auto* ex = reinterpret_cast<Exchange*>(self);
+  if (!ex->receivers && !(ex->receivers = PyList_New(0))) return nullptr;
   return PyObject_CallOneArg(g_receive_slow, self);
 }
 
@@ -220,6 +237,55 @@ bool is_kind(PyObject* kind, PyObject* name) {
   return n == PyUnicode_GET_LENGTH(name) && PyUnicode_KIND(kind) == PyUnicode_KIND(name) &&
          std::memcmp(PyUnicode_DATA(kind), PyUnicode_DATA(name),
                      static_cast<size_t>(n) * PyUnicode_KIND(kind)) == 0;
+}
+
+// Wakes every future in `waiters` (a list, or null) and empties it. False with a Python error.
+bool release(PyObject* waiters) {
+  if (!waiters || PyList_GET_SIZE(waiters) == 0) return true;
+  // Taken out first: the list is the bridge's too, and set_result must not see it change.
+  PyObject* taken = PyList_GetSlice(waiters, 0, PyList_GET_SIZE(waiters));
+  if (!taken || PyList_SetSlice(waiters, 0, PyList_GET_SIZE(waiters), nullptr) != 0) {
+    Py_XDECREF(taken);
+    return false;
+  }
+  bool ok = true;
+  for (Py_ssize_t i = 0; ok && i < PyList_GET_SIZE(taken); ++i) {
+    PyObject* w = PyList_GET_ITEM(taken, i);
+    PyObject* is_done = PyObject_CallMethodNoArgs(w, k_done);
+    int d = is_done ? PyObject_IsTrue(is_done) : -1;
+    Py_XDECREF(is_done);
+    PyObject* r = d == 0 ? PyObject_CallMethodOneArg(w, k_set_result, Py_None) : nullptr;
+    ok = d > 0 || (d == 0 && r);
+    Py_XDECREF(r);
+  }
+  Py_DECREF(taken);
+  return ok;
+}
+
+// Below this a body piece is merged into the list's trailing bytearray (grown in amortized
+// steps) instead of becoming an object of its own: a client sending 2-byte chunks would
+// otherwise queue ~60 bytes of Python object per body byte, far past what the engine's pause
+// mark (which counts body bytes) means to allow.
+constexpr size_t kMergeBelow = 4096;
+
+bool queue_body(PyObject* chunks, std::string_view data) {
+  auto n = static_cast<Py_ssize_t>(data.size());
+  Py_ssize_t count = PyList_GET_SIZE(chunks);
+  if (data.size() < kMergeBelow && count > 0) {
+    PyObject* tail = PyList_GET_ITEM(chunks, count - 1);
+    if (PyByteArray_CheckExact(tail)) {
+      Py_ssize_t old = PyByteArray_GET_SIZE(tail);
+      if (PyByteArray_Resize(tail, old + n) != 0) return false;
+      std::memcpy(PyByteArray_AS_STRING(tail) + old, data.data(), data.size());
+      return true;
+    }
+  }
+  PyObject* piece = data.size() < kMergeBelow ? PyByteArray_FromStringAndSize(data.data(), n)
+                                              : PyBytes_FromStringAndSize(data.data(), n);
+  if (!piece) return false;
+  int r = PyList_Append(chunks, piece);
+  Py_DECREF(piece);
+  return r == 0;
 }
 
 PyObject* disconnected(Exchange* ex) {
@@ -285,7 +351,10 @@ PyObject* send_body(Exchange* ex, PyObject* msg) {
     case SendOutcome::kGone:
       return disconnected(ex);
     case SendOutcome::kPaused:
-      if (more) return PyObject_CallOneArg(g_wait, reinterpret_cast<PyObject*>(ex));
+      if (more) {
+        if (!ex->senders && !(ex->senders = PyList_New(0))) return nullptr;
+        return PyObject_CallFunctionObjArgs(g_wait, ex->loop, ex->senders, nullptr);
+      }
       break;
     case SendOutcome::kOk:
       break;
@@ -293,7 +362,7 @@ PyObject* send_body(Exchange* ex, PyObject* msg) {
   if (!more) {
     ex->finished = 1;
     ex->done = 1;
-    if (!exchange_wake(reinterpret_cast<PyObject*>(ex))) return nullptr;
+    if (!release(ex->receivers)) return nullptr;  // a waiting receive now gets disconnect
   }
   return Py_NewRef(g_done);
 }
@@ -322,18 +391,19 @@ PyMethodDef g_ex_methods[] = {
     {"_take", ex_take, METH_NOARGS, "the message receive() has now, or None"},
     {nullptr, nullptr, 0, nullptr}};
 
-PyMemberDef g_ex_members[] = {{"cid", T_ULONGLONG, offsetof(Exchange, rid), READONLY, nullptr},
-                              {"loop", T_OBJECT, offsetof(Exchange, loop), READONLY, nullptr},
-                              {"chunks", T_OBJECT, offsetof(Exchange, chunks), READONLY, nullptr},
-                              {"waiter", T_OBJECT, offsetof(Exchange, waiter), 0, nullptr},
-                              {"headers", T_OBJECT, offsetof(Exchange, headers), READONLY, nullptr},
-                              {"status", T_INT, offsetof(Exchange, status), READONLY, nullptr},
-                              {"more", T_BOOL, offsetof(Exchange, more), READONLY, nullptr},
-                              {"done", T_BOOL, offsetof(Exchange, done), READONLY, nullptr},
-                              {"started", T_BOOL, offsetof(Exchange, started), READONLY, nullptr},
-                              {"finished", T_BOOL, offsetof(Exchange, finished), READONLY, nullptr},
-                              {"timed_out", T_BOOL, offsetof(Exchange, timed_out), 0, nullptr},
-                              {nullptr, 0, 0, 0, nullptr}};
+PyMemberDef g_ex_members[] = {
+    {"cid", T_ULONGLONG, offsetof(Exchange, rid), READONLY, nullptr},
+    {"loop", T_OBJECT, offsetof(Exchange, loop), READONLY, nullptr},
+    {"chunks", T_OBJECT, offsetof(Exchange, chunks), READONLY, nullptr},
+    {"receivers", T_OBJECT, offsetof(Exchange, receivers), READONLY, nullptr},
+    {"headers", T_OBJECT, offsetof(Exchange, headers), READONLY, nullptr},
+    {"status", T_INT, offsetof(Exchange, status), READONLY, nullptr},
+    {"more", T_BOOL, offsetof(Exchange, more), READONLY, nullptr},
+    {"done", T_BOOL, offsetof(Exchange, done), READONLY, nullptr},
+    {"started", T_BOOL, offsetof(Exchange, started), READONLY, nullptr},
+    {"finished", T_BOOL, offsetof(Exchange, finished), READONLY, nullptr},
+    {"timed_out", T_BOOL, offsetof(Exchange, timed_out), 0, nullptr},
+    {nullptr, 0, 0, 0, nullptr}};
 
 PyTypeObject* g_ex_type = nullptr;
 
@@ -392,7 +462,7 @@ PyObject* exchange_new(PyObject* loop, uint64_t rid) {
   ex->rid = rid;
   ex->loop = Py_NewRef(loop);
   ex->chunks = PyList_New(0);
-  ex->waiter = nullptr;
+  ex->receivers = ex->senders = nullptr;
   ex->headers = nullptr;
   ex->status = 0;
   ex->more = 1;
@@ -416,38 +486,29 @@ bool exchange_answered(PyObject* self) {
   return ex->started && ex->finished;
 }
 
-bool exchange_feed(PyObject* self, PyObject* data, bool more) {
+bool exchange_feed(PyObject* self, std::string_view data, bool more) {
   auto* ex = reinterpret_cast<Exchange*>(self);
-  if (data && PyBytes_GET_SIZE(data) > 0 && ex->chunks && PyList_Append(ex->chunks, data) != 0) {
-    return false;
-  }
+  if (!data.empty() && ex->chunks && !queue_body(ex->chunks, data)) return false;
   ex->more = more;
-  return exchange_wake(self);
+  return release(ex->receivers);
 }
 
 bool exchange_gone(PyObject* self) {
-  reinterpret_cast<Exchange*>(self)->done = 1;
-  return exchange_wake(self);
+  auto* ex = reinterpret_cast<Exchange*>(self);
+  ex->done = 1;
+  // Every waiter: the receiver gets disconnect, a paused sender ClientDisconnected next.
+  bool received = release(ex->receivers);
+  return release(ex->senders) && received;
 }
 
 bool exchange_peer_done(PyObject* self) {
-  reinterpret_cast<Exchange*>(self)->peer_done = 1;
-  return exchange_wake(self);
+  auto* ex = reinterpret_cast<Exchange*>(self);
+  ex->peer_done = 1;
+  return release(ex->receivers);  // a waiting receive now gets disconnect
 }
 
 bool exchange_wake(PyObject* self) {
-  PyObject* w = reinterpret_cast<Exchange*>(self)->waiter;
-  if (!w || w == Py_None) return true;  // the bridge sets None when it stops waiting
-  Py_INCREF(w);                         // set_result runs callbacks that may clear the waiter
-  PyObject* is_done = PyObject_CallMethodNoArgs(w, k_done);
-  int d = is_done ? PyObject_IsTrue(is_done) : -1;
-  Py_XDECREF(is_done);
-  PyObject* r = d == 0 ? PyObject_CallMethodOneArg(w, k_set_result, Py_None) : nullptr;
-  Py_DECREF(w);
-  if (d < 0) return false;
-  if (d == 0 && !r) return false;
-  Py_XDECREF(r);
-  return true;
+  return release(reinterpret_cast<Exchange*>(self)->senders);
 }
 
 }  // namespace rotor::asgi

@@ -37,11 +37,12 @@ PyObject* exchange_new(PyObject* loop, uint64_t rid);
 bool exchange_callables(PyObject* ex, PyObject** receive, PyObject** send);
 // Whether the app has sent the whole response (nothing left for bridge.returned to do).
 bool exchange_answered(PyObject* ex);
-// The engine's events. `data` may be nullptr (no bytes); false with a Python error set.
-bool exchange_feed(PyObject* ex, PyObject* data, bool more);
-bool exchange_gone(PyObject* ex);
-// The client half-closed after its complete request: receive says disconnect, send still works.
+// The engine's events; false with a Python error set. `data` is copied.
+bool exchange_feed(PyObject* ex, std::string_view data, bool more);
+bool exchange_gone(PyObject* ex);  // wakes every waiter
+// The client half-closed after its complete request: receive says disconnect (waiting
+// receives are woken), send still works.
 bool exchange_peer_done(PyObject* ex);
-bool exchange_wake(PyObject* ex);
+bool exchange_wake(PyObject* ex);  // the client read what was sent: wakes paused sends
 
 }  // namespace rotor::asgi

@@ -9,20 +9,23 @@ namespace {
 PyMethodDef g_tick_def = {"rotor_tick", nullptr, METH_NOARGS, nullptr};
 }
 
-LoopDriver::LoopDriver(uv_loop_t* uv, PyObject* aio_loop) : uv_(uv), loop_(aio_loop) {
+LoopDriver::LoopDriver(uv_loop_t* uv, PyObject* aio_loop, PyObject* context)
+    : uv_(uv), loop_(aio_loop) {
   g_tick_def.ml_meth = py_tick;
   PyObject* self = PyCapsule_New(this, "rotor.LoopDriver", nullptr);
   tick_fn_ = PyCFunction_New(&g_tick_def, self);
   Py_XDECREF(self);
+  tick_kwargs_ = Py_BuildValue("{sO}", "context", context);
 }
 
 LoopDriver::~LoopDriver() {
   stop();
   Py_XDECREF(tick_fn_);
+  Py_XDECREF(tick_kwargs_);
 }
 
 bool LoopDriver::start() {
-  if (!tick_fn_) return false;
+  if (!tick_fn_ || !tick_kwargs_) return false;
   PyObject* r = PyObject_CallMethod(loop_, "add_reader", "iO", uv_backend_fd(uv_), tick_fn_);
   if (!r) return false;
   Py_DECREF(r);
@@ -48,13 +51,23 @@ void LoopDriver::stop() {
 void LoopDriver::kick() {
   if (kicked_ || !running_) return;
   kicked_ = true;
-  PyObject* h = PyObject_CallMethod(loop_, "call_soon", "O", tick_fn_);
+  PyObject* h = call("call_soon", nullptr);
   if (!h) {
     PyErr_Print();
     kicked_ = false;
     return;
   }
   Py_DECREF(h);
+}
+
+PyObject* LoopDriver::call(const char* method, PyObject* delay) {
+  PyObject* fn = PyObject_GetAttrString(loop_, method);
+  PyObject* args =
+      fn ? (delay ? PyTuple_Pack(2, delay, tick_fn_) : PyTuple_Pack(1, tick_fn_)) : nullptr;
+  PyObject* h = args ? PyObject_Call(fn, args, tick_kwargs_) : nullptr;
+  Py_XDECREF(args);
+  Py_XDECREF(fn);
+  return h;
 }
 
 PyObject* LoopDriver::py_tick(PyObject* self, PyObject*) {
@@ -86,7 +99,9 @@ void LoopDriver::arm_timer() {
     Py_XDECREF(c);
     Py_CLEAR(timer_);
   }
-  timer_ = PyObject_CallMethod(loop_, "call_later", "dO", timeout / 1000.0, tick_fn_);
+  PyObject* delay = PyFloat_FromDouble(timeout / 1000.0);
+  timer_ = delay ? call("call_later", delay) : nullptr;
+  Py_XDECREF(delay);
   if (!timer_) {
     PyErr_Print();
     return;

@@ -13,7 +13,8 @@ namespace rotor::asgi {
 
 class LoopDriver {
  public:
-  LoopDriver(uv_loop_t* uv, PyObject* aio_loop);
+  // `context`: the contextvars.Context every tick and timer runs in (see tick_kwargs_).
+  LoopDriver(uv_loop_t* uv, PyObject* aio_loop, PyObject* context);
   ~LoopDriver();
   LoopDriver(const LoopDriver&) = delete;
   LoopDriver& operator=(const LoopDriver&) = delete;
@@ -28,10 +29,15 @@ class LoopDriver {
   static PyObject* py_tick(PyObject* self, PyObject* unused);
   void tick();
   void arm_timer();
+  // loop.call_soon(tick) or loop.call_later(delay, tick), in the driver's context.
+  PyObject* call(const char* method, PyObject* delay);
 
   uv_loop_t* uv_;
-  PyObject* loop_;               // the asyncio loop (borrowed for our lifetime)
-  PyObject* tick_fn_;            // a Python callable for tick()
+  PyObject* loop_;     // the asyncio loop (borrowed for our lifetime)
+  PyObject* tick_fn_;  // a Python callable for tick()
+  // {"context": ctx} for call_soon/call_later: without it a tick scheduled from inside a
+  // request's send or receive would run in (and start new requests from) that request's context.
+  PyObject* tick_kwargs_ = nullptr;
   PyObject* timer_ = nullptr;    // asyncio.TimerHandle
   uint64_t timer_deadline_ = 0;  // uv_now() ms the timer fires at; 0 = none
   bool kicked_ = false;
