@@ -16,7 +16,7 @@ import pytest
 
 from conftest import (DEADLINE, ROOT, parse_fields, pid_alive, recv_until_closed, run_wrk,
                       wait_for)
-from test_http_basics import read_response
+from test_http_basics import exchange, read_response
 
 APPS = ROOT / "tests" / "apps"
 
@@ -530,12 +530,6 @@ def _recv_until(s, marker, timeout=DEADLINE):
     return data
 
 
-def _exchange_closed(port, data):
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
-        s.sendall(data)
-        return recv_until_closed(s, DEADLINE)
-
-
 def test_an_app_that_answers_before_reading_gets_the_body(rotor):
     # Full duplex: the response starts (and has gone out) before the client sends its body; the
     # body still reaches the app, whose echo completes, and the connection then closes.
@@ -614,7 +608,7 @@ def test_a_repeated_equal_content_length_is_sent_once(rotor):
 
 def test_the_apps_connection_close_is_honoured(rotor):
     r = serve(rotor, "raw_app:app", "--keep-alive", "30")
-    data, closed = _exchange_closed(
+    data, closed = exchange(
         r.port, b"GET /conn-close HTTP/1.1\r\nHost: t\r\n\r\nGET / HTTP/1.1\r\nHost: t\r\n\r\n")
     assert data.startswith(b"HTTP/1.1 200 ") and data.endswith(b"\r\n\r\nok"), data
     assert data.lower().count(b"connection: close") == 1 and closed, data
@@ -673,7 +667,7 @@ def test_body_errors_after_the_head_get_their_status(rotor, case):
     body, status = ASGI_BODY_ERRORS[case]
     r = serve(rotor, "raw_app:app", "--limit-request-body", "10")
     head = b"POST %s HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
-    data, closed = _exchange_closed(r.port, head % b"/echo" + body)
+    data, closed = exchange(r.port, head % b"/echo" + body)
     assert data.startswith(b"HTTP/1.1 %d " % status) and closed, data
     assert b"\r\nConnection: close\r\n" in data, data
     # Once the app has started its answer, the error can only close the connection.
@@ -1147,16 +1141,24 @@ def test_context_variables_never_pass_from_one_request_to_another(rotor):
     assert seen.count("None") == len(seen), f"leaked: {[v for v in seen if v != 'None'][:5]}"
 
 
+def _late_reader(port, request):
+    """A connection with a small receive buffer that has sent `request` and reads nothing for
+    half a second: the server's sends pause on it (the scenario, not a synchronisation)."""
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+    s.settimeout(DEADLINE)
+    s.connect(("127.0.0.1", port))
+    s.sendall(request)
+    time.sleep(0.5)
+    return s
+
+
 def test_a_paused_send_and_a_waiting_receive_each_get_their_wake_up(rotor):
     r = serve(rotor, "bridge_app:app", "--graceful-timeout", "2")
     n = 64  # 4 MiB: send has to pause while the client does not read
-    with socket.socket() as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
-        s.settimeout(DEADLINE)
-        s.connect(("127.0.0.1", r.port))
-        s.sendall(f"GET /paused-and-listening?n={n} HTTP/1.1\r\nHost: t\r\n\r\n".encode())
-        # The listener task is in receive() by now; the sender pauses on the full socket.
-        time.sleep(0.5)  # the client reads late (the scenario, not a synchronisation)
+    # The listener task is in receive() meanwhile; the sender pauses on the full socket.
+    with _late_reader(r.port,
+                      f"GET /paused-and-listening?n={n} HTTP/1.1\r\nHost: t\r\n\r\n".encode()) as s:
         [(head, body)] = _read_responses(s, 1)
         assert head.startswith(b"HTTP/1.1 200") and body == b"z" * (n * 65536)
         wait_for(lambda: "sender finished" in _marks(r), what="the sender to finish")
@@ -1169,12 +1171,7 @@ def test_server_sent_events_generator_is_cancelled_when_the_client_leaves(rotor)
     # streams; the burst makes that send pause first (the client reads late).
     r = serve(rotor, "starlette_sse_app:app", "--graceful-timeout", "2")
     burst = 64  # 4 MiB
-    with socket.socket() as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
-        s.settimeout(DEADLINE)
-        s.connect(("127.0.0.1", r.port))
-        s.sendall(f"GET /sse?burst={burst} HTTP/1.1\r\nHost: t\r\n\r\n".encode())
-        time.sleep(0.5)  # the client reads late (the scenario, not a synchronisation)
+    with _late_reader(r.port, f"GET /sse?burst={burst} HTTP/1.1\r\nHost: t\r\n\r\n".encode()) as s:
         got, end = 0, time.monotonic() + DEADLINE
         while got < burst * 65544:
             assert time.monotonic() < end, f"{got} bytes of the burst after {DEADLINE}s"
