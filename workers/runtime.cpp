@@ -234,10 +234,16 @@ int Runtime::run() {
     limits.extra_headers += "\r\n";
   }
 
-  // Until the loop runs, a stop ends the worker at once: nothing is accepted yet, and a cold
-  // worker's import may take long (a stop must not wait for it, nor end in a timeout). Also
-  // before Python starts: it leaves SIGINT alone only when it is already handled.
-  for (int s : {SIGTERM, SIGINT, SIGQUIT}) std::signal(s, exit_at_once);
+  // Until the loop runs, a stop or a drain ends the worker at once: nothing is accepted yet,
+  // and a cold worker's import may take long (a stop must not wait for it, nor end in a
+  // timeout). Also before Python starts: it leaves SIGINT alone only when it is already
+  // handled. A USR1 (reopen logs) waits, blocked, for the loop's handler.
+  for (int s : {SIGTERM, SIGINT, SIGQUIT, SIGUSR2}) std::signal(s, exit_at_once);
+  sigset_t usr1;
+  sigemptyset(&usr1);
+  sigaddset(&usr1, SIGUSR1);
+  sigprocmask(SIG_BLOCK, &usr1, nullptr);
+  std::signal(SIGUSR1, SIG_DFL);  // blocked: kept pending, not discarded as when ignored
   if (!app_) app_ = make_worker_class(cfg_);
   if (int code = app_->boot(&loop_); code != kExitOk) return code;
 
@@ -255,6 +261,7 @@ int Runtime::run() {
     uv_signal_start(s.h, on_signal, s.sig);
     uv_unref(reinterpret_cast<uv_handle_t*>(s.h));
   }
+  sigprocmask(SIG_UNBLOCK, &usr1, nullptr);  // a pending one now reaches the loop's handler
 
   server_ = std::make_unique<http::Server>(&loop_, limits, app_->handler(), *this);
   if (!cfg_.access_logfile.empty()) {

@@ -327,6 +327,41 @@ def test_stop_does_not_wait_for_a_slow_import(rotor, mode):
     assert [f["reason"] for f in r.events("worker-exit")] in ([], ["shutdown"]), r.log()
 
 
+def test_a_worker_scaled_down_while_it_imports_leaves_at_once(rotor, tmp_path):
+    app_file = tmp_path / "slow_app.py"
+    good = (APPS / "template_app.py").read_text()
+    app_file.write_text(good)
+    r = serve(rotor, "--no-preload", workers=1, cwd=tmp_path, app="slow_app:app")
+    rewrite(app_file, good.replace("time.sleep(float(", "time.sleep(60 + float(", 1))
+    r.signal(signal.SIGTTIN)  # a second worker, whose import now takes a minute
+    wait_for(lambda: r.log().count("template-app: imported") == 2, what="the slow import")
+    started = time.monotonic()
+    r.signal(signal.SIGTTOU)  # drains (USR2) the youngest: the one still importing
+    wait_for(lambda: [f for f in r.events("worker-exit") if f["reason"] == "scale-down"],
+             what=f"the importing worker to leave\n{r.log()}")
+    assert time.monotonic() - started < 15, r.log()  # not after its import or a kill
+    (gone,) = [f for f in r.events("worker-exit") if f["reason"] == "scale-down"]
+    assert gone["status"] == "exit:0", gone
+
+
+def test_usr1_while_a_cold_worker_imports_does_not_kill_it(rotor, tmp_path):
+    # A USR1 (reopen logs) that reaches a worker still importing is kept for its loop, which
+    # runs after the import: not ignored, and not the default action (death).
+    error = tmp_path / "error.log"
+    r = rotor("--chdir", str(APPS), "--no-preload", "--error-logfile", str(error),
+              "template_app:app", wait=False, env={"TEMPLATE_APP_IMPORT_DELAY": "3"})
+    wait_for(lambda: "template-app: imported" in r.log(), what="the import to begin")
+    r.log_path = error  # rotor's own lines; the app's print went to stderr
+    r.wait_listening()
+    os.rename(error, tmp_path / "error.log.1")
+    r.signal(signal.SIGUSR1)
+    wait_for(lambda: error.exists() and "event=reopen-logs" in error.read_text(),
+             what="the master's reopen")
+    r.wait_ready(1)
+    assert httpx.get(r.url("/"), timeout=10).status_code == 200
+    assert not r.events("worker-exit"), r.log()
+
+
 def test_usr1_reopens_logs_without_harming_the_template(rotor):
     r = serve(rotor, "--max-requests", "20", workers=1)
     (template,) = templates(r, "template-ready")
