@@ -20,11 +20,11 @@
 
 namespace rotor::worker {
 
-namespace {
-
 void exit_at_once(int) {
   _exit(0);
 }
+
+namespace {
 
 // An idle keep-alive connection of a draining worker stays open this long: closing it at once
 // would race a client that is just sending its next request.

@@ -35,6 +35,10 @@ struct Context {
   bool from_template = false;
 };
 
+// A signal handler that ends the process at once (exit 0): a stop that arrives while a worker
+// or the template is still loading the app, before anything is accepted.
+void exit_at_once(int);
+
 // Runs in the forked child; returns the process exit code. `app` is the template's preloaded
 // worker class, or null to make one here.
 int run(const Context& ctx, std::unique_ptr<WorkerClass> app = nullptr);

@@ -35,10 +35,6 @@ int count_threads() {
   return 1;
 }
 
-void exit_now(int) {
-  _exit(0);
-}
-
 class Template {
  public:
   explicit Template(const TemplateContext& tc) : tc_(tc) {}
@@ -62,7 +58,7 @@ int Template::run() {
   // While the app imports, TERM/INT/QUIT end the template at once (a stop need not wait for a
   // slow import) through a handler of ours: Python installs its own SIGINT handler only where
   // it finds the default one. What the master sends everyone else must not kill it.
-  for (int s : {SIGTERM, SIGINT, SIGQUIT}) std::signal(s, exit_now);
+  for (int s : {SIGTERM, SIGINT, SIGQUIT}) std::signal(s, exit_at_once);
   for (int s : {SIGUSR1, SIGUSR2, SIGHUP}) std::signal(s, SIG_IGN);
 
   int64_t started = monotonic_ns();

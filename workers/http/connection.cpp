@@ -324,12 +324,6 @@ bool is_field_value(std::string_view v) {
   return true;
 }
 
-std::string_view trim_ows(std::string_view v) {
-  while (!v.empty() && (v.front() == ' ' || v.front() == '\t')) v.remove_prefix(1);
-  while (!v.empty() && (v.back() == ' ' || v.back() == '\t')) v.remove_suffix(1);
-  return v;
-}
-
 bool is_token(std::string_view s) {
   bool token = !s.empty();
   for (unsigned char c : s) token = token && is_token_char(c);

@@ -6,23 +6,13 @@
 
 namespace rotor::http {
 
-namespace {
-
-std::string_view trim(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
-  return s;
-}
-
-}  // namespace
-
 std::string forwarded_client(std::string_view chain, const conf::AddressList& trusted) {
   std::vector<std::string_view> hops;
   size_t start = 0;
   while (start <= chain.size()) {
     size_t comma = chain.find(',', start);
     if (comma == std::string_view::npos) comma = chain.size();
-    if (std::string_view hop = trim(chain.substr(start, comma - start)); !hop.empty()) {
+    if (std::string_view hop = trim_ows(chain.substr(start, comma - start)); !hop.empty()) {
       hops.push_back(hop);
     }
     start = comma + 1;
@@ -38,7 +28,8 @@ std::string forwarded_client(std::string_view chain, const conf::AddressList& tr
 
 std::string_view forwarded_scheme(std::string_view value) {
   size_t comma = value.rfind(',');
-  std::string_view last = trim(comma == std::string_view::npos ? value : value.substr(comma + 1));
+  std::string_view last =
+      trim_ows(comma == std::string_view::npos ? value : value.substr(comma + 1));
   if (iequals(last, "https")) return "https";
   if (iequals(last, "http")) return "http";
   return "";

@@ -51,5 +51,7 @@ struct Request {
 };
 
 bool iequals(std::string_view a, std::string_view lower);
+// Without the optional whitespace (spaces, tabs) around a field value or list item.
+std::string_view trim_ows(std::string_view v);
 
 }  // namespace rotor::http
