@@ -12,8 +12,9 @@ namespace rotor::conf {
 namespace {
 
 // Runs the config as gunicorn does (exec of the file's code, or an import of python:module)
-// and writes each module-level name to the result pipe as a TOML array: its Python type, then
-// its value(s) as text. What the file itself prints goes to stderr, and so does a traceback;
+// and writes each module-level name to the result pipe as a TOML array: its Python type,
+// whether it is set (Python's truth: gunicorn's defaults for what rotor ignores are falsy),
+// then its value(s) as text. What the file itself prints goes to stderr, and so does a traceback;
 // the result then carries a one-line summary instead.
 constexpr std::string_view kEvaluator = R"PY(
 import importlib, json, os, sys, traceback, types
@@ -49,17 +50,18 @@ except BaseException as e:
 for name, value in names.items():
     if name.startswith("_") or isinstance(value, types.ModuleType) or value is None:
         continue
+    is_set = "1" if value else "0"
     if isinstance(value, bool):
-        emit(name, "bool", "true" if value else "false")
+        emit(name, "bool", is_set, "true" if value else "false")
     elif isinstance(value, (int, float, str)):
-        emit(name, type(value).__name__, value)
+        emit(name, type(value).__name__, is_set, value)
     elif isinstance(value, (list, tuple)) and all(
             isinstance(v, (int, float, str)) and not isinstance(v, bool) for v in value):
-        emit(name, "list", *value)
+        emit(name, "list", is_set, *value)
     elif callable(value):
-        emit(name, "callable")
+        emit(name, "callable", is_set)
     else:
-        emit(name, type(value).__name__)
+        emit(name, type(value).__name__, is_set)
 )PY";
 
 constexpr int kTimeoutMs = 60000;
@@ -99,15 +101,9 @@ constexpr std::array kOtherSettings = {"logconfig_dict",
 
 struct PyValue {
   std::string type;  // bool, int, float, str, list, callable, or another Python type's name
+  bool set = false;  // truthy in Python
   std::vector<std::string> items;
 };
-
-bool truthy(const PyValue& v) {
-  if (v.type == "bool") return v.items[0] == "true";
-  if (v.type == "int" || v.type == "float") return std::stod(v.items[0]) != 0;
-  if (v.type == "str" || v.type == "list") return !v.items.empty() && !v.items[0].empty();
-  return true;
-}
 
 // Python's 18 for umask is 0o22: the option's parser reads digits as octal.
 std::string as_octal(const std::string& decimal) {
@@ -119,9 +115,8 @@ std::string as_octal(const std::string& decimal) {
 }
 
 std::string a_python(const std::string& type) {
-  return std::string(std::string_view("aeiou").find(type[0]) == std::string_view::npos ? "a "
-                                                                                       : "an ") +
-         type;
+  bool vowel = !type.empty() && std::string_view("aeiou").find(type[0]) != std::string_view::npos;
+  return (vowel ? "an " : "a ") + type;
 }
 
 // The value's texts for the option's parser; "" on success, else what was expected.
@@ -191,7 +186,8 @@ std::string python_config_layer(const PythonConfig& config, Layer& layer,
     if (!array || array->empty()) continue;
     PyValue value;
     value.type = array->at(0).value_or(std::string());
-    for (size_t i = 1; i < array->size(); ++i)
+    value.set = array->size() > 1 && array->at(1).value_or(std::string()) == "1";
+    for (size_t i = 2; i < array->size(); ++i)
       value.items.push_back(array->at(i).value_or(std::string()));
     std::string name(key.str());
     std::string named = where + ": " + name;
@@ -201,12 +197,12 @@ std::string python_config_layer(const PythonConfig& config, Layer& layer,
         return named + ": " + problem;
       layer.push_back(std::move(given));
     } else if (const IgnoredFlag* flag = ignored_setting(name)) {
-      if (!truthy(value)) continue;  // gunicorn's default, or off: nothing is lost
+      if (!value.set) continue;  // gunicorn's default, or off: nothing is lost
       if (flag->refused) return named + ": " + std::string(flag->why);
       warnings.push_back(named + " is a gunicorn setting rotor ignores: " + std::string(flag->why));
     } else if (among(kHooks, name) && value.type == "callable") {
       warnings.push_back(named + " is a gunicorn server hook; rotor does not run hooks");
-    } else if (among(kOtherSettings, name) && truthy(value)) {
+    } else if (among(kOtherSettings, name) && value.set) {
       warnings.push_back(named + " is a gunicorn setting rotor ignores");
     }
   }

@@ -113,6 +113,15 @@ ssl_version = 2
     CHECK(any_contains(r.warnings, "g.py: secure_scheme_headers is a gunicorn setting"));
   }
 
+  TEST_CASE("whether a setting is set is Python's truth, whatever its size") {
+    TempDir d;
+    LoadResult r = load({"-c", d.write("g.py", "threads = 10**400\nstatsd_host = ''\n")}, {});
+    INFO(r.message);
+    REQUIRE(r.action == Action::kRun);
+    CHECK(r.warnings.size() == 1);  // threads only: an empty statsd_host is gunicorn's default
+    CHECK(any_contains(r.warnings, "g.py: threads is a gunicorn setting rotor ignores"));
+  }
+
   TEST_CASE("a broken gunicorn.conf.py is one error line naming the file and the problem") {
     TempDir d;
     auto error_of = [&](const std::string& body) {
