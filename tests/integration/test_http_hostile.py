@@ -123,3 +123,41 @@ def test_many_unfinished_heads_cost_at_most_the_head_limit_each(rotor):
     finally:
         for s in held:
             s.close()
+
+
+# --- out of file descriptors: back off, do not spin --------------------------------------------
+
+@pytest.mark.parametrize("kind", ["hello", "asgi"])
+def test_a_worker_out_of_descriptors_backs_off_and_serves_again_once_they_are_free(rotor, kind):
+    args = ("-k", "hello") if kind == "hello" else ("--chdir", str(APPS), "raw_app:app")
+    r = rotor(*args, "-w", "1", "--keep-alive", "60", "--timeout", "60")
+    pid = r.ready_pids()[0]
+    # Room for a few connections more than the worker holds now.
+    limit = len(os.listdir(f"/proc/{pid}/fd")) + 10
+    resource.prlimit(pid, resource.RLIMIT_NOFILE, (limit, limit))
+    conns = []
+    try:
+        for _ in range(150):
+            conns.append(socket.create_connection(("127.0.0.1", r.port), timeout=10))
+        wait_for(lambda: r.lines("accept-failed"), what="the worker to run out of descriptors")
+        lines_before = len(r.lines("accept-failed"))
+        cpu_before = cpu_seconds(pid)
+        start = time.monotonic()
+        # The state under test is how the worker spends this time while accept keeps failing.
+        time.sleep(3)
+        elapsed = time.monotonic() - start
+        cpu = cpu_seconds(pid) - cpu_before
+        lines = r.lines("accept-failed")[lines_before:]
+        assert cpu < 0.25 * elapsed, f"{cpu:.2f}s of CPU in {elapsed:.1f}s: the worker spins"
+        assert len(lines) <= elapsed + 2, f"{len(lines)} accept-failed lines in {elapsed:.1f}s"
+        assert all("error=EMFILE" in l and "count=" in l for l in lines), lines
+    finally:
+        for s in conns:
+            s.close()
+
+    def served():
+        try:
+            return httpx.get(r.url(), timeout=5).status_code == 200
+        except httpx.HTTPError:
+            return False
+    wait_for(served, what="the worker to serve again")
