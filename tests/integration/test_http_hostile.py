@@ -161,3 +161,61 @@ def test_a_worker_out_of_descriptors_backs_off_and_serves_again_once_they_are_fr
         except httpx.HTTPError:
             return False
     wait_for(served, what="the worker to serve again")
+
+
+# --- response framing the app gets wrong -------------------------------------------------------
+
+def serve_raw(rotor):
+    return rotor("--chdir", str(APPS), "-w", "1", "--keep-alive", "30", "raw_app:app")
+
+
+def head_and_rest(sock, request):
+    """Sends `request` then a pipelined GET /; returns (head of the first answer, what
+    followed it): nothing follows a body-less answer but the next response."""
+    sock.sendall(request + b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+    reader = Reader(sock)
+    while b"\r\n\r\n" not in reader.buf:
+        reader._more()
+    head, _, reader.buf = reader.buf.partition(b"\r\n\r\n")
+    status, headers, body = reader.response()
+    assert status == "HTTP/1.1 200 OK" and body == b"Hello, world!", (head, reader.buf)
+    return head.decode("latin-1").lower()
+
+
+@pytest.mark.parametrize("parts", ["", "a,b,c"])
+def test_a_head_answer_without_a_length_from_the_app_gets_none(rotor, parts):
+    """RFC 9110 section 9.3.2: a HEAD's Content-Length must be the GET's; an app that sent no
+    length (Falcon on a streamed resource) did not say it, so none is sent, nor chunked."""
+    r = serve_raw(rotor)
+    with socket.create_connection(("127.0.0.1", r.port), timeout=10) as s:
+        head = head_and_rest(s, f"HEAD /cl?parts={parts} HTTP/1.1\r\nHost: t\r\n\r\n".encode())
+    assert head.startswith("http/1.1 200 "), head
+    assert "content-length" not in head and "transfer-encoding" not in head, head
+
+
+def test_a_head_answer_keeps_the_apps_length_and_a_get_still_gets_one(rotor):
+    r = serve_raw(rotor)
+    with socket.create_connection(("127.0.0.1", r.port), timeout=10) as s:
+        head = head_and_rest(s, b"HEAD /cl?cl=5&parts= HTTP/1.1\r\nHost: t\r\n\r\n")
+        assert "\r\ncontent-length: 5" in head, head
+        s.sendall(b"GET /cl?parts= HTTP/1.1\r\nHost: t\r\n\r\n")
+        status, headers, body = Reader(s).response()
+        assert headers["content-length"] == "0" and body == b"", headers
+
+
+def test_a_204_never_carries_the_apps_content_length(rotor):
+    """RFC 9110 section 8.6: a server MUST NOT send Content-Length in a 204."""
+    r = serve_raw(rotor)
+    with socket.create_connection(("127.0.0.1", r.port), timeout=10) as s:
+        head = head_and_rest(s, b"GET /cl?status=204&cl=10&parts= HTTP/1.1\r\nHost: t\r\n\r\n")
+    assert head.startswith("http/1.1 204 "), head
+    assert "content-length" not in head and "transfer-encoding" not in head, head
+
+
+def test_a_304_keeps_the_apps_content_length_and_has_no_body(rotor):
+    """A 304 may carry the 200's length (RFC 9110 section 8.6), which only the app knows."""
+    r = serve_raw(rotor)
+    with socket.create_connection(("127.0.0.1", r.port), timeout=10) as s:
+        head = head_and_rest(s, b"GET /cl?status=304&cl=10&parts= HTTP/1.1\r\nHost: t\r\n\r\n")
+    assert head.startswith("http/1.1 304 "), head
+    assert head.count("content-length: 10") == 1, head
