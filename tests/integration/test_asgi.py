@@ -572,6 +572,7 @@ def test_no_100_continue_once_the_response_has_started(rotor):
     ("5", "hello-and-more", b""),          # too long at once: nothing of it is sent
     ("5", "hel,lo-and-more", b"hel"),      # too long later: only what fits was sent
     ("100", "short", b"short"),            # too short: the connection is not reused
+    ("100", "sh,or,t", b"short"),          # too short after several parts: the same
     ("5,7", "hello", b""),                 # two different lengths
     ("x5", "hello", b""),                  # not a number
 ])

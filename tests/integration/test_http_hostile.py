@@ -219,3 +219,31 @@ def test_a_304_keeps_the_apps_content_length_and_has_no_body(rotor):
         head = head_and_rest(s, b"GET /cl?status=304&cl=10&parts= HTTP/1.1\r\nHost: t\r\n\r\n")
     assert head.startswith("http/1.1 304 "), head
     assert head.count("content-length: 10") == 1, head
+
+
+# --- the head timeout is for the whole head ----------------------------------------------------
+
+def test_a_head_trickled_a_byte_at_a_time_is_cut_at_the_head_timeout(rotor):
+    """Each byte arrives well within the timeout; the head as a whole does not."""
+    head_timeout = 2.0
+    r = rotor("-k", "hello", "-w", "1", "--timeout-request-head", str(head_timeout),
+              "--keep-alive", "30")
+    with socket.create_connection(("127.0.0.1", r.port), timeout=10) as s:
+        start = time.monotonic()
+        s.sendall(b"GET / HTTP/1.1\r\nHost: t\r\nX-Slow: ")
+        s.settimeout(0.5)
+        data = b""
+        while time.monotonic() - start < head_timeout + 8:
+            try:
+                s.send(b"a")
+                b = s.recv(4096)
+            except socket.timeout:
+                continue  # nothing yet: one more byte
+            except OSError:
+                break
+            data += b
+            if not b or b"\r\n\r\n" in data:
+                break
+        waited = time.monotonic() - start
+    assert data.startswith(b"HTTP/1.1 408 "), (waited, data)
+    assert head_timeout - 0.3 <= waited < head_timeout + 4, waited

@@ -201,6 +201,14 @@ def test_protocol_violations_close_with_their_codes(rotor):
         (frame(0x0, b"orphan"), 1002),                   # continuation without a start
         (frame(0x9, b"x" * 126), 1002),                  # control frame over 125 bytes
         (b"\x82\xff" + struct.pack("!Q", 17 * 1024 * 1024) + b"mask", 1009),  # too big
+        # Close frames with codes a client may not send (RFC 6455 section 7.4), a one-byte
+        # payload, and a reason that is not UTF-8: never echoed, refused.
+        (frame(0x8, struct.pack("!H", 1005)), 1002),
+        (frame(0x8, struct.pack("!H", 1006)), 1002),
+        (frame(0x8, struct.pack("!H", 999)), 1002),
+        (frame(0x8, struct.pack("!H", 5000)), 1002),
+        (frame(0x8, b"\x03"), 1002),
+        (frame(0x8, struct.pack("!H", 1000) + b"\xff"), 1007),
     ]
     for data, code in cases:
         c = RawClient(r.port)
