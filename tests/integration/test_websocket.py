@@ -11,6 +11,7 @@ import time
 import pytest
 
 from conftest import ROOT, wait_for
+from test_asgi import wait_until_the_server_is_blocked
 
 websockets = pytest.importorskip("websockets")
 
@@ -370,9 +371,10 @@ def test_a_flood_of_empty_messages_is_paused_like_a_large_one(rotor):
 def test_concurrent_senders_all_wake_when_the_client_reads(rotor):
     r = serve(rotor)
     c = RawClient(r.port, "/raw/multi")
-    # 16 MiB is more than the socket buffers and the worker's high-water mark together: both
-    # senders are paused by now, the client having read nothing.
-    time.sleep(1)
+    # 16 MiB is more than the socket buffers and the worker's high-water mark together: once
+    # the server's writes block on the client, which reads nothing, both senders are paused.
+    wait_until_the_server_is_blocked(c.s, r.port)
+    assert "multi-done" not in events(r)
     got = 0
     while True:
         op, _, payload = c.recv_frame()
