@@ -348,7 +348,8 @@ def test_slowloris_is_cut_off_while_normal_clients_keep_their_latency(rotor):
     assert max(closed_at.values()) < head_timeout + 8, max(closed_at.values())
     # Every slow connection was answered 408 before its close, not just closed.
     unanswered = [i for i in closed_at if not answers.get(i, b"").startswith(b"HTTP/1.1 408 ")]
-    assert not unanswered, f"{len(unanswered)} closed without a 408, e.g. {answers.get(unanswered[0])!r}"
+    assert not unanswered, (f"{len(unanswered)} closed without a 408, "
+                            f"e.g. {answers.get(unanswered[0])!r}")
     latencies.sort()
     assert len(latencies) >= 10, "the normal client barely got through"
     median = latencies[len(latencies) // 2]
