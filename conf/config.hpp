@@ -45,7 +45,8 @@ struct Config {
   int64_t limit_request_line = 4094;
   int64_t limit_request_fields = 100;
   int64_t limit_request_field_size = 8190;
-  int64_t limit_request_body = 0;  // bytes, 0 = unlimited
+  int64_t limit_request_head = 65536;  // bytes of a whole request head
+  int64_t limit_request_body = 0;      // bytes, 0 = unlimited
 
   // WebSocket sessions (as uvicorn's --ws-* options)
   int64_t ws_max_size = 16 * 1024 * 1024;  // largest message a client may send, bytes

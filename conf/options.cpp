@@ -296,6 +296,15 @@ const std::vector<Option>& options() {
        .help = "Maximum size of one header field in bytes (0 = unlimited).",
        .member = &Config::limit_request_field_size,
        .gunicorn = "limit_request_field_size"},
+      {.name = "limit_request_head",
+       .flags = "--limit-request-head",
+       .kind = Kind::kInt,
+       .default_value = "65536",
+       .metavar = "BYTES",
+       .help = "Maximum size of a whole request head (request line and header fields) in bytes; "
+               "larger ones get 431 (0 = the hard cap, 16 MiB).",
+       .member = &Config::limit_request_head,
+       .max = 16777216},
       {.name = "limit_request_body",
        .flags = "--limit-request-body",
        .kind = Kind::kInt,
@@ -642,8 +651,7 @@ static std::vector<IgnoredFlag> build_ignored_flags() {
   table.push_back({"--http", true, "the HTTP/1.1 engine is rotor's own", false, kUvicorn});
   table.push_back({"--interface", true, "rotor serves ASGI 3 apps", false, kUvicorn});
   table.push_back({"--h11-max-incomplete-event-size", true,
-                   "request heads are bounded by --limit-request-line and --limit-request-fields",
-                   false, kUvicorn});
+                   "request heads are bounded by --limit-request-head", false, kUvicorn});
   for (std::string_view flag :
        {"--reload-dir", "--reload-include", "--reload-exclude", "--reload-delay"}) {
     table.push_back({flag, true, "code reload is SIGHUP", false, kUvicorn});

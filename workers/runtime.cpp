@@ -209,6 +209,7 @@ int Runtime::run() {
   limits.parse.request_line = static_cast<uint64_t>(cfg_.limit_request_line);
   limits.parse.fields = static_cast<uint64_t>(cfg_.limit_request_fields);
   limits.parse.field_size = static_cast<uint64_t>(cfg_.limit_request_field_size);
+  limits.parse.head = static_cast<uint64_t>(cfg_.limit_request_head);
   limits.parse.body = static_cast<uint64_t>(cfg_.limit_request_body);
   auto ms = [](double seconds) { return static_cast<uint64_t>(seconds * 1000); };
   limits.max_in_flight = static_cast<size_t>(cfg_.limit_concurrency);

@@ -214,12 +214,13 @@ async def app(scope, receive, send):
         await send({"type": "http.response.body", "body": b""})
     elif path == "/cl":
         # The app's own Content-Length (?cl=a,b: one header per value) and body parts
-        # (?parts=x,y: sent in turn, the last one ends the response).
+        # (?parts=x,y: sent in turn, the last one ends the response), with ?status=N.
         q = query(scope)
         headers = [(b"content-length", v.encode()) for v in q.get("cl", "").split(",") if v]
         parts = q.get("parts", "").split(",")
+        status = int(q.get("status", "200"))
         try:
-            await send({"type": "http.response.start", "status": 200, "headers": headers})
+            await send({"type": "http.response.start", "status": status, "headers": headers})
             for i, part in enumerate(parts):
                 await send({"type": "http.response.body", "body": part.encode(),
                             "more_body": i + 1 < len(parts)})

@@ -1,4 +1,5 @@
 """The asgi worker class: real apps (raw ASGI, Starlette, FastAPI) under the real binary."""
+import fcntl
 import hashlib
 import json
 import os
@@ -8,6 +9,7 @@ import socket
 import stat
 import struct
 import tempfile
+import termios
 import threading
 import time
 
@@ -572,6 +574,7 @@ def test_no_100_continue_once_the_response_has_started(rotor):
     ("5", "hello-and-more", b""),          # too long at once: nothing of it is sent
     ("5", "hel,lo-and-more", b"hel"),      # too long later: only what fits was sent
     ("100", "short", b"short"),            # too short: the connection is not reused
+    ("100", "sh,or,t", b"short"),          # too short after several parts: the same
     ("5,7", "hello", b""),                 # two different lengths
     ("x5", "hello", b""),                  # not a number
 ])
@@ -1141,15 +1144,49 @@ def test_context_variables_never_pass_from_one_request_to_another(rotor):
     assert seen.count("None") == len(seen), f"leaked: {[v for v in seen if v != 'None'][:5]}"
 
 
+def _server_send_queue(sock, server_port):
+    """Bytes the server has written to `sock`'s connection that the client has not taken (its
+    socket's send queue, from /proc/net/tcp), or None when it is not found."""
+    client_port = sock.getsockname()[1]
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(table) as f:
+            next(f)
+            for line in f:
+                fields = line.split()
+                local, remote, queues = fields[1], fields[2], fields[4]
+                if (int(local.rsplit(":", 1)[1], 16) == server_port and
+                        int(remote.rsplit(":", 1)[1], 16) == client_port):
+                    return int(queues.split(":")[0], 16)
+    return None
+
+
+def wait_until_the_server_is_blocked(sock, server_port):
+    """Waits until the server's writes to `sock` are stuck on the client not reading: its
+    socket's send queue is non-empty and has stopped moving, and so has the client's receive
+    queue. What the server has more to send waits in the worker (its sends pause)."""
+    def sample():
+        return (_server_send_queue(sock, server_port),
+                fcntl.ioctl(sock.fileno(), termios.FIONREAD, b"\0\0\0\0"))
+
+    last = [None]
+
+    def stuck():
+        now = sample()
+        still = now == last[0] and now[0]
+        last[0] = now
+        return still
+    wait_for(stuck, interval=0.2, what="the server's writes to block on the client")
+
+
 def _late_reader(port, request):
-    """A connection with a small receive buffer that has sent `request` and reads nothing for
-    half a second: the server's sends pause on it (the scenario, not a synchronisation)."""
+    """A connection with a small receive buffer that has sent `request` and reads nothing
+    until the server's writes to it are blocked: its sends pause."""
     s = socket.socket()
     s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
     s.settimeout(DEADLINE)
     s.connect(("127.0.0.1", port))
     s.sendall(request)
-    time.sleep(0.5)
+    wait_until_the_server_is_blocked(s, port)
     return s
 
 
@@ -1159,6 +1196,7 @@ def test_a_paused_send_and_a_waiting_receive_each_get_their_wake_up(rotor):
     # The listener task is in receive() meanwhile; the sender pauses on the full socket.
     with _late_reader(r.port,
                       f"GET /paused-and-listening?n={n} HTTP/1.1\r\nHost: t\r\n\r\n".encode()) as s:
+        assert "sender finished" not in _marks(r)  # its send is paused
         [(head, body)] = _read_responses(s, 1)
         assert head.startswith(b"HTTP/1.1 200") and body == b"z" * (n * 65536)
         wait_for(lambda: "sender finished" in _marks(r), what="the sender to finish")
@@ -1172,6 +1210,7 @@ def test_server_sent_events_generator_is_cancelled_when_the_client_leaves(rotor)
     r = serve(rotor, "starlette_sse_app:app", "--graceful-timeout", "2")
     burst = 64  # 4 MiB
     with _late_reader(r.port, f"GET /sse?burst={burst} HTTP/1.1\r\nHost: t\r\n\r\n".encode()) as s:
+        assert "burst sent" not in _marks(r)  # its send is paused
         got, end = 0, time.monotonic() + DEADLINE
         while got < burst * 65544:
             assert time.monotonic() < end, f"{got} bytes of the burst after {DEADLINE}s"

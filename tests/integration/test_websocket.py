@@ -11,6 +11,7 @@ import time
 import pytest
 
 from conftest import ROOT, wait_for
+from test_asgi import wait_until_the_server_is_blocked
 
 websockets = pytest.importorskip("websockets")
 
@@ -201,6 +202,14 @@ def test_protocol_violations_close_with_their_codes(rotor):
         (frame(0x0, b"orphan"), 1002),                   # continuation without a start
         (frame(0x9, b"x" * 126), 1002),                  # control frame over 125 bytes
         (b"\x82\xff" + struct.pack("!Q", 17 * 1024 * 1024) + b"mask", 1009),  # too big
+        # Close frames with codes a client may not send (RFC 6455 section 7.4), a one-byte
+        # payload, and a reason that is not UTF-8: never echoed, refused.
+        (frame(0x8, struct.pack("!H", 1005)), 1002),
+        (frame(0x8, struct.pack("!H", 1006)), 1002),
+        (frame(0x8, struct.pack("!H", 999)), 1002),
+        (frame(0x8, struct.pack("!H", 5000)), 1002),
+        (frame(0x8, b"\x03"), 1002),
+        (frame(0x8, struct.pack("!H", 1000) + b"\xff"), 1007),
     ]
     for data, code in cases:
         c = RawClient(r.port)
@@ -362,9 +371,10 @@ def test_a_flood_of_empty_messages_is_paused_like_a_large_one(rotor):
 def test_concurrent_senders_all_wake_when_the_client_reads(rotor):
     r = serve(rotor)
     c = RawClient(r.port, "/raw/multi")
-    # 16 MiB is more than the socket buffers and the worker's high-water mark together: both
-    # senders are paused by now, the client having read nothing.
-    time.sleep(1)
+    # 16 MiB is more than the socket buffers and the worker's high-water mark together: once
+    # the server's writes block on the client, which reads nothing, both senders are paused.
+    wait_until_the_server_is_blocked(c.s, r.port)
+    assert "multi-done" not in events(r)
     got = 0
     while True:
         op, _, payload = c.recv_frame()

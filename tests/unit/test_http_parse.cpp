@@ -338,6 +338,28 @@ TEST_SUITE("http parser") {
     });
   }
 
+  TEST_CASE("the whole head is bounded, at the exact byte and per request") {
+    ParseLimits lim = small_limits();
+    lim.head = 80;
+    auto head = [](size_t second) {
+      return "GET / HTTP/1.1\r\nHost: a\r\nA: " + std::string(22, 'v') +
+             "\r\nB: " + std::string(second, 'w') + "\r\n\r\n";
+    };
+    REQUIRE(head(21).size() == 80);
+    Verdict at = judge_every_split(head(21), lim);
+    CHECK(at.error == 0);
+    CHECK(at.messages.size() == 1);
+    Verdict past = judge_every_split(head(22), lim);
+    CHECK(past.error == 431);
+    CHECK(past.messages.empty());
+    // Blank lines before a request line belong to its head.
+    CHECK(judge_every_split("\r\n" + head(21), lim).error == 431);
+    // Each request of a pipeline has its own budget.
+    Verdict two = judge_every_split(head(21) + head(21), lim);
+    CHECK(two.error == 0);
+    CHECK(two.messages.size() == 2);
+  }
+
   TEST_CASE("Expect") {
     run_cases({
         {"100-continue", kPost + "Expect: 100-continue\r\nContent-Length: 2\r\n\r\nab", 0, 1},
@@ -414,7 +436,7 @@ TEST_SUITE("http parser") {
 
   TEST_CASE("a head past the hard cap is refused even without limits") {
     ParseLimits none;
-    none.request_line = none.fields = none.field_size = 0;
+    none.request_line = none.fields = none.field_size = none.head = 0;
     RequestParser p(none);
     std::string field = "X: " + std::string(1 << 20, 'v') + "\r\n";
     size_t used = 0;

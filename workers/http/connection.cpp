@@ -404,7 +404,9 @@ SendResult Connection::send_response(int status, const HeaderList* headers, std:
       for (const auto& [name, value] : *headers) {
         if (iequals(name, "transfer-encoding") || iequals(name, "connection")) continue;
         if (iequals(name, "content-length")) {
-          if (length_written) continue;  // a repeat of the same value
+          // A 204 must not have one (RFC 9110 section 8.6). A 304's may stay: it must equal
+          // the 200's, which only the app knows (static files copy it from the 200).
+          if (length_written || status == 204) continue;  // or a repeat of the same value
           length_written = true;
         }
         out_ += name;
@@ -413,7 +415,10 @@ SendResult Connection::send_response(int status, const HeaderList* headers, std:
         out_ += "\r\n";
       }
     }
-    if (!has_length && !chunked_ && !more && status != 204 && status != 304) {
+    // A HEAD's Content-Length must be the GET's (RFC 9110 section 9.3.2): an app that sent no
+    // length and no body did not say it, so none is sent; one that sent the body did.
+    bool length_known = !req.head || !body.empty();
+    if (!has_length && !chunked_ && !more && status != 204 && status != 304 && length_known) {
       out_ += "Content-Length: ";
       append_number(out_, body.size());
       out_ += "\r\n";

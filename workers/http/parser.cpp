@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <array>
 #include <cstdint>
+#include <string>
 
 namespace rotor::http {
 
@@ -263,6 +264,19 @@ void RequestParser::next() {
   trailers_due_ = false;
   field_count_ = 0;
   extension_bytes_ = 0;
+  head_bytes_ = 0;
+}
+
+void RequestParser::arena_append(const char* s, size_t n) {
+  // Doubling, but never past the head limit: a head at the limit holds that much, not twice.
+  std::string& a = req_.arena;
+  size_t need = a.size() + n;
+  if (need > a.capacity()) {
+    size_t bound = static_cast<size_t>(
+        limits_.head && limits_.head < kMaxHeadBytes ? limits_.head : kMaxHeadBytes);
+    a.reserve(std::max(need, std::min(a.capacity() * 2, bound)));
+  }
+  a.append(s, n);
 }
 
 RequestParser::Event RequestParser::fail(int status, const char* reason) {
@@ -320,9 +334,18 @@ RequestParser::Event RequestParser::feed(const char* data, size_t len, size_t* c
       continue;
     }
 
-    // A head or trailer section: the scanner reads first, llhttp gets what it accepted.
+    // A head or trailer section: the scanner reads first, llhttp gets what it accepted. The
+    // scanner sees no byte of a head past its limit, so the 431 comes at that byte however the
+    // head is split (trailers are bounded by the field limits; none of them is kept).
     started_ = true;
-    const char* stop = scan(p, end);
+    const char* scan_end = end;
+    if (mode_ == Mode::kHead) {
+      size_t left = room(head_bytes_, limits_.head);
+      if (left == 0) return fail(431, "request head too large");
+      scan_end = p + std::min(left, static_cast<size_t>(end - p));
+    }
+    const char* stop = scan(p, scan_end);
+    if (mode_ == Mode::kHead) head_bytes_ += static_cast<size_t>(stop - p);
     bool scan_failed = scan_status_ != 0;
     bool section_done = scan_ == Scan::kDone;
     if (stop > p) {
@@ -406,7 +429,7 @@ const char* RequestParser::scan(const char* p, const char* end) {
             p + std::min<size_t>(static_cast<size_t>(end - p), room(line_bytes_, lim.request_line));
         while (p < stop && has(*p, kTargetChar)) ++p;
         if (p > s) {
-          r.arena.append(s, static_cast<size_t>(p - s));
+          arena_append(s, static_cast<size_t>(p - s));
           line_bytes_ += static_cast<uint64_t>(p - s);
         }
         if (p == end) return end;
@@ -497,7 +520,7 @@ const char* RequestParser::scan(const char* p, const char* end) {
         size_t run = static_cast<size_t>(p - s);
         line_bytes_ += run;
         if (head) {
-          r.arena.append(s, run);
+          arena_append(s, run);
           r.fields.back().name_len += static_cast<uint32_t>(run);
         } else {
           for (const char* q = s; q < p && name_len_ <= sizeof name_; ++q) {
@@ -559,7 +582,7 @@ const char* RequestParser::scan(const char* p, const char* end) {
         line_bytes_ += run;
         if (head && run) {
           size_t base = r.arena.size();
-          r.arena.append(s, run);
+          arena_append(s, run);
           if (last) value_end_ = static_cast<uint32_t>(base + static_cast<size_t>(last - s));
         }
         if (p == end) return end;

@@ -24,10 +24,11 @@
 namespace rotor::http {
 
 struct ParseLimits {
-  uint64_t request_line = 4094;      // bytes of the request line without CRLF (414); 0 = none
-  uint64_t fields = 100;             // header fields, and trailer fields, of a request (431)
-  uint64_t field_size = 8190;        // bytes of one field line without CRLF (431); 0 = none
-  uint64_t body = 0;                 // bytes of a request body (413); 0 = unlimited
+  uint64_t request_line = 4094;  // bytes of the request line without CRLF (414); 0 = none
+  uint64_t fields = 100;         // header fields, and trailer fields, of a request (431)
+  uint64_t field_size = 8190;    // bytes of one field line without CRLF (431); 0 = none
+  uint64_t head = 65536;  // bytes of a whole head, blank lines before it to its empty line (431)
+  uint64_t body = 0;      // bytes of a request body (413); 0 = unlimited
   uint64_t chunk_extensions = 4096;  // bytes of chunk extensions on one chunk line (400)
 };
 
@@ -96,6 +97,7 @@ class RequestParser {
 
   const char* scan(const char* p, const char* end);
   const char* scan_fail(const char* at, int status, const char* reason);
+  void arena_append(const char* s, size_t n);
   void end_field();
   void end_target_or_fail(const char* at);
   int judge_head();
@@ -141,6 +143,7 @@ class RequestParser {
   uint8_t name_len_ = 0;      // bytes of the trailer field name read (saturates)
   char name_[24] = {};        // its first bytes, lower-cased: some names are not allowed
   uint64_t extension_bytes_ = 0;
+  uint64_t head_bytes_ = 0;  // of the current head, CRLFs included
 };
 
 // Request-target check for `method` (RFC 9112 section 3.2): origin-form, absolute-form (http

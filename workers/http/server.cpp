@@ -91,7 +91,7 @@ void Server::on_acceptable(uv_poll_t* poll, int status, int) {
 void Server::accept_from(Listener& l) {
   for (int i = 0; i < kAcceptsPerWakeup && !accept_paused_; ++i) {
     if (!observer_.may_accept(open_)) {
-      defer_accepting(l);
+      defer_accepting(l, kAcceptRetryMs);
       return;
     }
     if (l.handoff) {
@@ -106,16 +106,52 @@ void Server::accept_from(Listener& l) {
       if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR || errno == ECONNABORTED) {
         return;
       }
-      spdlog::warn("event=accept-failed error=\"{}\"", std::strerror(errno));
+      accept_failed(l, errno);
       return;
     }
+    accept_backoff_.on_success();
     adopt(fd, l.is_unix);
   }
 }
 
-void Server::defer_accepting(Listener& l) {
+namespace {
+// Failures that last until a descriptor or memory is freed, not a per-connection one.
+bool out_of_resources(int err) {
+  return err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM;
+}
+const char* errno_name(int err) {
+  switch (err) {
+    case EMFILE:
+      return "EMFILE";
+    case ENFILE:
+      return "ENFILE";
+    case ENOBUFS:
+      return "ENOBUFS";
+    case ENOMEM:
+      return "ENOMEM";
+    default:
+      return "other";
+  }
+}
+}  // namespace
+
+void Server::accept_failed(Listener& l, int err) {
+  if (!out_of_resources(err)) {
+    spdlog::warn("event=accept-failed error=\"{}\"", std::strerror(err));
+    return;
+  }
+  // The connection stays queued and the socket readable: retrying now would spin.
+  AcceptBackoff::Step step = accept_backoff_.on_failure(uv_now(loop_));
+  if (step.log) {
+    spdlog::warn("event=accept-failed error={} count={} pause_ms={} connections={} detail=\"{}\"",
+                 errno_name(err), step.count, step.pause_ms, open_, std::strerror(err));
+  }
+  defer_accepting(l, step.pause_ms);
+}
+
+void Server::defer_accepting(Listener& l, uint64_t delay_ms) {
   // Level-triggered polling would wake us again at once; look again a moment later, when the
-  // other workers have taken their share.
+  // other workers have taken their share (or a descriptor is free again).
   if (l.deferred) return;
   l.deferred = true;
   uv_poll_stop(&l.poll);
@@ -126,7 +162,7 @@ void Server::defer_accepting(Listener& l) {
         lst->deferred = false;
         if (!lst->server->accept_paused_) uv_poll_start(&lst->poll, UV_READABLE, on_acceptable);
       },
-      kAcceptRetryMs, 0);
+      delay_ms, 0);
 }
 
 void Server::adopt(int fd, bool is_unix) {

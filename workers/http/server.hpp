@@ -11,6 +11,7 @@
 #include <utility>
 #include <vector>
 
+#include "workers/http/accept_backoff.hpp"
 #include "workers/http/handoff.hpp"
 #include "workers/http/parser.hpp"
 
@@ -144,7 +145,8 @@ class Server {
   static void on_sweep(uv_timer_t* timer);
   static void on_flush_check(uv_check_t* check);
   void accept_from(Listener& l);
-  void defer_accepting(Listener& l);
+  void defer_accepting(Listener& l, uint64_t delay_ms);
+  void accept_failed(Listener& l, int err);
   int add_listener(int fd, bool is_unix, bool handoff);
   void sweep();
   void refresh_date();
@@ -173,6 +175,7 @@ class Server {
   bool draining_ = false;
   bool accept_paused_ = false;  // at max_connections or max_in_flight
   uint64_t pause_logged_ms_ = 0;
+  AcceptBackoff accept_backoff_;
   bool hand_off_ = false;
   HandoffChannel handoff_;
   uint64_t drain_idle_grace_ms_ = 0;
