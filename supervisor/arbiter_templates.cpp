@@ -162,7 +162,7 @@ void Arbiter::read_template(Template& t) {
         spdlog::error("event=spawn-failed template={} error={}", t.pid,
                       log::quote(std::strerror(static_cast<int>(msg.value))));
         drop_pending(msg.id, "spawn-failed");
-        backoff_.on_crash(monotonic_ns());
+        note_boot_failure(monotonic_ns());
         break;
       case tmpl::MsgType::kThreads:
         spdlog::warn(
