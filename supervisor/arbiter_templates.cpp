@@ -220,6 +220,8 @@ void Arbiter::on_spawned(Template& t, uint64_t id, pid_t pid) {
   }
   if (it == pending_.end()) {
     // Its request was withdrawn (scale-down, stop): the worker is not wanted.
+    spdlog::info("event=spawn-unwanted template={} pid={} detail=\"its request was withdrawn\"",
+                 t.pid, pid);
     if (alive) ::kill(pid, SIGTERM);
     if (!alive) early_exits_.erase(early);
     return;
