@@ -150,6 +150,8 @@ def test_first_generation_boot_failure_exits_3_without_a_fork_loop(rotor, tmp_pa
 def test_repeated_crashes_back_off(rotor):
     r = rotor("-k", "hello", "-w", "1")
     # Kill each new worker as soon as it is ready; after the first crash respawns are delayed.
+    # (Idle and just ready, each counts as a failure to boot; a worker that served is replaced at
+    # once: test_storms.py.)
     for _ in range(4):
         pid = wait_for(lambda: r.ready_pids() and r.ready_pids()[0], what="a ready worker")
         os.kill(pid, signal.SIGKILL)
