@@ -244,14 +244,16 @@ const std::vector<Option>& options() {
        .kind = Kind::kInt,
        .default_value = "0",
        .metavar = "MB",
-       .help = "Replace a worker whose resident memory exceeds this many MiB (0 = never).",
+       .help = "Replace a worker whose resident memory exceeds this many MiB (0 = never); not "
+               "before it has served 2 s.",
        .member = &Config::max_rss_mb},
       {.name = "max_lifetime",
        .flags = "--max-lifetime",
        .kind = Kind::kSeconds,
        .default_value = "0",
        .metavar = "SECONDS",
-       .help = "Replace a worker after it has lived this long (0 = never).",
+       .help = "Replace a worker after it has lived this long (0 = never); not before it has "
+               "served 2 s.",
        .member = &Config::max_lifetime},
       {.name = "max_lifetime_jitter",
        .flags = "--max-lifetime-jitter",

@@ -36,6 +36,12 @@ constexpr int64_t kSweepMs = 100;
 constexpr int64_t kKillGraceNs = 2 * kSec;  // after SIGABRT, before SIGKILL
 constexpr int64_t kFastStopNs = 1 * kSec;   // INT/QUIT: workers get this long to exit
 constexpr int64_t kRssSampleNs = 1 * kSec;
+// Memory and age retire no worker younger than this (doubling, up to the cap, while each
+// successor is over the limit at once): a limit below a new worker must not fork-storm.
+constexpr int64_t kLimitFloorNs = 2 * kSec;
+constexpr int64_t kLimitCapNs = 300 * kSec;
+// A worker that dies this soon after it became ready, having taken no work, failed to boot.
+constexpr int64_t kSettleNs = 1 * kSec;
 
 const int kMasterSignals[] = {SIGTERM, SIGINT,  SIGQUIT, SIGHUP, SIGTTIN,
                               SIGTTOU, SIGUSR1, SIGUSR2, SIGCHLD};
@@ -73,6 +79,8 @@ Arbiter::Arbiter(conf::Config config, std::vector<std::string> args, conf::Envir
       scoreboard_(std::make_unique<Scoreboard>(kScoreboardSlots)),
       rng_(std::random_device{}()),
       backoff_(100 * kMs, 10 * kSec, 30 * kSec),
+      rss_guard_(kLimitFloorNs, kLimitCapNs),
+      lifetime_guard_(kLimitFloorNs, kLimitCapNs),
       template_backoff_(500 * kMs, 30 * kSec, 60 * kSec),
       desired_(static_cast<int>(cfg_.workers)),
       identity_(identity),
@@ -273,7 +281,7 @@ void Arbiter::spawn_worker(uint64_t predecessor) {
     spdlog::error("event=spawn-failed error={}", log::quote(std::strerror(errno)));
     scoreboard_->release(w.slot);
     unlink_rotation(w.id);
-    backoff_.on_crash(monotonic_ns());
+    note_boot_failure(monotonic_ns());
     return;
   }
   if (pid == 0) run_child(w.slot);
@@ -372,9 +380,14 @@ void Arbiter::on_worker_exit(Worker& w, const ChildExit& exit) {
   int status = exit.status;
   int64_t now = monotonic_ns();
   Slot& s = scoreboard_->slot(w.slot);
-  uint64_t requests = s.token.load(std::memory_order_acquire) == w.id
-                          ? s.requests.load(std::memory_order_relaxed)
-                          : 0;
+  bool own_slot = s.token.load(std::memory_order_acquire) == w.id;
+  uint64_t requests = own_slot ? s.requests.load(std::memory_order_relaxed) : 0;
+  policy::DeathInputs death;
+  death.was_ready = w.ready_ns > 0;
+  death.ready_for_ns = w.ready_ns > 0 ? now - w.ready_ns : 0;
+  death.took_work =
+      requests > 0 || (own_slot && (s.in_flight.load(std::memory_order_relaxed) > 0 ||
+                                    s.connections.load(std::memory_order_relaxed) > 0));
   bool asked = w.drain_ns || w.abort_ns || w.killed;
   std::string reason = asked ? w.reason : "crash";
   bool boot_failure = !ever_ready_ && w.phase == policy::Phase::kBooting && !stopping_;
@@ -392,13 +405,18 @@ void Arbiter::on_worker_exit(Worker& w, const ChildExit& exit) {
     fail_boot(w.pid, status);
     return;
   }
-  if (reason == "crash" && !stopping_) {
-    backoff_.on_crash(now);
-    if (backoff_.delay_ns() > 0) {
-      spdlog::warn("event=backoff crashes={} delay_ms={}", backoff_.crashes(),
-                   backoff_.delay_ns() / kMs);
-    }
+  // A worker that was serving is replaced at once; only failures to boot are backed off.
+  if (reason == "crash" && !stopping_ && policy::death_is_boot_failure(death, kSettleNs)) {
+    note_boot_failure(now);
   }
+}
+
+void Arbiter::note_boot_failure(int64_t now) {
+  backoff_.on_crash(now);
+  if (backoff_.delay_ns() == 0) return;
+  ++held_back_;
+  spdlog::warn("event=backoff crashes={} delay_ms={} detail=\"workers fail before they serve\"",
+               backoff_.crashes(), backoff_.delay_ns() / kMs);
 }
 
 // The first generation could not start: the child's own exit code says whether the app could
@@ -430,6 +448,9 @@ void Arbiter::observe_workers() {
       spdlog::info("event=worker-ready pid={} spawn_ms={:.2f} generation={} mode={}", pid,
                    static_cast<double>(ready - w.started_ns) / kMs, w.generation,
                    w.template_pid ? "template" : "cold");
+      if (cfg_.max_rss_mb > 0) {
+        w.fresh_rss = sample_rss(w, now, static_cast<uint64_t>(cfg_.max_rss_mb) << 20);
+      }
     }
     if (w.phase != policy::Phase::kReady || !w.reason.empty()) continue;
     policy::RetireInputs in;
@@ -437,22 +458,26 @@ void Arbiter::observe_workers() {
     in.request_limit = w.request_limit;
     in.max_rss_bytes = static_cast<uint64_t>(cfg_.max_rss_mb) * 1024 * 1024;
     if (in.max_rss_bytes && now - w.rss_checked_ns >= kRssSampleNs) {
-      w.rss_checked_ns = now;
-      in.rss_bytes = read_rss_bytes(pid);
+      in.rss_bytes = sample_rss(w, now, in.max_rss_bytes);
     }
     in.now_ns = now;
     in.deadline_ns = w.deadline_ns;
+    in.ready_ns = w.ready_ns;
+    in.rss_min_age_ns = rss_guard_.min_age_ns();
+    in.lifetime_min_age_ns = lifetime_guard_.min_age_ns();
     if (auto reason = policy::retire_reason(in)) {
       w.reason = *reason;
       spdlog::debug("event=retire pid={} reason={} requests={} limit={} rss_mb={}", pid, w.reason,
                     in.requests, w.request_limit, in.rss_bytes >> 20);
+      if (w.reason == "max-rss" || w.reason == "max-lifetime") on_limit_retire(w, in);
     }
     if (w.reason.empty() && !w.due_soon) {
       policy::DueInputs due;
       due.requests = in.requests;
       due.request_limit = w.request_limit;
       due.ready_ns = w.ready_ns;
-      due.deadline_ns = w.deadline_ns;
+      due.deadline_ns =
+          policy::guarded_deadline(w.deadline_ns, w.ready_ns, lifetime_guard_.min_age_ns());
       due.now_ns = now;
       due.lead_ns = policy::rotation_lead_ns(spawn_latency_.ns(), kSweepMs * kMs);
       auto due_reason = policy::rotation_due_soon(due);
@@ -463,6 +488,44 @@ void Arbiter::observe_workers() {
                       w.request_limit, due.lead_ns / kMs);
       }
     }
+  }
+}
+
+uint64_t Arbiter::sample_rss(Worker& w, int64_t now, uint64_t max_rss) {
+  w.rss_checked_ns = now;
+  uint64_t rss = read_rss_bytes(w.pid);
+  if (rss > 0 && rss <= max_rss) w.rss_seen_under = true;
+  return rss;
+}
+
+// A limit that a new worker already exceeds makes every successor leave at its minimum age:
+// the guard doubles that age, and the operator is told once what the limit and a new worker are.
+void Arbiter::on_limit_retire(const Worker& w, const policy::RetireInputs& in) {
+  bool rss = w.reason == "max-rss";
+  policy::LimitGuard& guard = rss ? rss_guard_ : lifetime_guard_;
+  bool at_once = policy::retired_at_once(w.reason, in, w.rss_seen_under);
+  if (at_once) {
+    spdlog::debug("event=limit-backoff limit={} pid={} min_age_s={:.0f}", w.reason, w.pid,
+                  seconds(std::min(kLimitCapNs, 2 * guard.min_age_ns())));
+  }
+  if (!guard.on_retire(at_once)) return;
+  std::string detail = fmt::format(
+      "detail=\"a new worker is already over the limit; workers are retired on it no "
+      "sooner than min_age_s after they start serving, doubling up to {:.0f} s; "
+      "they keep serving meanwhile\"",
+      seconds(kLimitCapNs));
+  if (rss) {
+    spdlog::warn(
+        "event=limit-below-new-worker limit=max_rss max_rss_mb={} worker_rss_mb={} "
+        "pid={} min_age_s={:.0f} {}",
+        cfg_.max_rss_mb, (w.fresh_rss ? w.fresh_rss : in.rss_bytes) >> 20, w.pid,
+        seconds(guard.min_age_ns()), detail);
+  } else {
+    spdlog::warn(
+        "event=limit-below-new-worker limit=max_lifetime max_lifetime_s={} "
+        "worker_lifetime_s={:.3f} pid={} min_age_s={:.0f} {}",
+        cfg_.max_lifetime, seconds(in.deadline_ns - w.started_ns), w.pid,
+        seconds(guard.min_age_ns()), detail);
   }
 }
 
@@ -549,10 +612,13 @@ void Arbiter::manage_workers() {
   // dropped) leaves early rather than keep an extra process.
   policy::PlanTiming timing;
   timing.now_ns = now;
+  bool spawn_allowed = backoff_.allows_spawn(now);
+  if (spawn_allowed) held_back_ = 0;
+  timing.held_back = held_back_;
   timing.early_grace_ns =
       std::max(kSec, 4 * policy::rotation_lead_ns(spawn_latency_.ns(), kSweepMs * kMs));
   policy::Plan plan = policy::plan(views, desired_, static_cast<int>(cfg_.max_concurrent_rotations),
-                                   backoff_.allows_spawn(now), timing);
+                                   spawn_allowed, timing);
   for (uint64_t id : plan.drain) {
     // A due-soon worker has no reason yet: it leaves for the limit it was about to reach.
     if (Worker* w = find(id)) {
@@ -634,6 +700,8 @@ void Arbiter::reload() {
   // A HUP is tried at once, not after the delay that crashes of the old code earned.
   backoff_.reset();
   template_backoff_.reset();
+  rss_guard_.reset();
+  lifetime_guard_.reset();
   next_cfg_ = std::move(res.config);
   if (template_wanted()) {
     // The running workers are rotated only once the new template has imported the new code

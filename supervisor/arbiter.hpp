@@ -71,7 +71,9 @@ class Arbiter {
     int64_t abort_ns = 0;    // when SIGABRT was sent (heartbeat timeout)
     bool killed = false;     // SIGKILL sent
     int64_t rss_checked_ns = 0;
-    pid_t template_pid = 0;  // forked by this template (0: forked by the master, cold)
+    uint64_t fresh_rss = 0;       // sampled when it became ready (0 = not sampled)
+    bool rss_seen_under = false;  // some sample was within --max-rss
+    pid_t template_pid = 0;       // forked by this template (0: forked by the master, cold)
     std::string spawn_reason;
     pid_t replaces = 0;  // the retiring worker it succeeds
   };
@@ -114,7 +116,10 @@ class Arbiter {
   void reap_children();
   void on_worker_exit(Worker& w, const ChildExit& exit);
   void fail_boot(pid_t pid, int status);
+  void note_boot_failure(int64_t now);
   void observe_workers();
+  uint64_t sample_rss(Worker& w, int64_t now, uint64_t max_rss);
+  void on_limit_retire(const Worker& w, const policy::RetireInputs& in);
   void murder_workers();
   void manage_workers();
   void drain_worker(Worker& w, const std::string& reason);
@@ -148,7 +153,10 @@ class Arbiter {
   bool cold_fallback_ = false;
   uint64_t failed_generation_ = 0;  // a reload whose import failed; retried on the next HUP
   std::mt19937_64 rng_;
-  policy::Backoff backoff_;
+  policy::Backoff backoff_;  // after workers fail to boot
+  int held_back_ = 0;        // places of workers that failed to boot, waiting for the backoff
+  policy::LimitGuard rss_guard_;
+  policy::LimitGuard lifetime_guard_;
   policy::Backoff template_backoff_;
   policy::LatencyAverage spawn_latency_;
   int desired_ = 1;

@@ -162,7 +162,7 @@ void Arbiter::read_template(Template& t) {
         spdlog::error("event=spawn-failed template={} error={}", t.pid,
                       log::quote(std::strerror(static_cast<int>(msg.value))));
         drop_pending(msg.id, "spawn-failed");
-        backoff_.on_crash(monotonic_ns());
+        note_boot_failure(monotonic_ns());
         break;
       case tmpl::MsgType::kThreads:
         spdlog::warn(
@@ -220,6 +220,8 @@ void Arbiter::on_spawned(Template& t, uint64_t id, pid_t pid) {
   }
   if (it == pending_.end()) {
     // Its request was withdrawn (scale-down, stop): the worker is not wanted.
+    spdlog::info("event=spawn-unwanted template={} pid={} detail=\"its request was withdrawn\"",
+                 t.pid, pid);
     if (alive) ::kill(pid, SIGTERM);
     if (!alive) early_exits_.erase(early);
     return;

@@ -22,16 +22,46 @@ int64_t draw_lifetime_ns(double max_lifetime, double jitter, std::mt19937_64& rn
 
 std::optional<std::string> retire_reason(const RetireInputs& in) {
   if (in.request_limit > 0 && in.requests >= in.request_limit) return "max-requests";
-  if (in.max_rss_bytes > 0 && in.rss_bytes > in.max_rss_bytes) return "max-rss";
-  if (in.deadline_ns > 0 && in.now_ns >= in.deadline_ns) return "max-lifetime";
+  if (in.max_rss_bytes > 0 && in.rss_bytes > in.max_rss_bytes &&
+      in.now_ns - in.ready_ns >= in.rss_min_age_ns) {
+    return "max-rss";
+  }
+  int64_t deadline = guarded_deadline(in.deadline_ns, in.ready_ns, in.lifetime_min_age_ns);
+  if (deadline > 0 && in.now_ns >= deadline) return "max-lifetime";
   return std::nullopt;
+}
+
+int64_t guarded_deadline(int64_t deadline_ns, int64_t ready_ns, int64_t min_age_ns) {
+  return deadline_ns > 0 ? std::max(deadline_ns, ready_ns + min_age_ns) : 0;
+}
+
+bool retired_at_once(const std::string& reason, const RetireInputs& in, bool rss_seen_under) {
+  if (reason == "max-rss") return !rss_seen_under;
+  if (reason == "max-lifetime") return in.deadline_ns <= in.ready_ns + in.lifetime_min_age_ns;
+  return false;
+}
+
+bool LimitGuard::on_retire(bool at_once) {
+  if (!at_once) {
+    min_age_ns_ = floor_ns_;
+    return false;
+  }
+  min_age_ns_ = std::min(cap_ns_, 2 * min_age_ns_);
+  bool first = !warned_;
+  warned_ = true;
+  return first;
+}
+
+bool death_is_boot_failure(const DeathInputs& in, int64_t settle_ns) {
+  if (!in.was_ready) return true;
+  return !in.took_work && in.ready_for_ns < settle_ns;
 }
 
 std::optional<std::string> rotation_due_soon(const DueInputs& in) {
   if (in.deadline_ns > 0 && in.deadline_ns - in.now_ns <= in.lead_ns) return "max-lifetime";
   if (in.request_limit == 0 || in.requests >= in.request_limit) return std::nullopt;
   int64_t served_ns = in.now_ns - in.ready_ns;
-  if (in.requests == 0 || served_ns <= 0) return std::nullopt;
+  if (in.requests == 0 || served_ns <= 0 || served_ns < in.lead_ns) return std::nullopt;
   // requests left <= rate * lead, in integers: left * served_ns <= requests * lead_ns.
   double left = static_cast<double>(in.request_limit - in.requests);
   if (left * static_cast<double>(served_ns) <=
@@ -114,8 +144,8 @@ Plan plan(const std::vector<WorkerView>& workers, int desired, int max_concurren
     }
     return out;
   }
+  out.spawn_fresh = std::max(0, desired - places - (spawn_allowed ? 0 : timing.held_back));
   if (!spawn_allowed) return out;
-  out.spawn_fresh = desired - places;
 
   auto oldest_first = [](auto* a, auto* b) { return a->started_ns < b->started_ns; };
   std::sort(waiting.begin(), waiting.end(), oldest_first);

@@ -17,7 +17,9 @@ uint64_t draw_request_limit(int64_t max_requests, int64_t jitter, std::mt19937_6
 // Nanoseconds a worker may live: max_lifetime + uniform(0, jitter); 0 when max_lifetime is 0.
 int64_t draw_lifetime_ns(double max_lifetime, double jitter, std::mt19937_64& rng);
 
-// Why a running worker should be rotated now, if at all. Checked in this order.
+// Why a running worker should be rotated now, if at all. Checked in this order. Memory and
+// age never retire a worker that has served for less than its limit's minimum age (a limit a
+// new worker already exceeds would otherwise replace workers as fast as they start).
 struct RetireInputs {
   uint64_t requests = 0;
   uint64_t request_limit = 0;  // 0 = none
@@ -25,13 +27,55 @@ struct RetireInputs {
   uint64_t max_rss_bytes = 0;  // 0 = none
   int64_t now_ns = 0;
   int64_t deadline_ns = 0;  // end of lifetime, 0 = none
+  int64_t ready_ns = 0;     // when it started accepting
+  int64_t rss_min_age_ns = 0;
+  int64_t lifetime_min_age_ns = 0;
 };
 std::optional<std::string> retire_reason(const RetireInputs& in);
+
+// The end of a worker's lifetime once its minimum age is applied (0 = none).
+int64_t guarded_deadline(int64_t deadline_ns, int64_t ready_ns, int64_t min_age_ns);
+
+// Whether a worker retired on "max-rss" or "max-lifetime" was over that limit from the start:
+// its RSS was never sampled below the limit, or its lifetime ended before its minimum age did.
+// Its successor will be too, so the limit's guard backs off.
+bool retired_at_once(const std::string& reason, const RetireInputs& in, bool rss_seen_under);
+
+// The minimum age of one limit (memory or age): `floor` while the limit is one a worker
+// reaches by living; each worker retired on it at once doubles it, up to `cap`; a worker that
+// was under the limit for a while brings it back to the floor.
+class LimitGuard {
+ public:
+  LimitGuard(int64_t floor_ns, int64_t cap_ns)
+      : floor_ns_(floor_ns), cap_ns_(cap_ns), min_age_ns_(floor_ns) {}
+  int64_t min_age_ns() const { return min_age_ns_; }
+  // True the first time a worker is retired at once: the caller warns, once.
+  bool on_retire(bool at_once);
+  // A HUP may have changed the limit: start from the floor again (the warning stays given).
+  void reset() { min_age_ns_ = floor_ns_; }
+
+ private:
+  int64_t floor_ns_, cap_ns_, min_age_ns_;
+  bool warned_ = false;
+};
+
+// Whether a worker's death is a failure to boot, backed off, or the loss of a worker that was
+// serving, replaced at once (as gunicorn does: a request that crashes its worker must not leave
+// the pool empty). A worker that died before it was ready failed to boot; so did one that was
+// ready for less than `settle_ns` and never took a connection (it would otherwise fork-loop).
+struct DeathInputs {
+  bool was_ready = false;
+  int64_t ready_for_ns = 0;  // how long it had been ready
+  bool took_work = false;    // served, or was serving, a request or held a connection
+};
+bool death_is_boot_failure(const DeathInputs& in, int64_t settle_ns);
 
 // Anticipated rotation: a successor takes a while to boot (spawn latency), and a worker that
 // keeps serving past its limit meanwhile keeps leaking. So the successor is started `lead_ns`
 // before the worker is expected to reach its request limit (at its average rate since it
-// became ready) or its lifetime, and is ready when the worker gets there.
+// became ready) or its lifetime, and is ready when the worker gets there. The rate counts only
+// once the worker has served for at least one lead: a rate over a near-zero uptime (a burst
+// hitting a worker that just became ready) would start successors nobody needs.
 struct DueInputs {
   uint64_t requests = 0;
   uint64_t request_limit = 0;  // 0 = none
@@ -104,10 +148,13 @@ struct Plan {
 
 // Spawn-before-retire with at most `max_concurrent_rotations` successors booting at once;
 // retiring workers get theirs before workers that are only due soon. `spawn_allowed` is false
-// while a crash backoff runs (nothing new is forked then).
+// while a boot-failure backoff runs: then no successor is started and the `held_back` places
+// of the workers that failed to boot wait for it; a place a serving worker left by dying is
+// filled at once.
 struct PlanTiming {
   int64_t now_ns = 0;
   int64_t early_grace_ns = 0;  // 0: a due-soon worker is never drained before its limit
+  int held_back = 0;           // places that wait for the backoff (only when !spawn_allowed)
 };
 Plan plan(const std::vector<WorkerView>& workers, int desired, int max_concurrent_rotations,
           bool spawn_allowed, PlanTiming timing = {});

@@ -345,17 +345,34 @@ def test_rotation_under_load_with_asgi_app(rotor):
 
 def test_hup_under_load_with_asgi_app(rotor):
     import threading
+    from test_supervisor import established
     r = serve(rotor, "raw_app:app", workers=2)
     before = set(r.ready_pids())
-    result = {}
-    t = threading.Thread(target=lambda: result.update(run_wrk(r.url("/"), 5, 16)))
+    result, errors = {}, []
+
+    def load():
+        try:
+            result.update(run_wrk(r.url("/"), 8, 16))
+        except BaseException as e:  # handed to the test below
+            errors.append(e)
+
+    t = threading.Thread(target=load, daemon=True)
     t.start()
-    wait_for(lambda: True)
+    # The reload starts once wrk's connections are up, and is over while wrk still runs.
+    wait_for(lambda: established(r.port) >= 16 or not t.is_alive(), what="wrk's connections")
+    assert t.is_alive(), f"wrk ended before the reload: {errors} {result.get('raw')}"
     r.signal(signal.SIGHUP)
-    t.join()
+
+    def reloaded():
+        return before <= {int(f["pid"]) for f in r.events("worker-exit")
+                          if f["reason"] == "reload"}
+    wait_for(lambda: reloaded() or not t.is_alive(), what=f"the reload\n{r.log()}")
+    assert reloaded() and t.is_alive(), f"the load did not overlap the reload\n{r.log()}"
+    t.join(120)
+    if errors:
+        raise errors[0]
+    assert result["requests"] > 0, result["raw"]
     assert result["errors"] == 0, result["raw"]
-    exited = {int(f["pid"]) for f in r.events("worker-exit") if f["reason"] == "reload"}
-    assert before <= exited, r.log()
 
 
 def test_blocked_event_loop_is_killed_with_a_python_traceback(rotor):

@@ -130,11 +130,112 @@ TEST_SUITE("policy") {
     CHECK(p.scale_down.empty());
   }
 
-  TEST_CASE("plan: nothing is spawned during backoff") {
-    Plan p = plan({ready(1)}, 2, 1, false);
-    CHECK(p.spawn_fresh == 0);
+  TEST_CASE("plan: during a boot backoff only the places of boot failures wait") {
+    // One worker failed to boot (held back), one that was serving died: the serving one's
+    // place is filled at once, the other waits for the backoff.
+    PlanTiming t;
+    t.held_back = 1;
+    Plan p = plan({ready(1)}, 3, 1, false, t);
+    CHECK(p.spawn_fresh == 1);
+    t.held_back = 2;
+    CHECK(plan({ready(1)}, 3, 1, false, t).spawn_fresh == 0);
+    // The pool is never left empty because a serving worker died: all places come back.
+    t.held_back = 0;
+    CHECK(plan({}, 2, 1, false, t).spawn_fresh == 2);
+    // Once the backoff is over, held places are spawned too.
+    t.held_back = 2;
+    CHECK(plan({ready(1)}, 3, 1, true, t).spawn_fresh == 2);
+    // No successor is started during a boot backoff: it would likely fail as well.
     p = plan({retiring(1), ready(2)}, 2, 1, false);
     CHECK(p.start_rotation.empty());
+  }
+
+  TEST_CASE("death: before ready, or ready briefly with no work, is a boot failure") {
+    const int64_t settle = kSec;
+    DeathInputs d;
+    CHECK(death_is_boot_failure(d, settle));  // never ready
+    d.was_ready = true;
+    d.ready_for_ns = 10 * 1000000;
+    CHECK(death_is_boot_failure(d, settle));  // ready then died at once, nothing served
+    d.took_work = true;  // a request that calls os._exit(0), or the OOM killer under load
+    CHECK_FALSE(death_is_boot_failure(d, settle));
+    d.took_work = false;
+    d.ready_for_ns = 5 * kSec;  // an idle worker killed after it settled
+    CHECK_FALSE(death_is_boot_failure(d, settle));
+  }
+
+  TEST_CASE("memory and age never retire a worker younger than the limit's minimum age") {
+    RetireInputs in;
+    in.max_rss_bytes = 1 << 20;
+    in.rss_bytes = 23 << 20;  // a fresh worker is already over
+    in.ready_ns = 100 * kSec;
+    in.rss_min_age_ns = 2 * kSec;
+    in.now_ns = 100 * kSec + 1000000;  // 1 ms after it became ready
+    CHECK_FALSE(retire_reason(in).has_value());
+    in.now_ns = 102 * kSec - 1;
+    CHECK_FALSE(retire_reason(in).has_value());
+    in.now_ns = 102 * kSec;
+    CHECK(*retire_reason(in) == "max-rss");
+    CHECK(retired_at_once("max-rss", in, false));
+    CHECK_FALSE(retired_at_once("max-rss", in, true));  // it was under once: a real leak
+    // A lifetime shorter than the minimum age ends with the minimum age.
+    in = {};
+    in.ready_ns = 100 * kSec;
+    in.deadline_ns = 100 * kSec + 1;  // --max-lifetime 1e-9
+    in.lifetime_min_age_ns = 2 * kSec;
+    in.now_ns = 101 * kSec;
+    CHECK_FALSE(retire_reason(in).has_value());
+    in.now_ns = 102 * kSec;
+    CHECK(*retire_reason(in) == "max-lifetime");
+    CHECK(retired_at_once("max-lifetime", in, false));
+    CHECK(guarded_deadline(in.deadline_ns, in.ready_ns, 2 * kSec) == 102 * kSec);
+    CHECK(guarded_deadline(0, in.ready_ns, 2 * kSec) == 0);  // no lifetime limit
+    // A lifetime past the minimum age is kept as it is.
+    in.deadline_ns = 110 * kSec;
+    CHECK(guarded_deadline(in.deadline_ns, in.ready_ns, 2 * kSec) == 110 * kSec);
+    in.now_ns = 110 * kSec;
+    CHECK_FALSE(retired_at_once("max-lifetime", in, false));
+    CHECK_FALSE(retired_at_once("max-requests", in, false));
+  }
+
+  TEST_CASE("limit guard: successors retired at once double the minimum age, capped, warn once") {
+    LimitGuard g(2 * kSec, 60 * kSec);
+    CHECK(g.min_age_ns() == 2 * kSec);
+    CHECK(g.on_retire(true));  // the first time: warn
+    CHECK(g.min_age_ns() == 4 * kSec);
+    CHECK_FALSE(g.on_retire(true));  // never again
+    CHECK(g.min_age_ns() == 8 * kSec);
+    for (int i = 0; i < 20; ++i) CHECK_FALSE(g.on_retire(true));
+    CHECK(g.min_age_ns() == 60 * kSec);
+    // A worker that grew over the limit while serving: the limit works, back to the floor.
+    CHECK_FALSE(g.on_retire(false));
+    CHECK(g.min_age_ns() == 2 * kSec);
+    g.on_retire(true);
+    g.reset();
+    CHECK(g.min_age_ns() == 2 * kSec);
+    CHECK_FALSE(g.on_retire(true));  // warned already
+  }
+
+  TEST_CASE("limit guard: with a fake clock, a limit below a new worker rotates ever more slowly") {
+    // Workers are replaced as soon as the guard allows: the times of the first rotations.
+    LimitGuard g(2 * kSec, 300 * kSec);
+    int64_t now = 0;
+    int spawns = 0;
+    while (now < 600 * kSec) {
+      RetireInputs in;
+      in.max_rss_bytes = 1 << 20;
+      in.rss_bytes = 23 << 20;
+      in.ready_ns = now;
+      in.rss_min_age_ns = g.min_age_ns();
+      in.now_ns = now + 1;
+      CHECK_FALSE(retire_reason(in).has_value());
+      now += g.min_age_ns();
+      in.now_ns = now;
+      REQUIRE(retire_reason(in).has_value());
+      g.on_retire(retired_at_once(*retire_reason(in), in, false));
+      ++spawns;
+    }
+    CHECK(spawns <= 10);  // 2+4+...+256 s, then one every 300 s
   }
 
   TEST_CASE("plan: spawn before retire") {
@@ -231,12 +332,33 @@ TEST_SUITE("policy") {
     CHECK(rotation_due_soon(in) == "max-lifetime");
     in.deadline_ns = in.now_ns + 2 * in.lead_ns;
     CHECK_FALSE(rotation_due_soon(in));
-    // A worker faster than the lead is due as soon as it has served anything.
+  }
+
+  TEST_CASE("due soon: the rate counts only over at least one lead of serving") {
+    // A successor 1 ms old that took a burst of 20 requests is not due: its rate over a
+    // near-zero uptime says nothing about the next lead.
     DueInputs fast;
-    fast.request_limit = 1000;
+    fast.request_limit = 50;
+    fast.requests = 20;
+    fast.ready_ns = 10 * kSec;
+    fast.now_ns = 10 * kSec + 1000000;
+    fast.lead_ns = 105 * 1000000;
+    CHECK_FALSE(rotation_due_soon(fast));
+    fast.now_ns = 10 * kSec + fast.lead_ns - 1;
+    CHECK_FALSE(rotation_due_soon(fast));
+    // After one lead at that rate (20 per 105 ms), 30 left take about 158 ms: not yet.
+    fast.now_ns = 10 * kSec + fast.lead_ns;
+    CHECK_FALSE(rotation_due_soon(fast));
+    fast.requests = 30;  // 20 left at 30 per 105 ms: within the lead
+    CHECK(rotation_due_soon(fast) == "max-requests");
+    // A worker faster than the lead is due once it has served for one lead.
     fast.requests = 1;
-    fast.now_ns = 1000;  // 1 request per microsecond
     fast.lead_ns = 2 * kSec;
+    fast.request_limit = 1000000;
+    fast.now_ns = fast.ready_ns + 1000;
+    CHECK_FALSE(rotation_due_soon(fast));
+    fast.requests = 999000;
+    fast.now_ns = fast.ready_ns + 2 * kSec;
     CHECK(rotation_due_soon(fast));
   }
 
