@@ -601,8 +601,10 @@ void Arbiter::begin_stop(bool graceful) {
   stopping_ = true;
   graceful_ = graceful;
   int64_t now = monotonic_ns();
+  // Workers leave by themselves within graceful_timeout (their app's exit handlers included);
+  // the kill, a second later as after a rotation's drain, is for those that do not.
   stop_deadline_ns_ =
-      now + (graceful ? static_cast<int64_t>(cfg_.graceful_timeout * 1e9) : kFastStopNs);
+      now + (graceful ? static_cast<int64_t>(cfg_.graceful_timeout * 1e9) + kSec : kFastStopNs);
   spdlog::info("event=shutdown mode={} workers={}", graceful ? "graceful" : "fast",
                workers_.size());
   while (!pending_.empty()) drop_pending(pending_.begin()->first, "shutdown");

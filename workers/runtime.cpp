@@ -29,6 +29,10 @@ namespace {
 // An idle keep-alive connection of a draining worker stays open this long: closing it at once
 // would race a client that is just sending its next request.
 constexpr uint64_t kDrainIdleGraceMs = 1000;
+// What a worker's exit (the app's threads and exit handlers) gets after a fast stop (the master
+// kills at 1 s), and at least after a drain that used up the graceful timeout (the master kills
+// 1 s after it).
+constexpr int64_t kFastExitNs = 500'000'000;
 
 class Runtime : public http::Observer {
  public:
@@ -93,6 +97,9 @@ class Runtime : public http::Observer {
   }
   void drain(bool hand_off);
   void stop_now();
+  // Until when the app's shutdown and exit may run: the rest of the graceful timeout that the
+  // drain started; a fast stop or a worker that leaves undrained gets kFastExitNs.
+  int64_t exit_deadline_ns() const;
   bool drop_privileges();
   bool wait_for_master_parent();
 
@@ -110,6 +117,8 @@ class Runtime : public http::Observer {
   uint64_t limit_ = 0;
   bool limit_reported_ = false;
   bool draining_ = false;
+  int64_t drain_ns_ = 0;
+  int64_t fast_stop_ns_ = 0;  // when INT or QUIT arrived
   int exit_code_ = kExitOk;
   bool drained_ = false;  // every connection finished: the app may run its shutdown
   bool withdrawn_ = false;
@@ -126,6 +135,7 @@ void Runtime::on_signal(uv_signal_t* h, int signum) {
       break;
     case SIGINT:
     case SIGQUIT:
+      if (!rt->fast_stop_ns_) rt->fast_stop_ns_ = monotonic_ns();
       rt->stop_now();
       break;
     case SIGUSR1:
@@ -140,6 +150,7 @@ void Runtime::on_signal(uv_signal_t* h, int signum) {
 void Runtime::drain(bool hand_off) {
   if (draining_) return;
   draining_ = true;
+  drain_ns_ = monotonic_ns();
   set_state(WorkerState::kDraining);
   spdlog::info("event=drain mode={} connections={}", hand_off ? "handoff" : "close",
                server_->connections());
@@ -163,6 +174,12 @@ void Runtime::drain(bool hand_off) {
 void Runtime::stop_now() {
   server_->close_all();
   app_->stop();
+}
+
+int64_t Runtime::exit_deadline_ns() const {
+  if (fast_stop_ns_) return fast_stop_ns_ + kFastExitNs;
+  if (draining_) return drain_ns_ + static_cast<int64_t>(cfg_.graceful_timeout * 1e9);
+  return monotonic_ns() + kFastExitNs;
 }
 
 bool Runtime::drop_privileges() {
@@ -310,7 +327,11 @@ int Runtime::run() {
   heartbeat();
   set_state(WorkerState::kReady);
   app_->run(&loop_);
-  if (drained_) app_->finish();
+  int64_t deadline = exit_deadline_ns();
+  if (drained_) app_->finish(deadline);
+  // The app's own exit, as its process would end; a fast stop now ends it at once.
+  for (int s : {SIGINT, SIGQUIT}) std::signal(s, exit_at_once);
+  app_->end(std::max(deadline, monotonic_ns() + kFastExitNs));
   return exit_code_;
 }
 

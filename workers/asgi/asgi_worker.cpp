@@ -5,6 +5,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cctype>
 #include <climits>
 #include <cstdio>
@@ -17,9 +18,11 @@
 
 #include "conf/python_executable.hpp"
 #include "log/log.hpp"
+#include "supervisor/scoreboard.hpp"
 #include "workers/asgi/exchange.hpp"
 #include "workers/asgi/interpreter.hpp"
 #include "workers/asgi/loop_driver.hpp"
+#include "workers/asgi/python_exit.hpp"
 #include "workers/asgi/scope.hpp"
 #include "workers/http/connection.hpp"
 #include "workers/http/request.hpp"
@@ -47,7 +50,8 @@ class AsgiWorker : public worker::WorkerClass, public http::Handler, public Engi
   void run(uv_loop_t* loop) override;
   void stop() override;
   void stop_when_idle() override;
-  void finish() override;
+  void finish(int64_t deadline_ns) override;
+  void end(int64_t deadline_ns) override { end_python(bridge_, deadline_ns); }
 
   // http::Handler
   // Bodies stream into receive(): reading pauses while the app leaves kBodyHighWater bytes
@@ -546,13 +550,13 @@ PyObject* AsgiWorker::py_client_left(PyObject* args) {
   Py_RETURN_NONE;
 }
 
-void AsgiWorker::finish() {
+void AsgiWorker::finish(int64_t deadline_ns) {
   if (!lifespan_ || !state_) return;
   PyObject* coro = PyObject_CallMethod(lifespan_, "shutdown", nullptr);
   PyObject* asyncio = PyImport_ImportModule("asyncio");
+  double left = static_cast<double>(std::max<int64_t>(0, deadline_ns - monotonic_ns())) / 1e9;
   PyObject* bounded =
-      coro && asyncio ? PyObject_CallMethod(asyncio, "wait_for", "Od", coro, cfg_.graceful_timeout)
-                      : nullptr;
+      coro && asyncio ? PyObject_CallMethod(asyncio, "wait_for", "Od", coro, left) : nullptr;
   PyObject* r = bounded ? PyObject_CallMethod(loop_, "run_until_complete", "O", bounded) : nullptr;
   if (!r) log_python_error("lifespan-shutdown-failed");
   Py_XDECREF(r);

@@ -6,10 +6,13 @@
 # Only what has to be Python lives here: awaiting (asyncio futures) and the app's task.
 # Parsing, header validation, framing and writing stay in C++.
 import asyncio
+import atexit
 import collections
 import inspect
 import logging
 import sys
+import threading
+import time
 import traceback
 
 import _rotor
@@ -379,6 +382,65 @@ def configure_logging(level, root):
     server.setLevel(level)
     server.propagate = False
     error.setLevel(level)
+
+
+# -- Process exit --------------------------------------------------------------------------------
+# A worker ends with _exit() (Py_FinalizeEx, after a fork and with the app's threads running,
+# is neither safe nor bounded). Before that it does what Python's own exit does, in its order:
+# what threading._shutdown() does (threading's exit hooks, by which concurrent.futures
+# executors finish the jobs given to them, then a join of every non-daemon thread), atexit
+# handlers, a flush of stdio. Here with a bound: threading._shutdown() itself waits forever.
+def _waiting_threads():
+    me = threading.current_thread()
+    return [t for t in threading.enumerate() if t is not me and not t.daemon and t.is_alive()]
+
+
+def _threading_exit_hooks():
+    threading._SHUTTING_DOWN = True  # as threading._shutdown(): no hook registered from now on
+    for hook in reversed(threading._threading_atexits):
+        hook()
+
+
+def join_threads(timeout):
+    """threading._shutdown(), for `timeout` seconds at most. Returns (threads, names,
+    finished): how many non-daemon threads there were to wait for, the names of those still
+    running, and whether the wait was complete."""
+    deadline = time.monotonic() + max(timeout, 0.0)
+    waited = _waiting_threads()
+    hooks = None
+    if threading._threading_atexits:
+        # An executor's hook joins its threads without a bound: in a daemon thread, so that
+        # the wait can end.
+        hooks = threading.Thread(target=_threading_exit_hooks, name="rotor-exit", daemon=True)
+        hooks.start()
+        hooks.join(max(deadline - time.monotonic(), 0.0))
+    while True:
+        left = _waiting_threads()  # threads started meanwhile too, as Python waits for them
+        if not left or time.monotonic() >= deadline:
+            break
+        for t in left:
+            t.join(max(deadline - time.monotonic(), 0.0))
+    alive = [t.name for t in _waiting_threads()]
+    return len(waited), alive, not alive and not (hooks and hooks.is_alive())
+
+
+def _flush_stdio():
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            if stream is not None:
+                stream.flush()
+        except Exception:
+            pass
+
+
+def run_exit_handlers():
+    """atexit's handlers (the last registered first; a failing one is reported and the others
+    still run), with stdio flushed. Returns how many there were."""
+    _flush_stdio()  # what was printed so far is not lost with a handler that hangs
+    count = atexit._ncallbacks()
+    atexit._run_exitfuncs()
+    _flush_stdio()
+    return count
 
 
 class ASGI2Adapter:

@@ -1,0 +1,116 @@
+"""A worker leaves as a Python process ends: at every rotation and on TERM it waits for the
+app's non-daemon threads and executor jobs (bounded by --graceful-timeout), runs atexit
+handlers and flushes stdio, and says in the log what it waited for."""
+import base64
+import os
+import signal
+import socket
+import struct
+import time
+
+import httpx
+import pytest
+
+from conftest import DEADLINE, ROOT, pid_alive, wait_for
+
+APPS = ROOT / "tests" / "apps"
+MODES = ["--preload", "--no-preload"]  # workers forked from the template, and cold ones
+
+
+def serve(rotor, marks, *args, workers=1):
+    return rotor("--chdir", str(APPS), "-w", str(workers), *args, "exit_app:app",
+                 env={"EXIT_APP_FILE": str(marks)}, workers=workers)
+
+
+def read_marks(marks):
+    return marks.read_text().splitlines() if marks.exists() else []
+
+
+def get(r, path, **params):
+    with httpx.Client(base_url=r.url(), timeout=DEADLINE) as c:
+        resp = c.get(path, params=params)
+    assert resp.status_code == 200, resp.text
+    return int(resp.text.split()[-1])  # the pid that answered
+
+
+def exit_of(r, pid):
+    found = [f for f in r.events("python-exit") if int(f["pid"]) == pid]
+    return found[0] if found else None
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_rotated_worker_finishes_its_threads_and_runs_atexit(rotor, tmp_path, mode):
+    # The issue's reproduction: two requests each start a thread that writes 2 s later; the
+    # second reaches --max-requests and the worker rotates.
+    marks = tmp_path / "marks"
+    r = serve(rotor, marks, mode, "--max-requests", "2")
+    old = r.ready_pids()[0]
+    assert get(r, "/thread", tag="a", seconds="2") == old
+    assert get(r, "/thread", tag="b", seconds="2") == old
+    exited = wait_for(lambda: [f for f in r.events("worker-exit") if int(f["pid"]) == old],
+                      what=f"the rotated worker to exit\n{r.log()}")
+    assert exited[0]["reason"] == "max-requests" and exited[0]["status"] == "exit:0", exited
+    assert {"thread a", "thread b", f"atexit {old}"} <= set(read_marks(marks)), r.log()
+    # Exit handlers run after the threads, as in Python's own exit.
+    assert read_marks(marks).index(f"atexit {old}") > read_marks(marks).index("thread b")
+    line = exit_of(r, old)
+    assert line and int(line["threads"]) >= 2 and int(line["atexit"]) >= 1, r.log()
+    assert f"unflushed print at exit {old}" in r.log()
+    assert not r.events("python-exit-timeout"), r.log()
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_term_waits_for_threads_executor_jobs_and_atexit(rotor, tmp_path, mode):
+    marks = tmp_path / "marks"
+    r = serve(rotor, marks, mode, "--graceful-timeout", "20")
+    pid = r.ready_pids()[0]
+    get(r, "/thread", tag="t", seconds="2")
+    get(r, "/executor", tag="e1", seconds="2")
+    get(r, "/executor", tag="e2", seconds="1")
+    r.signal(signal.SIGTERM)
+    assert r.wait_exit() == 0, r.log()
+    assert {"thread t", "executor e1", "executor e2", f"atexit {pid}"} <= set(read_marks(marks)), \
+        r.log()
+    line = exit_of(r, pid)
+    # The job's thread, and the executor's two.
+    assert line and int(line["threads"]) == 3, r.log()
+    assert f"unflushed print at exit {pid}" in r.log()
+    assert not r.events("python-exit-timeout") and not r.events("worker-kill"), r.log()
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_thread_that_never_ends_is_bounded_by_the_graceful_timeout(rotor, tmp_path, mode):
+    marks = tmp_path / "marks"
+    r = serve(rotor, marks, mode, "--graceful-timeout", "3")
+    pid = r.ready_pids()[0]
+    get(r, "/forever")
+    get(r, "/thread", tag="quick", seconds="0.5")
+    t0 = time.monotonic()
+    r.signal(signal.SIGTERM)
+    assert r.wait_exit() == 0, r.log()
+    took = time.monotonic() - t0
+    # Waited for the thread, gave up at the graceful timeout, and left by itself (no kill).
+    assert 2 <= took < 3 + 1, f"{took:.2f}s\n{r.log()}"
+    gave_up = [f for f in r.events("python-exit-timeout") if int(f["pid"]) == pid]
+    assert gave_up and gave_up[0]["threads"] == "1" and "never-ends" in gave_up[0]["names"], \
+        r.log()
+    assert not r.events("worker-kill"), r.log()
+    # The exit handlers still ran, and the thread that did end was waited for.
+    assert {"thread quick", f"atexit {pid}"} <= set(read_marks(marks)), r.log()
+    assert not pid_alive(pid)
+
+
+def test_an_atexit_handler_that_hangs_is_bounded_by_the_graceful_timeout(rotor, tmp_path):
+    marks = tmp_path / "marks"
+    r = serve(rotor, marks, "--graceful-timeout", "2")
+    pid = r.ready_pids()[0]
+    get(r, "/hang-at-exit")
+    t0 = time.monotonic()
+    r.signal(signal.SIGTERM)
+    assert r.wait_exit() == 0, r.log()
+    assert time.monotonic() - t0 < 2 + 1, r.log()
+    gave_up = [f for f in r.events("python-exit-timeout") if int(f["pid"]) == pid]
+    assert gave_up and gave_up[0]["phase"] == "atexit", r.log()
+    assert not r.events("worker-kill"), r.log()
+    assert "hang at exit started" in read_marks(marks)
+
