@@ -114,3 +114,22 @@ def test_an_atexit_handler_that_hangs_is_bounded_by_the_graceful_timeout(rotor, 
     assert not r.events("worker-kill"), r.log()
     assert "hang at exit started" in read_marks(marks)
 
+
+# --- Python logging: only what no handler of the app took -----------------------------------
+
+def test_records_a_handler_of_the_app_took_are_not_logged_again(rotor):
+    r = rotor("--chdir", str(APPS), "-w", "1", "own_logger_app:app")
+    with httpx.Client(base_url=r.url(), timeout=DEADLINE) as c:
+        assert c.get("/fail").text == "logged"
+    wait_for(lambda: "OWNLOG myapp.views ERROR handled by the app's own handler" in r.log()
+             and len(r.lines("app-log")) >= 2, what=f"the app's log lines\n{r.log()}")
+    r.stop()  # every worker has left: nothing it logs can still be on its way
+    log = r.log()
+    assert log.count("ValueError: own-logger-boom") == 1, log  # one traceback, the app's
+    by_logger = {(f["logger"], f["message"]) for f in r.events("app-log")}
+    assert ("myapp.views", "handled by the app's own handler") not in by_logger, log
+    # What the app's handler did not take (below its level, or no handler at all) still
+    # reaches rotor's log.
+    assert ("myapp.views", "below the app handler's level") in by_logger, log
+    assert ("other.library", "no handler of the app") in by_logger, log
+

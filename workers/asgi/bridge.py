@@ -348,10 +348,29 @@ async def run_websocket(app, scope, ws):
 # -- Python logging ------------------------------------------------------------------------------
 class _RotorHandler(logging.Handler):
     """Python log records into rotor's error log: one key=value line each, with rotor's
-    timestamp, level, role and pid (and the traceback after it, as for app errors)."""
+    timestamp, level, role and pid (and the traceback after it, as for app errors). Only what
+    no handler of the app took on the way up (Django's LOGGING puts one on the "django"
+    logger and lets records propagate): those would be logged twice."""
+
+    def __init__(self, owner):
+        super().__init__()
+        self.owner = owner  # the logger this handler is on
+
+    def _handled_below(self, record):
+        logger = logging.Logger.manager.loggerDict.get(record.name)  # none made here
+        while isinstance(logger, logging.Logger) and logger is not self.owner:
+            for handler in logger.handlers:
+                if record.levelno >= handler.level and handler.filter(record):
+                    return True
+            if not logger.propagate:
+                break
+            logger = logger.parent
+        return False
 
     def emit(self, record):
         try:
+            if self._handled_below(record):
+                return
             tb = ""
             if record.exc_info:
                 tb = logging.Formatter().formatException(record.exc_info) + "\n"
@@ -371,14 +390,14 @@ def configure_logging(level, root):
     if top.handlers:
         return  # the app configured logging: its choice stands
     if root:
-        top.addHandler(_RotorHandler())
+        top.addHandler(_RotorHandler(top))
         top.setLevel(level)
         return
     server, error = logging.getLogger("uvicorn"), logging.getLogger("uvicorn.error")
     if server.handlers or error.handlers:
         return
     # As uvicorn's own LOGGING_CONFIG: "uvicorn" writes, "uvicorn.error" propagates to it.
-    server.addHandler(_RotorHandler())
+    server.addHandler(_RotorHandler(server))
     server.setLevel(level)
     server.propagate = False
     error.setLevel(level)
