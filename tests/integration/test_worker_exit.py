@@ -133,3 +133,25 @@ def test_records_a_handler_of_the_app_took_are_not_logged_again(rotor):
     assert ("myapp.views", "below the app handler's level") in by_logger, log
     assert ("other.library", "no handler of the app") in by_logger, log
 
+
+# --- lifespan -------------------------------------------------------------------------------
+
+def test_a_lifespan_the_app_does_not_support_is_said_at_info_with_the_error_at_debug(rotor):
+    r = rotor("--chdir", str(APPS), "-w", "1", "no_lifespan_app:app")
+    with httpx.Client(base_url=r.url(), timeout=DEADLINE) as c:
+        assert c.get("/").text == "served"
+    said = r.events("lifespan-unsupported")
+    assert len(said) == 1 and said[0]["level"] == "info", r.log()
+    assert "appears unsupported" in said[0]["detail"], said
+    assert "no-lifespan-app cannot handle" not in r.log()  # the error only at debug
+
+    verbose = rotor("--chdir", str(APPS), "-w", "1", "--log-level", "debug", "no_lifespan_app:app")
+    said = verbose.events("lifespan-unsupported")
+    assert len(said) == 2 and "ValueError('no-lifespan-app cannot handle lifespan')" in \
+        [f.get("error") for f in said], verbose.log()
+    assert "Traceback" in verbose.log()
+
+    # --lifespan off: nothing is tried, nothing said.
+    off = rotor("--chdir", str(APPS), "-w", "1", "--lifespan", "off", "no_lifespan_app:app")
+    assert not off.events("lifespan-unsupported")
+

@@ -113,6 +113,7 @@ class AsgiWorker : public worker::WorkerClass, public http::Handler, public Engi
   // bridge.configure_logging: uvicorn's loggers (before the lifespan startup) or the root
   // logger (after it), unless the app configured logging. False with a Python error set.
   bool configure_logging(bool root);
+  void log_lifespan_unsupported();
   // Steps the request in an idle host task: `coro` (run()) when given, else the app's own
   // coroutine. False (nothing run) when that cannot be done now.
   bool start_eagerly(PyObject* coro, PyObject* scope, PyObject* ex);
@@ -435,6 +436,7 @@ int AsgiWorker::boot(uv_loop_t*) {
         return worker::kExitBootFailed;
       }
       Py_CLEAR(state_);  // no lifespan: no state in the scope
+      log_lifespan_unsupported();
     }
     Py_XDECREF(supported);
   }
@@ -443,6 +445,21 @@ int AsgiWorker::boot(uv_loop_t*) {
     return worker::kExitBootFailed;
   }
   return worker::kExitOk;
+}
+
+// As uvicorn says it (at info), with what the app raised at debug.
+void AsgiWorker::log_lifespan_unsupported() {
+  spdlog::info(
+      "event=lifespan-unsupported detail=\"ASGI 'lifespan' protocol appears unsupported\"");
+  PyObject* why = PyObject_GetAttrString(lifespan_, "unsupported");
+  const char *summary = nullptr, *tb = nullptr;
+  if (!why || !PyArg_ParseTuple(why, "ss", &summary, &tb)) {
+    PyErr_Clear();
+  } else if (*summary && spdlog::should_log(spdlog::level::debug)) {
+    spdlog::debug("event=lifespan-unsupported error={}", log::quote(summary));
+    std::fputs(tb, stderr);
+  }
+  Py_XDECREF(why);
 }
 
 bool AsgiWorker::configure_logging(bool root) {

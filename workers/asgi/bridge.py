@@ -498,6 +498,7 @@ class Lifespan:
         self.shutdown_done = None
         self.failed = None
         self.supported = True
+        self.unsupported = ("", "")  # what the app raised instead (summary, traceback)
         self.task = None
 
     async def startup(self):
@@ -519,6 +520,7 @@ class Lifespan:
                 if self.mode == "auto":
                     # An app without lifespan support raises on the unknown scope type.
                     self.supported = False
+                    self.unsupported = (repr(exc), "".join(traceback.format_exception(exc)))
                     self.startup_done.set_result(None)
                 else:
                     self.failed = f"lifespan raised {exc!r}"
