@@ -155,3 +155,17 @@ def test_a_lifespan_the_app_does_not_support_is_said_at_info_with_the_error_at_d
     off = rotor("--chdir", str(APPS), "-w", "1", "--lifespan", "off", "no_lifespan_app:app")
     assert not off.events("lifespan-unsupported")
 
+
+# --- proxy headers --------------------------------------------------------------------------
+
+def test_a_forwarded_for_that_is_not_an_address_leaves_the_peer_as_the_client(rotor):
+    r = rotor("--chdir", str(APPS), "-w", "1", "starlette_app:app")  # 127.0.0.1 is trusted
+    with httpx.Client(base_url=r.url(), timeout=DEADLINE) as c:
+        for claim in ("not-an-ip", "203.0.113.7, not-an-ip", "<script>"):
+            me = c.get("/whoami", headers={"X-Forwarded-For": claim,
+                                           "X-Forwarded-Proto": "https"}).json()
+            assert me["client"][0] == "127.0.0.1" and me["client"][1] > 0, (claim, me)
+            assert me["scheme"] == "https", me  # the proxy's other header still counts
+        me = c.get("/whoami", headers={"X-Forwarded-For": "not-an-ip, 203.0.113.7"}).json()
+        assert me["client"] == ["203.0.113.7", 0], me
+
