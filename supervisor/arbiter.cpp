@@ -486,11 +486,14 @@ void Arbiter::murder_workers() {
               ? std::clamp(s.heartbeat_ns.load(std::memory_order_relaxed), w.started_ns, now)
               : w.started_ns;
       if (now - beat > timeout_ns) {
-        spdlog::error("event=worker-timeout pid={} silent_s={:.1f} action=abort", pid,
-                      seconds(now - beat));
+        bool booting = w.phase == policy::Phase::kBooting;
+        spdlog::error("event=worker-timeout pid={} silent_s={:.1f} phase={} action=abort", pid,
+                      seconds(now - beat), booting ? "boot" : "serving");
         w.reason = "timeout";
         w.abort_ns = now;
-        w.phase = policy::Phase::kDraining;
+        // One that never got ready stays booting: in the first generation its end is a boot
+        // failure (exit 3), not a crash retried forever.
+        if (!booting) w.phase = policy::Phase::kDraining;
         ::kill(pid, SIGABRT);
         ::kill(pid, SIGCONT);  // a stopped worker acts on the abort only once continued
       }
@@ -498,7 +501,7 @@ void Arbiter::murder_workers() {
     if (kill) {
       spdlog::warn("event=worker-kill pid={} reason={}", pid, w.reason.empty() ? "-" : w.reason);
       w.killed = true;
-      w.phase = policy::Phase::kDraining;
+      if (w.phase != policy::Phase::kBooting) w.phase = policy::Phase::kDraining;
       ::kill(pid, SIGKILL);
     }
   }

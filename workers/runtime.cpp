@@ -261,6 +261,9 @@ int Runtime::run() {
   sigaddset(&usr1, SIGUSR1);
   sigprocmask(SIG_BLOCK, &usr1, nullptr);
   std::signal(SIGUSR1, SIG_DFL);  // blocked: kept pending, not discarded as when ignored
+  // The master's --timeout counts from now while the app boots (it bounds its lifespan
+  // startup by it); the slot may still hold the previous worker's last beat.
+  ctx_.slot->heartbeat_ns.store(monotonic_ns(), std::memory_order_relaxed);
   if (!app_) app_ = make_worker_class(cfg_);
   if (int code = app_->boot(&loop_); code != kExitOk) return code;
 

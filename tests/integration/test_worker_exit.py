@@ -169,3 +169,52 @@ def test_a_forwarded_for_that_is_not_an_address_leaves_the_peer_as_the_client(ro
         me = c.get("/whoami", headers={"X-Forwarded-For": "not-an-ip, 203.0.113.7"}).json()
         assert me["client"] == ["203.0.113.7", 0], me
 
+
+def test_a_lifespan_startup_that_never_finishes_ends_the_first_generation_with_exit_3(
+        rotor, tmp_path):
+    flag = tmp_path / "hang"
+    flag.touch()
+    r = rotor("--chdir", str(APPS), "-w", "2", "-t", "3", "hang_lifespan_app:app",
+              env={"HANG_LIFESPAN_FILE": str(flag)}, wait=False)
+    assert r.wait_exit() == 3, r.log()
+    said = r.events("lifespan-timeout")
+    assert said and said[0]["level"] == "error" and said[0]["timeout_s"] == "3", r.log()
+    assert "asyncio.Event().wait()" in r.log()  # where the startup waits
+    # Said by the worker itself, not found by the heartbeat: no abort, no dump, no retry.
+    assert "Fatal Python error" not in r.log() and not r.events("worker-timeout"), r.log()
+    assert len(r.events("spawn")) == 2, r.log()
+    assert r.events("boot-failed")[-1]["code"] == "3", r.log()
+
+
+def test_a_lifespan_startup_that_blocks_the_loop_ends_the_first_generation_with_exit_3(
+        rotor, tmp_path):
+    flag = tmp_path / "hang"
+    flag.touch()
+    r = rotor("--chdir", str(APPS), "-w", "1", "-t", "2", "hang_lifespan_app:app",
+              env={"HANG_LIFESPAN_FILE": str(flag), "HANG_LIFESPAN_MODE": "sync"}, wait=False)
+    # The loop is blocked: only the heartbeat finds it; aborted once, then the master leaves.
+    assert r.wait_exit() == 3, r.log()
+    timeouts = r.events("worker-timeout")
+    assert len(timeouts) == 1 and timeouts[0]["phase"] == "boot", r.log()
+    assert r.log().count("Fatal Python error") == 1, r.log()
+
+
+def test_a_lifespan_startup_that_hangs_after_a_reload_is_backed_off_while_the_old_serve(
+        rotor, tmp_path):
+    flag = tmp_path / "hang"
+    r = rotor("--chdir", str(APPS), "-w", "1", "-t", "2", "hang_lifespan_app:app",
+              env={"HANG_LIFESPAN_FILE": str(flag)})
+    old = r.ready_pids()
+    flag.touch()
+    r.signal(signal.SIGHUP)
+    wait_for(lambda: len(r.events("lifespan-timeout")) >= 2 and r.events("backoff"),
+             what=f"two failed successors and a backoff\n{r.log()}")
+    # The running worker serves on; the master stays up and does not abort anyone.
+    with httpx.Client(base_url=r.url(), timeout=DEADLINE) as c:
+        assert c.get("/").text == f"up {old[0]}"
+    assert r.proc.poll() is None and r.ready_pids() == old, r.log()
+    assert "Fatal Python error" not in r.log() and not r.events("worker-timeout"), r.log()
+    flag.unlink()
+    wait_for(lambda: r.ready_pids() and old[0] not in r.ready_pids(),
+             what=f"the fixed startup to roll the worker\n{r.log()}")
+

@@ -486,6 +486,19 @@ def prepare(app):
     return app if is_asgi3(app) else ASGI2Adapter(app)
 
 
+def _awaiting(coro):
+    """Where a suspended coroutine waits: its frame and those of what it awaits, in turn (a
+    task's own stack shows only the outermost one)."""
+    frames = []
+    while coro is not None:
+        frame = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None)
+        if frame is None:
+            break
+        frames.append((frame, frame.f_lineno))
+        coro = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None)
+    return traceback.StackSummary.extract(frames)
+
+
 class Lifespan:
     """Runs the app's lifespan protocol: startup before serving, shutdown after the drain."""
 
@@ -499,9 +512,12 @@ class Lifespan:
         self.failed = None
         self.supported = True
         self.unsupported = ("", "")  # what the app raised instead (summary, traceback)
+        self.timed_out = False
         self.task = None
 
-    async def startup(self):
+    async def startup(self, timeout=None):
+        """None once the app is up (or does not speak lifespan), else why it failed. After
+        `timeout` seconds `timed_out` is set, with where the startup waits printed."""
         loop = asyncio.get_running_loop()
         self.startup_done = loop.create_future()
         self.shutdown_done = loop.create_future()
@@ -509,7 +525,13 @@ class Lifespan:
                  "state": self.state}
         self.task = loop.create_task(self._main(scope))
         await self.incoming.put({"type": "lifespan.startup"})
-        await self.startup_done
+        try:
+            await asyncio.wait_for(asyncio.shield(self.startup_done), timeout)
+        except asyncio.TimeoutError:
+            self.timed_out = True
+            print("The lifespan startup waits here (most recent call last):\n"
+                  + "".join(_awaiting(self.task.get_coro()).format()), end="", file=sys.stderr)
+            return "the lifespan startup did not finish"
         return self.failed
 
     async def _main(self, scope):
