@@ -3,6 +3,7 @@ job, an atexit handler. Each writes a line to the file named by EXIT_APP_FILE wh
 so that a test can tell what ran before the process ended."""
 import atexit
 import concurrent.futures
+import ctypes
 import os
 import threading
 import time
@@ -31,6 +32,11 @@ def _hang():
     threading.Event().wait()
 
 
+def _hang_holding_the_gil():
+    mark("hang at exit started")
+    ctypes.PyDLL(None).sleep(3600)  # C code that keeps the GIL: no Python thread runs again
+
+
 def _later(what, seconds):
     time.sleep(seconds)
     mark(what)
@@ -50,6 +56,8 @@ async def app(scope, receive, send):
         threading.Thread(target=threading.Event().wait, name="never-ends").start()
     elif path == "/hang-at-exit":
         atexit.register(_hang)
+    elif path == "/hang-at-exit-holding-the-gil":
+        atexit.register(_hang_holding_the_gil)
     body = f"{path} {os.getpid()}".encode()
     await send({"type": "http.response.start", "status": 200, "headers": []})
     await send({"type": "http.response.body", "body": body})

@@ -45,8 +45,11 @@ def test_a_rotated_worker_finishes_its_threads_and_runs_atexit(rotor, tmp_path, 
     marks = tmp_path / "marks"
     r = serve(rotor, marks, mode, "--max-requests", "2")
     old = r.ready_pids()[0]
-    assert get(r, "/thread", tag="a", seconds="2") == old
-    assert get(r, "/thread", tag="b", seconds="2") == old
+    # One connection: its worker's successor, started ahead of the limit, takes no part.
+    with httpx.Client(base_url=r.url(), timeout=DEADLINE) as c:
+        for tag in "ab":
+            resp = c.get("/thread", params={"tag": tag, "seconds": "2"})
+            assert resp.text == f"/thread {old}", resp.text
     exited = wait_for(lambda: [f for f in r.events("worker-exit") if int(f["pid"]) == old],
                       what=f"the rotated worker to exit\n{r.log()}")
     assert exited[0]["reason"] == "max-requests" and exited[0]["status"] == "exit:0", exited
@@ -113,6 +116,25 @@ def test_an_atexit_handler_that_hangs_is_bounded_by_the_graceful_timeout(rotor, 
     assert gave_up and gave_up[0]["phase"] == "atexit", r.log()
     assert not r.events("worker-kill"), r.log()
     assert "hang at exit started" in read_marks(marks)
+
+
+def test_a_worker_that_cannot_end_by_itself_is_killed_after_the_graceful_timeout_and_logged(
+        rotor, tmp_path):
+    # An exit handler stuck in C code that keeps the GIL: the worker's own bound cannot act,
+    # the master's kill a second after the graceful timeout does, and says so.
+    marks = tmp_path / "marks"
+    r = serve(rotor, marks, "--graceful-timeout", "2")
+    pid = r.ready_pids()[0]
+    get(r, "/hang-at-exit-holding-the-gil")
+    t0 = time.monotonic()
+    r.signal(signal.SIGTERM)
+    assert r.wait_exit() == 0, r.log()
+    assert time.monotonic() - t0 < 2 + 1 + 2, r.log()
+    assert "hang at exit started" in read_marks(marks)
+    killed = [f for f in r.events("worker-kill") if int(f["pid"]) == pid]
+    assert killed and killed[0]["reason"] == "shutdown", r.log()
+    exited = [f for f in r.events("worker-exit") if int(f["pid"]) == pid]
+    assert exited and exited[0]["status"] == "signal:KILL", r.log()
 
 
 # --- Python logging: only what no handler of the app took -----------------------------------
