@@ -240,3 +240,50 @@ def test_a_lifespan_startup_that_hangs_after_a_reload_is_backed_off_while_the_ol
     wait_for(lambda: r.ready_pids() and old[0] not in r.ready_pids(),
              what=f"the fixed startup to roll the worker\n{r.log()}")
 
+
+# --- WebSocket sessions and the drain -------------------------------------------------------
+
+def _ws_handshake(port, path):
+    s = socket.create_connection(("127.0.0.1", port), timeout=DEADLINE)
+    key = base64.b64encode(os.urandom(16)).decode()
+    s.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+              f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode())
+    return s
+
+
+def _read_exactly(s, n, buf):
+    while len(buf) < n:
+        data = s.recv(65536)
+        assert data, f"closed after {buf!r}"
+        buf += data
+    return buf
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])
+def test_a_session_accepted_while_its_worker_drains_is_closed_with_1012(rotor, tmp_path, sig):
+    marks, flag = tmp_path / "marks", tmp_path / "accept"
+    r = rotor("--chdir", str(APPS), "-w", "1", "--graceful-timeout", "20", "ws_drain_app:app")
+    old = r.ready_pids()[0]
+    s = _ws_handshake(r.port, f"/?marks={marks}&flag={flag}")
+    try:
+        wait_for(lambda: f"handshake {old}" in read_marks(marks), what="the app to see it")
+        r.signal(sig)  # TERM: a stop; HUP: the worker is rotated onto a new one
+        wait_for(lambda: [f for f in r.events("drain") if int(f["pid"]) == old],
+                 what=f"the worker to drain\n{r.log()}")
+        t0 = time.monotonic()
+        flag.touch()  # the app accepts now
+        buf = b""
+        while b"\r\n\r\n" not in buf:
+            buf = _read_exactly(s, len(buf) + 1, buf)
+        head, buf = buf.split(b"\r\n\r\n", 1)
+        assert head.startswith(b"HTTP/1.1 101 "), head
+        buf = _read_exactly(s, 4, buf)
+        assert buf[0] == 0x88, buf  # a close frame, at once: not at the graceful timeout
+        assert struct.unpack("!H", buf[2:4])[0] == 1012, buf
+        assert time.monotonic() - t0 < 10
+        s.sendall(bytes([0x88, 0x82]) + b"\0\0\0\0" + struct.pack("!H", 1012))
+        wait_for(lambda: "disconnect 1012" in read_marks(marks), what="the app's disconnect")
+    finally:
+        s.close()
+    wait_for(lambda: [f for f in r.events("worker-exit") if int(f["pid"]) == old],
+             what=f"the drained worker to exit\n{r.log()}")
