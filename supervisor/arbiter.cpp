@@ -488,7 +488,10 @@ void Arbiter::murder_workers() {
       if (now - beat > timeout_ns) {
         bool booting = w.phase == policy::Phase::kBooting;
         spdlog::error("event=worker-timeout pid={} silent_s={:.1f} phase={} action=abort", pid,
-                      seconds(now - beat), booting ? "boot" : "serving");
+                      seconds(now - beat),
+                      booting      ? "boot"
+                      : w.drain_ns ? "drain"
+                                   : "serving");
         w.reason = "timeout";
         w.abort_ns = now;
         // One that never got ready stays booting: in the first generation its end is a boot

@@ -7,9 +7,13 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <chrono>
+#include <condition_variable>
 #include <csignal>
 #include <cstring>
 #include <memory>
+#include <mutex>
+#include <thread>
 
 #include <spdlog/spdlog.h>
 
@@ -105,6 +109,35 @@ class Runtime : public http::Observer {
 
   static void on_signal(uv_signal_t* h, int signum);
 
+  // Beats from a thread of its own while it lives (the worker's exit, after its loop).
+  class ExitBeat {
+   public:
+    explicit ExitBeat(Runtime& rt)
+        : thread_([this, &rt] {
+            std::unique_lock<std::mutex> lock(mutex_);
+            while (!done_ && rt.slot_is_ours()) {
+              rt.ctx_.slot->heartbeat_ns.store(monotonic_ns(), std::memory_order_relaxed);
+              cv_.wait_for(lock, std::chrono::milliseconds(rt.beat_ms_));
+            }
+          }) {}
+    ~ExitBeat() {
+      {
+        std::lock_guard<std::mutex> lock(mutex_);
+        done_ = true;
+      }
+      cv_.notify_one();
+      thread_.join();
+    }
+    ExitBeat(const ExitBeat&) = delete;
+    ExitBeat& operator=(const ExitBeat&) = delete;
+
+   private:
+    std::mutex mutex_;
+    std::condition_variable cv_;
+    bool done_ = false;
+    std::thread thread_;  // last: started once the members above exist
+  };
+
   const Context& ctx_;
   const conf::Config& cfg_;
   uv_loop_t loop_;
@@ -114,6 +147,7 @@ class Runtime : public http::Observer {
   uv_signal_t sig_term_, sig_int_, sig_quit_, sig_usr1_, sig_usr2_;
   uv_timer_t heartbeat_timer_, graceful_timer_;
   uv_check_t yield_check_;
+  uint64_t beat_ms_ = 1000;
   uint64_t limit_ = 0;
   bool limit_reported_ = false;
   bool draining_ = false;
@@ -316,15 +350,14 @@ int Runtime::run() {
   uv_unref(reinterpret_cast<uv_handle_t*>(&yield_check_));
 
   // Beat often enough that the master sees a stall within a small part of its timeout.
-  uint64_t beat_ms = 1000;
   if (cfg_.timeout > 0) {
-    beat_ms = std::clamp<uint64_t>(static_cast<uint64_t>(cfg_.timeout * 1000 / 4), 50, 1000);
+    beat_ms_ = std::clamp<uint64_t>(static_cast<uint64_t>(cfg_.timeout * 1000 / 4), 50, 1000);
   }
   uv_timer_init(&loop_, &heartbeat_timer_);
   heartbeat_timer_.data = this;
   uv_timer_start(
       &heartbeat_timer_, [](uv_timer_t* t) { static_cast<Runtime*>(t->data)->heartbeat(); }, 0,
-      beat_ms);
+      beat_ms_);
 
   ctx_.slot->ready_ns.store(monotonic_ns(), std::memory_order_relaxed);
   heartbeat();
@@ -332,9 +365,14 @@ int Runtime::run() {
   app_->run(&loop_);
   int64_t deadline = exit_deadline_ns();
   if (drained_) app_->finish(deadline);
-  // The app's own exit, as its process would end; a fast stop now ends it at once.
+  // The app's own exit, as its process would end; a fast stop now ends it at once. It has no
+  // loop to beat from, and is bounded by itself: a thread beats meanwhile, so that the master
+  // does not take the wait for the app's threads for a stall.
   for (int s : {SIGINT, SIGQUIT}) std::signal(s, exit_at_once);
-  app_->end(std::max(deadline, monotonic_ns() + kFastExitNs));
+  {
+    ExitBeat beat(*this);
+    app_->end(std::max(deadline, monotonic_ns() + kFastExitNs));
+  }
   return exit_code_;
 }
 
