@@ -102,6 +102,12 @@ bool AddressList::contains(std::string_view address) const {
   return false;
 }
 
+bool is_ip_address(std::string_view text) {
+  bool v6;
+  std::array<uint8_t, 16> bytes;
+  return parse_address(text, &v6, &bytes);
+}
+
 std::string check_address_list(std::string_view text) {
   AddressList list;
   std::string error;

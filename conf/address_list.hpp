@@ -30,6 +30,9 @@ class AddressList {
   std::vector<Network> networks_;
 };
 
+// Whether `text` is one IPv4 or IPv6 address, as written in a peer's address.
+bool is_ip_address(std::string_view text);
+
 // The option's check: "" when `text` parses, else what was expected.
 std::string check_address_list(std::string_view text);
 

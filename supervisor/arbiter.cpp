@@ -549,11 +549,17 @@ void Arbiter::murder_workers() {
               ? std::clamp(s.heartbeat_ns.load(std::memory_order_relaxed), w.started_ns, now)
               : w.started_ns;
       if (now - beat > timeout_ns) {
-        spdlog::error("event=worker-timeout pid={} silent_s={:.1f} action=abort", pid,
-                      seconds(now - beat));
+        bool booting = w.phase == policy::Phase::kBooting;
+        spdlog::error("event=worker-timeout pid={} silent_s={:.1f} phase={} action=abort", pid,
+                      seconds(now - beat),
+                      booting      ? "boot"
+                      : w.drain_ns ? "drain"
+                                   : "serving");
         w.reason = "timeout";
         w.abort_ns = now;
-        w.phase = policy::Phase::kDraining;
+        // One that never got ready stays booting: in the first generation its end is a boot
+        // failure (exit 3), not a crash retried forever.
+        if (!booting) w.phase = policy::Phase::kDraining;
         ::kill(pid, SIGABRT);
         ::kill(pid, SIGCONT);  // a stopped worker acts on the abort only once continued
       }
@@ -561,7 +567,7 @@ void Arbiter::murder_workers() {
     if (kill) {
       spdlog::warn("event=worker-kill pid={} reason={}", pid, w.reason.empty() ? "-" : w.reason);
       w.killed = true;
-      w.phase = policy::Phase::kDraining;
+      if (w.phase != policy::Phase::kBooting) w.phase = policy::Phase::kDraining;
       ::kill(pid, SIGKILL);
     }
   }
@@ -667,8 +673,10 @@ void Arbiter::begin_stop(bool graceful) {
   stopping_ = true;
   graceful_ = graceful;
   int64_t now = monotonic_ns();
+  // Workers leave by themselves within graceful_timeout (their app's exit handlers included);
+  // the kill, a second later as after a rotation's drain, is for those that do not.
   stop_deadline_ns_ =
-      now + (graceful ? static_cast<int64_t>(cfg_.graceful_timeout * 1e9) : kFastStopNs);
+      now + (graceful ? static_cast<int64_t>(cfg_.graceful_timeout * 1e9) + kSec : kFastStopNs);
   spdlog::info("event=shutdown mode={} workers={}", graceful ? "graceful" : "fast",
                workers_.size());
   while (!pending_.empty()) drop_pending(pending_.begin()->first, "shutdown");

@@ -7,9 +7,13 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <chrono>
+#include <condition_variable>
 #include <csignal>
 #include <cstring>
 #include <memory>
+#include <mutex>
+#include <thread>
 
 #include <spdlog/spdlog.h>
 
@@ -29,6 +33,10 @@ namespace {
 // An idle keep-alive connection of a draining worker stays open this long: closing it at once
 // would race a client that is just sending its next request.
 constexpr uint64_t kDrainIdleGraceMs = 1000;
+// What a worker's exit (the app's threads and exit handlers) gets after a fast stop (the master
+// kills at 1 s), and at least after a drain that used up the graceful timeout (the master kills
+// 1 s after it).
+constexpr int64_t kFastExitNs = 500'000'000;
 
 class Runtime : public http::Observer {
  public:
@@ -93,10 +101,42 @@ class Runtime : public http::Observer {
   }
   void drain(bool hand_off);
   void stop_now();
+  // Until when the app's shutdown and exit may run: the rest of the graceful timeout that the
+  // drain started; a fast stop or a worker that leaves undrained gets kFastExitNs.
+  int64_t exit_deadline_ns() const;
   bool drop_privileges();
   bool wait_for_master_parent();
 
   static void on_signal(uv_signal_t* h, int signum);
+
+  // Beats from a thread of its own while it lives (the worker's exit, after its loop).
+  class ExitBeat {
+   public:
+    explicit ExitBeat(Runtime& rt)
+        : thread_([this, &rt] {
+            std::unique_lock<std::mutex> lock(mutex_);
+            while (!done_ && rt.slot_is_ours()) {
+              rt.ctx_.slot->heartbeat_ns.store(monotonic_ns(), std::memory_order_relaxed);
+              cv_.wait_for(lock, std::chrono::milliseconds(rt.beat_ms_));
+            }
+          }) {}
+    ~ExitBeat() {
+      {
+        std::lock_guard<std::mutex> lock(mutex_);
+        done_ = true;
+      }
+      cv_.notify_one();
+      thread_.join();
+    }
+    ExitBeat(const ExitBeat&) = delete;
+    ExitBeat& operator=(const ExitBeat&) = delete;
+
+   private:
+    std::mutex mutex_;
+    std::condition_variable cv_;
+    bool done_ = false;
+    std::thread thread_;  // last: started once the members above exist
+  };
 
   const Context& ctx_;
   const conf::Config& cfg_;
@@ -107,9 +147,12 @@ class Runtime : public http::Observer {
   uv_signal_t sig_term_, sig_int_, sig_quit_, sig_usr1_, sig_usr2_;
   uv_timer_t heartbeat_timer_, graceful_timer_;
   uv_check_t yield_check_;
+  uint64_t beat_ms_ = 1000;
   uint64_t limit_ = 0;
   bool limit_reported_ = false;
   bool draining_ = false;
+  int64_t drain_ns_ = 0;
+  int64_t fast_stop_ns_ = 0;  // when INT or QUIT arrived
   int exit_code_ = kExitOk;
   bool drained_ = false;  // every connection finished: the app may run its shutdown
   bool withdrawn_ = false;
@@ -126,6 +169,7 @@ void Runtime::on_signal(uv_signal_t* h, int signum) {
       break;
     case SIGINT:
     case SIGQUIT:
+      if (!rt->fast_stop_ns_) rt->fast_stop_ns_ = monotonic_ns();
       rt->stop_now();
       break;
     case SIGUSR1:
@@ -140,6 +184,7 @@ void Runtime::on_signal(uv_signal_t* h, int signum) {
 void Runtime::drain(bool hand_off) {
   if (draining_) return;
   draining_ = true;
+  drain_ns_ = monotonic_ns();
   set_state(WorkerState::kDraining);
   spdlog::info("event=drain mode={} connections={}", hand_off ? "handoff" : "close",
                server_->connections());
@@ -163,6 +208,12 @@ void Runtime::drain(bool hand_off) {
 void Runtime::stop_now() {
   server_->close_all();
   app_->stop();
+}
+
+int64_t Runtime::exit_deadline_ns() const {
+  if (fast_stop_ns_) return fast_stop_ns_ + kFastExitNs;
+  if (draining_) return drain_ns_ + static_cast<int64_t>(cfg_.graceful_timeout * 1e9);
+  return monotonic_ns() + kFastExitNs;
 }
 
 bool Runtime::drop_privileges() {
@@ -245,6 +296,9 @@ int Runtime::run() {
   sigaddset(&usr1, SIGUSR1);
   sigprocmask(SIG_BLOCK, &usr1, nullptr);
   std::signal(SIGUSR1, SIG_DFL);  // blocked: kept pending, not discarded as when ignored
+  // The master's --timeout counts from now while the app boots (it bounds its lifespan
+  // startup by it); the slot may still hold the previous worker's last beat.
+  ctx_.slot->heartbeat_ns.store(monotonic_ns(), std::memory_order_relaxed);
   if (!app_) app_ = make_worker_class(cfg_);
   if (int code = app_->boot(&loop_); code != kExitOk) return code;
 
@@ -297,21 +351,29 @@ int Runtime::run() {
   uv_unref(reinterpret_cast<uv_handle_t*>(&yield_check_));
 
   // Beat often enough that the master sees a stall within a small part of its timeout.
-  uint64_t beat_ms = 1000;
   if (cfg_.timeout > 0) {
-    beat_ms = std::clamp<uint64_t>(static_cast<uint64_t>(cfg_.timeout * 1000 / 4), 50, 1000);
+    beat_ms_ = std::clamp<uint64_t>(static_cast<uint64_t>(cfg_.timeout * 1000 / 4), 50, 1000);
   }
   uv_timer_init(&loop_, &heartbeat_timer_);
   heartbeat_timer_.data = this;
   uv_timer_start(
       &heartbeat_timer_, [](uv_timer_t* t) { static_cast<Runtime*>(t->data)->heartbeat(); }, 0,
-      beat_ms);
+      beat_ms_);
 
   ctx_.slot->ready_ns.store(monotonic_ns(), std::memory_order_relaxed);
   heartbeat();
   set_state(WorkerState::kReady);
   app_->run(&loop_);
-  if (drained_) app_->finish();
+  int64_t deadline = exit_deadline_ns();
+  if (drained_) app_->finish(deadline);
+  // The app's own exit, as its process would end; a fast stop now ends it at once. It has no
+  // loop to beat from, and is bounded by itself: a thread beats meanwhile, so that the master
+  // does not take the wait for the app's threads for a stall.
+  for (int s : {SIGINT, SIGQUIT}) std::signal(s, exit_at_once);
+  {
+    ExitBeat beat(*this);
+    app_->end(std::max(deadline, monotonic_ns() + kFastExitNs));
+  }
   return exit_code_;
 }
 

@@ -3,6 +3,7 @@
 
 #include <uv.h>
 
+#include <cstdint>
 #include <memory>
 #include <string>
 
@@ -39,8 +40,11 @@ class WorkerClass {
   // (work after the response, such as background tasks) have returned. The runtime's
   // --graceful-timeout bounds the wait.
   virtual void stop_when_idle() { stop(); }
-  // After the drain, before exit: the app's shutdown.
-  virtual void finish() {}
+  // After the drain, before exit: the app's shutdown, until `deadline_ns` (monotonic).
+  virtual void finish(int64_t deadline_ns) { (void)deadline_ns; }
+  // Last, whatever ended the worker: what the language runtime does as its process ends (wait
+  // for the app's threads, run its exit handlers, flush its output), until `deadline_ns`.
+  virtual void end(int64_t deadline_ns) { (void)deadline_ns; }
 };
 
 std::unique_ptr<WorkerClass> make_worker_class(const conf::Config& config);

@@ -1141,24 +1141,35 @@ def test_context_variables_never_pass_from_one_request_to_another(rotor):
             assert closed and got.endswith(b"\r\n\r\nNone"), (first, got[-300:])
     # Concurrent: requests that set the var and stream (scheduling loop passes from their own
     # context) while anonymous requests on other connections must never see it.
-    stop = False
+    stop = threading.Event()
+    failures, streamed = [], [0, 0]
 
-    def alice():
-        with httpx.Client(base_url=r.url(), timeout=DEADLINE) as c:
-            while not stop:
-                assert c.get("/ctx/stream", params={"user": "alice"}).status_code == 200
+    def alice(i):
+        try:
+            with httpx.Client(base_url=r.url(), timeout=DEADLINE) as c:
+                while not stop.is_set():
+                    resp = c.get("/ctx/stream", params={"user": "alice"})
+                    assert resp.status_code == 200 and len(resp.content) == 10000, resp
+                    streamed[i] += 1
+        except BaseException as exc:  # raised in the test's own thread below
+            failures.append(exc)
 
-    threads = [threading.Thread(target=alice) for _ in range(2)]
+    threads = [threading.Thread(target=alice, args=(i,)) for i in range(2)]
     for t in threads:
         t.start()
     try:
         with httpx.Client(base_url=r.url(), timeout=DEADLINE) as c:
             seen = [c.get("/ctx/get").text for _ in range(300)]
+        alongside = list(streamed)
     finally:
-        stop = True
+        stop.set()
         for t in threads:
             t.join()
+    if failures:
+        raise failures[0]
     assert seen.count("None") == len(seen), f"leaked: {[v for v in seen if v != 'None'][:5]}"
+    # Both streaming clients ran while the anonymous requests were made.
+    assert all(alongside), alongside
 
 
 def _server_send_queue(sock, server_port):

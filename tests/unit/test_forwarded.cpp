@@ -76,6 +76,19 @@ TEST_CASE("forwarded client: the rightmost address that is not a trusted proxy")
   CHECK(forwarded_client("198.51.100.2, 203.0.113.1", list("*")) == "198.51.100.2");
 }
 
+TEST_CASE("forwarded client: what is not an address names nobody") {
+  AddressList proxies = list("127.0.0.1,10.0.0.0/8");
+  CHECK(forwarded_client("not-an-ip", proxies).empty());
+  CHECK(forwarded_client("203.0.113.7, not-an-ip", proxies).empty());
+  CHECK(forwarded_client("not-an-ip, 10.0.0.5", proxies).empty());
+  CHECK(forwarded_client("unknown", list("*")).empty());
+  CHECK(forwarded_client("203.0.113.7:4711", proxies).empty());
+  CHECK(forwarded_client("<script>", proxies).empty());
+  // Addresses still count, IPv6 and an IPv4-mapped one too.
+  CHECK(forwarded_client("not-an-ip, 2001:db8::7", proxies) == "2001:db8::7");
+  CHECK(forwarded_client("::ffff:203.0.113.7", proxies) == "::ffff:203.0.113.7");
+}
+
 TEST_CASE("forwarded scheme: http or https from the nearest proxy") {
   CHECK(forwarded_scheme("https") == "https");
   CHECK(forwarded_scheme(" HTTPS ") == "https");

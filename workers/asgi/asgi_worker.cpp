@@ -5,6 +5,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cctype>
 #include <climits>
 #include <cstdio>
@@ -17,9 +18,11 @@
 
 #include "conf/python_executable.hpp"
 #include "log/log.hpp"
+#include "supervisor/scoreboard.hpp"
 #include "workers/asgi/exchange.hpp"
 #include "workers/asgi/interpreter.hpp"
 #include "workers/asgi/loop_driver.hpp"
+#include "workers/asgi/python_exit.hpp"
 #include "workers/asgi/scope.hpp"
 #include "workers/http/connection.hpp"
 #include "workers/http/request.hpp"
@@ -47,7 +50,8 @@ class AsgiWorker : public worker::WorkerClass, public http::Handler, public Engi
   void run(uv_loop_t* loop) override;
   void stop() override;
   void stop_when_idle() override;
-  void finish() override;
+  void finish(int64_t deadline_ns) override;
+  void end(int64_t deadline_ns) override { end_python(bridge_, deadline_ns); }
 
   // http::Handler
   // Bodies stream into receive(): reading pauses while the app leaves kBodyHighWater bytes
@@ -109,6 +113,9 @@ class AsgiWorker : public worker::WorkerClass, public http::Handler, public Engi
   // bridge.configure_logging: uvicorn's loggers (before the lifespan startup) or the root
   // logger (after it), unless the app configured logging. False with a Python error set.
   bool configure_logging(bool root);
+  void log_lifespan_unsupported();
+  PyObject* startup_bound(int64_t started);
+  bool lifespan_timed_out();
   // Steps the request in an idle host task: `coro` (run()) when given, else the app's own
   // coroutine. False (nothing run) when that cannot be done now.
   bool start_eagerly(PyObject* coro, PyObject* scope, PyObject* ex);
@@ -382,6 +389,7 @@ void AsgiWorker::after_fork(bool child) {
 }
 
 int AsgiWorker::boot(uv_loop_t*) {
+  int64_t started = monotonic_ns();  // the master's --timeout counts from here (runtime.cpp)
   if (!preloaded_) {
     if (int code = preload(); code != worker::kExitOk) return code;
   }
@@ -410,11 +418,24 @@ int AsgiWorker::boot(uv_loop_t*) {
     state_ = PyDict_New();
     lifespan_ =
         PyObject_CallMethod(bridge_, "Lifespan", "OsO", app_, cfg_.lifespan.c_str(), state_);
-    PyObject* coro = lifespan_ ? PyObject_CallMethod(lifespan_, "startup", nullptr) : nullptr;
+    PyObject* bound = startup_bound(started);
+    PyObject* coro =
+        lifespan_ && bound ? PyObject_CallMethod(lifespan_, "startup", "O", bound) : nullptr;
+    Py_XDECREF(bound);
     PyObject* failed = coro ? PyObject_CallMethod(loop_, "run_until_complete", "O", coro) : nullptr;
     Py_XDECREF(coro);
     if (!failed) {
       log_python_error("boot-failed detail=\"lifespan\"");
+      return worker::kExitBootFailed;
+    }
+    if (lifespan_timed_out()) {
+      // Exits as a boot failure: the first generation's ends the master (exit 3), a later
+      // one's is backed off. Not left to the heartbeat's SIGABRT, which would be retried.
+      spdlog::error(
+          "event=lifespan-timeout timeout_s={} action=exit detail=\"the app's lifespan startup "
+          "did not finish within --timeout\"",
+          cfg_.timeout);
+      Py_DECREF(failed);
       return worker::kExitBootFailed;
     }
     if (failed != Py_None) {
@@ -431,6 +452,7 @@ int AsgiWorker::boot(uv_loop_t*) {
         return worker::kExitBootFailed;
       }
       Py_CLEAR(state_);  // no lifespan: no state in the scope
+      log_lifespan_unsupported();
     }
     Py_XDECREF(supported);
   }
@@ -439,6 +461,39 @@ int AsgiWorker::boot(uv_loop_t*) {
     return worker::kExitBootFailed;
   }
   return worker::kExitOk;
+}
+
+// The lifespan startup ends before the master's --timeout would abort a worker that is not
+// ready (counted from `started`): a share of it, up to 1 s, is left for the worker to say so
+// and exit. None (no bound) without a --timeout.
+PyObject* AsgiWorker::startup_bound(int64_t started) {
+  if (cfg_.timeout <= 0) Py_RETURN_NONE;
+  double margin = std::min(1.0, cfg_.timeout / 10);
+  double elapsed = static_cast<double>(monotonic_ns() - started) / 1e9;
+  return PyFloat_FromDouble(std::max(0.0, cfg_.timeout - margin - elapsed));
+}
+
+bool AsgiWorker::lifespan_timed_out() {
+  PyObject* t = PyObject_GetAttrString(lifespan_, "timed_out");
+  if (!t) PyErr_Clear();
+  bool yes = t == Py_True;
+  Py_XDECREF(t);
+  return yes;
+}
+
+// As uvicorn says it (at info), with what the app raised at debug.
+void AsgiWorker::log_lifespan_unsupported() {
+  spdlog::info(
+      "event=lifespan-unsupported detail=\"ASGI 'lifespan' protocol appears unsupported\"");
+  PyObject* why = PyObject_GetAttrString(lifespan_, "unsupported");
+  const char *summary = nullptr, *tb = nullptr;
+  if (!why || !PyArg_ParseTuple(why, "ss", &summary, &tb)) {
+    PyErr_Clear();
+  } else if (*summary && spdlog::should_log(spdlog::level::debug)) {
+    spdlog::debug("event=lifespan-unsupported error={}", log::quote(summary));
+    std::fputs(tb, stderr);
+  }
+  Py_XDECREF(why);
 }
 
 bool AsgiWorker::configure_logging(bool root) {
@@ -546,13 +601,13 @@ PyObject* AsgiWorker::py_client_left(PyObject* args) {
   Py_RETURN_NONE;
 }
 
-void AsgiWorker::finish() {
+void AsgiWorker::finish(int64_t deadline_ns) {
   if (!lifespan_ || !state_) return;
   PyObject* coro = PyObject_CallMethod(lifespan_, "shutdown", nullptr);
   PyObject* asyncio = PyImport_ImportModule("asyncio");
+  double left = static_cast<double>(std::max<int64_t>(0, deadline_ns - monotonic_ns())) / 1e9;
   PyObject* bounded =
-      coro && asyncio ? PyObject_CallMethod(asyncio, "wait_for", "Od", coro, cfg_.graceful_timeout)
-                      : nullptr;
+      coro && asyncio ? PyObject_CallMethod(asyncio, "wait_for", "Od", coro, left) : nullptr;
   PyObject* r = bounded ? PyObject_CallMethod(loop_, "run_until_complete", "O", bounded) : nullptr;
   if (!r) log_python_error("lifespan-shutdown-failed");
   Py_XDECREF(r);

@@ -6,10 +6,13 @@
 # Only what has to be Python lives here: awaiting (asyncio futures) and the app's task.
 # Parsing, header validation, framing and writing stay in C++.
 import asyncio
+import atexit
 import collections
 import inspect
 import logging
 import sys
+import threading
+import time
 import traceback
 
 import _rotor
@@ -345,10 +348,29 @@ async def run_websocket(app, scope, ws):
 # -- Python logging ------------------------------------------------------------------------------
 class _RotorHandler(logging.Handler):
     """Python log records into rotor's error log: one key=value line each, with rotor's
-    timestamp, level, role and pid (and the traceback after it, as for app errors)."""
+    timestamp, level, role and pid (and the traceback after it, as for app errors). Only what
+    no handler of the app took on the way up (Django's LOGGING puts one on the "django"
+    logger and lets records propagate): those would be logged twice."""
+
+    def __init__(self, owner):
+        super().__init__()
+        self.owner = owner  # the logger this handler is on
+
+    def _handled_below(self, record):
+        logger = logging.Logger.manager.loggerDict.get(record.name)  # none made here
+        while isinstance(logger, logging.Logger) and logger is not self.owner:
+            for handler in logger.handlers:
+                if record.levelno >= handler.level and handler.filter(record):
+                    return True
+            if not logger.propagate:
+                break
+            logger = logger.parent
+        return False
 
     def emit(self, record):
         try:
+            if self._handled_below(record):
+                return
             tb = ""
             if record.exc_info:
                 tb = logging.Formatter().formatException(record.exc_info) + "\n"
@@ -368,17 +390,76 @@ def configure_logging(level, root):
     if top.handlers:
         return  # the app configured logging: its choice stands
     if root:
-        top.addHandler(_RotorHandler())
+        top.addHandler(_RotorHandler(top))
         top.setLevel(level)
         return
     server, error = logging.getLogger("uvicorn"), logging.getLogger("uvicorn.error")
     if server.handlers or error.handlers:
         return
     # As uvicorn's own LOGGING_CONFIG: "uvicorn" writes, "uvicorn.error" propagates to it.
-    server.addHandler(_RotorHandler())
+    server.addHandler(_RotorHandler(server))
     server.setLevel(level)
     server.propagate = False
     error.setLevel(level)
+
+
+# -- Process exit --------------------------------------------------------------------------------
+# A worker ends with _exit() (Py_FinalizeEx, after a fork and with the app's threads running,
+# is neither safe nor bounded). Before that it does what Python's own exit does, in its order:
+# what threading._shutdown() does (threading's exit hooks, by which concurrent.futures
+# executors finish the jobs given to them, then a join of every non-daemon thread), atexit
+# handlers, a flush of stdio. Here with a bound: threading._shutdown() itself waits forever.
+def _waiting_threads():
+    me = threading.current_thread()
+    return [t for t in threading.enumerate() if t is not me and not t.daemon and t.is_alive()]
+
+
+def _threading_exit_hooks():
+    threading._SHUTTING_DOWN = True  # as threading._shutdown(): no hook registered from now on
+    for hook in reversed(threading._threading_atexits):
+        hook()
+
+
+def join_threads(timeout):
+    """threading._shutdown(), for `timeout` seconds at most. Returns (threads, names,
+    finished): how many non-daemon threads there were to wait for, the names of those still
+    running, and whether the wait was complete."""
+    deadline = time.monotonic() + max(timeout, 0.0)
+    waited = _waiting_threads()
+    hooks = None
+    if threading._threading_atexits:
+        # An executor's hook joins its threads without a bound: in a daemon thread, so that
+        # the wait can end.
+        hooks = threading.Thread(target=_threading_exit_hooks, name="rotor-exit", daemon=True)
+        hooks.start()
+        hooks.join(max(deadline - time.monotonic(), 0.0))
+    while True:
+        left = _waiting_threads()  # threads started meanwhile too, as Python waits for them
+        if not left or time.monotonic() >= deadline:
+            break
+        for t in left:
+            t.join(max(deadline - time.monotonic(), 0.0))
+    alive = [t.name for t in _waiting_threads()]
+    return len(waited), alive, not alive and not (hooks and hooks.is_alive())
+
+
+def _flush_stdio():
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            if stream is not None:
+                stream.flush()
+        except Exception:
+            pass
+
+
+def run_exit_handlers():
+    """atexit's handlers (the last registered first; a failing one is reported and the others
+    still run), with stdio flushed. Returns how many there were."""
+    _flush_stdio()  # what was printed so far is not lost with a handler that hangs
+    count = atexit._ncallbacks()
+    atexit._run_exitfuncs()
+    _flush_stdio()
+    return count
 
 
 class ASGI2Adapter:
@@ -405,6 +486,19 @@ def prepare(app):
     return app if is_asgi3(app) else ASGI2Adapter(app)
 
 
+def _awaiting(coro):
+    """Where a suspended coroutine waits: its frame and those of what it awaits, in turn (a
+    task's own stack shows only the outermost one)."""
+    frames = []
+    while coro is not None:
+        frame = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None)
+        if frame is None:
+            break
+        frames.append((frame, frame.f_lineno))
+        coro = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None)
+    return traceback.StackSummary.extract(frames)
+
+
 class Lifespan:
     """Runs the app's lifespan protocol: startup before serving, shutdown after the drain."""
 
@@ -417,9 +511,13 @@ class Lifespan:
         self.shutdown_done = None
         self.failed = None
         self.supported = True
+        self.unsupported = ("", "")  # what the app raised instead (summary, traceback)
+        self.timed_out = False
         self.task = None
 
-    async def startup(self):
+    async def startup(self, timeout=None):
+        """None once the app is up (or does not speak lifespan), else why it failed. After
+        `timeout` seconds `timed_out` is set, with where the startup waits printed."""
         loop = asyncio.get_running_loop()
         self.startup_done = loop.create_future()
         self.shutdown_done = loop.create_future()
@@ -427,7 +525,13 @@ class Lifespan:
                  "state": self.state}
         self.task = loop.create_task(self._main(scope))
         await self.incoming.put({"type": "lifespan.startup"})
-        await self.startup_done
+        try:
+            await asyncio.wait_for(asyncio.shield(self.startup_done), timeout)
+        except asyncio.TimeoutError:
+            self.timed_out = True
+            print("The lifespan startup waits here (most recent call last):\n"
+                  + "".join(_awaiting(self.task.get_coro()).format()), end="", file=sys.stderr)
+            return "the lifespan startup did not finish"
         return self.failed
 
     async def _main(self, scope):
@@ -438,6 +542,7 @@ class Lifespan:
                 if self.mode == "auto":
                     # An app without lifespan support raises on the unknown scope type.
                     self.supported = False
+                    self.unsupported = (repr(exc), "".join(traceback.format_exception(exc)))
                     self.startup_done.set_result(None)
                 else:
                     self.failed = f"lifespan raised {exc!r}"

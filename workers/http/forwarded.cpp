@@ -18,12 +18,17 @@ std::string forwarded_client(std::string_view chain, const conf::AddressList& tr
     start = comma + 1;
   }
   if (hops.empty()) return "";
+  std::string_view client = hops.front();
   if (!trusted.any()) {
     for (auto it = hops.rbegin(); it != hops.rend(); ++it) {
-      if (!trusted.contains(*it)) return std::string(*it);
+      if (!trusted.contains(*it)) {
+        client = *it;
+        break;
+      }
     }
   }
-  return std::string(hops.front());
+  // What is not an address (a proxy passing on what its client made up) names nobody.
+  return conf::is_ip_address(client) ? std::string(client) : "";
 }
 
 std::string_view forwarded_scheme(std::string_view value) {

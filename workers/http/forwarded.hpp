@@ -11,7 +11,8 @@ namespace rotor::http {
 
 // `chain` is every X-Forwarded-For value joined by commas, each proxy having appended the peer
 // it saw. From the right, the first address that is not itself a trusted proxy is the client;
-// when all are trusted (or trust is "*") the leftmost is. "" when the chain names no address.
+// when all are trusted (or trust is "*") the leftmost is. "" when the chain names no address, or
+// the hop found is not an IP address.
 std::string forwarded_client(std::string_view chain, const conf::AddressList& trusted);
 
 // "http" or "https" from the last entry of an X-Forwarded-Proto value (the nearest proxy's), in
