@@ -99,8 +99,11 @@ void Arbiter::setup_signals() {
 
 void Arbiter::write_pid_file() {
   if (cfg_.pid_file.empty()) return;
-  if (!rotor::write_pid_file(cfg_.pid_file, master_pid_))
-    spdlog::error("event=pid-file-failed path={}", log::quote(cfg_.pid_file));
+  std::string error;
+  if (!rotor::write_pid_file(cfg_.pid_file, master_pid_, &pid_file_id_, &error)) {
+    spdlog::error("event=pid-file-failed path={} error={}", log::quote(cfg_.pid_file),
+                  log::quote(error));
+  }
 }
 
 int Arbiter::run() {
@@ -148,7 +151,7 @@ int Arbiter::run() {
   }
 
   close_listeners(listeners_);
-  if (!cfg_.pid_file.empty()) unlink(cfg_.pid_file.c_str());
+  if (!cfg_.pid_file.empty()) remove_pid_file(cfg_.pid_file, pid_file_id_);
   spdlog::info("event=exit code={}", exit_code_);
   return exit_code_;
 }
@@ -668,7 +671,7 @@ void Arbiter::apply_next_config() {
   cfg_ = std::move(next);
   cfg_generation_ = generation_;
   if (cfg_.pid_file != old_pid_file) {
-    if (!old_pid_file.empty()) unlink(old_pid_file.c_str());
+    if (!old_pid_file.empty()) remove_pid_file(old_pid_file, pid_file_id_);
     write_pid_file();
   }
   desired_ = std::clamp(static_cast<int>(cfg_.workers) + scale_since_reload_, 1, kMaxWorkers);

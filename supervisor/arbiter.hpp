@@ -17,6 +17,7 @@
 #include "supervisor/app_env.hpp"
 #include "supervisor/identity.hpp"
 #include "supervisor/listeners.hpp"
+#include "supervisor/pid_file.hpp"
 #include "supervisor/policy.hpp"
 #include "supervisor/scoreboard.hpp"
 #include "workers/runtime.hpp"
@@ -164,6 +165,7 @@ class Arbiter {
   int handoff_pair_[2] = {-1, -1};  // [0] workers receive connections, [1] drainers send
   Identity identity_;
   pid_t master_pid_ = 0;
+  PidFileId pid_file_id_;  // the pid file we wrote: removed at exit only while it is that one
 };
 
 }  // namespace rotor
