@@ -616,6 +616,8 @@ void Arbiter::begin_stop(bool graceful) {
     w.phase = policy::Phase::kDraining;
     ::kill(pid, graceful ? SIGTERM : SIGQUIT);
   }
+  // After the workers were told, so that they leave the sockets rather than find them closed.
+  stop_accepting(listeners_);
 }
 
 void Arbiter::reload() {

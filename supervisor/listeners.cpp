@@ -73,6 +73,7 @@ Listener adopt_fd(const std::string& spec, int fd, int backlog) {
   l.fd = fd;
   l.is_unix = is_unix_socket(fd);
   l.address = describe(fd);
+  l.inherited = true;
   return l;
 }
 
@@ -209,6 +210,12 @@ std::vector<Listener> open_listeners(const std::vector<std::string>& specs, int 
     throw;
   }
   return out;
+}
+
+void stop_accepting(const std::vector<Listener>& listeners) {
+  for (const auto& l : listeners) {
+    if (!l.inherited && l.fd >= 0) ::shutdown(l.fd, SHUT_RD);
+  }
 }
 
 void close_listeners(std::vector<Listener>& listeners) {

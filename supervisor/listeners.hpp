@@ -16,7 +16,8 @@ struct Listener {
   std::string address;  // as bound, for logs ("http://127.0.0.1:43211", "unix:/run/x.sock")
   int fd = -1;
   bool is_unix = false;
-  std::string unix_path;  // removed at exit when we created it
+  std::string unix_path;   // removed at exit when we created it
+  bool inherited = false;  // fd:// or systemd's: the socket outlives us, for the next start
 };
 
 struct BindError : std::runtime_error {
@@ -29,6 +30,12 @@ struct BindError : std::runtime_error {
 std::vector<Listener> open_listeners(const std::vector<std::string>& specs, int backlog,
                                      const std::map<std::string, std::string>& env,
                                      mode_t socket_umask);
+
+// A stop: new connections are refused at once (clients and balancers fail over) while the
+// workers finish what they accepted. shutdown(SHUT_RD) acts on the socket itself, so it holds
+// in every process that shares it. Inherited sockets are left alone: their owner (systemd)
+// hands them to the next start.
+void stop_accepting(const std::vector<Listener>& listeners);
 
 void close_listeners(std::vector<Listener>& listeners);
 
