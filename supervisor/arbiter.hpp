@@ -95,8 +95,10 @@ class Arbiter {
   void spawn_worker(uint64_t predecessor);
   Worker new_worker(uint64_t predecessor, size_t slot, uint64_t generation);
   void log_spawn(const Worker& w);
-  worker::Context worker_context(size_t slot) const;
-  void prepare_child();
+  worker::Context worker_context(size_t slot, const conf::Config& config) const;
+  void prepare_child(const conf::Config& config);
+  bool rebind(const std::vector<std::string>& bind);
+  void close_unused_listeners();
   // Templates (arbiter_templates.cpp).
   bool uses_template() const;    // in force: workers are forked from a template
   bool template_wanted() const;  // by the newest config (a HUP's, while it imports)
@@ -137,8 +139,8 @@ class Arbiter {
   std::vector<std::string> args_;
   conf::Environment env_;
   std::string start_dir_;
-  AppEnv app_env_;  // the app's -e variables, set for each child before its fork
-  std::vector<Listener> listeners_;
+  AppEnv app_env_;                   // the app's -e variables, set for each child before its fork
+  std::vector<Listener> listeners_;  // of cfg_'s --bind, and of next_cfg_'s while it imports
   std::unique_ptr<Scoreboard> scoreboard_;
   std::map<pid_t, Worker> workers_;
   std::map<uint64_t, Worker> pending_;  // asked of a template, pid not reported yet

@@ -143,3 +143,66 @@ def test_the_template_and_the_workers_die_with_a_killed_master(rotor, tmp_path, 
     r.proc.wait()
     wait_for(lambda: not any(pid_alive(p) for p in workers + [template]), timeout=10,
              what="the template and the workers to die with the master")
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _serves(port):
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+            s.sendall(b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+            data, _ = recv_until_closed(s, 10)
+            return data.startswith(b"HTTP/1.1 200")
+    except OSError:
+        return False
+
+
+@pytest.mark.parametrize("app", ["hello", "asgi"])
+def test_a_hup_that_changes_bind_serves_the_new_address_and_stops_the_old(rotor, tmp_path, app):
+    old, new = _free_port(), _free_port()
+    conf = tmp_path / "rotor.toml"
+    apps = _slow_app_dir(tmp_path / "apps")
+    target = ['worker_class = "hello"'] if app == "hello" else ['app = "slow_app:app"']
+    conf.write_text("\n".join(target + [f'bind = ["127.0.0.1:{old}"]']) + "\n")
+    r = rotor("-c", str(conf), "--chdir", str(apps), "-w", "2", bind=False, wait=False)
+    r.port = old
+    r.wait_ready(2)
+    assert _serves(old) and not _serves(new)
+    first = r.ready_pids()
+    conf.write_text("\n".join(target + [f'bind = ["127.0.0.1:{new}"]']) + "\n")
+    r.signal(signal.SIGHUP)
+    wait_for(lambda: _serves(new), what=f"the new address to serve\n{r.log()}")
+    wait_for(lambda: not any(pid_alive(p) for p in first), what="the old workers to leave")
+    wait_for(lambda: _connect_error(socket.AF_INET, ("127.0.0.1", old)) == errno.ECONNREFUSED,
+             what=f"the old address to stop\n{r.log()}")
+    assert f"address=http://127.0.0.1:{new}" in "".join(r.lines("listening"))
+    assert f"address=http://127.0.0.1:{old}" in "".join(r.lines("listener-closed"))
+    # Back to the old address (bound again), while the new one is served meanwhile.
+    conf.write_text("\n".join(target + [f'bind = ["127.0.0.1:{old}"]']) + "\n")
+    r.signal(signal.SIGHUP)
+    wait_for(lambda: _serves(old), what=f"the old address to serve again\n{r.log()}")
+    wait_for(lambda: _connect_error(socket.AF_INET, ("127.0.0.1", new)) == errno.ECONNREFUSED,
+             what=f"the new address to stop\n{r.log()}")
+
+
+def test_a_hup_whose_new_address_cannot_be_bound_changes_nothing(rotor, tmp_path):
+    port = _free_port()
+    conf = tmp_path / "rotor.toml"
+    conf.write_text(f'worker_class = "hello"\nbind = ["127.0.0.1:{port}"]\n')
+    r = rotor("-c", str(conf), bind=False, wait=False)
+    r.port = port
+    r.wait_ready(1)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        busy = taken.getsockname()[1]
+        conf.write_text(f'worker_class = "hello"\nbind = ["127.0.0.1:{busy}"]\nworkers = 2\n')
+        r.signal(signal.SIGHUP)
+        wait_for(lambda: r.lines("reload-failed"), what="the reload to fail")
+    assert "Address already in use" in r.lines("reload-failed")[0]
+    assert not r.events("reload")  # no generation started
+    assert _serves(port)
