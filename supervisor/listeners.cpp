@@ -247,15 +247,15 @@ std::vector<std::string> open_missing(std::vector<Listener>& listeners,
 
 std::vector<std::string> close_unused(std::vector<Listener>& listeners,
                                       const std::vector<const std::vector<std::string>*>& binds) {
-  std::vector<Listener> unused;
+  std::vector<Listener> used, unused;
   std::vector<std::string> addresses;
-  std::erase_if(listeners, [&](Listener& l) {
-    bool used = std::any_of(binds.begin(), binds.end(),
-                            [&](const std::vector<std::string>* b) { return serves(l, *b); });
-    if (!used) unused.push_back(std::move(l));
-    return !used;
-  });
-  for (const auto& l : unused) addresses.push_back(l.address);
+  for (auto& l : listeners) {
+    bool in_use = std::any_of(binds.begin(), binds.end(),
+                              [&](const std::vector<std::string>* b) { return serves(l, *b); });
+    if (!in_use) addresses.push_back(l.address);
+    (in_use ? used : unused).push_back(std::move(l));
+  }
+  listeners = std::move(used);
   // Workers still holding it must not keep a queue that nobody serves after they leave.
   stop_accepting(unused);
   close_listeners(unused);
