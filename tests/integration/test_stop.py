@@ -206,3 +206,37 @@ def test_a_hup_whose_new_address_cannot_be_bound_changes_nothing(rotor, tmp_path
     assert "Address already in use" in r.lines("reload-failed")[0]
     assert not r.events("reload")  # no generation started
     assert _serves(port)
+
+
+@pytest.mark.parametrize("user", [None, "nobody"])
+def test_a_template_still_importing_dies_with_a_killed_master(rotor, request, user):
+    if user and os.getuid() != 0:
+        pytest.skip("switching users needs root")
+    # While it imports, only its parent-death signal can end it (it reads no socket yet); the
+    # switch to --user clears that signal, so it must be set again after the switch.
+    apps = Path(tempfile.mkdtemp(prefix="rotor-stop-"))
+    os.chmod(apps, 0o755)
+    request.addfinalizer(lambda: shutil.rmtree(apps, ignore_errors=True))
+    (apps / "slow_import.py").write_text(
+        "import time\ntime.sleep(60)\n\nasync def app(scope, receive, send):\n    pass\n")
+    extra = ["--user", user] if user else []
+    r = rotor("--chdir", str(apps), *extra, "slow_import:app", wait=False)
+    template = int(wait_for(lambda: r.events("template-start"),
+                            what="the template to start")[-1]["pid"])
+    wait_for(lambda: _importing(template), what="the template to import the app")
+    os.kill(r.pid, signal.SIGKILL)
+    r.proc.wait()
+    wait_for(lambda: not pid_alive(template), timeout=10,
+             what="the importing template to die with the master")
+
+
+def _importing(pid):
+    """Whether `pid` is asleep with Python loaded: in the app's import, which sleeps."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            state = f.read().rsplit(")", 1)[1].split()[0]
+        with open(f"/proc/{pid}/maps") as f:
+            python = "libpython" in f.read()
+        return state == "S" and python
+    except (FileNotFoundError, ProcessLookupError):
+        return False
