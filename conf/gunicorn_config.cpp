@@ -26,8 +26,8 @@ def emit(key, *values):
           file=result)
 def done():
     # Not sys.exit: a non-daemon thread the file started would keep the process alive.
-    result.flush()
-    sys.stderr.flush()
+    for f in (result, sys.stdout, sys.stderr):
+        f.flush()
     os._exit(0)
 spec = sys.argv[1]
 sys.path.insert(0, os.getcwd())

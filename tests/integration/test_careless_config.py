@@ -97,10 +97,12 @@ def test_a_gunicorn_conf_py_that_leaves_a_thread_running_does_not_hang(tmp_path)
     (tmp_path / "gunicorn.conf.py").write_text(
         "import threading, time\n"
         "threading.Thread(target=time.sleep, args=(1000,)).start()  # not a daemon\n"
+        "print('printed by the config')\n"
         "workers = 3\n")
     code, out, took = _run(["--print-config"], cwd=tmp_path, timeout=90)
     assert code == 0, out
     assert "workers = 3" in out
+    assert "printed by the config" in out  # not lost by the evaluator's quick exit
     assert took < 10, took
 
 
