@@ -4,6 +4,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -18,6 +19,21 @@ int64_t now_ms() {
   timespec ts{};
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+// Appends what can be read now from the non-blocking `fd`; false at its end.
+bool read_available(int fd, std::string& out) {
+  char buf[4096];
+  for (;;) {
+    ssize_t got = ::read(fd, buf, sizeof buf);
+    if (got > 0) {
+      out.append(buf, static_cast<size_t>(got));
+    } else if (got < 0 && errno == EINTR) {
+      continue;
+    } else {
+      return got < 0 && errno == EAGAIN;
+    }
+  }
 }
 
 }  // namespace
@@ -45,7 +61,11 @@ Captured capture(const std::vector<std::string>& argv,
   sigfillset(&all);
   posix_spawnattr_setsigmask(&attr, &none);
   posix_spawnattr_setsigdefault(&attr, &all);
-  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+  // Its own process group: what it leaves running (a child holding the output pipe) is
+  // killed with it.
+  posix_spawnattr_setpgroup(&attr, 0);
+  posix_spawnattr_setflags(&attr,
+                           POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETPGROUP);
 
   std::vector<char*> args;
   for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
@@ -67,31 +87,36 @@ Captured capture(const std::vector<std::string>& argv,
     return result;
   }
 
+  // Read until the program exits (its pidfd is readable), not until the pipe closes: a child
+  // or a thread it left behind may keep the pipe open. What it wrote is in the pipe by then.
+  int pidfd = static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
+  fcntl(out[0], F_SETFL, fcntl(out[0], F_GETFL) | O_NONBLOCK);
   int64_t deadline = now_ms() + timeout_ms;
-  pollfd pfd = {out[0], POLLIN, 0};
-  bool killed = false;
-  for (;;) {
+  pollfd pfds[2] = {{out[0], POLLIN, 0}, {pidfd, POLLIN, 0}};  // poll skips a pidfd of -1
+  bool killed = false, exited = false, eof = false;
+  while (!exited && !(eof && pidfd < 0)) {
     int64_t left = deadline - now_ms();
     if (left <= 0) {
-      ::kill(pid, SIGKILL);
       killed = true;
       break;
     }
-    int n = ::poll(&pfd, 1, static_cast<int>(left));
+    pfds[0].fd = eof ? -1 : out[0];
+    int n = ::poll(pfds, 2, static_cast<int>(left));
     if (n < 0 && errno != EINTR) break;
     if (n <= 0) continue;
-    char buf[4096];
-    ssize_t got = ::read(out[0], buf, sizeof buf);
-    if (got > 0) {
-      result.out.append(buf, static_cast<size_t>(got));
-    } else if (got == 0 || errno != EINTR) {
-      break;  // end of output: the program exited (or closed it)
-    }
+    if (pfds[0].revents) eof = !read_available(out[0], result.out);
+    exited = pfds[1].revents != 0;
   }
+  if (exited && !eof) read_available(out[0], result.out);
   ::close(out[0]);
+  // The whole group: the program on a timeout, and whatever it left running (its result is
+  // in; nothing it started may outlive the evaluation). Before the reap: the group's id is
+  // still ours.
+  ::kill(-pid, SIGKILL);
   int status = 0;
   while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
   }
+  if (pidfd >= 0) ::close(pidfd);
   if (killed) {
     result.error = "did not finish within " + std::to_string(timeout_ms / 1000) + " s";
   } else if (WIFEXITED(status)) {

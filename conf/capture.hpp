@@ -16,7 +16,9 @@ struct Captured {
 
 // Runs argv[0] (a path, not looked up on PATH) in `dir` (the current one when empty) with
 // exactly `env`, default signal handling and an empty signal mask, no stdin, and rotor's
-// stderr (where a traceback belongs). It is killed after `timeout_ms`.
+// stderr (where a traceback belongs), in its own process group. Its output is read until it
+// exits; it is killed after `timeout_ms`, and what it leaves running (threads keep it alive,
+// children keep its process group) is killed with it.
 Captured capture(const std::vector<std::string>& argv,
                  const std::map<std::string, std::string>& env, const std::string& dir,
                  int timeout_ms);

@@ -24,6 +24,11 @@ def emit(key, *values):
     print(" = ".join([json.dumps(key, ensure_ascii=False),
                       "[" + ", ".join(json.dumps(str(v), ensure_ascii=False) for v in values) + "]"]),
           file=result)
+def done():
+    # Not sys.exit: a non-daemon thread the file started would keep the process alive.
+    for f in (result, sys.stdout, sys.stderr):
+        f.flush()
+    os._exit(0)
 spec = sys.argv[1]
 sys.path.insert(0, os.getcwd())
 try:
@@ -46,7 +51,7 @@ except BaseException as e:
                 line = frame.lineno
         what = traceback.format_exception_only(e)[-1].strip()
     emit("rotor:error", (f"line {line}: " if line else "") + what.replace("\n", " "))
-    sys.exit(0)
+    done()
 for name, value in names.items():
     if name.startswith("_") or isinstance(value, types.ModuleType) or value is None:
         continue
@@ -62,6 +67,7 @@ for name, value in names.items():
         emit(name, "callable", is_set)
     else:
         emit(name, type(value).__name__, is_set)
+done()
 )PY";
 
 constexpr int kTimeoutMs = 60000;

@@ -12,6 +12,8 @@
 #include <cstring>
 #include <optional>
 
+#include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "conf/given.hpp"
@@ -250,14 +252,41 @@ std::string toml_given(const std::string& path, const Option& option, const toml
   return "";
 }
 
+// A config file is small: a larger one, or one that is not a regular file (/dev/zero, a FIFO
+// that blocks, a directory), is a mistake, refused before it is read.
+constexpr size_t kMaxConfigBytes = 1 << 20;
+
+// Opens `path` as a config file; -1 with `problem` set when it is not one.
+int open_config_file(const std::string& path, std::string& problem) {
+  // O_NONBLOCK: opening a FIFO must not wait for a writer.
+  int fd = ::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+  struct stat st {};
+  if (fd < 0 || fstat(fd, &st) != 0) {
+    problem = std::strerror(errno);
+  } else if (!S_ISREG(st.st_mode)) {
+    problem = "not a regular file";
+  } else if (static_cast<uint64_t>(st.st_size) > kMaxConfigBytes) {
+    problem = "larger than 1 MiB";
+  } else {
+    return fd;
+  }
+  if (fd >= 0) ::close(fd);
+  return -1;
+}
+
 std::string read_file(const std::string& path, std::string& content) {
-  std::FILE* file = std::fopen(path.c_str(), "rb");
-  if (!file) return std::strerror(errno);
+  std::string problem;
+  int fd = open_config_file(path, problem);
+  if (fd < 0) return problem;
   char buf[4096];
-  size_t n = 0;
-  while ((n = std::fread(buf, 1, sizeof buf, file)) > 0) content.append(buf, n);
-  std::string problem = std::ferror(file) ? std::strerror(errno) : "";
-  std::fclose(file);
+  ssize_t n = 0;
+  // Bounded also while it is read: the file may grow meanwhile.
+  while ((n = ::read(fd, buf, sizeof buf)) > 0 && content.size() <= kMaxConfigBytes) {
+    content.append(buf, static_cast<size_t>(n));
+  }
+  if (n < 0) problem = std::strerror(errno);
+  if (content.size() > kMaxConfigBytes) problem = "larger than 1 MiB";
+  ::close(fd);
   return problem;
 }
 
@@ -500,9 +529,11 @@ LoadResult load(const std::vector<std::string>& args, const Environment& env,
     if (is_python_config(spec)) {
       PythonConfig py{spec, spec, python_for(command_line.layer, environment, env), env, base_dir};
       std::string path = in_dir(base_dir, spec);
-      if (!spec.starts_with("python:") && access(path.c_str(), R_OK) != 0)
-        return failure(config_file->where + ": cannot read " + in_quotes(spec) + ": " +
-                       std::strerror(errno));
+      std::string unreadable;
+      int fd = spec.starts_with("python:") ? -2 : open_config_file(path, unreadable);
+      if (fd == -1)
+        return failure(config_file->where + ": cannot read " + in_quotes(spec) + ": " + unreadable);
+      if (fd >= 0) ::close(fd);
       problem = python_config_layer(py, file, file_warnings);
     } else {
       Given resolved = *config_file;

@@ -405,14 +405,15 @@ const std::vector<Option>& options() {
        .flags = "-p,--pid",
        .metavar = "FILE",
        .help = "Write the master's PID to this file (refused while the PID it holds is "
-               "running).",
+               "running, and in a directory other users can write unless it is sticky).",
        .member = &Config::pid_file,
        .gunicorn = "pidfile"},
       {.name = "user",
        .flags = "-u,--user",
        .metavar = "USER",
-       .help = "Run workers as this user (name or uid); log files the master creates are "
-               "given to it, so workers can reopen them after a rotation.",
+       .help = "Run the app as this user (name or uid): the template and the workers switch "
+               "before they import it, only the master keeps root; log files the master "
+               "creates are given to it, so workers can reopen them after a rotation.",
        .member = &Config::user,
        .gunicorn = "user"},
       {.name = "group",

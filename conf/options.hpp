@@ -16,7 +16,7 @@ namespace rotor::conf {
 
 enum class Kind {
   kInt,         // decimal integer within [min, max]
-  kSeconds,     // finite non-negative double ("2", "0.5") within [min, max]
+  kSeconds,     // finite non-negative double ("2", "0.5") within [min, max], <= kMaxSeconds
   kBool,        // true/false; a CLI flag without a value
   kString,      // free text (optionally checked by `check`)
   kStringList,  // repeatable flag; env splits on commas/whitespace; at least `min` items
@@ -32,6 +32,13 @@ using Member = std::variant<int64_t Config::*, double Config::*, bool Config::*,
 using Check = std::string (*)(std::string_view text);
 
 inline constexpr double kUnbounded = std::numeric_limits<double>::infinity();
+
+// Every duration (kSeconds) is at most a year, whatever its own `max`: durations become
+// nanoseconds in int64_t (292 years) and milliseconds in uint64_t downstream, added to clock
+// readings, and a value near those limits overflowed into "at once" (--graceful-timeout 1e10
+// killed requests at TERM). Nothing an operator means is longer; 0 keeps meaning "none" where
+// an option says so.
+inline constexpr double kMaxSeconds = 365.0 * 24 * 3600;
 
 struct Option {
   std::string_view name{};   // TOML key; the environment name is ROTOR_<NAME>

@@ -2,6 +2,7 @@
 // is not exactly right is an error, never silently something else.
 #include "conf/values.hpp"
 
+#include <algorithm>
 #include <cctype>
 #include <charconv>
 #include <cmath>
@@ -15,9 +16,13 @@ std::string number(double v) {
   return std::string(buf, std::to_chars(buf, buf + sizeof buf, v).ptr);
 }
 
+std::string range(double min, double max) {
+  if (max == kUnbounded) return ">= " + number(min);
+  return "in " + number(min) + ".." + number(max);
+}
+
 std::string range(const Option& option) {
-  if (option.max == kUnbounded) return ">= " + number(option.min);
-  return "in " + number(option.min) + ".." + number(option.max);
+  return range(option.min, option.max);
 }
 
 std::string lower(std::string_view s) {
@@ -42,9 +47,10 @@ Parsed parse_int(const Option& option, std::string_view text) {
 Parsed parse_seconds(const Option& option, std::string_view text) {
   double v = 0;
   auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+  double max = std::min(option.max, kMaxSeconds);
   if (text.empty() || ec != std::errc() || end != text.data() + text.size() || !std::isfinite(v) ||
-      !in_range(option, v))
-    return {{}, "expected a number of seconds " + range(option)};
+      v < option.min || v > max)
+    return {{}, "expected a number of seconds " + range(option.min, max)};
   return {v + 0.0, ""};  // + 0.0 turns "-0" into 0
 }
 

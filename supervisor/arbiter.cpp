@@ -107,8 +107,11 @@ void Arbiter::setup_signals() {
 
 void Arbiter::write_pid_file() {
   if (cfg_.pid_file.empty()) return;
-  if (!rotor::write_pid_file(cfg_.pid_file, master_pid_))
-    spdlog::error("event=pid-file-failed path={}", log::quote(cfg_.pid_file));
+  std::string error;
+  if (!rotor::write_pid_file(cfg_.pid_file, master_pid_, &pid_file_id_, &error)) {
+    spdlog::error("event=pid-file-failed path={} error={}", log::quote(cfg_.pid_file),
+                  log::quote(error));
+  }
 }
 
 int Arbiter::run() {
@@ -156,7 +159,7 @@ int Arbiter::run() {
   }
 
   close_listeners(listeners_);
-  if (!cfg_.pid_file.empty()) unlink(cfg_.pid_file.c_str());
+  if (!cfg_.pid_file.empty()) remove_pid_file(cfg_.pid_file, pid_file_id_);
   spdlog::info("event=exit code={}", exit_code_);
   return exit_code_;
 }
@@ -292,7 +295,7 @@ void Arbiter::spawn_worker(uint64_t predecessor) {
 
 // In every child the master forks: nothing of its signal handling or its ends of the
 // templates' sockets survives.
-void Arbiter::prepare_child() {
+void Arbiter::prepare_child(const conf::Config& config) {
   // USR1/USR2 that arrive before the child has its own handlers must not kill it (their
   // default action); the worker runtime and the template install theirs next.
   std::signal(SIGUSR1, SIG_IGN);
@@ -305,12 +308,19 @@ void Arbiter::prepare_child() {
   for (auto& [pid, t] : templates_) {
     if (t.fd >= 0) ::close(t.fd);
   }
+  // Between a HUP that changes --bind and its taking effect, both configs' sockets are open:
+  // a child holds only its own config's, or an address that is given up would stay open.
+  for (const auto& l : listeners_) {
+    if (!serves(l, config.bind)) ::close(l.fd);
+  }
 }
 
-worker::Context Arbiter::worker_context(size_t slot) const {
+worker::Context Arbiter::worker_context(size_t slot, const conf::Config& config) const {
   worker::Context ctx;
-  ctx.config = &cfg_;
-  for (const auto& l : listeners_) ctx.listeners.push_back({l.fd, l.is_unix});
+  ctx.config = &config;
+  for (const auto& l : listeners_) {
+    if (serves(l, config.bind)) ctx.listeners.push_back({l.fd, l.is_unix});
+  }
   ctx.slot = &scoreboard_->slot(slot);
   ctx.token = ctx.slot->token.load(std::memory_order_relaxed);
   ctx.scoreboard = scoreboard_.get();
@@ -324,8 +334,8 @@ worker::Context Arbiter::worker_context(size_t slot) const {
 }
 
 void Arbiter::run_child(size_t slot) {
-  prepare_child();
-  int code = worker::run(worker_context(slot));
+  prepare_child(cfg_);
+  int code = worker::run(worker_context(slot, cfg_));
   _exit(code);
 }
 
@@ -687,6 +697,8 @@ void Arbiter::begin_stop(bool graceful) {
     w.phase = policy::Phase::kDraining;
     ::kill(pid, graceful ? SIGTERM : SIGQUIT);
   }
+  // After the workers were told, so that they leave the sockets rather than find them closed.
+  stop_accepting(listeners_);
 }
 
 void Arbiter::reload() {
@@ -699,10 +711,7 @@ void Arbiter::reload() {
     return;
   }
   for (const auto& w : res.warnings) spdlog::warn("event=config-warning message={}", log::quote(w));
-  if (res.config.bind != cfg_.bind) {
-    spdlog::warn("event=reload-bind-ignored detail=\"changing --bind needs a restart\"");
-    res.config.bind = cfg_.bind;
-  }
+  if (!rebind(res.config.bind)) return;
   ++generation_;
   scale_since_reload_ = 0;
   // A HUP is tried at once, not after the delay that crashes of the old code earned.
@@ -711,6 +720,7 @@ void Arbiter::reload() {
   rss_guard_.reset();
   lifetime_guard_.reset();
   next_cfg_ = std::move(res.config);
+  close_unused_listeners();  // a HUP it supersedes (still importing) may have added some
   if (template_wanted()) {
     // The running workers are rotated only once the new template has imported the new code
     // (on_template_ready), and the new config takes effect then; if the import fails, they
@@ -723,6 +733,32 @@ void Arbiter::reload() {
   for (auto& [pid, t] : templates_) retire_template(t);
   reload_workers_before(generation_);
   spdlog::info("event=reload generation={} workers={} mode=cold", generation_, desired_);
+}
+
+// A HUP's --bind: its new addresses are bound now (by the master, which may need root), so
+// that a bind that fails leaves everything as it was; the ones it drops stop when its config
+// takes effect. False (logged) when a new address cannot be bound.
+bool Arbiter::rebind(const std::vector<std::string>& bind) {
+  std::vector<std::string> opened;
+  try {
+    opened = open_missing(listeners_, bind, static_cast<int>(cfg_.backlog),
+                          static_cast<mode_t>(cfg_.umask));
+  } catch (const BindError& e) {
+    spdlog::error("event=reload-failed error={} detail=\"nothing changed\"", log::quote(e.what()));
+    return false;
+  }
+  for (const auto& address : opened)
+    spdlog::info("event=listening address={}", log::quote(address));
+  return true;
+}
+
+// Sockets that neither the config in force nor a HUP's (importing) listens on.
+void Arbiter::close_unused_listeners() {
+  std::vector<const std::vector<std::string>*> binds = {&cfg_.bind};
+  if (next_cfg_) binds.push_back(&next_cfg_->bind);
+  for (const auto& address : close_unused(listeners_, binds)) {
+    spdlog::info("event=listener-closed address={}", log::quote(address));
+  }
 }
 
 // A reload's config takes effect: new workers, limits, timeouts and logging from now on. TTIN
@@ -743,8 +779,9 @@ void Arbiter::apply_next_config() {
   std::string old_pid_file = cfg_.pid_file;
   cfg_ = std::move(next);
   cfg_generation_ = generation_;
+  close_unused_listeners();
   if (cfg_.pid_file != old_pid_file) {
-    if (!old_pid_file.empty()) unlink(old_pid_file.c_str());
+    if (!old_pid_file.empty()) remove_pid_file(old_pid_file, pid_file_id_);
     write_pid_file();
   }
   desired_ = std::clamp(static_cast<int>(cfg_.workers) + scale_since_reload_, 1, kMaxWorkers);

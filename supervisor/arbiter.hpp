@@ -17,6 +17,7 @@
 #include "supervisor/app_env.hpp"
 #include "supervisor/identity.hpp"
 #include "supervisor/listeners.hpp"
+#include "supervisor/pid_file.hpp"
 #include "supervisor/policy.hpp"
 #include "supervisor/scoreboard.hpp"
 #include "workers/runtime.hpp"
@@ -96,8 +97,10 @@ class Arbiter {
   void spawn_worker(uint64_t predecessor);
   Worker new_worker(uint64_t predecessor, size_t slot, uint64_t generation);
   void log_spawn(const Worker& w);
-  worker::Context worker_context(size_t slot) const;
-  void prepare_child();
+  worker::Context worker_context(size_t slot, const conf::Config& config) const;
+  void prepare_child(const conf::Config& config);
+  bool rebind(const std::vector<std::string>& bind);
+  void close_unused_listeners();
   // Templates (arbiter_templates.cpp).
   bool uses_template() const;    // in force: workers are forked from a template
   bool template_wanted() const;  // by the newest config (a HUP's, while it imports)
@@ -141,8 +144,8 @@ class Arbiter {
   std::vector<std::string> args_;
   conf::Environment env_;
   std::string start_dir_;
-  AppEnv app_env_;  // the app's -e variables, set for each child before its fork
-  std::vector<Listener> listeners_;
+  AppEnv app_env_;                   // the app's -e variables, set for each child before its fork
+  std::vector<Listener> listeners_;  // of cfg_'s --bind, and of next_cfg_'s while it imports
   std::unique_ptr<Scoreboard> scoreboard_;
   std::map<pid_t, Worker> workers_;
   std::map<uint64_t, Worker> pending_;  // asked of a template, pid not reported yet
@@ -172,6 +175,7 @@ class Arbiter {
   int handoff_pair_[2] = {-1, -1};  // [0] workers receive connections, [1] drainers send
   Identity identity_;
   pid_t master_pid_ = 0;
+  PidFileId pid_file_id_;  // the pid file we wrote: removed at exit only while it is that one
 };
 
 }  // namespace rotor

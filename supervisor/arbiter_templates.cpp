@@ -89,11 +89,12 @@ void Arbiter::start_template() {
     return;
   }
   if (pid == 0) {
-    prepare_child();
+    // The template of a reload imports its code and listens where its config says.
+    const conf::Config& config = next_cfg_ ? *next_cfg_ : cfg_;
+    prepare_child(config);
     ::close(pair[0]);
     worker::TemplateContext tc;
-    tc.worker = worker_context(0);
-    if (next_cfg_) tc.worker.config = &*next_cfg_;  // the template of the reload imports it
+    tc.worker = worker_context(0, config);
     tc.worker.slot = nullptr;
     tc.scoreboard = scoreboard_.get();
     tc.control_fd = pair[1];
@@ -289,6 +290,7 @@ void Arbiter::on_template_exit(Template& t, int status) {
       failed_generation_ = t.generation;
       if (t.generation == generation_) {
         next_cfg_.reset();
+        close_unused_listeners();  // the addresses only that HUP added
       }
       spdlog::error(
           "event=reload-failed generation={} detail=\"the new code did not load (traceback "

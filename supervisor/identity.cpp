@@ -4,7 +4,9 @@
 #include <pwd.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <charconv>
+#include <cstring>
 
 namespace rotor {
 
@@ -51,6 +53,26 @@ std::optional<Identity> resolve_identity(const std::string& user, const std::str
     id.switch_user = true;
   }
   return id;
+}
+
+bool switch_identity(const Identity& id, std::string* error) {
+  if (!id.switch_user) return true;
+  // Not root (already switched, or started unprivileged): setgroups is refused and the
+  // group list is not ours to change; setgid/setuid below still fail if the ids differ.
+  if (setgroups(0, nullptr) != 0 && errno != EPERM) {
+    *error = std::string("cannot switch user: setgroups: ") + std::strerror(errno);
+    return false;
+  }
+  if (setgid(id.gid) != 0 || setuid(id.uid) != 0) {
+    *error = std::string("cannot switch user: ") + std::strerror(errno);
+    return false;
+  }
+  // A process that could go back to root has not dropped anything.
+  if (id.uid != 0 && (setuid(0) == 0 || geteuid() != id.uid || getegid() != id.gid)) {
+    *error = "cannot switch user: root could be regained";
+    return false;
+  }
+  return true;
 }
 
 }  // namespace rotor

@@ -1,5 +1,6 @@
 // --user/--group: resolved by the master at start-up (bad names fail early, exit 2) and
-// applied by each worker after fork.
+// applied by every child before it loads any app code: the template before its import, a cold
+// worker before its own. Only the master keeps root (binding, creating the log files).
 #pragma once
 
 #include <sys/types.h>
@@ -18,5 +19,11 @@ struct Identity {
 // Names or numeric ids. Empty strings keep the current user/group.
 std::optional<Identity> resolve_identity(const std::string& user, const std::string& group,
                                          std::string* error);
+
+// Switches this process to `id` (no supplementary groups, then the group, then the user; from
+// root that also clears every capability). True when there is nothing to switch. The
+// parent-death signal is cleared by the switch: the caller sets it again. False with `error`
+// set when the switch fails or did not take.
+bool switch_identity(const Identity& id, std::string* error);
 
 }  // namespace rotor

@@ -9,6 +9,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <charconv>
 #include <cstring>
@@ -73,6 +74,7 @@ Listener adopt_fd(const std::string& spec, int fd, int backlog) {
   l.fd = fd;
   l.is_unix = is_unix_socket(fd);
   l.address = describe(fd);
+  l.inherited = true;
   return l;
 }
 
@@ -171,6 +173,20 @@ Listener bind_tcp(const std::string& spec, int backlog) {
 
 }  // namespace
 
+Listener open_listener(const std::string& spec, int backlog, mode_t socket_umask) {
+  if (spec.rfind("unix:", 0) == 0) return bind_unix(spec, spec.substr(5), backlog, socket_umask);
+  if (spec.rfind("fd://", 0) == 0) {
+    int fd = -1;
+    std::string num = spec.substr(5);
+    auto [p, ec] = std::from_chars(num.data(), num.data() + num.size(), fd);
+    if (ec != std::errc() || p != num.data() + num.size() || fd < 0) {
+      throw BindError("cannot use " + spec + ": not a file descriptor number");
+    }
+    return adopt_fd(spec, fd, backlog);
+  }
+  return bind_tcp(spec, backlog);
+}
+
 std::vector<Listener> open_listeners(const std::vector<std::string>& specs, int backlog,
                                      const std::map<std::string, std::string>& env,
                                      mode_t socket_umask) {
@@ -186,29 +202,70 @@ std::vector<Listener> open_listeners(const std::vector<std::string>& specs, int 
       for (int i = 0; i < n; ++i) {
         out.push_back(adopt_fd("systemd fd " + std::to_string(kSystemdFirstFd + i),
                                kSystemdFirstFd + i, backlog));
+        out.back().activated = true;
       }
       return out;
     }
-    for (const auto& spec : specs) {
-      if (spec.rfind("unix:", 0) == 0) {
-        out.push_back(bind_unix(spec, spec.substr(5), backlog, socket_umask));
-      } else if (spec.rfind("fd://", 0) == 0) {
-        int fd = -1;
-        std::string num = spec.substr(5);
-        auto [p, ec] = std::from_chars(num.data(), num.data() + num.size(), fd);
-        if (ec != std::errc() || p != num.data() + num.size() || fd < 0) {
-          throw BindError("cannot use " + spec + ": not a file descriptor number");
-        }
-        out.push_back(adopt_fd(spec, fd, backlog));
-      } else {
-        out.push_back(bind_tcp(spec, backlog));
-      }
-    }
+    for (const auto& spec : specs) out.push_back(open_listener(spec, backlog, socket_umask));
   } catch (...) {
     close_listeners(out);
     throw;
   }
   return out;
+}
+
+bool serves(const Listener& l, const std::vector<std::string>& bind) {
+  return l.activated || std::find(bind.begin(), bind.end(), l.spec) != bind.end();
+}
+
+std::vector<std::string> open_missing(std::vector<Listener>& listeners,
+                                      const std::vector<std::string>& bind, int backlog,
+                                      mode_t socket_umask) {
+  if (std::any_of(listeners.begin(), listeners.end(),
+                  [](const Listener& l) { return l.activated; }))
+    return {};  // systemd's sockets are the bind, whatever the config says
+  std::vector<Listener> opened;
+  std::vector<std::string> addresses;
+  try {
+    for (const auto& spec : bind) {
+      bool have = std::any_of(listeners.begin(), listeners.end(),
+                              [&](const Listener& l) { return l.spec == spec; }) ||
+                  std::any_of(opened.begin(), opened.end(),
+                              [&](const Listener& l) { return l.spec == spec; });
+      if (!have) opened.push_back(open_listener(spec, backlog, socket_umask));
+    }
+  } catch (...) {
+    close_listeners(opened);
+    throw;
+  }
+  for (auto& l : opened) {
+    addresses.push_back(l.address);
+    listeners.push_back(std::move(l));
+  }
+  return addresses;
+}
+
+std::vector<std::string> close_unused(std::vector<Listener>& listeners,
+                                      const std::vector<const std::vector<std::string>*>& binds) {
+  std::vector<Listener> used, unused;
+  std::vector<std::string> addresses;
+  for (auto& l : listeners) {
+    bool in_use = std::any_of(binds.begin(), binds.end(),
+                              [&](const std::vector<std::string>* b) { return serves(l, *b); });
+    if (!in_use) addresses.push_back(l.address);
+    (in_use ? used : unused).push_back(std::move(l));
+  }
+  listeners = std::move(used);
+  // Workers still holding it must not keep a queue that nobody serves after they leave.
+  stop_accepting(unused);
+  close_listeners(unused);
+  return addresses;
+}
+
+void stop_accepting(const std::vector<Listener>& listeners) {
+  for (const auto& l : listeners) {
+    if (!l.inherited && l.fd >= 0) ::shutdown(l.fd, SHUT_RD);
+  }
 }
 
 void close_listeners(std::vector<Listener>& listeners) {

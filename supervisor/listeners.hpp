@@ -16,7 +16,9 @@ struct Listener {
   std::string address;  // as bound, for logs ("http://127.0.0.1:43211", "unix:/run/x.sock")
   int fd = -1;
   bool is_unix = false;
-  std::string unix_path;  // removed at exit when we created it
+  std::string unix_path;   // removed at exit when we created it
+  bool inherited = false;  // fd:// or systemd's: the socket outlives us, for the next start
+  bool activated = false;  // systemd's (LISTEN_FDS): used whatever --bind says
 };
 
 struct BindError : std::runtime_error {
@@ -29,6 +31,30 @@ struct BindError : std::runtime_error {
 std::vector<Listener> open_listeners(const std::vector<std::string>& specs, int backlog,
                                      const std::map<std::string, std::string>& env,
                                      mode_t socket_umask);
+
+// One spec, as open_listeners does. Throws BindError.
+Listener open_listener(const std::string& spec, int backlog, mode_t socket_umask);
+
+// Whether `l` is one of the sockets a config with this --bind listens on.
+bool serves(const Listener& l, const std::vector<std::string>& bind);
+
+// A HUP's --bind: opens the specs `listeners` does not have yet and adds them (those it has
+// are kept: the same socket, no gap). Returns their addresses; throws BindError, having
+// opened nothing. Under socket activation, nothing changes.
+std::vector<std::string> open_missing(std::vector<Listener>& listeners,
+                                      const std::vector<std::string>& bind, int backlog,
+                                      mode_t socket_umask);
+
+// Closes (and stops, see stop_accepting) the listeners that none of `binds` names; returns
+// their addresses.
+std::vector<std::string> close_unused(std::vector<Listener>& listeners,
+                                      const std::vector<const std::vector<std::string>*>& binds);
+
+// A stop: new connections are refused at once (clients and balancers fail over) while the
+// workers finish what they accepted. shutdown(SHUT_RD) acts on the socket itself, so it holds
+// in every process that shares it. Inherited sockets are left alone: their owner (systemd)
+// hands them to the next start.
+void stop_accepting(const std::vector<Listener>& listeners);
 
 void close_listeners(std::vector<Listener>& listeners);
 

@@ -79,6 +79,12 @@ int main(int argc, char** argv) {
                  cfg.pid_file.c_str(), static_cast<int>(owner));
     return rotor::kExitBindFailed;
   }
+  if (!cfg.pid_file.empty()) {
+    if (std::string why = rotor::pid_file_refusal(cfg.pid_file); !why.empty()) {
+      std::fprintf(stderr, "rotor: error: --pid: %s: %s\n", cfg.pid_file.c_str(), why.c_str());
+      return rotor::kExitBindFailed;
+    }
+  }
 
   // Orphans of our workers (and, as PID 1, of anyone) come to us to be reaped.
   prctl(PR_SET_CHILD_SUBREAPER, 1);

@@ -18,6 +18,7 @@
 #include <spdlog/spdlog.h>
 
 #include "log/log.hpp"
+#include "supervisor/identity.hpp"
 #include "workers/balance.hpp"
 #include "workers/http/access_log.hpp"
 #include "workers/http/request.hpp"
@@ -217,14 +218,10 @@ int64_t Runtime::exit_deadline_ns() const {
 }
 
 bool Runtime::drop_privileges() {
-  if (!ctx_.switch_user) return true;
-  if (setgroups(0, nullptr) != 0 && errno != EPERM) return false;
-  if (setgid(ctx_.gid) != 0 || setuid(ctx_.uid) != 0) {
-    spdlog::error("event=boot-failed error={}",
-                  log::quote(std::string("cannot switch user: ") + std::strerror(errno)));
-    return false;
-  }
-  return true;
+  std::string error;
+  if (switch_identity({ctx_.switch_user, ctx_.uid, ctx_.gid}, &error)) return true;
+  spdlog::error("event=boot-failed error={}", log::quote(error));
+  return false;
 }
 
 // The template's intermediate process exits right after the fork; until then it is our parent,

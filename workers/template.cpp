@@ -16,6 +16,7 @@
 #include <spdlog/spdlog.h>
 
 #include "log/log.hpp"
+#include "supervisor/identity.hpp"
 #include "supervisor/template_protocol.hpp"
 
 namespace rotor::worker {
@@ -52,6 +53,15 @@ class Template {
 int Template::run() {
   log::set_role("template");
   // Die with the master; a template outliving it would hold the listening sockets.
+  prctl(PR_SET_PDEATHSIG, SIGKILL);
+  if (getppid() != tc_.worker.master_pid) return kExitOk;
+  // --user/--group before any app code runs: the import (and every HUP's re-import) may run
+  // code from a tree the service user can write. The switch clears the parent-death signal.
+  std::string error;
+  if (!switch_identity({tc_.worker.switch_user, tc_.worker.uid, tc_.worker.gid}, &error)) {
+    spdlog::error("event=template-failed error={}", log::quote(error));
+    return kExitBootFailed;
+  }
   prctl(PR_SET_PDEATHSIG, SIGKILL);
   if (getppid() != tc_.worker.master_pid) return kExitOk;
   std::signal(SIGPIPE, SIG_IGN);

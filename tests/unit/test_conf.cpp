@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include <cctype>
 #include <filesystem>
 #include <fstream>
 #include <set>
@@ -212,10 +213,33 @@ TEST_SUITE("conf") {
     CHECK(run({"--max-lifetime", "3600"}).config.max_lifetime == 3600);
     for (const char* bad : {"-1", "nan", "inf", "-inf", "1s", "", "0x10", "1e999"}) {
       CAPTURE(bad);
-      CHECK_ERROR(run({"--timeout", bad}), "--timeout: expected a number of seconds >= 0, got '");
+      CHECK_ERROR(run({"--timeout", bad}),
+                  "--timeout: expected a number of seconds in 0..31536000, got '");
     }
     CHECK_ERROR(run({}, {{"ROTOR_KEEP_ALIVE", "soon"}}),
-                "ROTOR_KEEP_ALIVE: expected a number of seconds >= 0, got 'soon'");
+                "ROTOR_KEEP_ALIVE: expected a number of seconds in 0..31536000, got 'soon'");
+  }
+
+  TEST_CASE("every duration is at most a year, so that none overflows downstream") {
+    // --graceful-timeout 1e10 once overflowed nanoseconds and killed requests at TERM at once.
+    int durations = 0;
+    for (const rotor::conf::Option& option : rotor::conf::options()) {
+      if (option.kind != rotor::conf::Kind::kSeconds) continue;
+      ++durations;
+      std::string env = "ROTOR_" + std::string(option.name);
+      for (char& c : env) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+      CAPTURE(env);
+      for (const char* bad : {"1e10", "1e17", "31536000.5", "9.3e18"}) {
+        CAPTURE(bad);
+        CHECK_ERROR(run({}, {{env, bad}}), env + ": expected a number of seconds in ");
+      }
+      CHECK(run({}, {{env, "31536000"}}).action == Action::kRun);
+    }
+    CHECK(durations >= 10);
+    CHECK_ERROR(run({"--graceful-timeout", "1e10"}),
+                "--graceful-timeout: expected a number of seconds in 0..31536000, got '1e10'");
+    CHECK_ERROR(run({"--keep-alive", "1e17"}),
+                "--keep-alive: expected a number of seconds in 0..31536000, got '1e17'");
   }
 
   TEST_CASE("choices") {
@@ -314,7 +338,7 @@ TEST_SUITE("conf") {
     CHECK_ERROR(run({"-c", dir.write("r.toml", "workers = 0\n")}),
                 ":1:11: workers: expected an integer in 1..512, got '0'");
     CHECK_ERROR(run({"-c", dir.write("n.toml", "timeout = nan\n")}),
-                "timeout: expected a number of seconds >= 0, got 'nan'");
+                "timeout: expected a number of seconds in 0..31536000, got 'nan'");
 
     // Seconds accept TOML integers and floats.
     CHECK(run({"-c", dir.write("t.toml", "timeout = 10\nkeep_alive = 0.25\n")}).config.keep_alive ==

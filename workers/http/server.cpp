@@ -106,6 +106,10 @@ void Server::accept_from(Listener& l) {
       if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR || errno == ECONNABORTED) {
         return;
       }
+      if (errno == EINVAL) {  // no longer listening: the master stopped it (a stop is coming)
+        uv_poll_stop(&l.poll);
+        return;
+      }
       accept_failed(l, errno);
       return;
     }
