@@ -157,6 +157,17 @@ def test_records_a_handler_of_the_app_took_are_not_logged_again(rotor):
     assert ("other.library", "no handler of the app") in by_logger, log
 
 
+def test_records_of_a_library_with_a_null_handler_are_still_logged(rotor):
+    # A NullHandler (what a library adds so that it prints nothing unless configured) writes
+    # nothing: the record is no app handler's, and rotor's root handler logs it.
+    r = rotor("--chdir", str(APPS), "-w", "1", "own_logger_app:app")
+    with httpx.Client(base_url=r.url(), timeout=DEADLINE) as c:
+        assert c.get("/").text == "logged"
+    r.stop()  # every worker has left: nothing it logs can still be on its way
+    by_logger = {(f["logger"], f["message"]) for f in r.events("app-log")}
+    assert ("quietlib.pool", "a library's NullHandler takes nothing") in by_logger, r.log()
+
+
 # --- lifespan -------------------------------------------------------------------------------
 
 def test_a_lifespan_the_app_does_not_support_is_said_at_info_with_the_error_at_debug(rotor):

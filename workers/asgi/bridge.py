@@ -360,6 +360,10 @@ class _RotorHandler(logging.Handler):
         logger = logging.Logger.manager.loggerDict.get(record.name)  # none made here
         while isinstance(logger, logging.Logger) and logger is not self.owner:
             for handler in logger.handlers:
+                # A library's NullHandler (the logging HOWTO's "no output unless configured")
+                # writes nothing: its records are still ours to log.
+                if isinstance(handler, logging.NullHandler):
+                    continue
                 if record.levelno >= handler.level and handler.filter(record):
                     return True
             if not logger.propagate:
