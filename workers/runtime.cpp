@@ -362,15 +362,14 @@ int Runtime::run() {
   set_state(WorkerState::kReady);
   app_->run(&loop_);
   int64_t deadline = exit_deadline_ns();
+  // The app's shutdown, then its own exit, as its process would end. Neither has our loop to
+  // beat from, and both are bounded by the deadline: a thread beats meanwhile, so that the
+  // master does not take a shutdown or the wait for the app's threads for a stall.
+  ExitBeat beat(*this);
   if (drained_) app_->finish(deadline);
-  // The app's own exit, as its process would end; a fast stop now ends it at once. It has no
-  // loop to beat from, and is bounded by itself: a thread beats meanwhile, so that the master
-  // does not take the wait for the app's threads for a stall.
+  // A fast stop now ends it at once.
   for (int s : {SIGINT, SIGQUIT}) std::signal(s, exit_at_once);
-  {
-    ExitBeat beat(*this);
-    app_->end(std::max(deadline, monotonic_ns() + kFastExitNs));
-  }
+  app_->end(std::max(deadline, monotonic_ns() + kFastExitNs));
   return exit_code_;
 }
 

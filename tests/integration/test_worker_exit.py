@@ -104,6 +104,24 @@ def test_a_thread_that_never_ends_is_bounded_by_the_graceful_timeout(rotor, tmp_
     assert not pid_alive(pid)
 
 
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])
+def test_a_lifespan_shutdown_longer_than_the_timeout_is_no_stall(rotor, tmp_path, sig):
+    # -t 1 and a shutdown of 3 s within a graceful timeout of 20: the worker still beats, so
+    # the master does not abort its shutdown (and the exit handlers after it) as a stall.
+    marks = tmp_path / "marks"
+    r = rotor("--chdir", str(APPS), "-w", "1", "-t", "1", "--graceful-timeout", "20",
+              "slow_shutdown_app:app", env={"EXIT_APP_FILE": str(marks), "SLOW_SHUTDOWN_S": "3"})
+    pid = r.ready_pids()[0]
+    r.signal(sig)  # TERM: a stop; HUP: the worker is rotated onto a new one
+    if sig == signal.SIGTERM:
+        assert r.wait_exit() == 0, r.log()
+    exited = wait_for(lambda: [f for f in r.events("worker-exit") if int(f["pid"]) == pid],
+                      what=f"the worker to exit\n{r.log()}")
+    assert exited[0]["status"] == "exit:0", r.log()
+    assert not r.events("worker-timeout") and "Fatal Python error" not in r.log(), r.log()
+    assert read_marks(marks)[:2] == [f"shutdown {pid}", f"atexit {pid}"], r.log()
+
+
 def test_an_atexit_handler_that_hangs_is_bounded_by_the_graceful_timeout(rotor, tmp_path):
     marks = tmp_path / "marks"
     r = serve(rotor, marks, "--graceful-timeout", "2")
