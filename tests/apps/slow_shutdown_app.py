@@ -1,5 +1,6 @@
 """A lifespan shutdown that takes SLOW_SHUTDOWN_S seconds (a flush of buffered telemetry, say),
-then writes a line to the file named by EXIT_APP_FILE, as does an atexit handler after it."""
+then writes a line to the file named by EXIT_APP_FILE, as does an atexit handler after it.
+With SHUTDOWN_THEN_RECEIVE, the lifespan does not return after its shutdown: it receives again."""
 import asyncio
 import atexit
 import os
@@ -25,6 +26,12 @@ async def app(scope, receive, send):
                 await asyncio.sleep(float(os.environ.get("SLOW_SHUTDOWN_S", "3")))
                 mark(f"shutdown {os.getpid()}")
                 await send({"type": "lifespan.shutdown.complete"})
-                return
+                if not os.environ.get("SHUTDOWN_THEN_RECEIVE"):
+                    return
+                try:
+                    await receive()  # an app that does not return after its shutdown
+                except asyncio.CancelledError:
+                    mark(f"lifespan cancelled {os.getpid()}")
+                    raise
     await send({"type": "http.response.start", "status": 200, "headers": []})
     await send({"type": "http.response.body", "body": f"up {os.getpid()}".encode()})

@@ -81,6 +81,53 @@ def test_term_waits_for_threads_executor_jobs_and_atexit(rotor, tmp_path, mode):
     assert not r.events("python-exit-timeout") and not r.events("worker-kill"), r.log()
 
 
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])
+def test_asyncio_tasks_the_app_left_pending_are_cancelled_and_their_cleanup_runs(
+        rotor, tmp_path, sig):
+    # As asyncio.run ends (uvicorn's way out): a task still pending is cancelled and awaited.
+    marks = tmp_path / "marks"
+    r = serve(rotor, marks, "--graceful-timeout", "20")
+    pid = r.ready_pids()[0]
+    get(r, "/task", tag="k")
+    r.signal(sig)  # TERM: a stop; HUP: the worker is rotated onto a new one
+    exited = wait_for(lambda: [f for f in r.events("worker-exit") if int(f["pid"]) == pid],
+                      what=f"the worker to exit\n{r.log()}")
+    assert exited[0]["status"] == "exit:0", r.log()
+    # The cleanup, before the exit handlers (as asyncio.run ends before Python does).
+    assert read_marks(marks)[:2] == ["task cleanup k", f"atexit {pid}"], r.log()
+
+
+def test_a_lifespan_that_still_receives_after_its_shutdown_is_ended_without_an_error(
+        rotor, tmp_path):
+    # Its task is still pending at the exit (it awaits receive() again): cancelled quietly.
+    marks = tmp_path / "marks"
+    r = rotor("--chdir", str(APPS), "-w", "1", "slow_shutdown_app:app",
+              env={"EXIT_APP_FILE": str(marks), "SLOW_SHUTDOWN_S": "0",
+                   "SHUTDOWN_THEN_RECEIVE": "1"})
+    pid = r.ready_pids()[0]
+    r.stop()
+    assert read_marks(marks)[:3] == [f"shutdown {pid}", f"lifespan cancelled {pid}",
+                                     f"atexit {pid}"], r.log()
+    assert "Traceback" not in r.log() and "CancelledError" not in r.log(), r.log()
+
+
+def test_a_task_that_will_not_end_is_bounded_by_the_graceful_timeout(rotor, tmp_path):
+    marks = tmp_path / "marks"
+    r = serve(rotor, marks, "--graceful-timeout", "3")
+    pid = r.ready_pids()[0]
+    get(r, "/stubborn-task", tag="s")
+    t0 = time.monotonic()
+    r.signal(signal.SIGTERM)
+    assert r.wait_exit() == 0, r.log()
+    assert time.monotonic() - t0 < 3 + 1, r.log()
+    # Cancelled (its cleanup ran once), not waited for past the bound; the exit handlers still
+    # ran, and the worker left by itself.
+    assert read_marks(marks)[:2] == ["task cleanup s", f"atexit {pid}"], r.log()
+    assert not r.events("worker-kill"), r.log()
+    gave_up = [f for f in r.events("python-exit-timeout") if int(f["pid"]) == pid]
+    assert gave_up and gave_up[0]["phase"] == "tasks" and gave_up[0]["tasks"] == "1", r.log()
+
+
 @pytest.mark.parametrize("mode", MODES)
 def test_a_thread_that_never_ends_is_bounded_by_the_graceful_timeout(rotor, tmp_path, mode):
     marks = tmp_path / "marks"

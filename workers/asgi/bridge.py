@@ -137,6 +137,9 @@ class _Host:
                 task.uncancel()
 
 
+_HOST_CODE = _Host._main.__code__
+
+
 def _expire(ex, task):
     ex.timed_out = True
     task.cancel()
@@ -447,6 +450,30 @@ def join_threads(timeout):
     return len(waited), alive, not alive and not (hooks and hooks.is_alive())
 
 
+async def end_tasks(timeout):
+    """What asyncio.run does as it ends (uvicorn's way out), for `timeout` seconds at most: the
+    app's tasks still pending (a batch flusher, say) are cancelled and awaited, so that their
+    cleanup runs, and async generators are closed. Rotor's parked hosts are not the app's."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + max(timeout, 0.0)
+    me = asyncio.current_task()
+    tasks = [t for t in asyncio.all_tasks(loop)
+             if t is not me and getattr(t.get_coro(), "cr_code", None) is not _HOST_CODE]
+    for t in tasks:
+        t.cancel()
+    if tasks:
+        await asyncio.wait(tasks, timeout=max(deadline - loop.time(), 0.0))
+    for t in tasks:  # as asyncio.run reports them
+        if t.done() and not t.cancelled() and t.exception() is not None:
+            loop.call_exception_handler({"message": "unhandled exception during worker exit",
+                                         "exception": t.exception(), "task": t})
+    closing = loop.create_task(loop.shutdown_asyncgens())
+    await asyncio.wait([closing], timeout=max(deadline - loop.time(), 0.0))
+    if not closing.done():
+        closing.cancel()  # a generator whose cleanup never ends: not waited for further
+    return sum(1 for t in tasks if not t.done())
+
+
 def _flush_stdio():
     for stream in (sys.stdout, sys.stderr):
         try:
@@ -552,8 +579,8 @@ class Lifespan:
                     self.failed = f"lifespan raised {exc!r}"
                     traceback.print_exc()
                     self.startup_done.set_result(None)
-            else:
-                traceback.print_exc()
+            elif not isinstance(exc, asyncio.CancelledError):
+                traceback.print_exc()  # a cancel now is the worker's exit (end_tasks): no error
             if not self.shutdown_done.done():
                 self.shutdown_done.set_result(None)
         else:
