@@ -203,6 +203,24 @@ def test_a_worker_that_cannot_end_by_itself_is_killed_after_the_graceful_timeout
     assert exited and exited[0]["status"] == "signal:KILL", r.log()
 
 
+def test_a_worker_stopped_on_its_own_whose_exit_cannot_end_is_aborted_at_the_timeout(
+        rotor, tmp_path):
+    # TERM to the worker itself (the master did not ask: it has no graceful deadline for it)
+    # and an exit handler stuck in C code that keeps the GIL: the worker's beat must stop at
+    # its own exit deadline, so that the master's --timeout ends it and replaces it.
+    marks = tmp_path / "marks"
+    r = serve(rotor, marks, "--graceful-timeout", "2", "-t", "2")
+    pid = r.ready_pids()[0]
+    get(r, "/hang-at-exit-holding-the-gil")
+    os.kill(pid, signal.SIGTERM)
+    exited = wait_for(lambda: [f for f in r.events("worker-exit") if int(f["pid"]) == pid],
+                      what=f"the stuck worker to be ended\n{r.log()}")
+    assert exited[0]["status"] in ("signal:ABRT", "signal:KILL"), r.log()
+    assert [f for f in r.events("worker-timeout") if int(f["pid"]) == pid], r.log()
+    wait_for(lambda: [p for p in r.ready_pids() if p != pid], what=f"a successor\n{r.log()}")
+    assert get(r, "/") != pid
+
+
 # --- Python logging: only what no handler of the app took -----------------------------------
 
 def test_records_a_handler_of_the_app_took_are_not_logged_again(rotor):
