@@ -111,6 +111,28 @@ def test_a_lifespan_that_still_receives_after_its_shutdown_is_ended_without_an_e
     assert "Traceback" not in r.log() and "CancelledError" not in r.log(), r.log()
 
 
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])
+def test_a_starlette_apps_thread_pool_ends_with_the_worker_at_once(rotor, sig):
+    # Sync work (a BackgroundTask of a plain function, FastAPI's `def` endpoints) runs in
+    # anyio's worker threads: non-daemon threads that idle until anyio's root task ends, as
+    # asyncio.run's main task does in uvicorn. The worker's exit must end it, not wait for the
+    # threads until the graceful timeout.
+    r = rotor("--chdir", str(APPS), "-w", "1", "--graceful-timeout", "10", "starlette_app:app")
+    pid = r.ready_pids()[0]
+    with httpx.Client(base_url=r.url(), timeout=DEADLINE) as c:
+        assert c.get("/background").text == "ok"
+        wait_for(lambda: c.get("/count").json()["background_done"] >= 1,
+                 what="the background task to run in anyio's thread pool")
+    t0 = time.monotonic()
+    r.signal(sig)  # TERM: a stop; HUP: the worker is rotated onto a new one
+    exited = wait_for(lambda: [f for f in r.events("worker-exit") if int(f["pid"]) == pid],
+                      what=f"the worker to exit\n{r.log()}")
+    took = time.monotonic() - t0
+    assert exited[0]["status"] == "exit:0", r.log()
+    assert took < 5, f"{took:.1f}s\n{r.log()}"
+    assert not r.events("python-exit-timeout"), r.log()
+
+
 def test_a_task_that_will_not_end_is_bounded_by_the_graceful_timeout(rotor, tmp_path):
     marks = tmp_path / "marks"
     r = serve(rotor, marks, "--graceful-timeout", "3")

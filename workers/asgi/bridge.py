@@ -122,11 +122,14 @@ class _Host:
                 first = self.job[1]
             except asyncio.CancelledError:
                 # A cancel() while parked: it is for the request started in this host if
-                # there is one (a running task gets it at its next suspension), else stale.
+                # there is one (a running task gets it at its next suspension), else stale,
+                # or the worker's exit (end_tasks): then the host ends.
                 if self.job is None:
-                    task.uncancel()
                     if self in self.pool:
                         self.pool.remove(self)
+                    if _exiting:
+                        raise
+                    task.uncancel()
                     continue
                 first = _CANCEL
             coro, _, ctx, ex = self.job
@@ -135,9 +138,6 @@ class _Host:
             await (resume if ex is None else _carry(ex, resume))
             while task.cancelling():  # what the request swallowed (its timeout) is not ours
                 task.uncancel()
-
-
-_HOST_CODE = _Host._main.__code__
 
 
 def _expire(ex, task):
@@ -450,15 +450,21 @@ def join_threads(timeout):
     return len(waited), alive, not alive and not (hooks and hooks.is_alive())
 
 
+_exiting = False  # set by end_tasks: a parked host that is cancelled ends
+
+
 async def end_tasks(timeout):
     """What asyncio.run does as it ends (uvicorn's way out), for `timeout` seconds at most: the
     app's tasks still pending (a batch flusher, say) are cancelled and awaited, so that their
-    cleanup runs, and async generators are closed. Rotor's parked hosts are not the app's."""
+    cleanup runs, and async generators are closed. The parked hosts end too: what waits for a
+    long-lived task to end (anyio's thread pool stops with its root task, one of the hosts
+    here, as with asyncio.run's main task in uvicorn) ends with them."""
+    global _exiting
+    _exiting = True
     loop = asyncio.get_running_loop()
     deadline = loop.time() + max(timeout, 0.0)
     me = asyncio.current_task()
-    tasks = [t for t in asyncio.all_tasks(loop)
-             if t is not me and getattr(t.get_coro(), "cr_code", None) is not _HOST_CODE]
+    tasks = [t for t in asyncio.all_tasks(loop) if t is not me]
     for t in tasks:
         t.cancel()
     if tasks:
