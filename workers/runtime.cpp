@@ -110,13 +110,16 @@ class Runtime : public http::Observer {
 
   static void on_signal(uv_signal_t* h, int signum);
 
-  // Beats from a thread of its own while it lives (the worker's exit, after its loop).
+  // Beats from a thread of its own while it lives (the worker's exit, after its loop), until
+  // `until_ns`: an exit stuck past its bound (C code that keeps the GIL, a blocked loop) is
+  // then a stall the master's --timeout ends, also where the master set it no deadline (a
+  // worker sent TERM by someone else).
   class ExitBeat {
    public:
-    explicit ExitBeat(Runtime& rt)
-        : thread_([this, &rt] {
+    ExitBeat(Runtime& rt, int64_t until_ns)
+        : thread_([this, &rt, until_ns] {
             std::unique_lock<std::mutex> lock(mutex_);
-            while (!done_ && rt.slot_is_ours()) {
+            while (!done_ && rt.slot_is_ours() && monotonic_ns() < until_ns) {
               rt.ctx_.slot->heartbeat_ns.store(monotonic_ns(), std::memory_order_relaxed);
               cv_.wait_for(lock, std::chrono::milliseconds(rt.beat_ms_));
             }
@@ -362,15 +365,15 @@ int Runtime::run() {
   set_state(WorkerState::kReady);
   app_->run(&loop_);
   int64_t deadline = exit_deadline_ns();
+  // The app's shutdown, then its own exit, as its process would end. Neither has our loop to
+  // beat from, and both are bounded by the deadline: a thread beats meanwhile, so that the
+  // master does not take a shutdown or the wait for the app's threads for a stall (the exit
+  // may end kFastExitNs past the deadline, see below).
+  ExitBeat beat(*this, deadline + kFastExitNs);
   if (drained_) app_->finish(deadline);
-  // The app's own exit, as its process would end; a fast stop now ends it at once. It has no
-  // loop to beat from, and is bounded by itself: a thread beats meanwhile, so that the master
-  // does not take the wait for the app's threads for a stall.
+  // A fast stop now ends it at once.
   for (int s : {SIGINT, SIGQUIT}) std::signal(s, exit_at_once);
-  {
-    ExitBeat beat(*this);
-    app_->end(std::max(deadline, monotonic_ns() + kFastExitNs));
-  }
+  app_->end(std::max(deadline, monotonic_ns() + kFastExitNs));
   return exit_code_;
 }
 

@@ -1,6 +1,7 @@
 """Work an app leaves running when its worker exits: a non-daemon thread, a ThreadPoolExecutor
 job, an atexit handler. Each writes a line to the file named by EXIT_APP_FILE when it is done,
 so that a test can tell what ran before the process ended."""
+import asyncio
 import atexit
 import concurrent.futures
 import ctypes
@@ -42,6 +43,23 @@ def _later(what, seconds):
     mark(what)
 
 
+_tasks = set()  # the loop keeps only weak references to its tasks
+
+
+async def _pending(tag, stubborn):
+    # A task the app leaves running (a batch flusher, a pool's keep-alive): cancelled at exit,
+    # as asyncio.run does, its cleanup runs.
+    while True:
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            if stubborn:
+                continue  # one that will not end: the exit must not wait for it forever
+            raise
+        finally:
+            mark(f"task cleanup {tag}")
+
+
 async def app(scope, receive, send):
     if scope["type"] != "http":
         return
@@ -52,6 +70,10 @@ async def app(scope, receive, send):
         threading.Thread(target=_later, args=(f"thread {tag}", seconds), name=f"job-{tag}").start()
     elif path == "/executor":
         executor.submit(_later, f"executor {tag}", seconds)
+    elif path == "/task":
+        _tasks.add(asyncio.get_running_loop().create_task(_pending(tag, False)))
+    elif path == "/stubborn-task":
+        _tasks.add(asyncio.get_running_loop().create_task(_pending(tag, True)))
     elif path == "/forever":
         threading.Thread(target=threading.Event().wait, name="never-ends").start()
     elif path == "/hang-at-exit":

@@ -81,6 +81,75 @@ def test_term_waits_for_threads_executor_jobs_and_atexit(rotor, tmp_path, mode):
     assert not r.events("python-exit-timeout") and not r.events("worker-kill"), r.log()
 
 
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])
+def test_asyncio_tasks_the_app_left_pending_are_cancelled_and_their_cleanup_runs(
+        rotor, tmp_path, sig):
+    # As asyncio.run ends (uvicorn's way out): a task still pending is cancelled and awaited.
+    marks = tmp_path / "marks"
+    r = serve(rotor, marks, "--graceful-timeout", "20")
+    pid = r.ready_pids()[0]
+    get(r, "/task", tag="k")
+    r.signal(sig)  # TERM: a stop; HUP: the worker is rotated onto a new one
+    exited = wait_for(lambda: [f for f in r.events("worker-exit") if int(f["pid"]) == pid],
+                      what=f"the worker to exit\n{r.log()}")
+    assert exited[0]["status"] == "exit:0", r.log()
+    # The cleanup, before the exit handlers (as asyncio.run ends before Python does).
+    assert read_marks(marks)[:2] == ["task cleanup k", f"atexit {pid}"], r.log()
+
+
+def test_a_lifespan_that_still_receives_after_its_shutdown_is_ended_without_an_error(
+        rotor, tmp_path):
+    # Its task is still pending at the exit (it awaits receive() again): cancelled quietly.
+    marks = tmp_path / "marks"
+    r = rotor("--chdir", str(APPS), "-w", "1", "slow_shutdown_app:app",
+              env={"EXIT_APP_FILE": str(marks), "SLOW_SHUTDOWN_S": "0",
+                   "SHUTDOWN_THEN_RECEIVE": "1"})
+    pid = r.ready_pids()[0]
+    r.stop()
+    assert read_marks(marks)[:3] == [f"shutdown {pid}", f"lifespan cancelled {pid}",
+                                     f"atexit {pid}"], r.log()
+    assert "Traceback" not in r.log() and "CancelledError" not in r.log(), r.log()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])
+def test_a_starlette_apps_thread_pool_ends_with_the_worker_at_once(rotor, sig):
+    # Sync work (a BackgroundTask of a plain function, FastAPI's `def` endpoints) runs in
+    # anyio's worker threads: non-daemon threads that idle until anyio's root task ends, as
+    # asyncio.run's main task does in uvicorn. The worker's exit must end it, not wait for the
+    # threads until the graceful timeout.
+    r = rotor("--chdir", str(APPS), "-w", "1", "--graceful-timeout", "10", "starlette_app:app")
+    pid = r.ready_pids()[0]
+    with httpx.Client(base_url=r.url(), timeout=DEADLINE) as c:
+        assert c.get("/background").text == "ok"
+        wait_for(lambda: c.get("/count").json()["background_done"] >= 1,
+                 what="the background task to run in anyio's thread pool")
+    t0 = time.monotonic()
+    r.signal(sig)  # TERM: a stop; HUP: the worker is rotated onto a new one
+    exited = wait_for(lambda: [f for f in r.events("worker-exit") if int(f["pid"]) == pid],
+                      what=f"the worker to exit\n{r.log()}")
+    took = time.monotonic() - t0
+    assert exited[0]["status"] == "exit:0", r.log()
+    assert took < 5, f"{took:.1f}s\n{r.log()}"
+    assert not r.events("python-exit-timeout"), r.log()
+
+
+def test_a_task_that_will_not_end_is_bounded_by_the_graceful_timeout(rotor, tmp_path):
+    marks = tmp_path / "marks"
+    r = serve(rotor, marks, "--graceful-timeout", "3")
+    pid = r.ready_pids()[0]
+    get(r, "/stubborn-task", tag="s")
+    t0 = time.monotonic()
+    r.signal(signal.SIGTERM)
+    assert r.wait_exit() == 0, r.log()
+    assert time.monotonic() - t0 < 3 + 1, r.log()
+    # Cancelled (its cleanup ran once), not waited for past the bound; the exit handlers still
+    # ran, and the worker left by itself.
+    assert read_marks(marks)[:2] == ["task cleanup s", f"atexit {pid}"], r.log()
+    assert not r.events("worker-kill"), r.log()
+    gave_up = [f for f in r.events("python-exit-timeout") if int(f["pid"]) == pid]
+    assert gave_up and gave_up[0]["phase"] == "tasks" and gave_up[0]["tasks"] == "1", r.log()
+
+
 @pytest.mark.parametrize("mode", MODES)
 def test_a_thread_that_never_ends_is_bounded_by_the_graceful_timeout(rotor, tmp_path, mode):
     marks = tmp_path / "marks"
@@ -102,6 +171,24 @@ def test_a_thread_that_never_ends_is_bounded_by_the_graceful_timeout(rotor, tmp_
     # The exit handlers still ran, and the thread that did end was waited for.
     assert {"thread quick", f"atexit {pid}"} <= set(read_marks(marks)), r.log()
     assert not pid_alive(pid)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])
+def test_a_lifespan_shutdown_longer_than_the_timeout_is_no_stall(rotor, tmp_path, sig):
+    # -t 1 and a shutdown of 3 s within a graceful timeout of 20: the worker still beats, so
+    # the master does not abort its shutdown (and the exit handlers after it) as a stall.
+    marks = tmp_path / "marks"
+    r = rotor("--chdir", str(APPS), "-w", "1", "-t", "1", "--graceful-timeout", "20",
+              "slow_shutdown_app:app", env={"EXIT_APP_FILE": str(marks), "SLOW_SHUTDOWN_S": "3"})
+    pid = r.ready_pids()[0]
+    r.signal(sig)  # TERM: a stop; HUP: the worker is rotated onto a new one
+    if sig == signal.SIGTERM:
+        assert r.wait_exit() == 0, r.log()
+    exited = wait_for(lambda: [f for f in r.events("worker-exit") if int(f["pid"]) == pid],
+                      what=f"the worker to exit\n{r.log()}")
+    assert exited[0]["status"] == "exit:0", r.log()
+    assert not r.events("worker-timeout") and "Fatal Python error" not in r.log(), r.log()
+    assert read_marks(marks)[:2] == [f"shutdown {pid}", f"atexit {pid}"], r.log()
 
 
 def test_an_atexit_handler_that_hangs_is_bounded_by_the_graceful_timeout(rotor, tmp_path):
@@ -138,6 +225,24 @@ def test_a_worker_that_cannot_end_by_itself_is_killed_after_the_graceful_timeout
     assert exited and exited[0]["status"] == "signal:KILL", r.log()
 
 
+def test_a_worker_stopped_on_its_own_whose_exit_cannot_end_is_aborted_at_the_timeout(
+        rotor, tmp_path):
+    # TERM to the worker itself (the master did not ask: it has no graceful deadline for it)
+    # and an exit handler stuck in C code that keeps the GIL: the worker's beat must stop at
+    # its own exit deadline, so that the master's --timeout ends it and replaces it.
+    marks = tmp_path / "marks"
+    r = serve(rotor, marks, "--graceful-timeout", "2", "-t", "2")
+    pid = r.ready_pids()[0]
+    get(r, "/hang-at-exit-holding-the-gil")
+    os.kill(pid, signal.SIGTERM)
+    exited = wait_for(lambda: [f for f in r.events("worker-exit") if int(f["pid"]) == pid],
+                      what=f"the stuck worker to be ended\n{r.log()}")
+    assert exited[0]["status"] in ("signal:ABRT", "signal:KILL"), r.log()
+    assert [f for f in r.events("worker-timeout") if int(f["pid"]) == pid], r.log()
+    wait_for(lambda: [p for p in r.ready_pids() if p != pid], what=f"a successor\n{r.log()}")
+    assert get(r, "/") != pid
+
+
 # --- Python logging: only what no handler of the app took -----------------------------------
 
 def test_records_a_handler_of_the_app_took_are_not_logged_again(rotor):
@@ -155,6 +260,17 @@ def test_records_a_handler_of_the_app_took_are_not_logged_again(rotor):
     # reaches rotor's log.
     assert ("myapp.views", "below the app handler's level") in by_logger, log
     assert ("other.library", "no handler of the app") in by_logger, log
+
+
+def test_records_of_a_library_with_a_null_handler_are_still_logged(rotor):
+    # A NullHandler (what a library adds so that it prints nothing unless configured) writes
+    # nothing: the record is no app handler's, and rotor's root handler logs it.
+    r = rotor("--chdir", str(APPS), "-w", "1", "own_logger_app:app")
+    with httpx.Client(base_url=r.url(), timeout=DEADLINE) as c:
+        assert c.get("/").text == "logged"
+    r.stop()  # every worker has left: nothing it logs can still be on its way
+    by_logger = {(f["logger"], f["message"]) for f in r.events("app-log")}
+    assert ("quietlib.pool", "a library's NullHandler takes nothing") in by_logger, r.log()
 
 
 # --- lifespan -------------------------------------------------------------------------------

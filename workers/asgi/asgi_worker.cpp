@@ -51,6 +51,8 @@ class AsgiWorker : public worker::WorkerClass, public http::Handler, public Engi
   void stop() override;
   void stop_when_idle() override;
   void finish(int64_t deadline_ns) override;
+  void shut_lifespan(int64_t deadline_ns);
+  void end_tasks(int64_t deadline_ns);
   void end(int64_t deadline_ns) override { end_python(bridge_, deadline_ns); }
 
   // http::Handler
@@ -602,7 +604,35 @@ PyObject* AsgiWorker::py_client_left(PyObject* args) {
 }
 
 void AsgiWorker::finish(int64_t deadline_ns) {
-  if (!lifespan_ || !state_) return;
+  if (lifespan_ && state_) shut_lifespan(deadline_ns);
+  end_tasks(deadline_ns);
+}
+
+// bridge.end_tasks, as asyncio.run ends: the app's pending tasks are cancelled and awaited.
+// Of the time left, the exit after it (threads, atexit) keeps a quarter, up to 1 s.
+void AsgiWorker::end_tasks(int64_t deadline_ns) {
+  int64_t left_ns = std::max<int64_t>(0, deadline_ns - monotonic_ns());
+  left_ns -= std::min<int64_t>(1'000'000'000, left_ns / 4);
+  PyObject* coro =
+      PyObject_CallMethod(bridge_, "end_tasks", "d", static_cast<double>(left_ns) / 1e9);
+  PyObject* r = coro ? PyObject_CallMethod(loop_, "run_until_complete", "O", coro) : nullptr;
+  Py_XDECREF(coro);
+  if (!r) {
+    log_python_error("python-exit-failed step=tasks");
+    return;
+  }
+  long pending = PyLong_AsLong(r);
+  Py_DECREF(r);
+  if (pending > 0) {
+    spdlog::warn(
+        "event=python-exit-timeout phase=tasks tasks={} detail=\"cancelled tasks of the app "
+        "that did not end in time\"",
+        pending);
+  }
+  PyErr_Clear();
+}
+
+void AsgiWorker::shut_lifespan(int64_t deadline_ns) {
   PyObject* coro = PyObject_CallMethod(lifespan_, "shutdown", nullptr);
   PyObject* asyncio = PyImport_ImportModule("asyncio");
   double left = static_cast<double>(std::max<int64_t>(0, deadline_ns - monotonic_ns())) / 1e9;

@@ -122,11 +122,14 @@ class _Host:
                 first = self.job[1]
             except asyncio.CancelledError:
                 # A cancel() while parked: it is for the request started in this host if
-                # there is one (a running task gets it at its next suspension), else stale.
+                # there is one (a running task gets it at its next suspension), else stale,
+                # or the worker's exit (end_tasks): then the host ends.
                 if self.job is None:
-                    task.uncancel()
                     if self in self.pool:
                         self.pool.remove(self)
+                    if _exiting:
+                        raise
+                    task.uncancel()
                     continue
                 first = _CANCEL
             coro, _, ctx, ex = self.job
@@ -360,6 +363,10 @@ class _RotorHandler(logging.Handler):
         logger = logging.Logger.manager.loggerDict.get(record.name)  # none made here
         while isinstance(logger, logging.Logger) and logger is not self.owner:
             for handler in logger.handlers:
+                # A library's NullHandler (the logging HOWTO's "no output unless configured")
+                # writes nothing: its records are still ours to log.
+                if isinstance(handler, logging.NullHandler):
+                    continue
                 if record.levelno >= handler.level and handler.filter(record):
                     return True
             if not logger.propagate:
@@ -441,6 +448,36 @@ def join_threads(timeout):
             t.join(max(deadline - time.monotonic(), 0.0))
     alive = [t.name for t in _waiting_threads()]
     return len(waited), alive, not alive and not (hooks and hooks.is_alive())
+
+
+_exiting = False  # set by end_tasks: a parked host that is cancelled ends
+
+
+async def end_tasks(timeout):
+    """What asyncio.run does as it ends (uvicorn's way out), for `timeout` seconds at most: the
+    app's tasks still pending (a batch flusher, say) are cancelled and awaited, so that their
+    cleanup runs, and async generators are closed. The parked hosts end too: what waits for a
+    long-lived task to end (anyio's thread pool stops with its root task, one of the hosts
+    here, as with asyncio.run's main task in uvicorn) ends with them."""
+    global _exiting
+    _exiting = True
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + max(timeout, 0.0)
+    me = asyncio.current_task()
+    tasks = [t for t in asyncio.all_tasks(loop) if t is not me]
+    for t in tasks:
+        t.cancel()
+    if tasks:
+        await asyncio.wait(tasks, timeout=max(deadline - loop.time(), 0.0))
+    for t in tasks:  # as asyncio.run reports them
+        if t.done() and not t.cancelled() and t.exception() is not None:
+            loop.call_exception_handler({"message": "unhandled exception during worker exit",
+                                         "exception": t.exception(), "task": t})
+    closing = loop.create_task(loop.shutdown_asyncgens())
+    await asyncio.wait([closing], timeout=max(deadline - loop.time(), 0.0))
+    if not closing.done():
+        closing.cancel()  # a generator whose cleanup never ends: not waited for further
+    return sum(1 for t in tasks if not t.done())
 
 
 def _flush_stdio():
@@ -548,8 +585,8 @@ class Lifespan:
                     self.failed = f"lifespan raised {exc!r}"
                     traceback.print_exc()
                     self.startup_done.set_result(None)
-            else:
-                traceback.print_exc()
+            elif not isinstance(exc, asyncio.CancelledError):
+                traceback.print_exc()  # a cancel now is the worker's exit (end_tasks): no error
             if not self.shutdown_done.done():
                 self.shutdown_done.set_result(None)
         else:
