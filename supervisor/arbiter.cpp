@@ -462,6 +462,11 @@ void Arbiter::observe_workers() {
         w.fresh_rss = sample_rss(w, now, static_cast<uint64_t>(cfg_.max_rss_mb) << 20);
       }
     }
+    if (w.phase == policy::Phase::kReady && !w.drain_ns &&
+        state == static_cast<uint32_t>(WorkerState::kDraining)) {
+      note_unasked_drain(w, now);
+      continue;
+    }
     if (w.phase != policy::Phase::kReady || !w.reason.empty()) continue;
     policy::RetireInputs in;
     in.requests = s.requests.load(std::memory_order_relaxed);
@@ -499,6 +504,19 @@ void Arbiter::observe_workers() {
       }
     }
   }
+}
+
+// A worker told to leave by a signal the master did not send (an operator's kill -TERM): its
+// place is filled now, not when its exit (which waits for the app's threads) ends, and it is
+// held to the graceful timeout like any drain.
+void Arbiter::note_unasked_drain(Worker& w, int64_t now) {
+  if (w.reason.empty()) w.reason = "signal";
+  w.phase = policy::Phase::kDraining;
+  w.drain_ns = now;
+  spdlog::warn(
+      "event=worker-drain-unasked pid={} reason={} action=replace detail=\"the worker drains on "
+      "a signal the master did not send\"",
+      w.pid, w.reason);
 }
 
 uint64_t Arbiter::sample_rss(Worker& w, int64_t now, uint64_t max_rss) {

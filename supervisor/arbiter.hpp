@@ -121,6 +121,7 @@ class Arbiter {
   void fail_boot(pid_t pid, int status);
   void note_boot_failure(int64_t now);
   void observe_workers();
+  void note_unasked_drain(Worker& w, int64_t now);
   uint64_t sample_rss(Worker& w, int64_t now, uint64_t max_rss);
   void on_limit_retire(const Worker& w, const policy::RetireInputs& in);
   void murder_workers();

@@ -238,9 +238,31 @@ def test_a_worker_stopped_on_its_own_whose_exit_cannot_end_is_aborted_at_the_tim
     exited = wait_for(lambda: [f for f in r.events("worker-exit") if int(f["pid"]) == pid],
                       what=f"the stuck worker to be ended\n{r.log()}")
     assert exited[0]["status"] in ("signal:ABRT", "signal:KILL"), r.log()
-    assert [f for f in r.events("worker-timeout") if int(f["pid"]) == pid], r.log()
+    # Ended by the master: at its graceful deadline (it saw the drain) or at --timeout.
+    assert [f for f in r.events("worker-timeout") + r.events("worker-kill")
+            if int(f["pid"]) == pid], r.log()
     wait_for(lambda: [p for p in r.ready_pids() if p != pid], what=f"a successor\n{r.log()}")
     assert get(r, "/") != pid
+
+
+def test_a_worker_told_to_drain_by_someone_else_is_replaced_while_it_finishes(rotor, tmp_path):
+    # An operator's kill -TERM to one worker: it drains and waits for its app's thread; the
+    # master sees the drain in the scoreboard and fills the place at once, not when it exits.
+    marks = tmp_path / "marks"
+    r = serve(rotor, marks, "--graceful-timeout", "30")
+    pid = r.ready_pids()[0]
+    get(r, "/thread", tag="slow", seconds="8")
+    os.kill(pid, signal.SIGTERM)
+    other = wait_for(lambda: [p for p in r.ready_pids() if p != pid], 6,
+                     what=f"a replacement while the old worker finishes\n{r.log()}")
+    assert pid_alive(pid) and "thread slow" not in read_marks(marks), r.log()
+    assert get(r, "/") == other[0]
+    line = [f for f in r.events("worker-drain-unasked") if int(f["pid"]) == pid]
+    assert line and line[0]["action"] == "replace", r.log()
+    exited = wait_for(lambda: [f for f in r.events("worker-exit") if int(f["pid"]) == pid],
+                      what=f"the old worker to exit\n{r.log()}")
+    assert exited[0]["status"] == "exit:0" and exited[0]["reason"] == "signal", exited
+    assert "thread slow" in read_marks(marks), r.log()
 
 
 # --- Python logging: only what no handler of the app took -----------------------------------
