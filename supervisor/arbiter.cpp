@@ -702,6 +702,12 @@ void Arbiter::begin_stop(bool graceful) {
 }
 
 void Arbiter::reload() {
+  // A stop wins: a HUP after it would bind its new addresses (accepting connections nobody
+  // will serve) and swap the pid file of a master that is leaving.
+  if (stopping_) {
+    spdlog::warn("event=reload-ignored detail=\"the master is stopping\"");
+    return;
+  }
   // The environment rotor started with: the app's -e variables, exported since, are not ours.
   conf::LoadResult res = conf::load(args_, env_, start_dir_);
   if (res.action != conf::Action::kRun) {
