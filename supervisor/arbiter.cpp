@@ -392,15 +392,23 @@ void Arbiter::on_worker_exit(Worker& w, const ChildExit& exit) {
   Slot& s = scoreboard_->slot(w.slot);
   bool own_slot = s.token.load(std::memory_order_acquire) == w.id;
   uint64_t requests = own_slot ? s.requests.load(std::memory_order_relaxed) : 0;
+  // The worker's own stamp counts too: under load one can take a request and die from it
+  // before this loop has seen it ready. It served; it did not fail to boot.
+  int64_t stamped = own_slot ? s.ready_ns.load(std::memory_order_relaxed) : 0;
+  int64_t ready_ns = w.ready_ns > 0 ? w.ready_ns
+                     : stamped > 0  ? std::clamp(stamped, w.started_ns, now)
+                                    : 0;
+  if (ready_ns > 0) ever_ready_ = true;
   policy::DeathInputs death;
-  death.was_ready = w.ready_ns > 0;
-  death.ready_for_ns = w.ready_ns > 0 ? now - w.ready_ns : 0;
+  death.was_ready = ready_ns > 0;
+  death.ready_for_ns = ready_ns > 0 ? now - ready_ns : 0;
   death.took_work =
       requests > 0 || (own_slot && (s.in_flight.load(std::memory_order_relaxed) > 0 ||
                                     s.connections.load(std::memory_order_relaxed) > 0));
   bool asked = w.drain_ns || w.abort_ns || w.killed;
   std::string reason = asked ? w.reason : "crash";
-  bool boot_failure = !ever_ready_ && w.phase == policy::Phase::kBooting && !stopping_;
+  bool boot_failure =
+      !ever_ready_ && w.phase == policy::Phase::kBooting && !death.was_ready && !stopping_;
   auto level = reason == "crash" || reason == "timeout" ? spdlog::level::err : spdlog::level::info;
   spdlog::log(level,
               "event=worker-exit pid={} reason={} requests={} limit={} status={} uptime_s={:.3f} "
