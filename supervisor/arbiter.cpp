@@ -775,6 +775,21 @@ void Arbiter::close_unused_listeners() {
   }
 }
 
+// A HUP's --pid: the new file is written before the old one goes, so that one that cannot be
+// written (a careless path) leaves the master with the pid file it had, still in force.
+void Arbiter::move_pid_file(const std::string& old_path) {
+  PidFileId old_id = pid_file_id_;
+  std::string error;
+  if (!cfg_.pid_file.empty() &&
+      !rotor::write_pid_file(cfg_.pid_file, master_pid_, &pid_file_id_, &error)) {
+    spdlog::error("event=pid-file-failed path={} error={} kept={}", log::quote(cfg_.pid_file),
+                  log::quote(error), log::quote(old_path.empty() ? "-" : old_path));
+    cfg_.pid_file = old_path;
+    return;
+  }
+  if (!old_path.empty()) remove_pid_file(old_path, old_id);
+}
+
 // A reload's config takes effect: new workers, limits, timeouts and logging from now on. TTIN
 // and TTOU since the HUP still count.
 void Arbiter::apply_next_config() {
@@ -794,10 +809,7 @@ void Arbiter::apply_next_config() {
   cfg_ = std::move(next);
   cfg_generation_ = generation_;
   close_unused_listeners();
-  if (cfg_.pid_file != old_pid_file) {
-    if (!old_pid_file.empty()) remove_pid_file(old_pid_file, pid_file_id_);
-    write_pid_file();
-  }
+  if (cfg_.pid_file != old_pid_file) move_pid_file(old_pid_file);
   desired_ = std::clamp(static_cast<int>(cfg_.workers) + scale_since_reload_, 1, kMaxWorkers);
   spdlog::info("event=config-applied generation={} workers={}", generation_, desired_);
 }

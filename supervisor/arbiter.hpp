@@ -101,6 +101,7 @@ class Arbiter {
   void prepare_child(const conf::Config& config);
   bool rebind(const std::vector<std::string>& bind);
   void close_unused_listeners();
+  void move_pid_file(const std::string& old_path);
   // Templates (arbiter_templates.cpp).
   bool uses_template() const;    // in force: workers are forked from a template
   bool template_wanted() const;  // by the newest config (a HUP's, while it imports)

@@ -225,3 +225,24 @@ def test_a_fifo_at_the_pid_file_does_not_block_the_start(rotor, tmp_path):
     r = rotor("-k", "hello", "--pid", str(pid_file))
     wait_for(lambda: pid_file.is_file() and pid_file.read_text().strip() == str(r.pid),
              what=f"the pid file in place of the fifo\n{r.log()}")
+
+
+def test_a_hup_naming_a_pid_file_that_cannot_be_written_keeps_the_one_in_use(rotor, tmp_path,
+                                                                             cleanup):
+    pid_file = tmp_path / "rotor.pid"
+    untrusted = _pid_dir(0o777)
+    cleanup(untrusted)
+    conf = tmp_path / "rotor.toml"
+    conf.write_text(f'worker_class = "hello"\npid_file = "{pid_file}"\n')
+    r = rotor("-c", str(conf))
+    wait_for(lambda: pid_file.exists() and pid_file.read_text().strip() == str(r.pid),
+             what=f"the pid file written\n{r.log()}")
+    conf.write_text(f'worker_class = "hello"\npid_file = "{untrusted / "rotor.pid"}"\n')
+    r.signal(signal.SIGHUP)
+    wait_for(lambda: r.lines("pid-file-failed"), what=f"the new pid file to fail\n{r.log()}")
+    # The master must stay findable (and its pid file claimed against a second start).
+    assert pid_file.read_text().strip() == str(r.pid), r.log()
+    assert not (untrusted / "rotor.pid").exists()
+    r.signal(signal.SIGTERM)
+    assert r.wait_exit() == 0
+    assert not pid_file.exists(), "the pid file in use was left at exit"
