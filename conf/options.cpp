@@ -246,7 +246,8 @@ const std::vector<Option>& options() {
        .metavar = "MB",
        .help = "Replace a worker whose resident memory exceeds this many MiB (0 = never); not "
                "before it has served 2 s.",
-       .member = &Config::max_rss_mb},
+       .member = &Config::max_rss_mb,
+       .max = 16777216},  // 16 TiB: the master counts it in bytes, in 64 bits
       {.name = "max_lifetime",
        .flags = "--max-lifetime",
        .kind = Kind::kSeconds,
