@@ -406,7 +406,7 @@ const std::vector<Option>& options() {
        .flags = "-p,--pid",
        .metavar = "FILE",
        .help = "Write the master's PID to this file (refused while the PID it holds is "
-               "running, and in a directory other users can write unless it is sticky).",
+               "running, and in a directory another user owns, or can write unless it is sticky).",
        .member = &Config::pid_file,
        .gunicorn = "pidfile"},
       {.name = "user",

@@ -182,13 +182,19 @@ def test_a_symlink_planted_in_a_trusted_directory_is_not_followed_either(rotor, 
     assert pid_file.read_text().strip() == str(r.pid)
 
 
-@pytest.mark.parametrize("how", ["world-writable", "owned-by-the-user", "group-writable"])
+@pytest.mark.parametrize("how", ["world-writable", "owned-by-the-user", "group-writable",
+                                 "sticky-but-the-user's"])
 def test_a_pid_file_in_a_directory_others_can_write_is_refused(rotor, cleanup, how):
     nobody = pwd.getpwnam("nobody")
+    why = "can be written by other users and is not sticky; they could replace the file"
     if how == "world-writable":
         d = _pid_dir(0o777)
     elif how == "owned-by-the-user":
         d = _pid_dir(0o755, owner=nobody.pw_uid)
+    elif how == "sticky-but-the-user's":
+        # The sticky bit does not hold back a directory's owner: it may replace root's file.
+        d = _pid_dir(0o1777, owner=nobody.pw_uid)
+        why = "belongs to another user, who could replace the file"
     else:
         d = _pid_dir(0o775)
         os.chown(d, 0, nobody.pw_gid)
@@ -200,9 +206,8 @@ def test_a_pid_file_in_a_directory_others_can_write_is_refused(rotor, cleanup, h
     r = rotor("-k", "hello", "--pid", str(pid_file), "--user", "nobody", wait=False)
     assert r.wait_exit() == 1
     lines = [l for l in r.log().splitlines() if "error" in l]
-    assert lines == [f"rotor: error: --pid: {pid_file}: directory {d} can be written by other "
-                     "users and is not sticky; they could replace the file: use a directory only "
-                     "root (or rotor's user) can write, such as /run"], r.log()
+    assert lines == [f"rotor: error: --pid: {pid_file}: directory {d} {why}: use a directory "
+                     "only root (or rotor's user) can write, such as /run"], r.log()
     assert victim.read_text() == "precious\n"
     assert not r.events("start")
 
