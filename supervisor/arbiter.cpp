@@ -780,8 +780,13 @@ void Arbiter::close_unused_listeners() {
 void Arbiter::move_pid_file(const std::string& old_path) {
   PidFileId old_id = pid_file_id_;
   std::string error;
+  // Refused as at a start: another running master's file is not ours to take (and remove).
+  if (pid_t owner = pid_file_owner(cfg_.pid_file, master_pid_)) {
+    error = "it names pid " + std::to_string(owner) + ", which is running";
+  }
   if (!cfg_.pid_file.empty() &&
-      !rotor::write_pid_file(cfg_.pid_file, master_pid_, &pid_file_id_, &error)) {
+      (!error.empty() ||
+       !rotor::write_pid_file(cfg_.pid_file, master_pid_, &pid_file_id_, &error))) {
     spdlog::error("event=pid-file-failed path={} error={} kept={}", log::quote(cfg_.pid_file),
                   log::quote(error), log::quote(old_path.empty() ? "-" : old_path));
     cfg_.pid_file = old_path;

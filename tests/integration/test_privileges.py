@@ -251,3 +251,23 @@ def test_a_hup_naming_a_pid_file_that_cannot_be_written_keeps_the_one_in_use(rot
     r.signal(signal.SIGTERM)
     assert r.wait_exit() == 0
     assert not pid_file.exists(), "the pid file in use was left at exit"
+
+
+def test_a_hup_naming_the_pid_file_of_another_running_master_leaves_it_alone(rotor, tmp_path):
+    mine, theirs = tmp_path / "mine.pid", tmp_path / "theirs.pid"
+    other = rotor("-k", "hello", "--pid", str(theirs))
+    conf = tmp_path / "rotor.toml"
+    conf.write_text(f'worker_class = "hello"\npid_file = "{mine}"\n')
+    r = rotor("-c", str(conf))
+    wait_for(lambda: mine.exists() and theirs.exists(), what=f"both pid files\n{r.log()}")
+    conf.write_text(f'worker_class = "hello"\npid_file = "{theirs}"\n')
+    r.signal(signal.SIGHUP)
+    wait_for(lambda: r.lines("pid-file-failed") or r.lines("config-applied"),
+             what=f"the HUP's config\n{r.log()}")
+    # Refused as at a start: the other master keeps its file, this one its own.
+    assert theirs.read_text().strip() == str(other.pid), r.log()
+    assert mine.read_text().strip() == str(r.pid), r.log()
+    r.signal(signal.SIGTERM)
+    assert r.wait_exit() == 0
+    assert theirs.read_text().strip() == str(other.pid)
+    assert not mine.exists()
