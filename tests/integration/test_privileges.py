@@ -271,3 +271,17 @@ def test_a_hup_naming_the_pid_file_of_another_running_master_leaves_it_alone(rot
     assert r.wait_exit() == 0
     assert theirs.read_text().strip() == str(other.pid)
     assert not mine.exists()
+
+
+@pytest.mark.parametrize("mode", ["template", "cold"])
+def test_an_app_directory_the_user_cannot_read_is_named_as_the_cause(rotor, tmp_path, mode):
+    # tmp_path is root's 0700: before the switch to --user it was imported as root; now the
+    # user cannot read it, which must be said, not only shown as a module that does not exist.
+    (tmp_path / "recording_app.py").write_text(RECORDING_APP)
+    extra = ["--no-preload"] if mode == "cold" else []
+    r = rotor("--chdir", str(tmp_path), "--user", "nobody", *extra, "recording_app:app",
+              env={"ROTOR_TEST_IMPORTS": str(tmp_path / "imports.txt")}, wait=False)
+    assert r.wait_exit() == 4, r.log()
+    said = r.lines("app-dir-unreadable")
+    assert said and f"cannot read {tmp_path} as uid {pwd.getpwnam('nobody').pw_uid}: " \
+        "Permission denied" in said[0], r.log()
