@@ -105,13 +105,13 @@ void Arbiter::setup_signals() {
   std::signal(SIGPIPE, SIG_IGN);
 }
 
-void Arbiter::write_pid_file() {
-  if (cfg_.pid_file.empty()) return;
+bool Arbiter::write_pid_file() {
+  if (cfg_.pid_file.empty()) return true;
   std::string error;
-  if (!rotor::write_pid_file(cfg_.pid_file, master_pid_, &pid_file_id_, &error)) {
-    spdlog::error("event=pid-file-failed path={} error={}", log::quote(cfg_.pid_file),
-                  log::quote(error));
-  }
+  if (rotor::write_pid_file(cfg_.pid_file, master_pid_, &pid_file_id_, &error)) return true;
+  spdlog::error("event=pid-file-failed path={} error={}", log::quote(cfg_.pid_file),
+                log::quote(error));
+  return false;
 }
 
 int Arbiter::run() {
@@ -127,7 +127,13 @@ int Arbiter::run() {
   spdlog::info("event=start version={} worker_class={} workers={} max_requests={} jitter={}",
                ROTOR_VERSION, cfg_.worker_class, desired_, cfg_.max_requests,
                cfg_.max_requests_jitter);
-  write_pid_file();
+  // As gunicorn: a master that cannot keep the pid file it was told to keep does not start
+  // (whatever reads the file could neither find nor stop it).
+  if (!write_pid_file()) {
+    close_listeners(listeners_);  // and the unix sockets' files
+    spdlog::info("event=exit code={}", kExitBindFailed);
+    return kExitBindFailed;
+  }
 
   std::vector<pollfd> fds;
   std::vector<pid_t> fd_owner;  // the template behind each fds[i], i >= 2

@@ -116,7 +116,7 @@ class Arbiter {
   void on_template_exit(Template& t, int status);
   void retire_template(Template& t);
   void unlink_rotation(uint64_t id);
-  void write_pid_file();
+  bool write_pid_file();
   void reap_children();
   void on_worker_exit(Worker& w, const ChildExit& exit);
   void fail_boot(pid_t pid, int status);

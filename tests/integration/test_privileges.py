@@ -285,3 +285,16 @@ def test_an_app_directory_the_user_cannot_read_is_named_as_the_cause(rotor, tmp_
     said = r.lines("app-dir-unreadable")
     assert said and f"cannot read {tmp_path} as uid {pwd.getpwnam('nobody').pw_uid}: " \
         "Permission denied" in said[0], r.log()
+
+
+@pytest.mark.parametrize("name", ["", "a-directory"])
+def test_a_pid_file_that_cannot_be_written_at_start_stops_the_start(rotor, tmp_path, name):
+    # A trailing slash, or a directory named: a master running without the pid file it was
+    # told to keep cannot be found or stopped by what reads it (systemd's PIDFile=, scripts).
+    (tmp_path / "a-directory").mkdir()
+    path = f"{tmp_path}/{name}"
+    r = rotor("-k", "hello", "--pid", path, wait=False)
+    assert r.wait_exit() == 1, r.log()
+    failed = r.events("pid-file-failed")
+    assert failed and failed[0]["path"] == path, r.log()
+    assert not r.events("spawn"), r.log()
