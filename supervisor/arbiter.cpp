@@ -731,7 +731,7 @@ void Arbiter::reload() {
     return;
   }
   for (const auto& w : res.warnings) spdlog::warn("event=config-warning message={}", log::quote(w));
-  if (!rebind(res.config.bind)) return;
+  if (!rebind(res.config)) return;
   ++generation_;
   scale_since_reload_ = 0;
   // A HUP is tried at once, not after the delay that crashes of the old code earned.
@@ -758,11 +758,12 @@ void Arbiter::reload() {
 // A HUP's --bind: its new addresses are bound now (by the master, which may need root), so
 // that a bind that fails leaves everything as it was; the ones it drops stop when its config
 // takes effect. False (logged) when a new address cannot be bound.
-bool Arbiter::rebind(const std::vector<std::string>& bind) {
+bool Arbiter::rebind(const conf::Config& next) {
   std::vector<std::string> opened;
   try {
-    opened = open_missing(listeners_, bind, static_cast<int>(cfg_.backlog),
-                          static_cast<mode_t>(cfg_.umask));
+    // With the HUP's own backlog and umask: the operator may have changed them with the bind.
+    opened = open_missing(listeners_, next.bind, static_cast<int>(next.backlog),
+                          static_cast<mode_t>(next.umask));
   } catch (const BindError& e) {
     spdlog::error("event=reload-failed error={} detail=\"nothing changed\"", log::quote(e.what()));
     return false;

@@ -265,3 +265,17 @@ def test_a_hup_during_a_graceful_stop_binds_nothing_new(rotor, tmp_path):
     held.close()
     assert data.startswith(b"HTTP/1.1 200"), data
     assert r.wait_exit() == 0
+
+
+def test_a_hup_binds_its_new_addresses_with_its_own_umask(rotor, tmp_path):
+    old, new = tmp_path / "old.sock", tmp_path / "new.sock"
+    conf = tmp_path / "rotor.toml"
+    conf.write_text(f'worker_class = "hello"\nbind = ["unix:{old}"]\numask = "0o077"\n')
+    r = rotor("-c", str(conf), bind=False, wait=False)
+    wait_for(old.exists, what=f"the first socket\n{r.log()}")
+    assert old.stat().st_mode & 0o777 == 0o700
+    # Moved, and opened to the proxy's group: the new socket must be created as now said.
+    conf.write_text(f'worker_class = "hello"\nbind = ["unix:{new}"]\numask = "0o007"\n')
+    r.signal(signal.SIGHUP)
+    wait_for(new.exists, what=f"the new socket\n{r.log()}")
+    assert oct(new.stat().st_mode & 0o777) == oct(0o770), r.log()
