@@ -105,6 +105,15 @@ std::string check_gc_threshold(std::string_view text) {
   return parts == 3 ? "" : "expected A,B,C (integers)";
 }
 
+// A worker beats every quarter of --timeout, but at most every 50 ms, and the master looks every
+// 100 ms: a timeout under a second is one that workers miss (below the beat, every worker was
+// killed and replaced ten times a second). gunicorn's timeout is whole seconds.
+std::string check_timeout(std::string_view text) {
+  double v = 0;
+  std::from_chars(text.data(), text.data() + text.size(), v);
+  return v > 0 && v < 1 ? "expected 0 (never) or at least 1 second" : "";
+}
+
 // --python must name an executable that exists: a typo would otherwise only show when every
 // worker fails to boot.
 std::string check_python(std::string_view text) {
@@ -190,8 +199,9 @@ const std::vector<Option>& options() {
        .kind = Kind::kSeconds,
        .default_value = "30",
        .metavar = "SECONDS",
-       .help = "Kill and replace a worker silent for this long (0 = never).",
+       .help = "Kill and replace a worker silent for this long (0 = never; else at least 1).",
        .member = &Config::timeout,
+       .check = check_timeout,
        .gunicorn = "timeout"},
       {.name = "graceful_timeout",
        .flags = "--graceful-timeout,--timeout-graceful-shutdown",
@@ -246,7 +256,8 @@ const std::vector<Option>& options() {
        .metavar = "MB",
        .help = "Replace a worker whose resident memory exceeds this many MiB (0 = never); not "
                "before it has served 2 s.",
-       .member = &Config::max_rss_mb},
+       .member = &Config::max_rss_mb,
+       .max = 16777216},  // 16 TiB: the master counts it in bytes, in 64 bits
       {.name = "max_lifetime",
        .flags = "--max-lifetime",
        .kind = Kind::kSeconds,
@@ -405,7 +416,7 @@ const std::vector<Option>& options() {
        .flags = "-p,--pid",
        .metavar = "FILE",
        .help = "Write the master's PID to this file (refused while the PID it holds is "
-               "running, and in a directory other users can write unless it is sticky).",
+               "running, and in a directory another user owns, or can write unless it is sticky).",
        .member = &Config::pid_file,
        .gunicorn = "pidfile"},
       {.name = "user",

@@ -51,6 +51,9 @@ Parsed parse_seconds(const Option& option, std::string_view text) {
   if (text.empty() || ec != std::errc() || end != text.data() + text.size() || !std::isfinite(v) ||
       v < option.min || v > max)
     return {{}, "expected a number of seconds " + range(option.min, max)};
+  if (option.check) {
+    if (std::string problem = option.check(text); !problem.empty()) return {{}, problem};
+  }
   return {v + 0.0, ""};  // + 0.0 turns "-0" into 0
 }
 

@@ -105,13 +105,13 @@ void Arbiter::setup_signals() {
   std::signal(SIGPIPE, SIG_IGN);
 }
 
-void Arbiter::write_pid_file() {
-  if (cfg_.pid_file.empty()) return;
+bool Arbiter::write_pid_file() {
+  if (cfg_.pid_file.empty()) return true;
   std::string error;
-  if (!rotor::write_pid_file(cfg_.pid_file, master_pid_, &pid_file_id_, &error)) {
-    spdlog::error("event=pid-file-failed path={} error={}", log::quote(cfg_.pid_file),
-                  log::quote(error));
-  }
+  if (rotor::write_pid_file(cfg_.pid_file, master_pid_, &pid_file_id_, &error)) return true;
+  spdlog::error("event=pid-file-failed path={} error={}", log::quote(cfg_.pid_file),
+                log::quote(error));
+  return false;
 }
 
 int Arbiter::run() {
@@ -127,7 +127,13 @@ int Arbiter::run() {
   spdlog::info("event=start version={} worker_class={} workers={} max_requests={} jitter={}",
                ROTOR_VERSION, cfg_.worker_class, desired_, cfg_.max_requests,
                cfg_.max_requests_jitter);
-  write_pid_file();
+  // As gunicorn: a master that cannot keep the pid file it was told to keep does not start
+  // (whatever reads the file could neither find nor stop it).
+  if (!write_pid_file()) {
+    close_listeners(listeners_);  // and the unix sockets' files
+    spdlog::info("event=exit code={}", kExitBindFailed);
+    return kExitBindFailed;
+  }
 
   std::vector<pollfd> fds;
   std::vector<pid_t> fd_owner;  // the template behind each fds[i], i >= 2
@@ -392,15 +398,23 @@ void Arbiter::on_worker_exit(Worker& w, const ChildExit& exit) {
   Slot& s = scoreboard_->slot(w.slot);
   bool own_slot = s.token.load(std::memory_order_acquire) == w.id;
   uint64_t requests = own_slot ? s.requests.load(std::memory_order_relaxed) : 0;
+  // The worker's own stamp counts too: under load one can take a request and die from it
+  // before this loop has seen it ready. It served; it did not fail to boot.
+  int64_t stamped = own_slot ? s.ready_ns.load(std::memory_order_relaxed) : 0;
+  int64_t ready_ns = w.ready_ns > 0 ? w.ready_ns
+                     : stamped > 0  ? std::clamp(stamped, w.started_ns, now)
+                                    : 0;
+  if (ready_ns > 0) ever_ready_ = true;
   policy::DeathInputs death;
-  death.was_ready = w.ready_ns > 0;
-  death.ready_for_ns = w.ready_ns > 0 ? now - w.ready_ns : 0;
+  death.was_ready = ready_ns > 0;
+  death.ready_for_ns = ready_ns > 0 ? now - ready_ns : 0;
   death.took_work =
       requests > 0 || (own_slot && (s.in_flight.load(std::memory_order_relaxed) > 0 ||
                                     s.connections.load(std::memory_order_relaxed) > 0));
   bool asked = w.drain_ns || w.abort_ns || w.killed;
   std::string reason = asked ? w.reason : "crash";
-  bool boot_failure = !ever_ready_ && w.phase == policy::Phase::kBooting && !stopping_;
+  bool boot_failure =
+      !ever_ready_ && w.phase == policy::Phase::kBooting && !death.was_ready && !stopping_;
   auto level = reason == "crash" || reason == "timeout" ? spdlog::level::err : spdlog::level::info;
   spdlog::log(level,
               "event=worker-exit pid={} reason={} requests={} limit={} status={} uptime_s={:.3f} "
@@ -720,6 +734,12 @@ void Arbiter::begin_stop(bool graceful) {
 }
 
 void Arbiter::reload() {
+  // A stop wins: a HUP after it would bind its new addresses (accepting connections nobody
+  // will serve) and swap the pid file of a master that is leaving.
+  if (stopping_) {
+    spdlog::warn("event=reload-ignored detail=\"the master is stopping\"");
+    return;
+  }
   // The environment rotor started with: the app's -e variables, exported since, are not ours.
   conf::LoadResult res = conf::load(args_, env_, start_dir_);
   if (res.action != conf::Action::kRun) {
@@ -729,7 +749,7 @@ void Arbiter::reload() {
     return;
   }
   for (const auto& w : res.warnings) spdlog::warn("event=config-warning message={}", log::quote(w));
-  if (!rebind(res.config.bind)) return;
+  if (!rebind(res.config)) return;
   ++generation_;
   scale_since_reload_ = 0;
   // A HUP is tried at once, not after the delay that crashes of the old code earned.
@@ -756,11 +776,12 @@ void Arbiter::reload() {
 // A HUP's --bind: its new addresses are bound now (by the master, which may need root), so
 // that a bind that fails leaves everything as it was; the ones it drops stop when its config
 // takes effect. False (logged) when a new address cannot be bound.
-bool Arbiter::rebind(const std::vector<std::string>& bind) {
+bool Arbiter::rebind(const conf::Config& next) {
   std::vector<std::string> opened;
   try {
-    opened = open_missing(listeners_, bind, static_cast<int>(cfg_.backlog),
-                          static_cast<mode_t>(cfg_.umask));
+    // With the HUP's own backlog and umask: the operator may have changed them with the bind.
+    opened = open_missing(listeners_, next.bind, static_cast<int>(next.backlog),
+                          static_cast<mode_t>(next.umask));
   } catch (const BindError& e) {
     spdlog::error("event=reload-failed error={} detail=\"nothing changed\"", log::quote(e.what()));
     return false;
@@ -777,6 +798,26 @@ void Arbiter::close_unused_listeners() {
   for (const auto& address : close_unused(listeners_, binds)) {
     spdlog::info("event=listener-closed address={}", log::quote(address));
   }
+}
+
+// A HUP's --pid: the new file is written before the old one goes, so that one that cannot be
+// written (a careless path) leaves the master with the pid file it had, still in force.
+void Arbiter::move_pid_file(const std::string& old_path) {
+  PidFileId old_id = pid_file_id_;
+  std::string error;
+  // Refused as at a start: another running master's file is not ours to take (and remove).
+  if (pid_t owner = pid_file_owner(cfg_.pid_file, master_pid_)) {
+    error = "it names pid " + std::to_string(owner) + ", which is running";
+  }
+  if (!cfg_.pid_file.empty() &&
+      (!error.empty() ||
+       !rotor::write_pid_file(cfg_.pid_file, master_pid_, &pid_file_id_, &error))) {
+    spdlog::error("event=pid-file-failed path={} error={} kept={}", log::quote(cfg_.pid_file),
+                  log::quote(error), log::quote(old_path.empty() ? "-" : old_path));
+    cfg_.pid_file = old_path;
+    return;
+  }
+  if (!old_path.empty()) remove_pid_file(old_path, old_id);
 }
 
 // A reload's config takes effect: new workers, limits, timeouts and logging from now on. TTIN
@@ -798,10 +839,7 @@ void Arbiter::apply_next_config() {
   cfg_ = std::move(next);
   cfg_generation_ = generation_;
   close_unused_listeners();
-  if (cfg_.pid_file != old_pid_file) {
-    if (!old_pid_file.empty()) remove_pid_file(old_pid_file, pid_file_id_);
-    write_pid_file();
-  }
+  if (cfg_.pid_file != old_pid_file) move_pid_file(old_pid_file);
   desired_ = std::clamp(static_cast<int>(cfg_.workers) + scale_since_reload_, 1, kMaxWorkers);
   spdlog::info("event=config-applied generation={} workers={}", generation_, desired_);
 }

@@ -99,8 +99,9 @@ class Arbiter {
   void log_spawn(const Worker& w);
   worker::Context worker_context(size_t slot, const conf::Config& config) const;
   void prepare_child(const conf::Config& config);
-  bool rebind(const std::vector<std::string>& bind);
+  bool rebind(const conf::Config& next);
   void close_unused_listeners();
+  void move_pid_file(const std::string& old_path);
   // Templates (arbiter_templates.cpp).
   bool uses_template() const;    // in force: workers are forked from a template
   bool template_wanted() const;  // by the newest config (a HUP's, while it imports)
@@ -115,7 +116,7 @@ class Arbiter {
   void on_template_exit(Template& t, int status);
   void retire_template(Template& t);
   void unlink_rotation(uint64_t id);
-  void write_pid_file();
+  bool write_pid_file();
   void reap_children();
   void on_worker_exit(Worker& w, const ChildExit& exit);
   void fail_boot(pid_t pid, int status);

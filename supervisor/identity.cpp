@@ -75,4 +75,14 @@ bool switch_identity(const Identity& id, std::string* error) {
   return true;
 }
 
+std::string unreadable_app_dir() {
+  char buf[4096];
+  if (!getcwd(buf, sizeof buf)) return "";  // unknown: Python will say what it finds
+  // The whole path, as an import by absolute path resolves it: a parent the user cannot
+  // search hides the directory as well.
+  if (access(buf, R_OK | X_OK) == 0) return "";
+  return std::string("cannot read ") + buf + " as uid " + std::to_string(geteuid()) + ": " +
+         std::strerror(errno);
+}
+
 }  // namespace rotor

@@ -38,8 +38,10 @@ int open_trusted_dir(const std::string& path, std::string* error) {
   }
   if (!pid_directory_trusted(st.st_mode, st.st_uid, st.st_gid, geteuid(), getegid())) {
     *error = "directory " + dir +
-             " can be written by other users and is not sticky; they could replace the file: "
-             "use a directory only root (or rotor's user) can write, such as /run";
+             ((st.st_mode & S_ISVTX) ? " belongs to another user, who could replace the file"
+                                     : " can be written by other users and is not sticky; "
+                                       "they could replace the file") +
+             ": use a directory only root (or rotor's user) can write, such as /run";
     ::close(fd);
     return -1;
   }
@@ -65,13 +67,13 @@ pid_t pid_file_owner(const std::string& path, pid_t self) {
 }
 
 bool pid_directory_trusted(mode_t mode, uid_t owner, gid_t group, uid_t self, gid_t self_group) {
-  if (mode & S_ISVTX) return true;
   auto trusted_user = [self](uid_t u) { return u == 0 || u == self; };
   auto trusted_group = [self, self_group](gid_t g) {
     return g == 0 || (self != 0 && g == self_group);
   };
-  // Its owner can always make it writable.
+  // Its owner can always make it writable, and may replace anyone's file in it, sticky or not.
   if (!trusted_user(owner)) return false;
+  if (mode & S_ISVTX) return true;
   if ((mode & S_IWGRP) && !trusted_group(group)) return false;
   return !(mode & S_IWOTH);
 }

@@ -19,8 +19,8 @@ namespace rotor {
 pid_t pid_file_owner(const std::string& path, pid_t self);
 
 // Whether a directory with this mode and owner can be trusted by a process running as
-// `self`/`self_group`: sticky, or writable only by root and (when `self` is not root) by
-// `self` and its own group.
+// `self`/`self_group`: owned by root or `self`, and sticky or writable only by root and (when
+// `self` is not root) by `self` and its own group.
 bool pid_directory_trusted(mode_t mode, uid_t owner, gid_t group, uid_t self, gid_t self_group);
 
 // Why `path` may not be used as a pid file (its directory is missing or not trusted), as one

@@ -37,6 +37,27 @@ def test_a_duration_that_would_overflow_is_one_line_and_exit_2(flag, value):
                        f"got '{value}'\n"), out
 
 
+@pytest.mark.parametrize("value", ["0.001", "1e-9", "0.5"])
+def test_a_heartbeat_timeout_no_worker_can_keep_is_one_line_and_exit_2(value):
+    # A worker beats at most every 50 ms: below that every worker was killed and replaced ten
+    # times a second, for as long as rotor ran.
+    for extra in (["--check-config"], ["-k", "hello", "-b", "127.0.0.1:0"]):
+        code, out, _ = _run(["--timeout", value] + extra)
+        assert code == 2, out
+        assert out == f"rotor: error: --timeout: expected 0 (never) or at least 1 second, " \
+            f"got '{value}'\n", out
+
+
+@pytest.mark.parametrize("value", ["17592186044417", "9223372036854775807"])
+def test_a_memory_limit_that_would_overflow_in_bytes_is_one_line_and_exit_2(value):
+    # 2^44 + 1 MiB is 1 MiB once in bytes (64 bits): every worker would be over it at once.
+    for extra in (["--check-config"], ["-k", "hello", "-b", "127.0.0.1:0"]):
+        code, out, _ = _run(["--max-rss", value] + extra)
+        assert code == 2, out
+        assert out == f"rotor: error: --max-rss: expected an integer in 0..16777216, " \
+            f"got '{value}'\n", out
+
+
 def test_the_longest_graceful_timeout_still_lets_requests_in_flight_finish(rotor, tmp_path):
     apps = _slow_app_dir(tmp_path / "apps")
     r = rotor("--chdir", str(apps), "--graceful-timeout", str(YEAR), "slow_app:app")

@@ -182,13 +182,19 @@ def test_a_symlink_planted_in_a_trusted_directory_is_not_followed_either(rotor, 
     assert pid_file.read_text().strip() == str(r.pid)
 
 
-@pytest.mark.parametrize("how", ["world-writable", "owned-by-the-user", "group-writable"])
+@pytest.mark.parametrize("how", ["world-writable", "owned-by-the-user", "group-writable",
+                                 "sticky-but-the-user's"])
 def test_a_pid_file_in_a_directory_others_can_write_is_refused(rotor, cleanup, how):
     nobody = pwd.getpwnam("nobody")
+    why = "can be written by other users and is not sticky; they could replace the file"
     if how == "world-writable":
         d = _pid_dir(0o777)
     elif how == "owned-by-the-user":
         d = _pid_dir(0o755, owner=nobody.pw_uid)
+    elif how == "sticky-but-the-user's":
+        # The sticky bit does not hold back a directory's owner: it may replace root's file.
+        d = _pid_dir(0o1777, owner=nobody.pw_uid)
+        why = "belongs to another user, who could replace the file"
     else:
         d = _pid_dir(0o775)
         os.chown(d, 0, nobody.pw_gid)
@@ -200,9 +206,8 @@ def test_a_pid_file_in_a_directory_others_can_write_is_refused(rotor, cleanup, h
     r = rotor("-k", "hello", "--pid", str(pid_file), "--user", "nobody", wait=False)
     assert r.wait_exit() == 1
     lines = [l for l in r.log().splitlines() if "error" in l]
-    assert lines == [f"rotor: error: --pid: {pid_file}: directory {d} can be written by other "
-                     "users and is not sticky; they could replace the file: use a directory only "
-                     "root (or rotor's user) can write, such as /run"], r.log()
+    assert lines == [f"rotor: error: --pid: {pid_file}: directory {d} {why}: use a directory "
+                     "only root (or rotor's user) can write, such as /run"], r.log()
     assert victim.read_text() == "precious\n"
     assert not r.events("start")
 
@@ -225,3 +230,71 @@ def test_a_fifo_at_the_pid_file_does_not_block_the_start(rotor, tmp_path):
     r = rotor("-k", "hello", "--pid", str(pid_file))
     wait_for(lambda: pid_file.is_file() and pid_file.read_text().strip() == str(r.pid),
              what=f"the pid file in place of the fifo\n{r.log()}")
+
+
+def test_a_hup_naming_a_pid_file_that_cannot_be_written_keeps_the_one_in_use(rotor, tmp_path,
+                                                                             cleanup):
+    pid_file = tmp_path / "rotor.pid"
+    untrusted = _pid_dir(0o777)
+    cleanup(untrusted)
+    conf = tmp_path / "rotor.toml"
+    conf.write_text(f'worker_class = "hello"\npid_file = "{pid_file}"\n')
+    r = rotor("-c", str(conf))
+    wait_for(lambda: pid_file.exists() and pid_file.read_text().strip() == str(r.pid),
+             what=f"the pid file written\n{r.log()}")
+    conf.write_text(f'worker_class = "hello"\npid_file = "{untrusted / "rotor.pid"}"\n')
+    r.signal(signal.SIGHUP)
+    wait_for(lambda: r.lines("pid-file-failed"), what=f"the new pid file to fail\n{r.log()}")
+    # The master must stay findable (and its pid file claimed against a second start).
+    assert pid_file.read_text().strip() == str(r.pid), r.log()
+    assert not (untrusted / "rotor.pid").exists()
+    r.signal(signal.SIGTERM)
+    assert r.wait_exit() == 0
+    assert not pid_file.exists(), "the pid file in use was left at exit"
+
+
+def test_a_hup_naming_the_pid_file_of_another_running_master_leaves_it_alone(rotor, tmp_path):
+    mine, theirs = tmp_path / "mine.pid", tmp_path / "theirs.pid"
+    other = rotor("-k", "hello", "--pid", str(theirs))
+    conf = tmp_path / "rotor.toml"
+    conf.write_text(f'worker_class = "hello"\npid_file = "{mine}"\n')
+    r = rotor("-c", str(conf))
+    wait_for(lambda: mine.exists() and theirs.exists(), what=f"both pid files\n{r.log()}")
+    conf.write_text(f'worker_class = "hello"\npid_file = "{theirs}"\n')
+    r.signal(signal.SIGHUP)
+    wait_for(lambda: r.lines("pid-file-failed") or r.lines("config-applied"),
+             what=f"the HUP's config\n{r.log()}")
+    # Refused as at a start: the other master keeps its file, this one its own.
+    assert theirs.read_text().strip() == str(other.pid), r.log()
+    assert mine.read_text().strip() == str(r.pid), r.log()
+    r.signal(signal.SIGTERM)
+    assert r.wait_exit() == 0
+    assert theirs.read_text().strip() == str(other.pid)
+    assert not mine.exists()
+
+
+@pytest.mark.parametrize("mode", ["template", "cold"])
+def test_an_app_directory_the_user_cannot_read_is_named_as_the_cause(rotor, tmp_path, mode):
+    # tmp_path is root's 0700: before the switch to --user it was imported as root; now the
+    # user cannot read it, which must be said, not only shown as a module that does not exist.
+    (tmp_path / "recording_app.py").write_text(RECORDING_APP)
+    extra = ["--no-preload"] if mode == "cold" else []
+    r = rotor("--chdir", str(tmp_path), "--user", "nobody", *extra, "recording_app:app",
+              env={"ROTOR_TEST_IMPORTS": str(tmp_path / "imports.txt")}, wait=False)
+    assert r.wait_exit() == 4, r.log()
+    said = r.lines("app-dir-unreadable")
+    assert said and f"cannot read {tmp_path} as uid {pwd.getpwnam('nobody').pw_uid}: " \
+        "Permission denied" in said[0], r.log()
+
+
+@pytest.mark.parametrize("name", ["", "a-directory"])
+def test_a_pid_file_that_cannot_be_written_at_start_stops_the_start(rotor, tmp_path, name):
+    # A trailing slash, or a directory named: a master running without the pid file it was
+    # told to keep cannot be found or stopped by what reads it (systemd's PIDFile=, scripts).
+    (tmp_path / "a-directory").mkdir()
+    path = f"{tmp_path}/{name}"
+    r = rotor("-k", "hello", "--pid", path, wait=False)
+    assert r.wait_exit() == 1, r.log()
+    failed = r.events("pid-file-failed")
+    assert failed and failed[0]["path"] == path, r.log()
+    assert not r.events("spawn"), r.log()

@@ -240,3 +240,42 @@ def _importing(pid):
         return state == "S" and python
     except (FileNotFoundError, ProcessLookupError):
         return False
+
+
+def test_a_hup_during_a_graceful_stop_binds_nothing_new(rotor, tmp_path):
+    old, new = _free_port(), _free_port()
+    conf = tmp_path / "rotor.toml"
+    apps = _slow_app_dir(tmp_path / "apps")
+    conf.write_text(f'app = "slow_app:app"\nbind = ["127.0.0.1:{old}"]\n')
+    r = rotor("-c", str(conf), "--chdir", str(apps), "-w", "1", "--graceful-timeout", "30",
+              bind=False, wait=False)
+    r.port = old
+    r.wait_ready(1)
+    held = _request_in_flight(old, tmp_path, 8)  # keeps the master stopping for 8 s
+    r.signal(signal.SIGTERM)
+    wait_for(lambda: r.lines("shutdown"), what="the stop to begin")
+    conf.write_text(f'app = "slow_app:app"\nbind = ["127.0.0.1:{new}"]\n')
+    r.signal(signal.SIGHUP)
+    wait_for(lambda: r.lines("reload-ignored") or r.lines("reload"), what="the HUP to be handled")
+    # Nobody would serve a connection to the new address: it must be refused, not queued.
+    assert _connect_error(socket.AF_INET, ("127.0.0.1", new)) == errno.ECONNREFUSED, r.log()
+    assert not r.events("reload")
+    assert r.proc.poll() is None
+    data, _ = recv_until_closed(held, 30)
+    held.close()
+    assert data.startswith(b"HTTP/1.1 200"), data
+    assert r.wait_exit() == 0
+
+
+def test_a_hup_binds_its_new_addresses_with_its_own_umask(rotor, tmp_path):
+    old, new = tmp_path / "old.sock", tmp_path / "new.sock"
+    conf = tmp_path / "rotor.toml"
+    conf.write_text(f'worker_class = "hello"\nbind = ["unix:{old}"]\numask = "0o077"\n')
+    r = rotor("-c", str(conf), bind=False, wait=False)
+    wait_for(old.exists, what=f"the first socket\n{r.log()}")
+    assert old.stat().st_mode & 0o777 == 0o700
+    # Moved, and opened to the proxy's group: the new socket must be created as now said.
+    conf.write_text(f'worker_class = "hello"\nbind = ["unix:{new}"]\numask = "0o007"\n')
+    r.signal(signal.SIGHUP)
+    wait_for(new.exists, what=f"the new socket\n{r.log()}")
+    assert oct(new.stat().st_mode & 0o777) == oct(0o770), r.log()

@@ -135,6 +135,21 @@ def test_a_route_that_exits_its_worker_never_leaves_the_pool_empty(rotor):
     assert r.proc.poll() is None
 
 
+def test_workers_ended_by_concurrent_requests_are_replaced_at_once_not_backed_off(rotor):
+    # Under concurrent load a new worker takes a request and dies from it within a millisecond
+    # of its readiness, often before the master's loop has seen it ready: it served all the
+    # same, and a backoff would leave the pool empty for seconds.
+    r = serve(rotor, workers=2)
+    run_wrk(r.url("/exit"), duration=3, connections=16)
+    crashes = exits(r, "crash")
+    assert len(crashes) >= 20, r.log()[-3000:]
+    backoffs = r.lines("backoff")
+    assert not backoffs, f"{len(backoffs)} backoffs for {len(crashes)} deaths while serving:\n" \
+        + "\n".join(backoffs)
+    assert get_fast(r, 2) < 2
+    assert r.proc.poll() is None
+
+
 def test_repeated_kill_of_serving_workers_keeps_the_pool_serving(rotor):
     # What the OOM killer does under load: eleven SIGKILLs, each of a worker that serves.
     r = rotor("-k", "hello", "-w", "2")

@@ -207,7 +207,14 @@ TEST_SUITE("conf") {
   }
 
   TEST_CASE("durations") {
-    CHECK(run({"-t", "0.5"}).config.timeout == 0.5);
+    CHECK(run({"-t", "1.5"}).config.timeout == 1.5);
+    CHECK(run({"-t", "0"}).config.timeout == 0);
+    // Shorter than a worker can beat: each would be killed and replaced, ten times a second.
+    for (const char* short_one : {"0.5", "1e-9"}) {
+      CAPTURE(short_one);
+      CHECK_ERROR(run({"--timeout", short_one}),
+                  "--timeout: expected 0 (never) or at least 1 second, got '");
+    }
     CHECK(run({"--graceful-timeout", "2"}).config.graceful_timeout == 2);
     CHECK(run({"--keep-alive", "0"}).config.keep_alive == 0);
     CHECK(run({"--max-lifetime", "3600"}).config.max_lifetime == 3600);
@@ -398,7 +405,7 @@ TEST_SUITE("conf") {
                                      "-b",
                                      "unix:/tmp/a b.sock",
                                      "-t",
-                                     "0.1",
+                                     "1.25",
                                      "--graceful-timeout",
                                      "7",
                                      "--keep-alive",
@@ -450,7 +457,7 @@ TEST_SUITE("conf") {
     REQUIRE(reloaded.action == Action::kRun);
     CHECK(rotor::conf::to_toml(reloaded.config) == printed.message);
     CHECK(reloaded.config.bind == printed.config.bind);
-    CHECK(reloaded.config.timeout == 0.1);
+    CHECK(reloaded.config.timeout == 1.25);
     CHECK(reloaded.config.max_lifetime == 3600.75);
     CHECK(reloaded.config.umask == 027);
     CHECK(reloaded.config.access_logformat == printed.config.access_logformat);
