@@ -776,15 +776,28 @@ void Arbiter::reload() {
 // A HUP's --bind: its new addresses are bound now (by the master, which may need root), so
 // that a bind that fails leaves everything as it was; the ones it drops stop when its config
 // takes effect. False (logged) when a new address cannot be bound.
-bool Arbiter::rebind(const conf::Config& next) {
+bool Arbiter::rebind(conf::Config& next) {
   std::vector<std::string> opened;
   try {
     // With the HUP's own backlog and umask: the operator may have changed them with the bind.
     opened = open_missing(listeners_, next.bind, static_cast<int>(next.backlog),
                           static_cast<mode_t>(next.umask));
   } catch (const BindError& e) {
-    spdlog::error("event=reload-failed error={} detail=\"nothing changed\"", log::quote(e.what()));
-    return false;
+    if (!e.port_held) {
+      spdlog::error("event=reload-failed error={} detail=\"nothing changed\"",
+                    log::quote(e.what()));
+      return false;
+    }
+    // A port our own socket holds (0.0.0.0:P narrowed to 127.0.0.1:P) cannot be bound beside
+    // it, and closing it first would refuse clients: the code and the rest of the config are
+    // still reloaded, on the addresses in force.
+    spdlog::warn(
+        "event=bind-unchanged error={} detail=\"an address on a port rotor already listens on "
+        "cannot be bound beside it; the reload goes on with the addresses in force; restart "
+        "rotor to change them\"",
+        log::quote(e.what()));
+    next.bind = cfg_.bind;
+    return true;
   }
   for (const auto& address : opened)
     spdlog::info("event=listening address={}", log::quote(address));

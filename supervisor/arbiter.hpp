@@ -99,7 +99,7 @@ class Arbiter {
   void log_spawn(const Worker& w);
   worker::Context worker_context(size_t slot, const conf::Config& config) const;
   void prepare_child(const conf::Config& config);
-  bool rebind(const conf::Config& next);
+  bool rebind(conf::Config& next);
   void close_unused_listeners();
   void move_pid_file(const std::string& old_path);
   // Templates (arbiter_templates.cpp).

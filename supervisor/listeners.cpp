@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <charconv>
+#include <cstdlib>
 #include <cstring>
 
 namespace rotor {
@@ -109,7 +110,7 @@ Listener bind_unix(const std::string& spec, const std::string& path, int backlog
   if (rc != 0 || ::listen(fd, backlog) != 0) {
     if (rc == 0) err = errno;
     ::close(fd);
-    throw BindError("cannot bind " + spec + ": " + errno_text(err));
+    throw BindError("cannot bind " + spec + ": " + errno_text(err), err);
   }
   Listener l;
   l.spec = spec;
@@ -168,7 +169,7 @@ Listener bind_tcp(const std::string& spec, int backlog) {
     ::close(fd);
   }
   freeaddrinfo(res);
-  throw BindError("cannot bind " + spec + ": " + errno_text(last_err));
+  throw BindError("cannot bind " + spec + ": " + errno_text(last_err), last_err);
 }
 
 }  // namespace
@@ -218,6 +219,32 @@ bool serves(const Listener& l, const std::vector<std::string>& bind) {
   return l.activated || std::find(bind.begin(), bind.end(), l.spec) != bind.end();
 }
 
+namespace {
+// The TCP port a HOST:PORT spec names (0 for unix:, fd:// or no number).
+int spec_port(const std::string& spec) {
+  if (spec.rfind("unix:", 0) == 0 || spec.rfind("fd://", 0) == 0) return 0;
+  size_t colon = spec.rfind(':');
+  if (colon == std::string::npos) return 0;
+  return std::atoi(spec.c_str() + colon + 1);
+}
+
+int bound_port(int fd) {
+  sockaddr_storage ss{};
+  socklen_t len = sizeof ss;
+  if (getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &len) != 0) return 0;
+  if (ss.ss_family == AF_INET) return ntohs(reinterpret_cast<sockaddr_in*>(&ss)->sin_port);
+  if (ss.ss_family == AF_INET6) return ntohs(reinterpret_cast<sockaddr_in6*>(&ss)->sin6_port);
+  return 0;
+}
+}  // namespace
+
+bool holds_port(const std::vector<Listener>& listeners, const std::string& spec) {
+  int port = spec_port(spec);
+  return port > 0 && std::any_of(listeners.begin(), listeners.end(), [&](const Listener& l) {
+           return !l.is_unix && bound_port(l.fd) == port;
+         });
+}
+
 std::vector<std::string> open_missing(std::vector<Listener>& listeners,
                                       const std::vector<std::string>& bind, int backlog,
                                       mode_t socket_umask) {
@@ -226,14 +253,20 @@ std::vector<std::string> open_missing(std::vector<Listener>& listeners,
     return {};  // systemd's sockets are the bind, whatever the config says
   std::vector<Listener> opened;
   std::vector<std::string> addresses;
+  const std::string* current = nullptr;
   try {
     for (const auto& spec : bind) {
+      current = &spec;
       bool have = std::any_of(listeners.begin(), listeners.end(),
                               [&](const Listener& l) { return l.spec == spec; }) ||
                   std::any_of(opened.begin(), opened.end(),
                               [&](const Listener& l) { return l.spec == spec; });
       if (!have) opened.push_back(open_listener(spec, backlog, socket_umask));
     }
+  } catch (BindError& e) {
+    close_listeners(opened);
+    e.port_held = e.error == EADDRINUSE && holds_port(listeners, *current);
+    throw;
   } catch (...) {
     close_listeners(opened);
     throw;

@@ -22,7 +22,9 @@ struct Listener {
 };
 
 struct BindError : std::runtime_error {
-  using std::runtime_error::runtime_error;
+  explicit BindError(const std::string& what, int err = 0) : std::runtime_error(what), error(err) {}
+  int error;               // errno of the failed bind, 0 when it was not one
+  bool port_held = false;  // EADDRINUSE on a TCP port one of our own listeners holds
 };
 
 // Binds every spec, or uses the sockets systemd passed (LISTEN_FDS/LISTEN_PID) when `env`
@@ -40,7 +42,12 @@ bool serves(const Listener& l, const std::vector<std::string>& bind);
 
 // A HUP's --bind: opens the specs `listeners` does not have yet and adds them (those it has
 // are kept: the same socket, no gap). Returns their addresses; throws BindError, having
-// opened nothing. Under socket activation, nothing changes.
+// opened nothing (with `port_held` when an address is in use by one of `listeners` itself:
+// 0.0.0.0:P narrowed to 127.0.0.1:P cannot be bound while the old socket listens). Under socket
+// activation, nothing changes. Whether one of `listeners` is a TCP socket bound to the port `spec`
+// names.
+bool holds_port(const std::vector<Listener>& listeners, const std::string& spec);
+
 std::vector<std::string> open_missing(std::vector<Listener>& listeners,
                                       const std::vector<std::string>& bind, int backlog,
                                       mode_t socket_umask);

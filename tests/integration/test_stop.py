@@ -208,6 +208,25 @@ def test_a_hup_whose_new_address_cannot_be_bound_changes_nothing(rotor, tmp_path
     assert _serves(port)
 
 
+def test_a_hup_that_narrows_an_address_on_the_same_port_still_reloads_the_rest(rotor, tmp_path):
+    # 0.0.0.0:P cannot be narrowed to 127.0.0.1:P while its socket listens (EADDRINUSE); that
+    # must not refuse the code and the rest of the config too: the address stays as it was.
+    port = _free_port()
+    conf = tmp_path / "rotor.toml"
+    conf.write_text(f'worker_class = "hello"\nbind = ["0.0.0.0:{port}"]\n')
+    r = rotor("-c", str(conf), bind=False, wait=False)
+    r.port = port
+    r.wait_ready(1)
+    conf.write_text(f'worker_class = "hello"\nbind = ["127.0.0.1:{port}"]\nworkers = 2\n')
+    r.signal(signal.SIGHUP)
+    wait_for(lambda: r.events("config-applied"), what=f"the reload to take effect\n{r.log()}")
+    r.wait_ready(2)
+    assert not r.lines("reload-failed"), r.log()
+    warned = r.events("bind-unchanged")
+    assert warned and "Address already in use" in warned[0]["error"], r.log()
+    assert _serves(port)
+
+
 @pytest.mark.parametrize("user", [None, "nobody"])
 def test_a_template_still_importing_dies_with_a_killed_master(rotor, request, user):
     if user and os.getuid() != 0:
