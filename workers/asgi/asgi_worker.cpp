@@ -274,20 +274,6 @@ bool header_views(PyObject* headers, http::HeaderList* out) {
   return true;
 }
 
-// Logs the pending Python exception (traceback to the error log) under `event`. Never
-// PyErr_Print: given a SystemExit it would finalize the interpreter and exit the worker.
-void log_python_error(const char* event) {
-  spdlog::error("event={}", event);
-  PyObject *et, *ev, *etb;
-  PyErr_Fetch(&et, &ev, &etb);
-  if (!et) return;
-  PyErr_NormalizeException(&et, &ev, &etb);
-  PyErr_Display(et, ev, etb);
-  Py_XDECREF(et);
-  Py_XDECREF(ev);
-  Py_XDECREF(etb);
-}
-
 bool AsgiWorker::install_bridge() {
   PyObject* mod = PyModule_Create(&g_module);
   if (!mod) return false;

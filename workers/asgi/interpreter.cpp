@@ -6,6 +6,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <spdlog/spdlog.h>
+
 namespace rotor::asgi {
 
 namespace {
@@ -118,6 +120,20 @@ PyObject* load_app(const std::string& spec, bool factory, std::string* error) {
     return nullptr;
   }
   return obj;
+}
+
+// Logs the pending Python exception (traceback to the error log) under `event`. Never
+// PyErr_Print: given a SystemExit it would finalize the interpreter and exit the worker.
+void log_python_error(const char* event) {
+  spdlog::error("event={}", event);
+  PyObject *et, *ev, *etb;
+  PyErr_Fetch(&et, &ev, &etb);
+  if (!et) return;
+  PyErr_NormalizeException(&et, &ev, &etb);
+  PyErr_Display(et, ev, etb);
+  Py_XDECREF(et);
+  Py_XDECREF(ev);
+  Py_XDECREF(etb);
 }
 
 }  // namespace rotor::asgi

@@ -21,4 +21,8 @@ bool start_interpreter(const PythonSettings& settings, std::string* error);
 // Python traceback already printed to stderr and a one-line summary in `error`.
 PyObject* load_app(const std::string& spec, bool factory, std::string* error);
 
+// Logs the pending Python exception under `event` (its traceback to the error log) and clears
+// it. Never PyErr_Print: given a SystemExit it would finalize the interpreter and exit.
+void log_python_error(const char* event);
+
 }  // namespace rotor::asgi

@@ -17,6 +17,7 @@
 
 #include "log/log.hpp"
 #include "supervisor/scoreboard.hpp"
+#include "workers/asgi/interpreter.hpp"
 
 namespace rotor::asgi {
 
@@ -79,18 +80,6 @@ class Watchdog {
   std::thread thread_;  // last: started once the members above exist
 };
 
-void log_error(const char* what) {
-  spdlog::error("event=python-exit-failed step={}", what);
-  PyObject *et, *ev, *etb;
-  PyErr_Fetch(&et, &ev, &etb);
-  if (!et) return;
-  PyErr_NormalizeException(&et, &ev, &etb);
-  PyErr_Display(et, ev, etb);
-  Py_XDECREF(et);
-  Py_XDECREF(ev);
-  Py_XDECREF(etb);
-}
-
 std::string join_names(PyObject* names) {
   std::string out;
   Py_ssize_t n = PyList_Check(names) ? PyList_GET_SIZE(names) : 0;
@@ -114,7 +103,7 @@ long join_threads(PyObject* bridge, int64_t start_ns, int64_t until_ns) {
   PyObject *names = nullptr, *finished = nullptr;
   if (!r || !PyArg_ParseTuple(r, "lOO", &threads, &names, &finished)) {
     Py_XDECREF(r);
-    log_error("threads");
+    log_python_error("python-exit-failed step=threads");
     return -1;
   }
   if (finished != Py_True) {
@@ -141,7 +130,7 @@ void end_python(PyObject* bridge, int64_t deadline_ns) {
     Watchdog watchdog(deadline_ns, start);
     PyObject* r = PyObject_CallMethod(bridge, "run_exit_handlers", nullptr);
     if (r) handlers = PyLong_AsLong(r);
-    if (!r || PyErr_Occurred()) log_error("atexit");
+    if (!r || PyErr_Occurred()) log_python_error("python-exit-failed step=atexit");
     Py_XDECREF(r);
   }
   spdlog::info("event=python-exit threads={} atexit={} waited_ms={}", threads, handlers,
