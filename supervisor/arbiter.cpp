@@ -20,6 +20,7 @@
 #include "log/log.hpp"
 #include "supervisor/app_env.hpp"
 #include "supervisor/pid_file.hpp"
+#include "supervisor/signal_batch.hpp"
 #include "workers/runtime.hpp"
 
 extern char** environ;
@@ -174,49 +175,42 @@ int64_t Arbiter::poll_timeout_ms() const {
   return kSweepMs;
 }
 
+// Everything pending is read first, then acted on in a fixed order (a stop wins).
 void Arbiter::handle_signals() {
+  SignalBatch batch;
   signalfd_siginfo info;
   while (::read(signal_fd_, &info, sizeof info) == sizeof info) {
-    handle_signal(static_cast<int>(info.ssi_signo));
+    batch.add(static_cast<int>(info.ssi_signo));
   }
+  SignalPlan plan = batch.plan(stopping_);
+  if (plan.stop != StopKind::kNone) begin_stop(plan.stop == StopKind::kGraceful);
+  if (plan.ignored > 0) {
+    spdlog::warn(
+        "event=signals-ignored count={} detail=\"HUP, TTIN and TTOU do nothing once a "
+        "stop has begun\"",
+        plan.ignored);
+  }
+  if (plan.reopen) reopen_logs();
+  if (plan.reload) reload();
+  if (plan.scale != 0) scale(plan.scale);
 }
 
-void Arbiter::handle_signal(int sig) {
-  switch (sig) {
-    case SIGCHLD:
-      break;  // the sweep reaps
-    case SIGTERM:
-      begin_stop(true);
-      break;
-    case SIGINT:
-    case SIGQUIT:
-      begin_stop(false);
-      break;
-    case SIGHUP:
-      reload();
-      break;
-    case SIGTTIN:
-      if (desired_ < kMaxWorkers) ++desired_, ++scale_since_reload_;
-      spdlog::info("event=scale workers={} signal=TTIN", desired_);
-      break;
-    case SIGTTOU:
-      if (desired_ > 1) --desired_, --scale_since_reload_;
-      spdlog::info("event=scale workers={} signal=TTOU", desired_);
-      break;
-    case SIGUSR1: {
-      // The master creates a rotated-away access log again, for the workers (--user).
-      std::string error;
-      if (!log::prepare_file(cfg_.access_logfile, &error))
-        spdlog::error("event=log-reopen-failed error={}", log::quote(error));
-      log::reopen();
-      spdlog::info("event=reopen-logs workers={}", workers_.size());
-      signal_all(SIGUSR1);
-      for (auto& [pid, t] : templates_) ::kill(pid, SIGUSR1);
-      break;
-    }
-    default:
-      break;
-  }
+void Arbiter::scale(int by) {
+  int target = std::clamp(desired_ + by, 1, kMaxWorkers);
+  scale_since_reload_ += target - desired_;
+  desired_ = target;
+  spdlog::info("event=scale workers={} signal={}", desired_, by > 0 ? "TTIN" : "TTOU");
+}
+
+void Arbiter::reopen_logs() {
+  // The master creates a rotated-away access log again, for the workers (--user).
+  std::string error;
+  if (!log::prepare_file(cfg_.access_logfile, &error))
+    spdlog::error("event=log-reopen-failed error={}", log::quote(error));
+  log::reopen();
+  spdlog::info("event=reopen-logs workers={}", workers_.size());
+  signal_all(SIGUSR1);
+  for (auto& [pid, t] : templates_) ::kill(pid, SIGUSR1);
 }
 
 void Arbiter::sweep() {

@@ -92,7 +92,8 @@ class Arbiter {
 
   void setup_signals();
   void handle_signals();
-  void handle_signal(int sig);
+  void scale(int by);
+  void reopen_logs();
   void sweep();
   void spawn_worker(uint64_t predecessor);
   Worker new_worker(uint64_t predecessor, size_t slot, uint64_t generation);

@@ -275,11 +275,34 @@ def test_a_hup_during_a_graceful_stop_binds_nothing_new(rotor, tmp_path):
     wait_for(lambda: r.lines("shutdown"), what="the stop to begin")
     conf.write_text(f'app = "slow_app:app"\nbind = ["127.0.0.1:{new}"]\n')
     r.signal(signal.SIGHUP)
-    wait_for(lambda: r.lines("reload-ignored") or r.lines("reload"), what="the HUP to be handled")
+    wait_for(lambda: r.lines("signals-ignored") or r.lines("reload"),
+             what="the HUP to be handled")
     # Nobody would serve a connection to the new address: it must be refused, not queued.
     assert _connect_error(socket.AF_INET, ("127.0.0.1", new)) == errno.ECONNREFUSED, r.log()
     assert not r.events("reload")
     assert r.proc.poll() is None
+    data, _ = recv_until_closed(held, 30)
+    held.close()
+    assert data.startswith(b"HTTP/1.1 200"), data
+    assert r.wait_exit() == 0
+
+
+def test_a_ttin_during_a_graceful_stop_does_not_raise_the_worker_target(rotor, tmp_path):
+    # A stop wins (nginx's order): scaling a pool that is draining means nothing.
+    port = _free_port()
+    apps = _slow_app_dir(tmp_path / "apps")
+    r = rotor("--chdir", str(apps), "-w", "1", "--graceful-timeout", "30",
+              "-b", f"127.0.0.1:{port}", "slow_app:app", bind=False, wait=False)
+    r.port = port
+    r.wait_ready(1)
+    held = _request_in_flight(port, tmp_path, 6)  # keeps the master stopping for 6 s
+    r.signal(signal.SIGTERM)
+    wait_for(lambda: r.lines("shutdown"), what="the stop to begin")
+    r.signal(signal.SIGTTIN)
+    wait_for(lambda: r.lines("signals-ignored") or r.lines("scale"),
+             what=f"the TTIN to be handled\n{r.log()}")
+    assert not r.events("scale"), r.log()
+    assert int(r.events("signals-ignored")[0]["count"]) == 1
     data, _ = recv_until_closed(held, 30)
     held.close()
     assert data.startswith(b"HTTP/1.1 200"), data
