@@ -35,6 +35,8 @@ REJECTED = {
     "cl-plus": (POST + b"Content-Length: +1\r\n\r\na", 400),
     "cl-list": (POST + b"Content-Length: 1, 1\r\n\r\na", 400),
     "cl-duplicate": (POST + b"Content-Length: 1\r\nContent-Length: 1\r\n\r\na", 400),
+    "content-type-duplicate": (POST + b"Content-Type: text/plain\r\nContent-Type: text/html\r\n"
+                               b"Content-Length: 1\r\n\r\na", 400),
     "te-unknown-coding": (POST + b"Transfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n", 501),
     "te-not-final-chunked": (POST + b"Transfer-Encoding: chunked, gzip\r\n\r\n", 400),
     "chunked-on-http10": (b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400),

@@ -256,6 +256,10 @@ TEST_SUITE("http parser") {
         {"CL duplicate, same value", kPost + "Content-Length: 1\r\nContent-Length: 1\r\n\r\na", 400,
          0},
         {"CL conflicting", kPost + "Content-Length: 1\r\nContent-Length: 2\r\n\r\nab", 400, 0},
+        {"Content-Type twice",
+         kPost + "Content-Type: text/plain\r\ncontent-type: application/json\r\n"
+                 "Content-Length: 2\r\n\r\n{}",
+         400, 0},
         {"CL with TE", kPost + "Content-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
          400, 0},
         {"TE with CL", kPost + "Transfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n0\r\n\r\n",

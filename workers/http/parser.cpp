@@ -658,6 +658,7 @@ int RequestParser::judge_head() {
 
   int hosts = 0;
   int lengths = 0;
+  int content_types = 0;
   bool te = false;
   bool expect_continue = false;
   bool expect_other = false;
@@ -679,6 +680,9 @@ int RequestParser::judge_head() {
             expect_other = true;
           }
         }
+        break;
+      case 12:
+        if (iequals(name, "content-type")) ++content_types;
         break;
       case 14:
         if (iequals(name, "content-length")) {
@@ -706,6 +710,12 @@ int RequestParser::judge_head() {
   }
   if (lengths > 1) {
     error_reason_ = "duplicate Content-Length";
+    return 400;
+  }
+  // A singleton field (RFC 9110 section 5.3): two values cannot be combined, so the app and a
+  // proxy in front could each take a different one.
+  if (content_types > 1) {
+    error_reason_ = "duplicate Content-Type";
     return 400;
   }
   if (te) {
