@@ -105,9 +105,9 @@ std::string check_gc_threshold(std::string_view text) {
   return parts == 3 ? "" : "expected A,B,C (integers)";
 }
 
-// A worker beats every quarter of --timeout, but at most every 50 ms, and the master looks every
-// 100 ms: a timeout under a second is one that workers miss (below the beat, every worker was
-// killed and replaced ten times a second). gunicorn's timeout is whole seconds.
+// A worker beats every quarter of --timeout (no more often than every 50 ms) and the master
+// looks every 100 ms: a timeout under a second is one that workers miss (below the beat, every
+// worker was killed and replaced ten times a second). gunicorn's timeout is whole seconds.
 std::string check_timeout(std::string_view text) {
   double v = 0;
   std::from_chars(text.data(), text.data() + text.size(), v);

@@ -407,8 +407,7 @@ void Arbiter::on_worker_exit(Worker& w, const ChildExit& exit) {
                                     s.connections.load(std::memory_order_relaxed) > 0));
   bool asked = w.drain_ns || w.abort_ns || w.killed;
   std::string reason = asked ? w.reason : "crash";
-  bool boot_failure =
-      !ever_ready_ && w.phase == policy::Phase::kBooting && !death.was_ready && !stopping_;
+  bool boot_failure = !ever_ready_ && w.phase == policy::Phase::kBooting && !stopping_;
   auto level = reason == "crash" || reason == "timeout" ? spdlog::level::err : spdlog::level::info;
   spdlog::log(level,
               "event=worker-exit pid={} reason={} requests={} limit={} status={} uptime_s={:.3f} "
@@ -728,12 +727,6 @@ void Arbiter::begin_stop(bool graceful) {
 }
 
 void Arbiter::reload() {
-  // A stop wins: a HUP after it would bind its new addresses (accepting connections nobody
-  // will serve) and swap the pid file of a master that is leaving.
-  if (stopping_) {
-    spdlog::warn("event=reload-ignored detail=\"the master is stopping\"");
-    return;
-  }
   // The environment rotor started with: the app's -e variables, exported since, are not ours.
   conf::LoadResult res = conf::load(args_, env_, start_dir_);
   if (res.action != conf::Action::kRun) {

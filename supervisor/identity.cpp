@@ -8,6 +8,10 @@
 #include <charconv>
 #include <cstring>
 
+#include <spdlog/spdlog.h>
+
+#include "log/log.hpp"
+
 namespace rotor {
 
 namespace {
@@ -75,14 +79,15 @@ bool switch_identity(const Identity& id, std::string* error) {
   return true;
 }
 
-std::string unreadable_app_dir() {
+void warn_if_app_dir_unreadable() {
   char buf[4096];
-  if (!getcwd(buf, sizeof buf)) return "";  // unknown: Python will say what it finds
+  if (!getcwd(buf, sizeof buf)) return;  // unknown: Python will say what it finds
   // The whole path, as an import by absolute path resolves it: a parent the user cannot
   // search hides the directory as well.
-  if (access(buf, R_OK | X_OK) == 0) return "";
-  return std::string("cannot read ") + buf + " as uid " + std::to_string(geteuid()) + ": " +
-         std::strerror(errno);
+  if (access(buf, R_OK | X_OK) == 0) return;
+  std::string why = std::string("cannot read ") + buf + " as uid " + std::to_string(geteuid()) +
+                    ": " + std::strerror(errno);
+  spdlog::warn("event=app-dir-unreadable error={}", log::quote(why));
 }
 
 }  // namespace rotor

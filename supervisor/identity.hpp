@@ -26,9 +26,9 @@ std::optional<Identity> resolve_identity(const std::string& user, const std::str
 // set when the switch fails or did not take.
 bool switch_identity(const Identity& id, std::string* error);
 
-// After a switch: why the app's directory (the current one, --chdir) cannot be read now, as
-// "cannot read DIR as uid N: REASON"; empty when it can. Said before the import: Python would
-// report only that the app's module does not exist.
-std::string unreadable_app_dir();
+// After a switch, before the import: warns (event=app-dir-unreadable) when the app's directory
+// (the current one, --chdir) cannot be read as the new user. Python would report only that the
+// app's module does not exist; a warning, since an installed package imports all the same.
+void warn_if_app_dir_unreadable();
 
 }  // namespace rotor

@@ -1,8 +1,8 @@
 // The master's signals, collected from one read of the signalfd and then acted on in a fixed
 // order, as nginx's master loop does: a stop first, and a stop wins over everything else in
-// the batch or after it (a HUP would reload, and may run a gunicorn.conf.py, in a master that
-// is leaving; a TTIN would raise the target of a pool that is draining). A pure decision: the
-// arbiter carries the plan out.
+// the batch or after it. A HUP would bind its new addresses (accepting connections nobody will
+// serve) and may run a gunicorn.conf.py in a master that is leaving; a TTIN would raise the
+// target of a pool that is draining. A pure decision: the arbiter carries the plan out.
 #pragma once
 
 namespace rotor {

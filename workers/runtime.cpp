@@ -248,12 +248,8 @@ int Runtime::run() {
   if (!slot_is_ours()) return kExitOk;  // withdrawn while the template forked it
   std::signal(SIGPIPE, SIG_IGN);
   if (!drop_privileges()) return kExitBootFailed;
-  if (!app_ && ctx_.switch_user && cfg_.worker_class != "hello") {  // a cold worker imports
-    if (std::string why = unreadable_app_dir(); !why.empty()) {
-      // A warning: an app installed as a package imports from elsewhere all the same.
-      spdlog::warn("event=app-dir-unreadable error={}", log::quote(why));
-    }
-  }
+  // A cold worker imports the app next.
+  if (!app_ && ctx_.switch_user && cfg_.worker_class != "hello") warn_if_app_dir_unreadable();
   // Die with the master; the heartbeat's getppid() check covers the window before this call.
   // After the switch of user, which clears the parent-death signal.
   prctl(PR_SET_PDEATHSIG, SIGKILL);

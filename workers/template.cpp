@@ -64,12 +64,7 @@ int Template::run() {
   }
   prctl(PR_SET_PDEATHSIG, SIGKILL);
   if (getppid() != tc_.worker.master_pid) return kExitOk;
-  if (tc_.worker.switch_user) {
-    if (std::string why = unreadable_app_dir(); !why.empty()) {
-      // A warning: an app installed as a package imports from elsewhere all the same.
-      spdlog::warn("event=app-dir-unreadable error={}", log::quote(why));
-    }
-  }
+  if (tc_.worker.switch_user) warn_if_app_dir_unreadable();
   std::signal(SIGPIPE, SIG_IGN);
   // While the app imports, TERM/INT/QUIT end the template at once (a stop need not wait for a
   // slow import) through a handler of ours: Python installs its own SIGINT handler only where
