@@ -151,13 +151,14 @@ def test_check_config_rejects_bad_file(tmp_path):
     assert_one_error_line(rc, err, [str(path), "max_requests"])
 
 
-def test_readme_option_table_is_generated_from_the_option_table():
-    """The README's option table is `rotor --help-options-markdown`, character for character
-    (regenerate it with scripts/update-readme-options.sh)."""
+def test_the_documented_option_table_is_generated_from_the_option_table():
+    """docs/configuration.md's option table is `rotor --help-options-markdown`, character for
+    character (regenerate it with scripts/update-options-table.sh)."""
     from conftest import BIN, ROOT
     generated = subprocess.run([str(BIN), "--help-options-markdown"], capture_output=True,
                                text=True, check=True).stdout.strip()
-    readme = (ROOT / "README.md").read_text()
-    m = re.search(r"<!-- options:begin -->\n(.*?)\n<!-- options:end -->", readme, re.S)
-    assert m, "README.md lost its options markers"
-    assert m.group(1).strip() == generated, "README option table is stale: run scripts/update-readme-options.sh"
+    doc = (ROOT / "docs" / "configuration.md").read_text()
+    m = re.search(r"<!-- options:begin -->\n(.*?)\n<!-- options:end -->", doc, re.S)
+    assert m, "docs/configuration.md lost its options markers"
+    assert m.group(1).strip() == generated, \
+        "docs/configuration.md's option table is stale: run scripts/update-options-table.sh"
