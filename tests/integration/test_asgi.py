@@ -1,5 +1,4 @@
 """The asgi worker class: real apps (raw ASGI, Starlette, FastAPI) under the real binary."""
-import fcntl
 import hashlib
 import json
 import os
@@ -9,38 +8,15 @@ import socket
 import stat
 import struct
 import tempfile
-import termios
 import threading
 import time
 
 import httpx
 import pytest
 
-from conftest import (DEADLINE, ROOT, parse_fields, pid_alive, recv_until_closed, run_wrk,
-                      wait_for)
-from test_http_basics import exchange, read_response
-
-APPS = ROOT / "tests" / "apps"
-
-
-def serve(rotor, app, *args, workers=1, **kw):
-    return rotor("--chdir", str(APPS), "-w", str(workers), *args, app, workers=workers, **kw)
-
-
-def raw_exchange(port, data, timeout=10):
-    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
-        s.sendall(data)
-        out = b""
-        while True:
-            try:
-                b = s.recv(65536)
-            except socket.timeout:
-                break
-            if not b:
-                break
-            out += b
-        return out
-
+from conftest import APPS, DEADLINE, parse_fields, pid_alive, run_wrk, serve, wait_for
+from rawhttp import (read_response, read_responses, recv_until, recv_until_closed, send_and_read_all,
+                     send_and_read_until_closed, wait_until_the_server_is_blocked)
 
 def test_raw_app_hello_and_scope(rotor):
     r = serve(rotor, "raw_app:app")
@@ -98,13 +74,15 @@ def test_parts_sent_back_to_back_arrive_whole_and_in_order(rotor):
             resp = c.get("/tokens", params={"n": 64})
             assert resp.headers["transfer-encoding"] == "chunked"
             assert resp.content == events
-    two = raw_exchange(r.port, b"GET /tokens?n=64 HTTP/1.1\r\nHost: t\r\n\r\n"
-                               b"GET /tokens?n=3 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+    two, _ = send_and_read_until_closed(
+        r.port, b"GET /tokens?n=64 HTTP/1.1\r\nHost: t\r\n\r\n"
+                b"GET /tokens?n=3 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n", timeout=10)
     first, _, second = two.partition(b"0\r\n\r\nHTTP/1.1 200")
     assert second, two[-300:]
     assert dechunk(first.split(b"\r\n\r\n", 1)[1] + b"0\r\n\r\n") == events
     assert dechunk(second.split(b"\r\n\r\n", 1)[1]) == events[:events.index(b"data: token 3")]
-    old = raw_exchange(r.port, b"GET /tokens?n=64 HTTP/1.0\r\nHost: t\r\n\r\n")
+    old, _ = send_and_read_until_closed(
+        r.port, b"GET /tokens?n=64 HTTP/1.0\r\nHost: t\r\n\r\n", timeout=10)
     assert old.split(b"\r\n\r\n", 1)[1] == events
 
 
@@ -163,7 +141,8 @@ def test_app_errors(rotor):
     assert "RuntimeError: boom before start" in log
     assert "event=app-error" in log
     # the invalid header never reached the wire
-    out = raw_exchange(r.port, b"GET /bad-header HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+    out, _ = send_and_read_until_closed(
+        r.port, b"GET /bad-header HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n", timeout=10)
     assert out.startswith(b"HTTP/1.1 500") and b"Injected" not in out
 
 
@@ -236,9 +215,10 @@ def test_proxy_headers_from_trusted_peers_set_client_and_scheme(rotor):
                                         "X-Forwarded-Proto": "gopher"}).json()
         assert odd["client"] == ["198.51.100.9", 0] and odd["scheme"] == "http", odd
         # Several X-Forwarded-For fields are one list, in order.
-        raw = raw_exchange(r.port, b"GET /whoami HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
-                                   b"X-Forwarded-For: 198.51.100.1\r\n"
-                                   b"X-Forwarded-For: 198.51.100.2\r\n\r\n")
+        raw, _ = send_and_read_until_closed(
+            r.port, b"GET /whoami HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+                    b"X-Forwarded-For: 198.51.100.1\r\n"
+                    b"X-Forwarded-For: 198.51.100.2\r\n\r\n", timeout=10)
         assert b'"client":["198.51.100.2",0]' in raw, raw
     r.stop()
 
@@ -492,11 +472,6 @@ def test_lifespan_on_with_failing_startup_fails_the_boot(rotor, tmp_path):
     assert "db unreachable" in r.log()
 
 
-def _vm_hwm_kb(pid):
-    with open(f"/proc/{pid}/status") as f:
-        return int(next(l for l in f if l.startswith("VmHWM:")).split()[1])
-
-
 def test_request_body_streams_with_flow_control(rotor):
     r = serve(rotor, "raw_app:app")
     worker = r.ready_pids()[0]
@@ -504,7 +479,7 @@ def test_request_body_streams_with_flow_control(rotor):
         # A large body reaches the app in several http.request messages.
         resp = c.post("/echo", content=os.urandom(3 * 1024 * 1024))
         assert int(resp.headers["x-chunks"]) > 1
-        before = _vm_hwm_kb(worker)
+        before = _proc_kib(worker, "VmHWM")
         # 8 MiB to an app that takes 50 ms per receive: reading pauses at the high-water mark
         # instead of buffering the body (which would take at least 8 MiB more).
         size = 8 * 1024 * 1024
@@ -514,7 +489,7 @@ def test_request_body_streams_with_flow_control(rotor):
             for _ in range(size // len(block)):
                 yield block
         assert c.post("/slow-reader?0.05", content=gen()).text == str(size)
-    grown_kb = _vm_hwm_kb(worker) - before
+    grown_kb = _proc_kib(worker, "VmHWM") - before
     assert grown_kb < 4 * 1024, f"the worker buffered the body: peak grew {grown_kb} KiB"
 
 
@@ -534,21 +509,6 @@ def test_100_continue_only_when_the_app_reads(rotor):
         assert b"connection: close" in data.lower()
 
 
-def _recv_until(s, marker, timeout=DEADLINE):
-    """What the server sent until `marker` showed up (the connection stays open)."""
-    end = time.monotonic() + timeout
-    data = b""
-    while marker not in data:
-        s.settimeout(max(0.01, end - time.monotonic()))
-        try:
-            b = s.recv(65536)
-        except socket.timeout:
-            raise AssertionError(f"no {marker!r} within {timeout}s: {data!r}")
-        assert b, f"closed before {marker!r}: {data!r}"
-        data += b
-    return data
-
-
 def test_an_app_that_answers_before_reading_gets_the_body(rotor):
     # Full duplex: the response starts (and has gone out) before the client sends its body; the
     # body still reaches the app, whose echo completes, and the connection then closes.
@@ -561,10 +521,10 @@ def test_an_app_that_answers_before_reading_gets_the_body(rotor):
     ]:
         with socket.create_connection(("127.0.0.1", r.port), timeout=10) as s:
             s.sendall(head)
-            data = _recv_until(s, b"echo:\r\n")
+            data = recv_until(s, b"echo:\r\n")
             for part, echoed in parts:  # each part is echoed before the next is sent
                 s.sendall(part)
-                data += _recv_until(s, echoed)
+                data += recv_until(s, echoed)
             rest, closed = recv_until_closed(s, DEADLINE)
         data += rest
         assert data.startswith(b"HTTP/1.1 200 ") and closed, data
@@ -576,7 +536,7 @@ def test_no_100_continue_once_the_response_has_started(rotor):
     with socket.create_connection(("127.0.0.1", r.port), timeout=10) as s:
         s.sendall(b"POST /duplex HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n"
                   b"Expect: 100-continue\r\n\r\n")
-        data = _recv_until(s, b"echo:\r\n")
+        data = recv_until(s, b"echo:\r\n")
         # The app reads its body now: too late for a go-ahead inside the chunked answer (the
         # client sends the body anyway, as RFC 9110 section 10.1.1 lets it).
         s.sendall(b"hello")
@@ -628,7 +588,7 @@ def test_a_repeated_equal_content_length_is_sent_once(rotor):
 
 def test_the_apps_connection_close_is_honoured(rotor):
     r = serve(rotor, "raw_app:app", "--keep-alive", "30")
-    data, closed = exchange(
+    data, closed = send_and_read_until_closed(
         r.port, b"GET /conn-close HTTP/1.1\r\nHost: t\r\n\r\nGET / HTTP/1.1\r\nHost: t\r\n\r\n")
     assert data.startswith(b"HTTP/1.1 200 ") and data.endswith(b"\r\n\r\nok"), data
     assert data.lower().count(b"connection: close") == 1 and closed, data
@@ -687,13 +647,13 @@ def test_body_errors_after_the_head_get_their_status(rotor, case):
     body, status = ASGI_BODY_ERRORS[case]
     r = serve(rotor, "raw_app:app", "--limit-request-body", "10")
     head = b"POST %s HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
-    data, closed = exchange(r.port, head % b"/echo" + body)
+    data, closed = send_and_read_until_closed(r.port, head % b"/echo" + body)
     assert data.startswith(b"HTTP/1.1 %d " % status) and closed, data
     assert b"\r\nConnection: close\r\n" in data, data
     # Once the app has started its answer, the error can only close the connection.
     with socket.create_connection(("127.0.0.1", r.port), timeout=10) as s:
         s.sendall(head % b"/duplex")
-        data = _recv_until(s, b"echo:\r\n")
+        data = recv_until(s, b"echo:\r\n")
         s.sendall(body)
         rest, closed = recv_until_closed(s, DEADLINE)
     data += rest
@@ -749,16 +709,6 @@ def test_access_log_for_asgi_requests(rotor, tmp_path):
 
 # --- unix sockets ------------------------------------------------------------------------------
 
-def _unix_exchange(path, data, timeout=10):
-    """Sends raw bytes over AF_UNIX; returns everything answered until the server closed."""
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-        s.settimeout(timeout)
-        s.connect(path)
-        s.sendall(data)
-        data, closed = recv_until_closed(s, timeout)
-    assert closed, f"the server did not close: {data!r}"
-    return data
-
 
 def test_unix_socket_bind_serves_the_app_with_spec_server_and_client(rotor, tmp_path):
     access = tmp_path / "access.log"
@@ -789,10 +739,10 @@ def test_unix_socket_bind_serves_the_app_with_spec_server_and_client(rotor, tmp_
         assert tcp["server"] == ["127.0.0.1", r.port] and tcp["client"][0] == "127.0.0.1"
 
         # A raw AF_UNIX client: keep-alive (two requests on one connection), then HTTP/1.0.
-        out = _unix_exchange(path, b"GET / HTTP/1.1\r\nHost: t\r\n\r\n"
-                                   b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        out = send_and_read_all(path, b"GET / HTTP/1.1\r\nHost: t\r\n\r\n"
+                                      b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
         assert out.count(b"HTTP/1.1 200 ") == 2 and out.count(b"Hello, world!") == 2, out
-        out = _unix_exchange(path, b"GET / HTTP/1.0\r\n\r\n")
+        out = send_and_read_all(path, b"GET / HTTP/1.0\r\n\r\n")
         assert out.startswith(b"HTTP/1.1 200 ") and out.endswith(b"Hello, world!"), out
 
         # The access log has no address for a unix peer: "-".
@@ -1103,31 +1053,6 @@ def _marks(r):
     return [l.split("MARK ", 1)[1] for l in r.log().splitlines() if "MARK " in l]
 
 
-def _read_responses(sock, count, deadline=DEADLINE):
-    """Reads `count` Content-Length responses from `sock`: [(head, body)]."""
-    end = time.monotonic() + deadline
-    buf, out = b"", []
-
-    def more():
-        assert time.monotonic() < end, f"{len(out)} responses and {len(buf)} bytes after {deadline}s"
-        sock.settimeout(max(0.1, end - time.monotonic()))
-        b = sock.recv(1 << 20)
-        assert b, f"closed after {len(out)} responses and {buf[:200]!r}"
-        return b
-
-    while len(out) < count:
-        while b"\r\n\r\n" not in buf:
-            buf += more()
-        head, _, rest = buf.partition(b"\r\n\r\n")
-        length = int(next(l.split(b":")[1] for l in head.split(b"\r\n")
-                          if l.lower().startswith(b"content-length:")))
-        while len(rest) < length:
-            rest += more()
-        out.append((head, rest[:length]))
-        buf = rest[length:]
-    return out
-
-
 def test_context_variables_never_pass_from_one_request_to_another(rotor):
     r = serve(rotor, "bridge_app:app")
     # Pipelined on one connection: the second request is read in a loop pass that the first
@@ -1172,40 +1097,6 @@ def test_context_variables_never_pass_from_one_request_to_another(rotor):
     assert all(alongside), alongside
 
 
-def _server_send_queue(sock, server_port):
-    """Bytes the server has written to `sock`'s connection that the client has not taken (its
-    socket's send queue, from /proc/net/tcp), or None when it is not found."""
-    client_port = sock.getsockname()[1]
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        with open(table) as f:
-            next(f)
-            for line in f:
-                fields = line.split()
-                local, remote, queues = fields[1], fields[2], fields[4]
-                if (int(local.rsplit(":", 1)[1], 16) == server_port and
-                        int(remote.rsplit(":", 1)[1], 16) == client_port):
-                    return int(queues.split(":")[0], 16)
-    return None
-
-
-def wait_until_the_server_is_blocked(sock, server_port):
-    """Waits until the server's writes to `sock` are stuck on the client not reading: its
-    socket's send queue is non-empty and has stopped moving, and so has the client's receive
-    queue. What the server has more to send waits in the worker (its sends pause)."""
-    def sample():
-        return (_server_send_queue(sock, server_port),
-                fcntl.ioctl(sock.fileno(), termios.FIONREAD, b"\0\0\0\0"))
-
-    last = [None]
-
-    def stuck():
-        now = sample()
-        still = now == last[0] and now[0]
-        last[0] = now
-        return still
-    wait_for(stuck, interval=0.2, what="the server's writes to block on the client")
-
-
 def _late_reader(port, request):
     """A connection with a small receive buffer that has sent `request` and reads nothing
     until the server's writes to it are blocked: its sends pause."""
@@ -1225,8 +1116,8 @@ def test_a_paused_send_and_a_waiting_receive_each_get_their_wake_up(rotor):
     with _late_reader(r.port,
                       f"GET /paused-and-listening?n={n} HTTP/1.1\r\nHost: t\r\n\r\n".encode()) as s:
         assert "sender finished" not in _marks(r)  # its send is paused
-        [(head, body)] = _read_responses(s, 1)
-        assert head.startswith(b"HTTP/1.1 200") and body == b"z" * (n * 65536)
+        [(status, _, body)] = read_responses(s, 1)
+        assert status.startswith("HTTP/1.1 200") and body == b"z" * (n * 65536)
         wait_for(lambda: "sender finished" in _marks(r), what="the sender to finish")
         # The response is complete: the listener's receive() gets http.disconnect.
         wait_for(lambda: "listener got http.disconnect" in _marks(r), what="the listener")
