@@ -7,7 +7,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -163,6 +162,14 @@ def rotor(tmp_path):
         r.stop()
 
 
+APPS = ROOT / "tests" / "apps"
+
+
+def serve(rotor, app, *args, workers=1, **kw):
+    """Starts `app` from tests/apps with `workers` workers, through the `rotor` fixture."""
+    return rotor("--chdir", str(APPS), "-w", str(workers), *args, app, workers=workers, **kw)
+
+
 def run_wrk(url, duration=5, connections=16, threads=2, timeout="5s"):
     """Runs wrk and returns its figures; wrk counts every failed request as an error."""
     assert shutil.which("wrk"), "wrk is not installed (scripts/install-deps.sh)"
@@ -186,37 +193,3 @@ def run_wrk(url, duration=5, connections=16, threads=2, timeout="5s"):
                        + stats["non2xx"])
     return stats
 
-
-def recv_until_closed(sock, timeout):
-    """(data, closed): everything the peer sent until it closed; closed is False on timeout."""
-    end = time.monotonic() + timeout
-    chunks = []
-    while True:
-        sock.settimeout(max(0.01, end - time.monotonic()))
-        try:
-            b = sock.recv(65536)
-        except ConnectionResetError:
-            return b"".join(chunks), True
-        except socket.timeout:
-            return b"".join(chunks), False
-        if not b:
-            return b"".join(chunks), True
-        chunks.append(b)
-
-
-def raw_request(port, data, timeout=10, read_until_close=True):
-    """Sends raw bytes, returns everything the server answered until it closed."""
-    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
-        s.sendall(data)
-        chunks = []
-        while True:
-            try:
-                b = s.recv(65536)
-            except (ConnectionResetError, socket.timeout):
-                break
-            if not b:
-                break
-            chunks.append(b)
-            if not read_until_close:
-                break
-        return b"".join(chunks)

@@ -10,7 +10,8 @@ import time
 
 import pytest
 
-from conftest import BIN, pid_alive, recv_until_closed, wait_for
+from conftest import BIN, pid_alive, wait_for
+from rawhttp import recv_until_closed
 from test_stop import _request_in_flight, _slow_app_dir
 
 YEAR = 365 * 24 * 3600

@@ -16,12 +16,11 @@ with the reason, and the test checks that rotor does what the list says.
 """
 import json
 import re
-import socket
-import time
 
 import pytest
 
 from conftest import ROOT, Rotor
+from rawhttp import send_and_read_all
 
 CORPUS = ROOT.parent / "shared" / "corpus" / "llhttp-request"
 
@@ -169,29 +168,6 @@ def responses(data):
     return out
 
 
-def exchange(port, data, timeout=10):
-    """Sends everything, half-closes, returns all the server answered before it closed."""
-    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
-        try:
-            s.sendall(data)
-            s.shutdown(socket.SHUT_WR)
-        except (BrokenPipeError, ConnectionResetError):
-            pass  # it rejected the bytes early and closed: what it answered is still readable
-        chunks = []
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            try:
-                b = s.recv(65536)
-            except ConnectionResetError:
-                break
-            if not b:
-                break
-            chunks.append(b)
-        else:
-            raise AssertionError(f"the server kept the connection open: {b''.join(chunks)!r}")
-        return b"".join(chunks)
-
-
 CASES = load_cases()
 
 
@@ -222,7 +198,7 @@ def test_corpus_case(server, case):
         pytest.skip(reason)
     data = with_host(decode(raw), log)
     completed, invalid = expectation(log)
-    statuses = responses(exchange(server.port, data))
+    statuses = responses(send_and_read_all(server.port, data, half_close=True))
     if title in DIFFERENT:
         # Everything before the request rotor refuses is answered; that one never is.
         assert all(s == 200 for s in statuses[:completed - 1]), statuses
@@ -239,5 +215,6 @@ def test_corpus_case(server, case):
     else:
         assert rest == [], f"answers for requests that were never complete: {statuses}"
     # The worker is unharmed.
-    ok = responses(exchange(server.port, b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"))
+    ok = responses(send_and_read_all(
+        server.port, b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n", half_close=True))
     assert ok == [200]

@@ -6,57 +6,12 @@ import time
 import httpx
 import pytest
 
-from conftest import recv_until_closed
+from rawhttp import (CLOSE_DEADLINE, ResponseReader, read_response, recv_until_closed,
+                     send_and_read_until_closed)
 
 # Far longer than any deadline below, so "the server closed" can only mean it chose to.
 LIMITS = ("-k", "hello", "-w", "1", "--keep-alive", "30",
           "--limit-request-line", "100", "--limit-request-fields", "5")
-CLOSE_DEADLINE = 8
-
-
-class Reader:
-    """Reads responses with Content-Length bodies off one socket, keeping what follows them."""
-
-    def __init__(self, sock, timeout=10):
-        self.sock = sock
-        self.buf = b""
-        sock.settimeout(timeout)
-
-    def _more(self):
-        b = self.sock.recv(65536)
-        assert b, f"connection closed mid-response: {self.buf!r}"
-        self.buf += b
-
-    def response(self):
-        """(status line, headers, body) of the next response."""
-        while b"\r\n\r\n" not in self.buf:
-            self._more()
-        head, _, self.buf = self.buf.partition(b"\r\n\r\n")
-        lines = head.decode("latin-1").split("\r\n")
-        headers = {}
-        for l in lines[1:]:
-            k, _, v = l.partition(":")
-            headers[k.strip().lower()] = v.strip()
-        n = int(headers["content-length"])
-        while len(self.buf) < n:
-            self._more()
-        body, self.buf = self.buf[:n], self.buf[n:]
-        return lines[0], headers, body
-
-
-def read_response(sock, timeout=10):
-    """One response on a socket where nothing else is expected after it."""
-    reader = Reader(sock, timeout)
-    out = reader.response()
-    assert reader.buf == b"", f"bytes after the response: {reader.buf!r}"
-    return out
-
-
-def exchange(port, data):
-    """Sends raw bytes; returns (answer, closed-by-server)."""
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
-        s.sendall(data)
-        return recv_until_closed(s, CLOSE_DEADLINE)
 
 
 def test_keep_alive_reuses_the_connection(rotor):
@@ -76,7 +31,7 @@ def test_keep_alive_reuses_the_connection(rotor):
 def test_raw_keep_alive_and_pipelining(rotor):
     r = rotor(*LIMITS)
     with socket.create_connection(("127.0.0.1", r.port), timeout=10) as s:
-        reader = Reader(s)
+        reader = ResponseReader(s)
         s.sendall(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
         assert reader.response()[0] == "HTTP/1.1 200 OK"
         s.sendall(b"GET /a HTTP/1.1\r\nHost: t\r\n\r\nGET /b HTTP/1.1\r\nHost: t\r\n\r\n")
@@ -88,7 +43,7 @@ def test_raw_keep_alive_and_pipelining(rotor):
 
 def test_http10_connection_is_closed(rotor):
     r = rotor(*LIMITS)
-    data, closed = exchange(r.port, b"GET / HTTP/1.0\r\n\r\n")
+    data, closed = send_and_read_until_closed(r.port, b"GET / HTTP/1.0\r\n\r\n")
     assert closed, f"the server kept an HTTP/1.0 connection open: {data!r}"
     head, _, body = data.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.") and b" 200 " in head.split(b"\r\n")[0], data
@@ -158,7 +113,7 @@ ERRORS = {
 def test_bad_request_gets_error_and_close(rotor, case):
     request, status = ERRORS[case]
     r = rotor(*LIMITS)
-    data, closed = exchange(r.port, request)
+    data, closed = send_and_read_until_closed(r.port, request)
     assert data.startswith(b"HTTP/1.1 %d " % status), data
     head = data.partition(b"\r\n\r\n")[0].lower()
     assert b"\r\nconnection: close" in head, data
@@ -190,10 +145,11 @@ def test_request_line_limit_counts_the_whole_line(rotor):
         out = b"GET /" + b"a" * pad + b" HTTP/1.1"
         assert len(out) == n
         return out
-    ok, _ = exchange(r.port, line(100) + b"\r\nHost: t\r\nConnection: close\r\n\r\n")
+    tail = b"\r\nHost: t\r\nConnection: close\r\n\r\n"
+    ok, _ = send_and_read_until_closed(r.port, line(100) + tail)
     assert ok.startswith(b"HTTP/1.1 200"), ok
     # 101 bytes of request line, only 88 of them target.
-    over, closed = exchange(r.port, line(101) + b"\r\nHost: t\r\nConnection: close\r\n\r\n")
+    over, closed = send_and_read_until_closed(r.port, line(101) + tail)
     assert over.startswith(b"HTTP/1.1 414"), over
     assert closed
 

@@ -9,8 +9,8 @@ import time
 import httpx
 import pytest
 
-from conftest import BIN, DEADLINE, ROOT, recv_until_closed, wait_for
-from test_http_basics import Reader, exchange
+from conftest import BIN, DEADLINE, ROOT, wait_for
+from rawhttp import ResponseReader, recv_until_closed, send_and_read_until_closed
 
 APPS = ROOT / "tests" / "apps"
 HEAD_LIMIT = 65536  # --limit-request-head's default
@@ -59,21 +59,21 @@ def cpu_seconds(pid):
 def test_a_head_at_the_limit_is_served_and_one_byte_more_gets_431_and_a_close(rotor):
     r = rotor("-k", "hello", "-w", "1", "--keep-alive", "30")
     with socket.create_connection(("127.0.0.1", r.port), timeout=10) as s:
-        reader = Reader(s)
+        reader = ResponseReader(s)
         for _ in range(2):  # and the connection stays usable
             s.sendall(head_of(HEAD_LIMIT))
             status, _, body = reader.response()
             assert status == "HTTP/1.1 200 OK" and body == b"Hello, world!"
-    data, closed = exchange(r.port, head_of(HEAD_LIMIT + 1))
+    data, closed = send_and_read_until_closed(r.port, head_of(HEAD_LIMIT + 1))
     assert status_of(data) == b"HTTP/1.1 431 Request Header Fields Too Large", data
     assert closed and b"connection: close" in data.lower(), data
 
 
 def test_limit_request_head_sets_the_bound_and_bad_values_exit_2(rotor):
     r = rotor("-k", "hello", "-w", "1", "--limit-request-head", "1000")
-    data, _ = exchange(r.port, head_of(1000))
+    data, _ = send_and_read_until_closed(r.port, head_of(1000))
     assert status_of(data) == b"HTTP/1.1 200 OK", data
-    data, closed = exchange(r.port, head_of(1001))
+    data, closed = send_and_read_until_closed(r.port, head_of(1001))
     assert status_of(data).startswith(b"HTTP/1.1 431 ") and closed, data
     env = dict(os.environ, ROTOR_LIMIT_REQUEST_HEAD="2000")
     out = subprocess.run([str(BIN), "--print-config", "-k", "hello"], env=env,
@@ -173,7 +173,7 @@ def head_and_rest(sock, request):
     """Sends `request` then a pipelined GET /; returns (head of the first answer, what
     followed it): nothing follows a body-less answer but the next response."""
     sock.sendall(request + b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
-    reader = Reader(sock)
+    reader = ResponseReader(sock)
     while b"\r\n\r\n" not in reader.buf:
         reader._more()
     head, _, reader.buf = reader.buf.partition(b"\r\n\r\n")
@@ -199,7 +199,7 @@ def test_a_head_answer_keeps_the_apps_length_and_a_get_still_gets_one(rotor):
         head = head_and_rest(s, b"HEAD /cl?cl=5&parts= HTTP/1.1\r\nHost: t\r\n\r\n")
         assert "\r\ncontent-length: 5" in head, head
         s.sendall(b"GET /cl?parts= HTTP/1.1\r\nHost: t\r\n\r\n")
-        status, headers, body = Reader(s).response()
+        status, headers, body = ResponseReader(s).response()
         assert headers["content-length"] == "0" and body == b"", headers
 
 

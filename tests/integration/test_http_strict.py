@@ -11,7 +11,8 @@ import time
 import pytest
 
 from conftest import DEADLINE, wait_for
-from test_http_basics import Reader, exchange, read_response, recv_until_closed
+from rawhttp import (ResponseReader, read_response, recv_until_closed,
+                     send_and_read_until_closed)
 
 BASE = ("-k", "hello", "-w", "1", "--keep-alive", "30")
 POST = b"POST / HTTP/1.1\r\nHost: t\r\n"
@@ -53,7 +54,8 @@ def test_rejected_request_never_reaches_the_handler(rotor, case):
     request, status = REJECTED[case]
     r = rotor(*BASE)
     # A valid request first: it is answered, then the bad one gets its error and the close.
-    data, closed = exchange(r.port, b"GET /first HTTP/1.1\r\nHost: t\r\n\r\n" + request)
+    data, closed = send_and_read_until_closed(
+        r.port, b"GET /first HTTP/1.1\r\nHost: t\r\n\r\n" + request)
     first, _, rest = data.partition(b"\r\n\r\nHello, world!")
     assert first.startswith(b"HTTP/1.1 200 "), data
     assert rest.startswith(b"HTTP/1.1 %d " % status), data
@@ -64,7 +66,7 @@ def test_rejected_request_never_reaches_the_handler(rotor, case):
 
 def test_an_error_answer_to_head_has_no_body(rotor):
     r = rotor(*BASE)
-    data, closed = exchange(r.port, b"HEAD / HTTP/1.1\r\nX: no host\r\n\r\n")
+    data, closed = send_and_read_until_closed(r.port, b"HEAD / HTTP/1.1\r\nX: no host\r\n\r\n")
     head, _, body = data.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 400 ") and b"\r\nContent-Length: " in head, data
     assert body == b"" and closed, data
@@ -72,10 +74,12 @@ def test_an_error_answer_to_head_has_no_body(rotor):
 
 def test_connect_and_options_asterisk_are_accepted(rotor):
     r = rotor(*BASE)
-    data, closed = exchange(r.port, b"OPTIONS * HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+    data, closed = send_and_read_until_closed(
+        r.port, b"OPTIONS * HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
     assert data.startswith(b"HTTP/1.1 200 "), data
     # CONNECT switches protocols: answered, then closed (no tunnel in the hello worker).
-    data, closed = exchange(r.port, b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com\r\n\r\n")
+    data, closed = send_and_read_until_closed(
+        r.port, b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com\r\n\r\n")
     assert data.startswith(b"HTTP/1.1 200 ") and closed, data
 
 
@@ -83,7 +87,7 @@ def test_expect_100_continue_is_sent_before_the_body_is_read(rotor):
     r = rotor(*BASE)
     with socket.create_connection(("127.0.0.1", r.port), timeout=10) as s:
         s.sendall(POST + b"Expect: 100-continue\r\nContent-Length: 5\r\n\r\n")
-        reader = Reader(s)
+        reader = ResponseReader(s)
         while b"\r\n\r\n" not in reader.buf:
             reader._more()
         assert reader.buf == b"HTTP/1.1 100 Continue\r\n\r\n", reader.buf
@@ -100,7 +104,8 @@ def test_expect_100_continue_is_sent_before_the_body_is_read(rotor):
 
 def test_no_100_continue_for_a_request_refused_at_its_head(rotor):
     r = rotor(*BASE, "--limit-request-body", "4")
-    data, closed = exchange(r.port, POST + b"Expect: 100-continue\r\nContent-Length: 5\r\n\r\n")
+    data, closed = send_and_read_until_closed(
+        r.port, POST + b"Expect: 100-continue\r\nContent-Length: 5\r\n\r\n")
     assert data.startswith(b"HTTP/1.1 413 "), data
     assert b"100 Continue" not in data and closed
 
@@ -114,7 +119,7 @@ def test_many_pipelined_requests_in_one_packet_are_answered_in_order(rotor):
     payload = b"".join(b"%s /%d HTTP/1.1\r\nHost: t\r\n\r\n" % (m, i) for i, m in enumerate(methods))
     with socket.create_connection(("127.0.0.1", r.port), timeout=30) as s:
         s.sendall(payload)
-        reader = Reader(s, timeout=30)
+        reader = ResponseReader(s, timeout=30)
         for i, m in enumerate(methods):
             while b"\r\n\r\n" not in reader.buf:
                 reader._more()
@@ -223,7 +228,8 @@ def test_a_client_that_never_reads_does_not_grow_the_worker(rotor):
         assert sent < 100 << 20, f"the server kept reading: {sent} bytes taken"
         assert grown < 16 * 1024, f"worker RSS grew by {grown} KiB for one non-reading client"
         # Still serving others meanwhile.
-        data, _ = exchange(r.port, b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        data, _ = send_and_read_until_closed(
+            r.port, b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
         assert data.startswith(b"HTTP/1.1 200 ")
     finally:
         s.close()

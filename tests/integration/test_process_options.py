@@ -12,17 +12,11 @@ from pathlib import Path
 import pytest
 
 from conftest import BIN, DEADLINE, ROOT, pid_alive, wait_for
+from rawhttp import send_and_read_all
 
 
 def _get(port):
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
-        s.sendall(b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
-        data = b""
-        while True:
-            b = s.recv(65536)
-            if not b:
-                return data
-            data += b
+    return send_and_read_all(port, b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
 
 
 def _listening_socket():

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import pid_alive, recv_until_closed, wait_for
+from conftest import pid_alive, wait_for
+from rawhttp import recv_until_closed
 
 # A request that takes ?s= seconds; it touches ?mark= as it starts, so that a test knows it is
 # in flight.

@@ -14,7 +14,8 @@ import time
 import httpx
 import pytest
 
-from conftest import DEADLINE, parse_fields, pid_alive, recv_until_closed, run_wrk, wait_for
+from conftest import DEADLINE, parse_fields, pid_alive, run_wrk, wait_for
+from rawhttp import recv_until_closed
 
 
 # --- helpers -----------------------------------------------------------------------------------

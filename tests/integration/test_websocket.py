@@ -11,7 +11,7 @@ import time
 import pytest
 
 from conftest import ROOT, wait_for
-from test_asgi import wait_until_the_server_is_blocked
+from rawhttp import wait_until_the_server_is_blocked
 
 websockets = pytest.importorskip("websockets")
 

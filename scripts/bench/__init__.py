@@ -1,0 +1,1 @@
+"""The parts of scripts/bench.py: servers, load, reports, and the scenarios by subject."""
