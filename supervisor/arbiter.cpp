@@ -30,8 +30,7 @@ namespace rotor {
 namespace {
 
 constexpr size_t kScoreboardSlots = 1024;
-constexpr int64_t kMs = 1000000;
-constexpr int64_t kSec = 1000 * kMs;
+constexpr int64_t kSec = 1000 * kNsPerMs;
 constexpr int64_t kSweepMs = 100;
 constexpr int64_t kKillGraceNs = 2 * kSec;  // after SIGABRT, before SIGKILL
 constexpr int64_t kFastStopNs = 1 * kSec;   // INT/QUIT: workers get this long to exit
@@ -69,10 +68,10 @@ Arbiter::Arbiter(conf::Config config, std::vector<std::string> args, conf::Envir
       listeners_(std::move(listeners)),
       scoreboard_(std::make_unique<Scoreboard>(kScoreboardSlots)),
       rng_(std::random_device{}()),
-      backoff_(100 * kMs, 10 * kSec, 30 * kSec),
+      backoff_(100 * kNsPerMs, 10 * kSec, 30 * kSec),
       rss_guard_(kLimitFloorNs, kLimitCapNs),
       lifetime_guard_(kLimitFloorNs, kLimitCapNs),
-      template_backoff_(500 * kMs, 30 * kSec, 60 * kSec),
+      template_backoff_(500 * kNsPerMs, 30 * kSec, 60 * kSec),
       desired_(static_cast<int>(cfg_.workers)),
       identity_(identity),
       master_pid_(getpid()) {}
@@ -391,7 +390,7 @@ void Arbiter::note_boot_failure(int64_t now) {
   if (backoff_.delay_ns() == 0) return;
   ++held_back_;
   spdlog::warn("event=backoff crashes={} delay_ms={} detail=\"workers fail before they serve\"",
-               backoff_.crashes(), backoff_.delay_ns() / kMs);
+               backoff_.crashes(), backoff_.delay_ns() / kNsPerMs);
 }
 
 // The first generation could not start: the child's own exit code says whether the app could
@@ -414,18 +413,7 @@ void Arbiter::observe_workers() {
     if (w.phase == policy::Phase::kBooting &&
         (state == static_cast<uint32_t>(WorkerState::kReady) ||
          state == static_cast<uint32_t>(WorkerState::kRetiring))) {
-      w.phase = policy::Phase::kReady;
-      w.ready_ns = now;
-      ever_ready_ = true;
-      // The worker's own timestamp, trusted only within the bounds we know.
-      int64_t ready = std::clamp(s.ready_ns.load(std::memory_order_relaxed), w.started_ns, now);
-      spawn_latency_.add(ready - w.started_ns);
-      spdlog::info("event=worker-ready pid={} spawn_ms={:.2f} generation={} mode={}", pid,
-                   static_cast<double>(ready - w.started_ns) / kMs, w.generation,
-                   w.template_pid ? "template" : "cold");
-      if (cfg_.max_rss_mb > 0) {
-        w.fresh_rss = sample_rss(w, now, static_cast<uint64_t>(cfg_.max_rss_mb) << 20);
-      }
+      on_worker_ready(w, s, now);
     }
     if (w.phase == policy::Phase::kReady && !w.drain_ns &&
         state == static_cast<uint32_t>(WorkerState::kDraining)) {
@@ -433,44 +421,67 @@ void Arbiter::observe_workers() {
       continue;
     }
     if (w.phase != policy::Phase::kReady || w.reason != ExitReason::kNone) continue;
-    policy::RetireInputs in;
-    in.requests = s.requests.load(std::memory_order_relaxed);
-    in.request_limit = w.request_limit;
-    in.max_rss_bytes = static_cast<uint64_t>(cfg_.max_rss_mb) * 1024 * 1024;
-    if (in.max_rss_bytes && now - w.rss_checked_ns >= kRssSampleNs) {
-      in.rss_bytes = sample_rss(w, now, in.max_rss_bytes);
-    }
-    in.now_ns = now;
-    in.deadline_ns = w.deadline_ns;
-    in.ready_ns = w.ready_ns;
-    in.rss_min_age_ns = rss_guard_.min_age_ns();
-    in.lifetime_min_age_ns = lifetime_guard_.min_age_ns();
-    if (auto reason = policy::retire_reason(in)) {
-      w.reason = exit_reason_from(*reason);
-      spdlog::debug("event=retire pid={} reason={} requests={} limit={} rss_mb={}", pid, *reason,
-                    in.requests, w.request_limit, in.rss_bytes >> 20);
-      if (w.reason == ExitReason::kMaxRss || w.reason == ExitReason::kMaxLifetime) {
-        on_limit_retire(w, in);
-      }
-    }
-    if (w.reason == ExitReason::kNone && !w.due_soon) {
-      policy::DueInputs due;
-      due.requests = in.requests;
-      due.request_limit = w.request_limit;
-      due.ready_ns = w.ready_ns;
-      due.deadline_ns =
-          policy::guarded_deadline(w.deadline_ns, w.ready_ns, lifetime_guard_.min_age_ns());
-      due.now_ns = now;
-      due.lead_ns = policy::rotation_lead_ns(spawn_latency_.ns(), kSweepMs * kMs);
-      auto due_reason = policy::rotation_due_soon(due);
-      w.due_soon = due_reason.has_value();
-      if (w.due_soon) {
-        w.due_reason = exit_reason_from(*due_reason);
-        spdlog::debug("event=rotation-due pid={} requests={} limit={} lead_ms={}", pid, in.requests,
-                      w.request_limit, due.lead_ns / kMs);
-      }
-    }
+    uint64_t requests = s.requests.load(std::memory_order_relaxed);
+    check_limits(w, requests, now);
+    if (w.reason == ExitReason::kNone && !w.due_soon) check_due_soon(w, requests, now);
   }
+}
+
+void Arbiter::on_worker_ready(Worker& w, const Slot& s, int64_t now) {
+  w.phase = policy::Phase::kReady;
+  w.ready_ns = now;
+  ever_ready_ = true;
+  // The worker's own timestamp, trusted only within the bounds we know.
+  int64_t ready = std::clamp(s.ready_ns.load(std::memory_order_relaxed), w.started_ns, now);
+  spawn_latency_.add(ready - w.started_ns);
+  spdlog::info("event=worker-ready pid={} spawn_ms={:.2f} generation={} mode={}", w.pid,
+               static_cast<double>(ready - w.started_ns) / kNsPerMs, w.generation,
+               w.template_pid ? "template" : "cold");
+  if (cfg_.max_rss_mb > 0) {
+    w.fresh_rss = sample_rss(w, now, static_cast<uint64_t>(cfg_.max_rss_mb) << 20);
+  }
+}
+
+// Whether the worker reached a limit (requests, memory, age): then it has a reason to leave.
+void Arbiter::check_limits(Worker& w, uint64_t requests, int64_t now) {
+  policy::RetireInputs in;
+  in.requests = requests;
+  in.request_limit = w.request_limit;
+  in.max_rss_bytes = static_cast<uint64_t>(cfg_.max_rss_mb) * 1024 * 1024;
+  if (in.max_rss_bytes && now - w.rss_checked_ns >= kRssSampleNs) {
+    in.rss_bytes = sample_rss(w, now, in.max_rss_bytes);
+  }
+  in.now_ns = now;
+  in.deadline_ns = w.deadline_ns;
+  in.ready_ns = w.ready_ns;
+  in.rss_min_age_ns = rss_guard_.min_age_ns();
+  in.lifetime_min_age_ns = lifetime_guard_.min_age_ns();
+  auto reason = policy::retire_reason(in);
+  if (!reason) return;
+  w.reason = exit_reason_from(*reason);
+  spdlog::debug("event=retire pid={} reason={} requests={} limit={} rss_mb={}", w.pid, *reason,
+                in.requests, w.request_limit, in.rss_bytes >> 20);
+  if (w.reason == ExitReason::kMaxRss || w.reason == ExitReason::kMaxLifetime) {
+    on_limit_retire(w, in);
+  }
+}
+
+// Whether the worker will reach a limit within a successor's boot time (latched once true).
+void Arbiter::check_due_soon(Worker& w, uint64_t requests, int64_t now) {
+  policy::DueInputs due;
+  due.requests = requests;
+  due.request_limit = w.request_limit;
+  due.ready_ns = w.ready_ns;
+  due.deadline_ns =
+      policy::guarded_deadline(w.deadline_ns, w.ready_ns, lifetime_guard_.min_age_ns());
+  due.now_ns = now;
+  due.lead_ns = policy::rotation_lead_ns(spawn_latency_.ns(), kSweepMs * kNsPerMs);
+  auto due_reason = policy::rotation_due_soon(due);
+  w.due_soon = due_reason.has_value();
+  if (!w.due_soon) return;
+  w.due_reason = exit_reason_from(*due_reason);
+  spdlog::debug("event=rotation-due pid={} requests={} limit={} lead_ms={}", w.pid, requests,
+                w.request_limit, due.lead_ns / kNsPerMs);
 }
 
 // A worker told to leave by a signal the master did not send (an operator's kill -TERM): its
@@ -605,7 +616,7 @@ void Arbiter::manage_workers() {
   if (spawn_allowed) held_back_ = 0;
   timing.held_back = held_back_;
   timing.early_grace_ns =
-      std::max(kSec, 4 * policy::rotation_lead_ns(spawn_latency_.ns(), kSweepMs * kMs));
+      std::max(kSec, 4 * policy::rotation_lead_ns(spawn_latency_.ns(), kSweepMs * kNsPerMs));
   policy::Plan plan =
       policy::plan(children_.views(), desired_, static_cast<int>(cfg_.max_concurrent_rotations),
                    spawn_allowed, timing);

@@ -65,6 +65,9 @@ class Arbiter {
   void note_boot_failure(int64_t now);
   // Observe: readiness and limits, from the scoreboard.
   void observe_workers();
+  void on_worker_ready(Worker& w, const Slot& s, int64_t now);
+  void check_limits(Worker& w, uint64_t requests, int64_t now);
+  void check_due_soon(Worker& w, uint64_t requests, int64_t now);
   void note_unasked_drain(Worker& w, int64_t now);
   uint64_t sample_rss(Worker& w, int64_t now, uint64_t max_rss);
   void on_limit_retire(const Worker& w, const policy::RetireInputs& in);

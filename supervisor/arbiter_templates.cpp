@@ -23,8 +23,6 @@ namespace rotor {
 
 namespace {
 
-constexpr int64_t kMs = 1000000;
-
 // The parent pid of `pid` from /proc, or 0: a pid the template reports is trusted only when the
 // process is already our child.
 pid_t parent_of(pid_t pid) {
@@ -184,7 +182,7 @@ void Arbiter::read_template(Template& t) {
 void Arbiter::on_template_ready(Template& t, int64_t boot_ns) {
   t.ready = true;
   spdlog::info("event=template-ready pid={} generation={} boot_ms={:.1f}", t.pid, t.generation,
-               static_cast<double>(boot_ns) / kMs);
+               static_cast<double>(boot_ns) / kNsPerMs);
   if (next_cfg_ && t.generation == generation_) {
     cold_fallback_ = false;  // the reload's code imports without starting threads
     apply_next_config();
@@ -289,7 +287,7 @@ void Arbiter::on_template_exit(Template& t, int status) {
       break;
     case policy::TemplateExit::kRestart:
       template_backoff_.on_crash(now);
-      spdlog::warn("event=template-restart delay_ms={}", template_backoff_.delay_ns() / kMs);
+      spdlog::warn("event=template-restart delay_ms={}", template_backoff_.delay_ns() / kNsPerMs);
       break;
   }
 }
