@@ -30,9 +30,7 @@ namespace rotor {
 namespace {
 
 constexpr size_t kScoreboardSlots = 1024;
-constexpr int kMaxWorkers = 512;
-constexpr int64_t kMs = 1000000;
-constexpr int64_t kSec = 1000 * kMs;
+constexpr int64_t kSec = 1000 * kNsPerMs;
 constexpr int64_t kSweepMs = 100;
 constexpr int64_t kKillGraceNs = 2 * kSec;  // after SIGABRT, before SIGKILL
 constexpr int64_t kFastStopNs = 1 * kSec;   // INT/QUIT: workers get this long to exit
@@ -60,15 +58,6 @@ double seconds(int64_t ns) {
 
 }  // namespace
 
-std::string exit_status_text(int status) {
-  if (WIFEXITED(status)) return "exit:" + std::to_string(WEXITSTATUS(status));
-  if (WIFSIGNALED(status)) {
-    const char* name = sigabbrev_np(WTERMSIG(status));
-    return std::string("signal:") + (name ? name : std::to_string(WTERMSIG(status)).c_str());
-  }
-  return "unknown";
-}
-
 Arbiter::Arbiter(conf::Config config, std::vector<std::string> args, conf::Environment env,
                  std::string start_dir, std::vector<Listener> listeners, Identity identity)
     : cfg_(std::move(config)),
@@ -79,10 +68,10 @@ Arbiter::Arbiter(conf::Config config, std::vector<std::string> args, conf::Envir
       listeners_(std::move(listeners)),
       scoreboard_(std::make_unique<Scoreboard>(kScoreboardSlots)),
       rng_(std::random_device{}()),
-      backoff_(100 * kMs, 10 * kSec, 30 * kSec),
+      backoff_(100 * kNsPerMs, 10 * kSec, 30 * kSec),
       rss_guard_(kLimitFloorNs, kLimitCapNs),
       lifetime_guard_(kLimitFloorNs, kLimitCapNs),
-      template_backoff_(500 * kMs, 30 * kSec, 60 * kSec),
+      template_backoff_(500 * kNsPerMs, 30 * kSec, 60 * kSec),
       desired_(static_cast<int>(cfg_.workers)),
       identity_(identity),
       master_pid_(getpid()) {}
@@ -92,7 +81,7 @@ Arbiter::~Arbiter() {
   for (int fd : {notify_pipe_[0], notify_pipe_[1], handoff_pair_[0], handoff_pair_[1]}) {
     if (fd >= 0) ::close(fd);
   }
-  for (auto& [pid, t] : templates_) {
+  for (auto& [pid, t] : children_.templates()) {
     if (t.fd >= 0) ::close(t.fd);
   }
 }
@@ -140,10 +129,10 @@ int Arbiter::run() {
   std::vector<pid_t> fd_owner;  // the template behind each fds[i], i >= 2
   while (true) {
     sweep();
-    if (stopping_ && workers_.empty() && templates_.empty()) break;
+    if (stopping_ && children_.workers().empty() && children_.templates().empty()) break;
     fds.assign({{signal_fd_, POLLIN, 0}, {notify_pipe_[0], POLLIN, 0}});
     fd_owner.assign(2, 0);
-    for (const auto& [pid, t] : templates_) {
+    for (const auto& [pid, t] : children_.templates()) {
       if (t.fd < 0) continue;
       fds.push_back({t.fd, POLLIN, 0});
       fd_owner.push_back(pid);
@@ -160,8 +149,8 @@ int Arbiter::run() {
       }
     }
     for (size_t i = 2; i < fds.size(); ++i) {
-      auto it = templates_.find(fd_owner[i]);
-      if (fds[i].revents && it != templates_.end()) read_template(it->second);
+      Template* t = children_.find_template(fd_owner[i]);
+      if (fds[i].revents && t) read_template(*t);
     }
   }
 
@@ -208,9 +197,9 @@ void Arbiter::reopen_logs() {
   if (!log::prepare_file(cfg_.access_logfile, &error))
     spdlog::error("event=log-reopen-failed error={}", log::quote(error));
   log::reopen();
-  spdlog::info("event=reopen-logs workers={}", workers_.size());
+  spdlog::info("event=reopen-logs workers={}", children_.workers().size());
   signal_all(SIGUSR1);
-  for (auto& [pid, t] : templates_) ::kill(pid, SIGUSR1);
+  for (auto& [pid, t] : children_.templates()) ::kill(pid, SIGUSR1);
 }
 
 void Arbiter::sweep() {
@@ -223,15 +212,7 @@ void Arbiter::sweep() {
   }
 }
 
-Arbiter::Worker* Arbiter::find(uint64_t id) {
-  for (auto& [pid, w] : workers_) {
-    if (w.id == id) return &w;
-  }
-  auto it = pending_.find(id);
-  return it == pending_.end() ? nullptr : &it->second;
-}
-
-Arbiter::Worker Arbiter::new_worker(uint64_t predecessor, size_t slot, uint64_t generation) {
+Worker Arbiter::new_worker(uint64_t predecessor, size_t slot, uint64_t generation) {
   Worker w;
   w.id = ++spawn_seq_;
   w.slot = slot;
@@ -240,27 +221,23 @@ Arbiter::Worker Arbiter::new_worker(uint64_t predecessor, size_t slot, uint64_t 
   int64_t lifetime = policy::draw_lifetime_ns(cfg_.max_lifetime, cfg_.max_lifetime_jitter, rng_);
   w.started_ns = monotonic_ns();
   w.deadline_ns = lifetime ? w.started_ns + lifetime : 0;
-  w.spawn_reason = ever_ready_ ? "replace" : "boot";
-  if (Worker* old = predecessor ? find(predecessor) : nullptr) {
-    old->successor = w.id;
-    w.is_successor = true;
-    w.spawn_reason = old->reason.empty() ? "due-soon" : old->reason;
-    w.replaces = old->pid;
-  }
+  w.cause = ever_ready_ ? SpawnCause::kReplace : SpawnCause::kBoot;
+  children_.link_successor(w, predecessor);
   scoreboard_->claim(w.slot, w.id, w.request_limit);
   return w;
 }
 
 void Arbiter::log_spawn(const Worker& w) {
   spdlog::info("event=spawn pid={} reason={} requests=0 limit={} generation={} mode={}{}", w.pid,
-               w.spawn_reason, w.request_limit, w.generation, w.template_pid ? "template" : "cold",
+               spawn_reason_name(w), w.request_limit, w.generation,
+               w.template_pid ? "template" : "cold",
                w.replaces ? " replaces=" + std::to_string(w.replaces) : "");
 }
 
 void Arbiter::spawn_worker(uint64_t predecessor) {
   Template* t = nullptr;
   if (uses_template()) {
-    t = ready_template();
+    t = children_.ready_template();
     // No template is ready: at boot, or while one that died re-imports (which may take long, or
     // fail on code changed on disk). A successor can wait, its predecessor serves meanwhile; a
     // dead worker's place is filled by a cold worker instead, so capacity does not wait on it.
@@ -283,13 +260,13 @@ void Arbiter::spawn_worker(uint64_t predecessor) {
   if (pid < 0) {
     spdlog::error("event=spawn-failed error={}", log::quote(std::strerror(errno)));
     scoreboard_->release(w.slot);
-    unlink_rotation(w.id);
+    children_.unlink(w.id);
     note_boot_failure(monotonic_ns());
     return;
   }
   if (pid == 0) run_child(w.slot);
   w.pid = pid;
-  workers_[pid] = w;
+  children_.add(w);
   log_spawn(w);
 }
 
@@ -305,7 +282,7 @@ void Arbiter::prepare_child(const conf::Config& config) {
   sigprocmask(SIG_SETMASK, &none, nullptr);
   ::close(signal_fd_);
   ::close(notify_pipe_[0]);
-  for (auto& [pid, t] : templates_) {
+  for (auto& [pid, t] : children_.templates()) {
     if (t.fd >= 0) ::close(t.fd);
   }
   // Between a HUP that changes --bind and its taking effect, both configs' sockets are open:
@@ -350,40 +327,19 @@ void Arbiter::reap_children() {
   pid_t pid;
   int64_t now = monotonic_ns();
   while ((pid = wait4(-1, &status, WNOHANG, &usage)) > 0) {
-    if (auto t = templates_.find(pid); t != templates_.end()) {
-      // What it sent before it died (a pid it forked) is still in its socket.
-      read_template(t->second);
-      t->second.exited = true;
-      on_template_exit(t->second, status);
-      if (t->second.fd >= 0) ::close(t->second.fd);
-      templates_.erase(t);
-      continue;
-    }
-    auto it = workers_.find(pid);
-    if (it == workers_.end()) {
+    if (Template* t = children_.find_template(pid)) {
+      reap_template(*t, status);
+    } else if (Worker* w = children_.find_pid(pid)) {
+      on_worker_exit(*w, child_exit(status, usage));
+      children_.remove(pid);
+    } else {
       // A worker whose template has not reported it yet, or an orphan reparented to us
       // (subreaper, or PID 1): kept a while in case its template names it.
       spdlog::debug("event=reaped-orphan pid={} status={}", pid, exit_status_text(status));
-      if (!templates_.empty()) early_exits_[pid] = {child_exit(status, usage), now};
-      continue;
+      children_.note_unknown_exit(pid, child_exit(status, usage), now);
     }
-    on_worker_exit(it->second, child_exit(status, usage));
-    workers_.erase(it);
   }
-  std::erase_if(early_exits_, [now](const auto& e) { return now - e.second.second > 60 * kSec; });
-}
-
-// Unlink rotations: a retiring worker whose successor died waits for another one, and a
-// successor whose predecessor died is simply a worker.
-void Arbiter::unlink_rotation(uint64_t id) {
-  auto unlink = [id](Worker& other, uint64_t own_successor) {
-    if (other.successor == id) other.successor = 0;
-    if (own_successor == other.id) other.is_successor = false;
-  };
-  Worker* gone = find(id);
-  uint64_t successor = gone ? gone->successor : 0;
-  for (auto& [pid, other] : workers_) unlink(other, successor);
-  for (auto& [pending_id, other] : pending_) unlink(other, successor);
+  children_.forget_unknown_exits(now, 60 * kSec);
 }
 
 void Arbiter::on_worker_exit(Worker& w, const ChildExit& exit) {
@@ -406,16 +362,16 @@ void Arbiter::on_worker_exit(Worker& w, const ChildExit& exit) {
       requests > 0 || (own_slot && (s.in_flight.load(std::memory_order_relaxed) > 0 ||
                                     s.connections.load(std::memory_order_relaxed) > 0));
   bool asked = w.drain_ns || w.abort_ns || w.killed;
-  std::string reason = asked ? w.reason : "crash";
+  ExitReason reason = asked ? w.reason : ExitReason::kCrash;
   bool boot_failure = !ever_ready_ && w.phase == policy::Phase::kBooting && !stopping_;
-  auto level = reason == "crash" || reason == "timeout" ? spdlog::level::err : spdlog::level::info;
+  auto level = reason == ExitReason::kCrash || reason == ExitReason::kTimeout ? spdlog::level::err
+                                                                              : spdlog::level::info;
   spdlog::log(level,
               "event=worker-exit pid={} reason={} requests={} limit={} status={} uptime_s={:.3f} "
               "cpu_ms={:.0f} minflt={} generation={}",
-              w.pid, reason, requests, w.request_limit, exit_status_text(status),
+              w.pid, exit_reason_name(reason), requests, w.request_limit, exit_status_text(status),
               seconds(now - w.started_ns), exit.cpu_ms, exit.minflt, w.generation);
 
-  unlink_rotation(w.id);
   scoreboard_->release(w.slot);
 
   if (boot_failure) {
@@ -423,7 +379,8 @@ void Arbiter::on_worker_exit(Worker& w, const ChildExit& exit) {
     return;
   }
   // A worker that was serving is replaced at once; only failures to boot are backed off.
-  if (reason == "crash" && !stopping_ && policy::death_is_boot_failure(death, kSettleNs)) {
+  if (reason == ExitReason::kCrash && !stopping_ &&
+      policy::death_is_boot_failure(death, kSettleNs)) {
     note_boot_failure(now);
   }
 }
@@ -433,7 +390,7 @@ void Arbiter::note_boot_failure(int64_t now) {
   if (backoff_.delay_ns() == 0) return;
   ++held_back_;
   spdlog::warn("event=backoff crashes={} delay_ms={} detail=\"workers fail before they serve\"",
-               backoff_.crashes(), backoff_.delay_ns() / kMs);
+               backoff_.crashes(), backoff_.delay_ns() / kNsPerMs);
 }
 
 // The first generation could not start: the child's own exit code says whether the app could
@@ -449,81 +406,95 @@ void Arbiter::fail_boot(pid_t pid, int status) {
 
 void Arbiter::observe_workers() {
   int64_t now = monotonic_ns();
-  for (auto& [pid, w] : workers_) {
+  for (auto& [pid, w] : children_.workers()) {
     Slot& s = scoreboard_->slot(w.slot);
     if (s.token.load(std::memory_order_acquire) != w.id) continue;
     uint32_t state = s.state.load(std::memory_order_acquire);
     if (w.phase == policy::Phase::kBooting &&
         (state == static_cast<uint32_t>(WorkerState::kReady) ||
          state == static_cast<uint32_t>(WorkerState::kRetiring))) {
-      w.phase = policy::Phase::kReady;
-      w.ready_ns = now;
-      ever_ready_ = true;
-      // The worker's own timestamp, trusted only within the bounds we know.
-      int64_t ready = std::clamp(s.ready_ns.load(std::memory_order_relaxed), w.started_ns, now);
-      spawn_latency_.add(ready - w.started_ns);
-      spdlog::info("event=worker-ready pid={} spawn_ms={:.2f} generation={} mode={}", pid,
-                   static_cast<double>(ready - w.started_ns) / kMs, w.generation,
-                   w.template_pid ? "template" : "cold");
-      if (cfg_.max_rss_mb > 0) {
-        w.fresh_rss = sample_rss(w, now, static_cast<uint64_t>(cfg_.max_rss_mb) << 20);
-      }
+      on_worker_ready(w, s, now);
     }
     if (w.phase == policy::Phase::kReady && !w.drain_ns &&
         state == static_cast<uint32_t>(WorkerState::kDraining)) {
       note_unasked_drain(w, now);
       continue;
     }
-    if (w.phase != policy::Phase::kReady || !w.reason.empty()) continue;
-    policy::RetireInputs in;
-    in.requests = s.requests.load(std::memory_order_relaxed);
-    in.request_limit = w.request_limit;
-    in.max_rss_bytes = static_cast<uint64_t>(cfg_.max_rss_mb) * 1024 * 1024;
-    if (in.max_rss_bytes && now - w.rss_checked_ns >= kRssSampleNs) {
-      in.rss_bytes = sample_rss(w, now, in.max_rss_bytes);
-    }
-    in.now_ns = now;
-    in.deadline_ns = w.deadline_ns;
-    in.ready_ns = w.ready_ns;
-    in.rss_min_age_ns = rss_guard_.min_age_ns();
-    in.lifetime_min_age_ns = lifetime_guard_.min_age_ns();
-    if (auto reason = policy::retire_reason(in)) {
-      w.reason = *reason;
-      spdlog::debug("event=retire pid={} reason={} requests={} limit={} rss_mb={}", pid, w.reason,
-                    in.requests, w.request_limit, in.rss_bytes >> 20);
-      if (w.reason == "max-rss" || w.reason == "max-lifetime") on_limit_retire(w, in);
-    }
-    if (w.reason.empty() && !w.due_soon) {
-      policy::DueInputs due;
-      due.requests = in.requests;
-      due.request_limit = w.request_limit;
-      due.ready_ns = w.ready_ns;
-      due.deadline_ns =
-          policy::guarded_deadline(w.deadline_ns, w.ready_ns, lifetime_guard_.min_age_ns());
-      due.now_ns = now;
-      due.lead_ns = policy::rotation_lead_ns(spawn_latency_.ns(), kSweepMs * kMs);
-      auto due_reason = policy::rotation_due_soon(due);
-      w.due_soon = due_reason.has_value();
-      if (w.due_soon) {
-        w.due_reason = *due_reason;
-        spdlog::debug("event=rotation-due pid={} requests={} limit={} lead_ms={}", pid, in.requests,
-                      w.request_limit, due.lead_ns / kMs);
-      }
-    }
+    if (w.phase != policy::Phase::kReady || w.reason != ExitReason::kNone) continue;
+    uint64_t requests = s.requests.load(std::memory_order_relaxed);
+    check_limits(w, requests, now);
+    if (w.reason == ExitReason::kNone && !w.due_soon) check_due_soon(w, requests, now);
   }
+}
+
+void Arbiter::on_worker_ready(Worker& w, const Slot& s, int64_t now) {
+  w.phase = policy::Phase::kReady;
+  w.ready_ns = now;
+  ever_ready_ = true;
+  // The worker's own timestamp, trusted only within the bounds we know.
+  int64_t ready = std::clamp(s.ready_ns.load(std::memory_order_relaxed), w.started_ns, now);
+  spawn_latency_.add(ready - w.started_ns);
+  spdlog::info("event=worker-ready pid={} spawn_ms={:.2f} generation={} mode={}", w.pid,
+               static_cast<double>(ready - w.started_ns) / kNsPerMs, w.generation,
+               w.template_pid ? "template" : "cold");
+  if (cfg_.max_rss_mb > 0) {
+    w.fresh_rss = sample_rss(w, now, static_cast<uint64_t>(cfg_.max_rss_mb) << 20);
+  }
+}
+
+// Whether the worker reached a limit (requests, memory, age): then it has a reason to leave.
+void Arbiter::check_limits(Worker& w, uint64_t requests, int64_t now) {
+  policy::RetireInputs in;
+  in.requests = requests;
+  in.request_limit = w.request_limit;
+  in.max_rss_bytes = static_cast<uint64_t>(cfg_.max_rss_mb) * 1024 * 1024;
+  if (in.max_rss_bytes && now - w.rss_checked_ns >= kRssSampleNs) {
+    in.rss_bytes = sample_rss(w, now, in.max_rss_bytes);
+  }
+  in.now_ns = now;
+  in.deadline_ns = w.deadline_ns;
+  in.ready_ns = w.ready_ns;
+  in.rss_min_age_ns = rss_guard_.min_age_ns();
+  in.lifetime_min_age_ns = lifetime_guard_.min_age_ns();
+  auto reason = policy::retire_reason(in);
+  if (!reason) return;
+  w.reason = exit_reason_from(*reason);
+  spdlog::debug("event=retire pid={} reason={} requests={} limit={} rss_mb={}", w.pid, *reason,
+                in.requests, w.request_limit, in.rss_bytes >> 20);
+  if (w.reason == ExitReason::kMaxRss || w.reason == ExitReason::kMaxLifetime) {
+    on_limit_retire(w, in);
+  }
+}
+
+// Whether the worker will reach a limit within a successor's boot time (latched once true).
+void Arbiter::check_due_soon(Worker& w, uint64_t requests, int64_t now) {
+  policy::DueInputs due;
+  due.requests = requests;
+  due.request_limit = w.request_limit;
+  due.ready_ns = w.ready_ns;
+  due.deadline_ns =
+      policy::guarded_deadline(w.deadline_ns, w.ready_ns, lifetime_guard_.min_age_ns());
+  due.now_ns = now;
+  due.lead_ns = policy::rotation_lead_ns(spawn_latency_.ns(), kSweepMs * kNsPerMs);
+  auto due_reason = policy::rotation_due_soon(due);
+  w.due_soon = due_reason.has_value();
+  if (!w.due_soon) return;
+  w.due_reason = exit_reason_from(*due_reason);
+  spdlog::debug("event=rotation-due pid={} requests={} limit={} lead_ms={}", w.pid, requests,
+                w.request_limit, due.lead_ns / kNsPerMs);
 }
 
 // A worker told to leave by a signal the master did not send (an operator's kill -TERM): its
 // place is filled now, not when its exit (which waits for the app's threads) ends, and it is
 // held to the graceful timeout like any drain.
 void Arbiter::note_unasked_drain(Worker& w, int64_t now) {
-  if (w.reason.empty()) w.reason = "signal";
+  if (w.reason == ExitReason::kNone) w.reason = ExitReason::kSignal;
   w.phase = policy::Phase::kDraining;
   w.drain_ns = now;
   spdlog::warn(
       "event=worker-drain-unasked pid={} reason={} action=replace detail=\"the worker drains on "
       "a signal the master did not send\"",
-      w.pid, w.reason);
+      w.pid, exit_reason_name(w.reason));
 }
 
 uint64_t Arbiter::sample_rss(Worker& w, int64_t now, uint64_t max_rss) {
@@ -536,11 +507,12 @@ uint64_t Arbiter::sample_rss(Worker& w, int64_t now, uint64_t max_rss) {
 // A limit that a new worker already exceeds makes every successor leave at its minimum age:
 // the guard doubles that age, and the operator is told once what the limit and a new worker are.
 void Arbiter::on_limit_retire(const Worker& w, const policy::RetireInputs& in) {
-  bool rss = w.reason == "max-rss";
+  bool rss = w.reason == ExitReason::kMaxRss;
   policy::LimitGuard& guard = rss ? rss_guard_ : lifetime_guard_;
-  bool at_once = policy::retired_at_once(w.reason, in, w.rss_seen_under);
+  const char* limit = exit_reason_name(w.reason);
+  bool at_once = policy::retired_at_once(limit, in, w.rss_seen_under);
   if (at_once) {
-    spdlog::debug("event=limit-backoff limit={} pid={} min_age_s={:.0f}", w.reason, w.pid,
+    spdlog::debug("event=limit-backoff limit={} pid={} min_age_s={:.0f}", limit, w.pid,
                   seconds(std::min(kLimitCapNs, 2 * guard.min_age_ns())));
   }
   if (!guard.on_retire(at_once)) return;
@@ -568,7 +540,7 @@ void Arbiter::murder_workers() {
   int64_t now = monotonic_ns();
   int64_t timeout_ns = static_cast<int64_t>(cfg_.timeout * 1e9);
   int64_t graceful_ns = static_cast<int64_t>(cfg_.graceful_timeout * 1e9);
-  for (auto& [pid, w] : workers_) {
+  for (auto& [pid, w] : children_.workers()) {
     if (w.killed) continue;
     bool kill = false;
     if (w.abort_ns) {
@@ -578,77 +550,64 @@ void Arbiter::murder_workers() {
     } else if (w.drain_ns && now - w.drain_ns > graceful_ns + kSec) {
       kill = true;  // it should have left by itself at graceful_timeout
     } else if (timeout_ns > 0) {
-      Slot& s = scoreboard_->slot(w.slot);
-      int64_t beat =
-          s.token.load(std::memory_order_acquire) == w.id
-              ? std::clamp(s.heartbeat_ns.load(std::memory_order_relaxed), w.started_ns, now)
-              : w.started_ns;
-      if (now - beat > timeout_ns) {
-        bool booting = w.phase == policy::Phase::kBooting;
-        spdlog::error("event=worker-timeout pid={} silent_s={:.1f} phase={} action=abort", pid,
-                      seconds(now - beat),
-                      booting      ? "boot"
-                      : w.drain_ns ? "drain"
-                                   : "serving");
-        w.reason = "timeout";
-        w.abort_ns = now;
-        // One that never got ready stays booting: in the first generation its end is a boot
-        // failure (exit 3), not a crash retried forever.
-        if (!booting) w.phase = policy::Phase::kDraining;
-        ::kill(pid, SIGABRT);
-        ::kill(pid, SIGCONT);  // a stopped worker acts on the abort only once continued
-      }
+      abort_if_silent(w, now, timeout_ns);
     }
-    if (kill) {
-      spdlog::warn("event=worker-kill pid={} reason={}", pid, w.reason.empty() ? "-" : w.reason);
-      w.killed = true;
-      if (w.phase != policy::Phase::kBooting) w.phase = policy::Phase::kDraining;
-      ::kill(pid, SIGKILL);
-    }
+    if (kill) kill_worker(w);
   }
+  murder_templates(now);
+}
+
+// A worker whose heartbeat stopped for --timeout is aborted (SIGABRT shows where it hangs).
+void Arbiter::abort_if_silent(Worker& w, int64_t now, int64_t timeout_ns) {
+  Slot& s = scoreboard_->slot(w.slot);
+  int64_t beat = s.token.load(std::memory_order_acquire) == w.id
+                     ? std::clamp(s.heartbeat_ns.load(std::memory_order_relaxed), w.started_ns, now)
+                     : w.started_ns;
+  if (now - beat <= timeout_ns) return;
+  bool booting = w.phase == policy::Phase::kBooting;
+  spdlog::error("event=worker-timeout pid={} silent_s={:.1f} phase={} action=abort", w.pid,
+                seconds(now - beat),
+                booting      ? "boot"
+                : w.drain_ns ? "drain"
+                             : "serving");
+  w.reason = ExitReason::kTimeout;
+  w.abort_ns = now;
+  // One that never got ready stays booting: in the first generation its end is a boot
+  // failure (exit 3), not a crash retried forever.
+  if (!booting) w.phase = policy::Phase::kDraining;
+  ::kill(w.pid, SIGABRT);
+  ::kill(w.pid, SIGCONT);  // a stopped worker acts on the abort only once continued
+}
+
+void Arbiter::kill_worker(Worker& w) {
+  spdlog::warn("event=worker-kill pid={} reason={}", w.pid,
+               w.reason == ExitReason::kNone ? "-" : exit_reason_name(w.reason));
+  w.killed = true;
+  if (w.phase != policy::Phase::kBooting) w.phase = policy::Phase::kDraining;
+  ::kill(w.pid, SIGKILL);
+}
+
+void Arbiter::murder_templates(int64_t now) {
   if (stopping_ && now > stop_deadline_ns_) {
-    for (auto& [pid, t] : templates_) {
+    for (auto& [pid, t] : children_.templates()) {
       if (!t.exited) ::kill(pid, SIGKILL);
     }
   }
   // A template that does not answer a spawn request (stopped, deadlocked) would hold those
   // places forever: it is killed, and the restart path takes over.
   int64_t answer_ns = std::max<int64_t>(static_cast<int64_t>(cfg_.timeout * 1e9), 30 * kSec);
-  std::vector<uint64_t> overdue;
-  for (const auto& [id, w] : pending_) {
-    if (now - w.started_ns > answer_ns) overdue.push_back(id);
-  }
-  for (uint64_t id : overdue) {
-    pid_t tpid = pending_[id].template_pid;
+  for (uint64_t id : children_.overdue(now, answer_ns)) {
+    const Worker& w = children_.pending().at(id);
+    pid_t tpid = w.template_pid;
     spdlog::error("event=template-unresponsive pid={} waited_s={:.1f} action=kill", tpid,
-                  seconds(now - pending_[id].started_ns));
+                  seconds(now - w.started_ns));
     drop_pending(id, "template-unresponsive");
-    if (auto t = templates_.find(tpid); t != templates_.end() && !t->second.exited) {
-      ::kill(tpid, SIGKILL);
-    }
+    if (Template* t = children_.find_template(tpid); t && !t->exited) ::kill(tpid, SIGKILL);
   }
 }
 
 void Arbiter::manage_workers() {
   int64_t now = monotonic_ns();
-  std::vector<policy::WorkerView> views;
-  views.reserve(workers_.size() + pending_.size());
-  std::vector<const Worker*> all;
-  for (const auto& [pid, w] : workers_) all.push_back(&w);
-  for (const auto& [id, w] : pending_) all.push_back(&w);
-  for (const Worker* wp : all) {
-    const Worker& w = *wp;
-    policy::WorkerView v;
-    v.id = w.id;
-    v.phase = w.phase;
-    v.retiring = !w.reason.empty();
-    v.due_soon = w.due_soon;
-    v.ready_ns = w.ready_ns;
-    v.successor = w.successor;
-    v.is_successor = w.is_successor;
-    v.started_ns = w.started_ns;
-    views.push_back(v);
-  }
   // A worker whose successor has been ready this long without it reaching its limit (the load
   // dropped) leaves early rather than keep an extra process.
   policy::PlanTiming timing;
@@ -657,30 +616,33 @@ void Arbiter::manage_workers() {
   if (spawn_allowed) held_back_ = 0;
   timing.held_back = held_back_;
   timing.early_grace_ns =
-      std::max(kSec, 4 * policy::rotation_lead_ns(spawn_latency_.ns(), kSweepMs * kMs));
-  policy::Plan plan = policy::plan(views, desired_, static_cast<int>(cfg_.max_concurrent_rotations),
-                                   spawn_allowed, timing);
+      std::max(kSec, 4 * policy::rotation_lead_ns(spawn_latency_.ns(), kSweepMs * kNsPerMs));
+  policy::Plan plan =
+      policy::plan(children_.views(), desired_, static_cast<int>(cfg_.max_concurrent_rotations),
+                   spawn_allowed, timing);
   for (uint64_t id : plan.drain) {
     // A due-soon worker has no reason yet: it leaves for the limit it was about to reach.
-    if (Worker* w = find(id)) {
-      std::string reason = !w->reason.empty()       ? w->reason
-                           : !w->due_reason.empty() ? w->due_reason
-                                                    : "max-requests";
+    if (Worker* w = children_.find(id)) {
+      ExitReason reason = w->reason != ExitReason::kNone       ? w->reason
+                          : w->due_reason != ExitReason::kNone ? w->due_reason
+                                                               : ExitReason::kMaxRequests;
       drain_worker(*w, reason);
     }
   }
   for (uint64_t id : plan.scale_down) {
-    if (Worker* w = find(id)) drain_worker(*w, w->reason.empty() ? "scale-down" : w->reason);
+    if (Worker* w = children_.find(id)) {
+      drain_worker(*w, w->reason == ExitReason::kNone ? ExitReason::kScaleDown : w->reason);
+    }
   }
   for (uint64_t id : plan.start_rotation) spawn_worker(id);
   for (int i = 0; i < plan.spawn_fresh; ++i) spawn_worker(0);
 }
 
-void Arbiter::drain_worker(Worker& w, const std::string& reason) {
+void Arbiter::drain_worker(Worker& w, ExitReason reason) {
   if (w.pid <= 0) {
     // Still a request to the template (no pid yet): withdraw it; a worker reported for it
     // later is told to leave (on_spawned). kill(0, ...) would signal the whole group.
-    drop_pending(w.id, reason.c_str());
+    drop_pending(w.id, exit_reason_name(reason));
     return;
   }
   w.reason = reason;
@@ -691,16 +653,7 @@ void Arbiter::drain_worker(Worker& w, const std::string& reason) {
 }
 
 void Arbiter::signal_all(int sig) {
-  for (auto& [pid, w] : workers_) ::kill(pid, sig);
-}
-
-// Workers of older generations are rotated (spawn-before-retire) unless already leaving.
-void Arbiter::reload_workers_before(uint64_t generation) {
-  for (auto& [pid, w] : workers_) {
-    if (w.generation < generation && w.phase != policy::Phase::kDraining && w.reason.empty()) {
-      w.reason = "reload";
-    }
-  }
+  for (auto& [pid, w] : children_.workers()) ::kill(pid, sig);
 }
 
 void Arbiter::begin_stop(bool graceful) {
@@ -713,135 +666,17 @@ void Arbiter::begin_stop(bool graceful) {
   stop_deadline_ns_ =
       now + (graceful ? static_cast<int64_t>(cfg_.graceful_timeout * 1e9) + kSec : kFastStopNs);
   spdlog::info("event=shutdown mode={} workers={}", graceful ? "graceful" : "fast",
-               workers_.size());
-  while (!pending_.empty()) drop_pending(pending_.begin()->first, "shutdown");
-  for (auto& [pid, t] : templates_) retire_template(t);
-  for (auto& [pid, w] : workers_) {
-    w.reason = "shutdown";
+               children_.workers().size());
+  while (!children_.pending().empty()) drop_pending(children_.pending().begin()->first, "shutdown");
+  for (auto& [pid, t] : children_.templates()) retire_template(t);
+  for (auto& [pid, w] : children_.workers()) {
+    w.reason = ExitReason::kShutdown;
     if (!w.drain_ns) w.drain_ns = now;
     w.phase = policy::Phase::kDraining;
     ::kill(pid, graceful ? SIGTERM : SIGQUIT);
   }
   // After the workers were told, so that they leave the sockets rather than find them closed.
   stop_accepting(listeners_);
-}
-
-void Arbiter::reload() {
-  // The environment rotor started with: the app's -e variables, exported since, are not ours.
-  conf::LoadResult res = conf::load(args_, env_, start_dir_);
-  if (res.action != conf::Action::kRun) {
-    spdlog::error(
-        "event=reload-failed error={}",
-        log::quote(res.action == conf::Action::kError ? res.message : "reload needs a run config"));
-    return;
-  }
-  for (const auto& w : res.warnings) spdlog::warn("event=config-warning message={}", log::quote(w));
-  if (!rebind(res.config)) return;
-  ++generation_;
-  scale_since_reload_ = 0;
-  // A HUP is tried at once, not after the delay that crashes of the old code earned.
-  backoff_.reset();
-  template_backoff_.reset();
-  rss_guard_.reset();
-  lifetime_guard_.reset();
-  next_cfg_ = std::move(res.config);
-  close_unused_listeners();  // a HUP it supersedes (still importing) may have added some
-  if (template_wanted()) {
-    // The running workers are rotated only once the new template has imported the new code
-    // (on_template_ready), and the new config takes effect then; if the import fails, they
-    // keep serving under the config they started with.
-    spdlog::info("event=reload generation={} workers={} mode=template", generation_,
-                 next_cfg_->workers);
-    return;
-  }
-  apply_next_config();
-  for (auto& [pid, t] : templates_) retire_template(t);
-  reload_workers_before(generation_);
-  spdlog::info("event=reload generation={} workers={} mode=cold", generation_, desired_);
-}
-
-// A HUP's --bind: its new addresses are bound now (by the master, which may need root), so
-// that a bind that fails leaves everything as it was; the ones it drops stop when its config
-// takes effect. False (logged) when a new address cannot be bound.
-bool Arbiter::rebind(conf::Config& next) {
-  std::vector<std::string> opened;
-  try {
-    // With the HUP's own backlog and umask: the operator may have changed them with the bind.
-    opened = open_missing(listeners_, next.bind, static_cast<int>(next.backlog),
-                          static_cast<mode_t>(next.umask));
-  } catch (const BindError& e) {
-    if (!e.port_held) {
-      spdlog::error("event=reload-failed error={} detail=\"nothing changed\"",
-                    log::quote(e.what()));
-      return false;
-    }
-    // A port our own socket holds (0.0.0.0:P narrowed to 127.0.0.1:P) cannot be bound beside
-    // it, and closing it first would refuse clients: the code and the rest of the config are
-    // still reloaded, on the addresses in force.
-    spdlog::warn(
-        "event=bind-unchanged error={} detail=\"an address on a port rotor already listens on "
-        "cannot be bound beside it; the reload goes on with the addresses in force; restart "
-        "rotor to change them\"",
-        log::quote(e.what()));
-    next.bind = cfg_.bind;
-    return true;
-  }
-  for (const auto& address : opened)
-    spdlog::info("event=listening address={}", log::quote(address));
-  return true;
-}
-
-// Sockets that neither the config in force nor a HUP's (importing) listens on.
-void Arbiter::close_unused_listeners() {
-  std::vector<const std::vector<std::string>*> binds = {&cfg_.bind};
-  if (next_cfg_) binds.push_back(&next_cfg_->bind);
-  for (const auto& address : close_unused(listeners_, binds)) {
-    spdlog::info("event=listener-closed address={}", log::quote(address));
-  }
-}
-
-// A HUP's --pid: the new file is written before the old one goes, so that one that cannot be
-// written (a careless path) leaves the master with the pid file it had, still in force.
-void Arbiter::move_pid_file(const std::string& old_path) {
-  PidFileId old_id = pid_file_id_;
-  std::string error;
-  // Refused as at a start: another running master's file is not ours to take (and remove).
-  if (pid_t owner = pid_file_owner(cfg_.pid_file, master_pid_)) {
-    error = "it names pid " + std::to_string(owner) + ", which is running";
-  }
-  if (!cfg_.pid_file.empty() &&
-      (!error.empty() ||
-       !rotor::write_pid_file(cfg_.pid_file, master_pid_, &pid_file_id_, &error))) {
-    spdlog::error("event=pid-file-failed path={} error={} kept={}", log::quote(cfg_.pid_file),
-                  log::quote(error), log::quote(old_path.empty() ? "-" : old_path));
-    cfg_.pid_file = old_path;
-    return;
-  }
-  if (!old_path.empty()) remove_pid_file(old_path, old_id);
-}
-
-// A reload's config takes effect: new workers, limits, timeouts and logging from now on. TTIN
-// and TTOU since the HUP still count.
-void Arbiter::apply_next_config() {
-  if (!next_cfg_) return;
-  conf::Config next = std::move(*next_cfg_);
-  next_cfg_.reset();
-  if (next.error_logfile != cfg_.error_logfile || next.log_level != cfg_.log_level) {
-    std::string error;
-    if (!log::setup(next.error_logfile, next.log_level, &error)) {
-      spdlog::error("event=log-setup-failed error={} detail=\"logging stays as it was\"",
-                    log::quote(error));
-      next.error_logfile = cfg_.error_logfile;
-      next.log_level = cfg_.log_level;
-    }
-  }
-  std::string old_pid_file = cfg_.pid_file;
-  cfg_ = std::move(next);
-  cfg_generation_ = generation_;
-  close_unused_listeners();
-  if (cfg_.pid_file != old_pid_file) move_pid_file(old_pid_file);
-  desired_ = std::clamp(static_cast<int>(cfg_.workers) + scale_since_reload_, 1, kMaxWorkers);
-  spdlog::info("event=config-applied generation={} workers={}", generation_, desired_);
 }
 
 }  // namespace rotor

@@ -5,7 +5,6 @@
 #include <sys/types.h>
 
 #include <cstdint>
-#include <map>
 #include <memory>
 #include <optional>
 #include <random>
@@ -15,6 +14,7 @@
 #include "conf/config.hpp"
 #include "conf/load.hpp"
 #include "supervisor/app_env.hpp"
+#include "supervisor/children.hpp"
 #include "supervisor/identity.hpp"
 #include "supervisor/listeners.hpp"
 #include "supervisor/pid_file.hpp"
@@ -28,16 +28,6 @@ namespace rotor {
 constexpr int kExitBindFailed = 1;
 constexpr int kExitUsage = 2;
 constexpr int kExitBootFailed = 3;
-
-// "exit:N" or "signal:NAME" for a wait(2) status, as the logs show it.
-std::string exit_status_text(int status);
-
-// What wait4(2) tells of a reaped child: its status and what it cost over its life.
-struct ChildExit {
-  int status = 0;
-  double cpu_ms = 0;  // user + system
-  long minflt = 0;    // minor page faults: on a VM each is tens of microseconds
-};
 
 class Arbiter {
  public:
@@ -53,90 +43,65 @@ class Arbiter {
   int run();  // returns the exit code
 
  private:
-  struct Worker {
-    uint64_t id = 0;  // spawn sequence, also the slot's token
-    pid_t pid = 0;
-    size_t slot = 0;
-    uint64_t generation = 0;
-    int64_t started_ns = 0;
-    int64_t ready_ns = 0;
-    int64_t deadline_ns = 0;  // end of lifetime, 0 = none
-    uint64_t request_limit = 0;
-    policy::Phase phase = policy::Phase::kBooting;
-    std::string reason;      // why it is leaving; empty while it is not
-    uint64_t successor = 0;  // worker booting to replace it
-    bool is_successor = false;
-    bool due_soon = false;   // its successor is started ahead of its limit (latched)
-    std::string due_reason;  // that limit: what an early drain is logged as
-    int64_t drain_ns = 0;    // when TERM was sent
-    int64_t abort_ns = 0;    // when SIGABRT was sent (heartbeat timeout)
-    bool killed = false;     // SIGKILL sent
-    int64_t rss_checked_ns = 0;
-    uint64_t fresh_rss = 0;       // sampled when it became ready (0 = not sampled)
-    bool rss_seen_under = false;  // some sample was within --max-rss
-    pid_t template_pid = 0;       // forked by this template (0: forked by the master, cold)
-    std::string spawn_reason;
-    pid_t replaces = 0;  // the retiring worker it succeeds
-  };
-
-  // A template process: imports the app once and forks warm workers on request.
-  struct Template {
-    pid_t pid = 0;
-    int fd = -1;  // the master's end of its control socket
-    uint64_t generation = 0;
-    bool ready = false;
-    bool asked_to_exit = false;  // replaced by a newer one, or the master is stopping
-    bool exited = false;         // reaped: its pid may belong to another process now
-    int64_t started_ns = 0;
-  };
-
+  // The loop and its verbs: signals queue work, each sweep reaps, observes, murders and manages.
   void setup_signals();
   void handle_signals();
   void scale(int by);
   void reopen_logs();
   void sweep();
+  int64_t poll_timeout_ms() const;
+  bool write_pid_file();
+  // Spawn.
   void spawn_worker(uint64_t predecessor);
   Worker new_worker(uint64_t predecessor, size_t slot, uint64_t generation);
   void log_spawn(const Worker& w);
   worker::Context worker_context(size_t slot, const conf::Config& config) const;
   void prepare_child(const conf::Config& config);
+  [[noreturn]] void run_child(size_t slot);
+  // Reap.
+  void reap_children();
+  void on_worker_exit(Worker& w, const ChildExit& exit);
+  void fail_boot(pid_t pid, int status);
+  void note_boot_failure(int64_t now);
+  // Observe: readiness and limits, from the scoreboard.
+  void observe_workers();
+  void on_worker_ready(Worker& w, const Slot& s, int64_t now);
+  void check_limits(Worker& w, uint64_t requests, int64_t now);
+  void check_due_soon(Worker& w, uint64_t requests, int64_t now);
+  void note_unasked_drain(Worker& w, int64_t now);
+  uint64_t sample_rss(Worker& w, int64_t now, uint64_t max_rss);
+  void on_limit_retire(const Worker& w, const policy::RetireInputs& in);
+  // Murder: the silent, the overdue, and templates that do not answer.
+  void murder_workers();
+  void abort_if_silent(Worker& w, int64_t now, int64_t timeout_ns);
+  void kill_worker(Worker& w);
+  void murder_templates(int64_t now);
+  // Manage: carry out the policy's plan.
+  void manage_workers();
+  void drain_worker(Worker& w, ExitReason reason);
+  void begin_stop(bool graceful);
+  void signal_all(int sig);
+  // Reload (arbiter_reload.cpp).
+  void reload();
   bool rebind(conf::Config& next);
   void close_unused_listeners();
   void move_pid_file(const std::string& old_path);
+  void apply_next_config();
   // Templates (arbiter_templates.cpp).
   bool uses_template() const;    // in force: workers are forked from a template
   bool template_wanted() const;  // by the newest config (a HUP's, while it imports)
   void manage_templates();
   void start_template();
-  Template* ready_template();
   bool request_spawn(Template& t, Worker w);
   void read_template(Template& t);
   void on_template_ready(Template& t, int64_t boot_ns);
   void on_spawned(Template& t, uint64_t id, pid_t pid);
   void drop_pending(uint64_t id, const char* why);
+  void reap_template(Template& t, int status);
   void on_template_exit(Template& t, int status);
   void retire_template(Template& t);
-  void unlink_rotation(uint64_t id);
-  bool write_pid_file();
-  void reap_children();
-  void on_worker_exit(Worker& w, const ChildExit& exit);
-  void fail_boot(pid_t pid, int status);
-  void note_boot_failure(int64_t now);
-  void observe_workers();
-  void note_unasked_drain(Worker& w, int64_t now);
-  uint64_t sample_rss(Worker& w, int64_t now, uint64_t max_rss);
-  void on_limit_retire(const Worker& w, const policy::RetireInputs& in);
-  void murder_workers();
-  void manage_workers();
-  void drain_worker(Worker& w, const std::string& reason);
-  void reload();
-  void apply_next_config();
-  void reload_workers_before(uint64_t generation);
-  void begin_stop(bool graceful);
-  void signal_all(int sig);
-  Worker* find(uint64_t id);
-  int64_t poll_timeout_ms() const;
-  [[noreturn]] void run_child(size_t slot);
+
+  static constexpr int kMaxWorkers = 512;  // --workers' maximum, also after TTIN
 
   conf::Config cfg_;  // in force: the running generation's workers, limits and timeouts
   // A HUP's config while its template imports the new code; it replaces cfg_ when that template
@@ -150,11 +115,7 @@ class Arbiter {
   AppEnv app_env_;                   // the app's -e variables, set for each child before its fork
   std::vector<Listener> listeners_;  // of cfg_'s --bind, and of next_cfg_'s while it imports
   std::unique_ptr<Scoreboard> scoreboard_;
-  std::map<pid_t, Worker> workers_;
-  std::map<uint64_t, Worker> pending_;  // asked of a template, pid not reported yet
-  std::map<pid_t, Template> templates_;
-  // Children reaped before their template reported them: pid -> (exit, when).
-  std::map<pid_t, std::pair<ChildExit, int64_t>> early_exits_;
+  Children children_;
   // The code in force starts threads at import: cold workers until a reload's template is ready.
   bool cold_fallback_ = false;
   uint64_t failed_generation_ = 0;  // a reload whose import failed; retried on the next HUP

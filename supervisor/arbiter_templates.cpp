@@ -23,8 +23,6 @@ namespace rotor {
 
 namespace {
 
-constexpr int64_t kMs = 1000000;
-
 // The parent pid of `pid` from /proc, or 0: a pid the template reports is trusted only when the
 // process is already our child.
 pid_t parent_of(pid_t pid) {
@@ -50,19 +48,10 @@ bool Arbiter::template_wanted() const {
   return uses_template();
 }
 
-Arbiter::Template* Arbiter::ready_template() {
-  Template* best = nullptr;
-  for (auto& [pid, t] : templates_) {
-    if (!t.ready || t.asked_to_exit || t.exited || t.fd < 0) continue;
-    if (!best || t.generation > best->generation) best = &t;
-  }
-  return best;
-}
-
 void Arbiter::manage_templates() {
   if (!template_wanted()) return;
   policy::TemplateNeedInputs in;
-  for (const auto& [pid, t] : templates_) {
+  for (const auto& [pid, t] : children_.templates()) {
     if (t.asked_to_exit) continue;
     in.any_alive = true;
     if (t.generation == generation_) in.current_alive = true;
@@ -103,7 +92,7 @@ void Arbiter::start_template() {
   ::close(pair[1]);
   fcntl(pair[0], F_SETFL, fcntl(pair[0], F_GETFL) | O_NONBLOCK);
   // An older generation still importing is superseded (repeated HUPs with a slow import).
-  for (auto& [other_pid, other] : templates_) {
+  for (auto& [other_pid, other] : children_.templates()) {
     if (!other.ready) retire_template(other);
   }
   Template t;
@@ -113,7 +102,7 @@ void Arbiter::start_template() {
   // belongs to that config's generation, not to the HUP that failed.
   t.generation = next_cfg_ ? generation_ : cfg_generation_;
   t.started_ns = monotonic_ns();
-  templates_[pid] = t;
+  children_.add_template(t);
   spdlog::info("event=template-start pid={} generation={}", pid, t.generation);
 }
 
@@ -123,10 +112,10 @@ bool Arbiter::request_spawn(Template& t, Worker w) {
     spdlog::error("event=spawn-failed template={} error={}", t.pid,
                   log::quote(std::strerror(errno)));
     scoreboard_->release(w.slot);
-    unlink_rotation(w.id);
+    children_.unlink(w.id);
     return false;
   }
-  pending_[w.id] = w;
+  children_.add_pending(w);
   return true;
 }
 
@@ -177,10 +166,10 @@ void Arbiter::read_template(Template& t) {
         t.asked_to_exit = true;  // it exits by itself
         // Its generation and older ones go cold; a newer HUP's template importing meanwhile
         // stays, and so do the workers of the code in force when this is only its restart.
-        for (auto& [pid, other] : templates_) {
+        for (auto& [pid, other] : children_.templates()) {
           if (other.generation <= t.generation) retire_template(other);
         }
-        reload_workers_before(cfg_generation_);
+        children_.reload_before(cfg_generation_);
         break;
       default:
         spdlog::error("event=template-protocol-error template={} type={}", t.pid,
@@ -193,64 +182,57 @@ void Arbiter::read_template(Template& t) {
 void Arbiter::on_template_ready(Template& t, int64_t boot_ns) {
   t.ready = true;
   spdlog::info("event=template-ready pid={} generation={} boot_ms={:.1f}", t.pid, t.generation,
-               static_cast<double>(boot_ns) / kMs);
+               static_cast<double>(boot_ns) / kNsPerMs);
   if (next_cfg_ && t.generation == generation_) {
     cold_fallback_ = false;  // the reload's code imports without starting threads
     apply_next_config();
   }
   // A newer generation is ready: the older templates go, and their workers are rotated onto
   // this one (spawn-before-retire, as many at a time as max_concurrent_rotations allows).
-  for (auto& [pid, other] : templates_) {
+  for (auto& [pid, other] : children_.templates()) {
     if (&other != &t && other.generation <= t.generation) retire_template(other);
   }
-  reload_workers_before(t.generation);
+  children_.reload_before(t.generation);
 }
 
 void Arbiter::on_spawned(Template& t, uint64_t id, pid_t pid) {
-  auto it = pending_.find(id);
   bool alive = pid > 0 && parent_of(pid) == master_pid_;
-  // Only a pid that is not our child now may be one that died before it was reported; an
-  // older exit of the same pid (an app's subprocess we reaped) must not be applied to it.
-  auto early = alive ? early_exits_.end() : early_exits_.find(pid);
-  if (alive) early_exits_.erase(pid);
-  if (!alive && early == early_exits_.end()) {
-    spdlog::error("event=spawn-rejected template={} pid={} detail=\"not a child of the master\"",
-                  t.pid, pid);
-    if (it != pending_.end()) drop_pending(id, "spawn-rejected");
-    return;
+  AdoptResult adopted = children_.adopt(id, pid, alive);
+  switch (adopted.outcome) {
+    case Adoption::kRejected:
+      spdlog::error("event=spawn-rejected template={} pid={} detail=\"not a child of the master\"",
+                    t.pid, pid);
+      drop_pending(id, "spawn-rejected");
+      return;
+    case Adoption::kUnwanted:
+      spdlog::info("event=spawn-unwanted template={} pid={} detail=\"its request was withdrawn\"",
+                   t.pid, pid);
+      // Its request was withdrawn (scale-down, stop): the worker is not wanted.
+      if (alive) ::kill(pid, SIGTERM);
+      return;
+    case Adoption::kAdopted:
+    case Adoption::kDied:
+      break;
   }
-  if (it == pending_.end()) {
-    // Its request was withdrawn (scale-down, stop): the worker is not wanted.
-    spdlog::info("event=spawn-unwanted template={} pid={} detail=\"its request was withdrawn\"",
-                 t.pid, pid);
-    if (alive) ::kill(pid, SIGTERM);
-    if (!alive) early_exits_.erase(early);
-    return;
-  }
-  Worker w = it->second;
-  pending_.erase(it);
-  w.pid = pid;
+  Worker& w = *adopted.worker;
   // Forked by an older generation after a newer one became ready: it is rotated at once.
-  if (const Template* newest = ready_template(); newest && newest->generation > w.generation) {
-    w.reason = "reload";
+  if (const Template* newest = children_.ready_template();
+      newest && newest->generation > w.generation) {
+    w.reason = ExitReason::kReload;
   }
-  workers_[pid] = w;
   log_spawn(w);
-  if (!alive) {
+  if (adopted.outcome == Adoption::kDied) {
     // It died before its pid reached us; the reap kept its status.
-    on_worker_exit(workers_[pid], early->second.first);
-    workers_.erase(pid);
-    early_exits_.erase(early);
+    on_worker_exit(w, adopted.exit);
+    children_.remove(pid);
   }
 }
 
 void Arbiter::drop_pending(uint64_t id, const char* why) {
-  auto it = pending_.find(id);
-  if (it == pending_.end()) return;
+  std::optional<Worker> w = children_.drop_pending(id);
+  if (!w) return;
   spdlog::debug("event=spawn-dropped id={} reason={}", id, why);
-  scoreboard_->release(it->second.slot);
-  unlink_rotation(id);
-  pending_.erase(it);
+  scoreboard_->release(w->slot);
 }
 
 void Arbiter::retire_template(Template& t) {
@@ -259,18 +241,23 @@ void Arbiter::retire_template(Template& t) {
   ::kill(t.pid, SIGTERM);
 }
 
+void Arbiter::reap_template(Template& t, int status) {
+  // What it sent before it died (a pid it forked) is still in its socket.
+  read_template(t);
+  t.exited = true;
+  on_template_exit(t, status);
+  if (t.fd >= 0) ::close(t.fd);
+  children_.remove_template(t.pid);
+}
+
 void Arbiter::on_template_exit(Template& t, int status) {
   int64_t now = monotonic_ns();
-  std::vector<uint64_t> orphaned;
-  for (const auto& [id, w] : pending_) {
-    if (w.template_pid == t.pid) orphaned.push_back(id);
-  }
-  for (uint64_t id : orphaned) drop_pending(id, "template-exit");
+  for (uint64_t id : children_.pending_of(t.pid)) drop_pending(id, "template-exit");
 
   policy::TemplateExitInputs in;
   in.asked = t.asked_to_exit || stopping_;
   in.was_ready = t.ready;
-  for (const auto& [pid, other] : templates_) {
+  for (const auto& [pid, other] : children_.templates()) {
     if (&other != &t && other.ready && !other.asked_to_exit) in.other_ready = true;
   }
   in.ever_served = ever_ready_;
@@ -300,7 +287,7 @@ void Arbiter::on_template_exit(Template& t, int status) {
       break;
     case policy::TemplateExit::kRestart:
       template_backoff_.on_crash(now);
-      spdlog::warn("event=template-restart delay_ms={}", template_backoff_.delay_ns() / kMs);
+      spdlog::warn("event=template-restart delay_ms={}", template_backoff_.delay_ns() / kNsPerMs);
       break;
   }
 }

@@ -60,5 +60,6 @@ class Scoreboard {
 };
 
 int64_t monotonic_ns();
+constexpr int64_t kNsPerMs = 1'000'000;  // of monotonic_ns()
 
 }  // namespace rotor

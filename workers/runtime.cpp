@@ -13,6 +13,7 @@
 #include <cstring>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <thread>
 
 #include <spdlog/spdlog.h>
@@ -21,13 +22,9 @@
 #include "supervisor/identity.hpp"
 #include "workers/balance.hpp"
 #include "workers/http/access_log.hpp"
-#include "workers/http/request.hpp"
+#include "workers/worker_limits.hpp"
 
 namespace rotor::worker {
-
-void exit_at_once(int) {
-  _exit(0);
-}
 
 namespace {
 
@@ -107,6 +104,13 @@ class Runtime : public http::Observer {
   int64_t exit_deadline_ns() const;
   bool drop_privileges();
   bool wait_for_master_parent();
+  std::optional<int> become_worker();
+  int boot_app();
+  int start_server();
+  void start_yielding();
+  void start_heartbeat();
+  void serve();
+  void exit_app();
 
   static void on_signal(uv_signal_t* h, int signum);
 
@@ -148,7 +152,7 @@ class Runtime : public http::Observer {
   std::unique_ptr<WorkerClass> app_;
   std::unique_ptr<http::Server> server_;
   std::unique_ptr<http::AccessLog> access_log_;
-  uv_signal_t sig_term_, sig_int_, sig_quit_, sig_usr1_, sig_usr2_;
+  LoopSignals signals_;
   uv_timer_t heartbeat_timer_, graceful_timer_;
   uv_check_t yield_check_;
   uint64_t beat_ms_ = 1000;
@@ -242,8 +246,8 @@ bool Runtime::wait_for_master_parent() {
   return true;
 }
 
-int Runtime::run() {
-  log::set_role("worker");
+// Under the master, as the configured user, and dying with it; a code when it must not go on.
+std::optional<int> Runtime::become_worker() {
   if (!wait_for_master_parent()) return kExitBootFailed;
   if (!slot_is_ours()) return kExitOk;  // withdrawn while the template forked it
   std::signal(SIGPIPE, SIG_IGN);
@@ -254,73 +258,21 @@ int Runtime::run() {
   // After the switch of user, which clears the parent-death signal.
   prctl(PR_SET_PDEATHSIG, SIGKILL);
   if (getppid() != ctx_.master_pid) return kExitOk;
+  return std::nullopt;
+}
 
-  limit_ = ctx_.slot->request_limit.load(std::memory_order_relaxed);
-  uv_loop_init(&loop_);
-
-  http::Limits limits;
-  limits.parse.request_line = static_cast<uint64_t>(cfg_.limit_request_line);
-  limits.parse.fields = static_cast<uint64_t>(cfg_.limit_request_fields);
-  limits.parse.field_size = static_cast<uint64_t>(cfg_.limit_request_field_size);
-  limits.parse.head = static_cast<uint64_t>(cfg_.limit_request_head);
-  limits.parse.body = static_cast<uint64_t>(cfg_.limit_request_body);
-  auto ms = [](double seconds) { return static_cast<uint64_t>(seconds * 1000); };
-  limits.max_in_flight = static_cast<size_t>(cfg_.limit_concurrency);
-  limits.keep_alive_ms = ms(cfg_.keep_alive);
-  limits.head_timeout_ms = ms(cfg_.timeout_request_head);
-  limits.body_timeout_ms = ms(cfg_.timeout_request_body);
-  limits.write_timeout_ms = ms(cfg_.timeout_response_write);
-  limits.max_connections = static_cast<size_t>(cfg_.worker_connections);
-  limits.ws_max_message = static_cast<uint64_t>(cfg_.ws_max_size);
-  limits.ws_ping_interval_ms = ms(cfg_.ws_ping_interval);
-  limits.ws_ping_timeout_ms = ms(cfg_.ws_ping_timeout);
-  limits.server_header = cfg_.server_header;
-  limits.date_header = cfg_.date_header;
-  for (const std::string& h : cfg_.header) {  // NAME:VALUE, checked by the option table
-    size_t colon = h.find(':');
-    std::string_view name(h.data(), colon);
-    if (http::iequals(name, "server")) limits.server_header = false;  // replaced by this one
-    if (http::iequals(name, "date")) limits.date_header = false;
-    size_t start = h.find_first_not_of(" \t", colon + 1);
-    size_t end = h.find_last_not_of(" \t");
-    limits.extra_headers += h.substr(0, colon) + ": ";
-    if (start != std::string::npos) limits.extra_headers += h.substr(start, end + 1 - start);
-    limits.extra_headers += "\r\n";
-  }
-
-  // Until the loop runs, a stop or a drain ends the worker at once: nothing is accepted yet,
-  // and a cold worker's import may take long (a stop must not wait for it, nor end in a
-  // timeout). Also before Python starts: it leaves SIGINT alone only when it is already
-  // handled. A USR1 (reopen logs) waits, blocked, for the loop's handler.
-  for (int s : {SIGTERM, SIGINT, SIGQUIT, SIGUSR2}) std::signal(s, exit_at_once);
-  sigset_t usr1;
-  sigemptyset(&usr1);
-  sigaddset(&usr1, SIGUSR1);
-  sigprocmask(SIG_BLOCK, &usr1, nullptr);
-  std::signal(SIGUSR1, SIG_DFL);  // blocked: kept pending, not discarded as when ignored
+int Runtime::boot_app() {
+  exit_on_stop_until_loop();
   // The master's --timeout counts from now while the app boots (it bounds its lifespan
   // startup by it); the slot may still hold the previous worker's last beat.
   ctx_.slot->heartbeat_ns.store(monotonic_ns(), std::memory_order_relaxed);
   if (!app_) app_ = make_worker_class(cfg_);
-  if (int code = app_->boot(&loop_); code != kExitOk) return code;
+  return app_->boot(&loop_);
+}
 
-  struct {
-    uv_signal_t* h;
-    int sig;
-  } sigs[] = {{&sig_term_, SIGTERM},
-              {&sig_int_, SIGINT},
-              {&sig_quit_, SIGQUIT},
-              {&sig_usr1_, SIGUSR1},
-              {&sig_usr2_, SIGUSR2}};
-  for (auto& s : sigs) {
-    uv_signal_init(&loop_, s.h);
-    s.h->data = this;
-    uv_signal_start(s.h, on_signal, s.sig);
-    uv_unref(reinterpret_cast<uv_handle_t*>(s.h));
-  }
-  sigprocmask(SIG_UNBLOCK, &usr1, nullptr);  // a pending one now reaches the loop's handler
-
-  server_ = std::make_unique<http::Server>(&loop_, limits, app_->handler(), *this);
+int Runtime::start_server() {
+  signals_.start(&loop_, on_signal, this);
+  server_ = std::make_unique<http::Server>(&loop_, server_limits(cfg_), app_->handler(), *this);
   if (!cfg_.access_logfile.empty()) {
     std::string error;
     access_log_ = http::AccessLog::open(cfg_.access_logfile, cfg_.access_logformat, &error);
@@ -330,52 +282,64 @@ int Runtime::run() {
     }
     server_->set_access_log(access_log_.get());
   }
-
   if (int rc = server_->listen(ctx_.listeners, ctx_.handoff); rc != 0) {
     spdlog::error("event=boot-failed error={}", log::quote(uv_strerror(rc)));
     return kExitBootFailed;
   }
+  return kExitOk;
+}
 
-  // After each pass over ready connections, let whatever else is runnable on this CPU go first
-  // (another worker, the proxy or client on the same machine). A busy worker finds every
-  // connection ready at each poll and would otherwise run whole scheduler slices while the
-  // processes that read its answers wait: with wrk on the same two cores the asgi worker's p99
-  // went from 8 ms to under 1.2 ms, at the same or higher throughput. One syscall per loop pass
-  // that read input, returning at once when nothing else is runnable. Passes that only write
-  // what an app's tasks sent (a streamed response, one pass per await) do not yield: with them
-  // yielding, a stream of 64 events sent in bursts of 4 ran at 0.78 of gunicorn's rate, without
-  // at 1.05 (scripts/bench.py streaming).
+// After a loop pass that read input, whatever else is runnable on this CPU (the client or proxy
+// reading our answers) goes first. Passes that only write an app's stream do not yield: that
+// would slow streams down.
+void Runtime::start_yielding() {
   uv_check_init(&loop_, &yield_check_);
   yield_check_.data = this;
   uv_check_start(&yield_check_, [](uv_check_t* h) {
     if (static_cast<Runtime*>(h->data)->server_->take_input_seen()) sched_yield();
   });
   uv_unref(reinterpret_cast<uv_handle_t*>(&yield_check_));
+}
 
-  // Beat often enough that the master sees a stall within a small part of its timeout.
-  if (cfg_.timeout > 0) {
-    beat_ms_ = std::clamp<uint64_t>(static_cast<uint64_t>(cfg_.timeout * 1000 / 4), 50, 1000);
-  }
+void Runtime::start_heartbeat() {
+  beat_ms_ = heartbeat_interval_ms(cfg_);
   uv_timer_init(&loop_, &heartbeat_timer_);
   heartbeat_timer_.data = this;
   uv_timer_start(
       &heartbeat_timer_, [](uv_timer_t* t) { static_cast<Runtime*>(t->data)->heartbeat(); }, 0,
       beat_ms_);
+}
 
+void Runtime::serve() {
   ctx_.slot->ready_ns.store(monotonic_ns(), std::memory_order_relaxed);
   heartbeat();
   set_state(WorkerState::kReady);
   app_->run(&loop_);
+}
+
+// The app's shutdown, then its own exit, as its process would end. Neither has our loop to beat
+// from, and both are bounded by the deadline: a thread beats meanwhile, so that the master does
+// not take a shutdown or the wait for the app's threads for a stall (the exit may end
+// kFastExitNs past the deadline).
+void Runtime::exit_app() {
   int64_t deadline = exit_deadline_ns();
-  // The app's shutdown, then its own exit, as its process would end. Neither has our loop to
-  // beat from, and both are bounded by the deadline: a thread beats meanwhile, so that the
-  // master does not take a shutdown or the wait for the app's threads for a stall (the exit
-  // may end kFastExitNs past the deadline, see below).
   ExitBeat beat(*this, deadline + kFastExitNs);
   if (drained_) app_->finish(deadline);
-  // A fast stop now ends it at once.
-  for (int s : {SIGINT, SIGQUIT}) std::signal(s, exit_at_once);
+  exit_on_fast_stop();
   app_->end(std::max(deadline, monotonic_ns() + kFastExitNs));
+}
+
+int Runtime::run() {
+  log::set_role("worker");
+  if (std::optional<int> code = become_worker()) return *code;
+  limit_ = ctx_.slot->request_limit.load(std::memory_order_relaxed);
+  uv_loop_init(&loop_);
+  if (int code = boot_app(); code != kExitOk) return code;
+  if (int code = start_server(); code != kExitOk) return code;
+  start_yielding();
+  start_heartbeat();
+  serve();
+  exit_app();
   return exit_code_;
 }
 

@@ -12,6 +12,7 @@
 #include "supervisor/scoreboard.hpp"
 #include "workers/http/server.hpp"
 #include "workers/worker_class.hpp"
+#include "workers/worker_signals.hpp"  // exit_at_once, also for the template
 
 namespace rotor::worker {
 
@@ -34,10 +35,6 @@ struct Context {
   // intermediate process has exited.
   bool from_template = false;
 };
-
-// A signal handler that ends the process at once (exit 0): a stop that arrives while a worker
-// or the template is still loading the app, before anything is accepted.
-void exit_at_once(int);
 
 // Runs in the forked child; returns the process exit code. `app` is the template's preloaded
 // worker class, or null to make one here.
