@@ -243,11 +243,12 @@ bool Connection::may_keep_alive() const {
   // An answer given before its request's body was read ends the connection: the handler may
   // still read the rest of the body (full duplex), else the lingering close discards it.
   return req.keep_alive && !parser_.upgrade() && server_.limits().keep_alive_ms > 0 &&
-         !streaming_body() && (!draining_ || (server_.handoff_fd() >= 0 && !answered_in_drain_));
+         !streaming_body() &&
+         (!draining() || (server_.handoff_fd() >= 0 && drain_ != Drain::kAnswered));
 }
 
 void Connection::settle_keep_alive(bool keep) {
-  if (draining_) answered_in_drain_ = true;
+  if (draining()) drain_ = Drain::kAnswered;
   close_after_ = !keep;
 }
 
@@ -424,7 +425,7 @@ void Connection::rearm() {
     case RequestParser::Phase::kIdle:
       if (wait_ == Wait::kIdle) return;  // idle since earlier: the deadline stands
       wait_ = Wait::kIdle;
-      ms = draining_ ? server_.drain_idle_grace_ms() : lim.keep_alive_ms;
+      ms = draining() ? server_.drain_idle_grace_ms() : lim.keep_alive_ms;
       break;
     case RequestParser::Phase::kHead:
       if (wait_ == Wait::kHead) return;  // the whole head must arrive in time, not each byte
@@ -517,7 +518,7 @@ void Connection::finish_output() {
     }
   } else if (eof_ && pending_in_.empty()) {
     close_now();
-  } else if (draining_ && server_.handoff_fd() >= 0) {
+  } else if (draining() && server_.handoff_fd() >= 0) {
     try_handoff();
   }
 }
@@ -560,7 +561,7 @@ void Connection::on_shutdown(uv_shutdown_t* req, int status) {
 }
 
 void Connection::begin_drain() {
-  draining_ = true;
+  if (!draining()) drain_ = Drain::kDraining;
   if (ws_ && ws_->state() == ws::Session::State::kOpen) {
     ws_->close(1012, "");  // service restart: the client reconnects to another worker
     return;

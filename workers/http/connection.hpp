@@ -119,6 +119,9 @@ class Connection : private RequestParser::BodySink {
   enum class Body : uint8_t { kNone, kStreaming, kPaused };
   // kRequested: the handler holds an opening handshake; kSwitched: ws_ has the socket.
   enum class Upgrade : uint8_t { kNone, kRequested, kSwitched };
+  // The worker drains; kAnswered: one answer went out without Connection: close (the
+  // connection is to be handed off), the next one closes.
+  enum class Drain : uint8_t { kNone, kDraining, kAnswered };
 
   static void on_alloc(uv_handle_t* h, size_t suggested, uv_buf_t* buf);
   static void on_read(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf);
@@ -127,6 +130,7 @@ class Connection : private RequestParser::BodySink {
   static void on_close(uv_handle_t* h);
 
   bool closing() const { return life_ == Life::kClosing; }
+  bool draining() const { return drain_ != Drain::kNone; }
   bool open() const { return life_ == Life::kOpen; }
   // The handler owns the current request (its answer is not complete).
   bool handling() const { return writer_.holding(); }
@@ -197,6 +201,7 @@ class Connection : private RequestParser::BodySink {
   Life life_ = Life::kOpen;
   Body body_ = Body::kNone;
   Upgrade upgrade_ = Upgrade::kNone;
+  Drain drain_ = Drain::kNone;
   uint64_t deadline_ms_ = 0;        // of the read side; 0 = none
   uint64_t write_progress_ms_ = 0;  // last time the write in flight made progress
   size_t write_queue_seen_ = 0;     // libuv's write queue size at that time
@@ -211,8 +216,6 @@ class Connection : private RequestParser::BodySink {
   bool close_after_ = false;    // close once the current answer is written
   bool continue_sent_ = false;  // 100 Continue written for the current request
   bool eof_ = false;            // the client closed its side
-  bool draining_ = false;
-  bool answered_in_drain_ = false;  // one answer without Connection: close, then hand off
   Endpoint peer_, local_;
   bool endpoints_known_ = false;
   std::unique_ptr<ws::Session> ws_;

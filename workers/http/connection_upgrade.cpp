@@ -45,7 +45,7 @@ void Connection::switch_to_websocket() {
   pending_in_.clear();
   pending_off_ = 0;
   if (!early.empty()) ws_->feed(early);
-  if (draining_) ws_->close(1012, "");
+  if (draining()) ws_->close(1012, "");
   flush_unless_parsing();
   update_reading();
 }
