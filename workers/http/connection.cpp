@@ -268,7 +268,7 @@ void Connection::answered(int status, uint64_t body_bytes) {
   flush();
 }
 
-void Connection::end_request(bool answered) {
+void Connection::end_request(bool was_answered) {
   if (upgrade_ == Upgrade::kRequested) upgrade_ = Upgrade::kNone;  // refused with an HTTP answer
   writer_.end();
   send_paused_ = false;
@@ -277,7 +277,7 @@ void Connection::end_request(bool answered) {
   } else {
     parser_.next();
   }
-  server_.response_complete(answered);
+  server_.response_complete(was_answered);
 }
 
 void Connection::abort_request(int status) {
@@ -286,6 +286,7 @@ void Connection::abort_request(int status) {
   // The request is over for the handler too (its app learns the client is gone).
   server_.handler().on_abort(*this);
 }
+
 namespace {
 
 bool is_token_char(unsigned char c) {

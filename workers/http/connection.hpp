@@ -153,7 +153,7 @@ class Connection : private RequestParser::BodySink {
   // by the handler, or aborted by the engine (its body is invalid or stalled).
   void answered(int status, uint64_t body_bytes);
   void abort_request(int status);
-  void end_request(bool answered);
+  void end_request(bool was_answered);
   void on_eof(bool reset);
   void respond_error(int status, std::string_view extra_header = {});
   void flush();
