@@ -27,8 +27,11 @@ for f in llhttp api http; do
     -I/usr/share/include/llhttp -c "/usr/share/llhttp/$f.c" -o "$OUT/obj/llhttp_$f.o"
 done
 PARSER=(workers/http/parser.cpp workers/http/request.cpp "$OUT"/obj/llhttp_*.o)
-ENGINE=(workers/http/connection.cpp workers/http/server.cpp workers/http/status.cpp
-        workers/http/handoff.cpp workers/http/access_log.cpp)
+ENGINE=(workers/http/connection.cpp workers/http/connection_upgrade.cpp
+        workers/http/connection_endpoints.cpp workers/http/response_writer.cpp
+        workers/http/server.cpp workers/http/status.cpp workers/http/handoff.cpp
+        workers/http/access_log.cpp workers/http/accept_backoff.cpp
+        workers/websocket/session.cpp workers/websocket/frame.cpp workers/websocket/handshake.cpp)
 for t in "${TARGETS[@]}"; do
   case "$t" in
     request_parser) "$CXX" "${CXXFLAGS[@]}" -fsanitize=fuzzer fuzz/fuzz_request_parser.cpp \

@@ -1,20 +1,13 @@
 #include "workers/http/connection.hpp"
 
-#include <arpa/inet.h>
-#include <linux/sockios.h>
-#include <sys/ioctl.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include <algorithm>
-#include <charconv>
-#include <cstring>
+#include <cassert>
 #include <ctime>
 
-#include "workers/http/access_log.hpp"
 #include "workers/http/handoff.hpp"
 #include "workers/http/server.hpp"
-#include "workers/http/status.hpp"
 #include "workers/websocket/handshake.hpp"
 
 namespace rotor::http {
@@ -29,24 +22,6 @@ char g_read_buffer[64 * 1024];
 constexpr size_t kOutputHighWater = 256 * 1024;
 // Output buffers larger than this are released once empty, so an idle connection stays small.
 constexpr size_t kKeptBuffer = 64 * 1024;
-
-void append_number(std::string& out, uint64_t n) {
-  char buf[24];
-  auto res = std::to_chars(buf, buf + sizeof buf, n);
-  out.append(buf, res.ptr);
-}
-
-void append_status_line(std::string& out, int status) {
-  out += "HTTP/1.1 ";
-  std::string_view line = status_line(status);
-  if (line.empty()) {
-    append_number(out, static_cast<uint64_t>(status));
-    out += " Unknown";
-  } else {
-    out += line;
-  }
-  out += "\r\n";
-}
 
 void release_if_large(std::string& s) {
   if (s.capacity() > kKeptBuffer) std::string().swap(s);
@@ -86,46 +61,66 @@ uint64_t Connection::now_ms() const {
   return uv_now(server_.loop());
 }
 
+Wire Connection::wire() {
+  return {out_, parser_.request(), server_.common_headers()};
+}
+
+bool Connection::output_room() const {
+  return out_.size() + writing_.size() < kOutputHighWater;
+}
+
+// What the reading and parsing decisions rely on.
+void Connection::check_invariants() const {
+  assert(pending_off_ <= pending_in_.size());
+  assert(!write_pending_ || !writing_.empty());
+  assert(!reading_ || !closing());
+  // A request is dispatched only while the connection is open; lingering comes after its answer.
+  assert(life_ != Life::kLingering || !handling());
+  assert(upgrade_ != Upgrade::kRequested || handling());
+  assert((upgrade_ == Upgrade::kSwitched) == (ws_ != nullptr));
+}
+
 bool Connection::can_process() const {
+  check_invariants();
   // A streamed body goes on being parsed while the handler holds its request, unless paused.
-  bool busy = handling_ && (!streaming_body_ || body_paused_);
-  return !busy && input_wanted() && !closing_ && !lingering_ &&
-         out_.size() + writing_.size() < kOutputHighWater;
+  bool busy = handling() && body_ != Body::kStreaming;
+  return !busy && input_wanted() && open() && output_room();
 }
 
 void Connection::on_body_data(std::string_view data) {
-  if (streaming_body_ && !closing_) server_.handler().on_body(*this, data);
+  if (streaming_body() && !closing()) server_.handler().on_body(*this, data);
 }
 
 void Connection::resume_body() {
-  if (!body_paused_) return;
-  body_paused_ = false;
+  if (body_ != Body::kPaused) return;
+  body_ = Body::kStreaming;
   if (!in_process_) resume_input();
 }
 
 void Connection::continue_if_expected() {
   // A 1xx after the final response's head would break its framing (RFC 9110 section 15.2).
-  if (!streaming_body_ || continue_sent_ || response_started_ || !parser_.expect_continue()) {
+  if (!streaming_body() || continue_sent_ || writer_.started() || !parser_.expect_continue()) {
     return;
   }
   continue_sent_ = true;
   out_ += "HTTP/1.1 100 Continue\r\n\r\n";
-  if (!in_process_) flush();
+  flush_unless_parsing();
 }
 
 void Connection::update_reading() {
-  // While the handler holds a request we still read (into pending_in_, one buffer at most) so
-  // that a client that goes away is noticed.
-  bool waiting_on_handler =
-      handling_ && input_wanted() && out_.size() + writing_.size() < kOutputHighWater;
-  bool want = !closing_ && !eof_ &&
-              (lingering_ || (pending_in_.empty() && (can_process() || waiting_on_handler)));
-  if (ws_ == Ws::kOpen || ws_ == Ws::kClosing) {
-    // Frames: read unless the handler has too many messages unread, or the client does not
+  check_invariants();
+  bool want;
+  if (ws_ && ws_->live()) {
+    // Frames: read unless the session has too many messages unread, or the client does not
     // read what we send (its pings' pongs included).
-    // Once closing, the client's close frame is read whatever the app left unreceived.
-    bool paused = ws_paused_ && ws_ == Ws::kOpen;
-    want = !closing_ && !eof_ && !paused && out_.size() + writing_.size() < kOutputHighWater;
+    want = !closing() && !eof_ && ws_->wants_input() && output_room();
+  } else {
+    // While the handler holds a request we still read (into pending_in_, one buffer at most)
+    // so that a client that goes away is noticed.
+    bool waiting_on_handler = handling() && input_wanted() && output_room();
+    want = !closing() && !eof_ &&
+           (life_ == Life::kLingering ||
+            (pending_in_.empty() && (can_process() || waiting_on_handler)));
   }
   if (want == reading_) return;
   if (want) {
@@ -149,18 +144,18 @@ void Connection::on_read(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf) {
     c->on_eof(nread != UV_EOF);
     return;
   }
-  if (c->closing_ || c->lingering_) return;  // after the last answer, input is discarded
+  if (!c->open()) return;  // after the last answer, input is discarded
   size_t len = static_cast<size_t>(nread);
-  if (c->ws_ == Ws::kOpen || c->ws_ == Ws::kClosing) {
-    c->feed_websocket(buf->base, len);
+  if (c->ws_) {
+    if (!c->ws_->live()) return;  // after the closing handshake, input is discarded
+    c->ws_->feed(std::string_view(buf->base, len));
     c->update_reading();
     c->flush();
     return;
   }
-  if (c->ws_ == Ws::kDone) return;  // after the closing handshake, input is discarded
   size_t used = c->process(buf->base, len);
   // What could not be parsed yet waits in our own buffer: the read buffer is shared.
-  if (used < len && c->input_wanted() && !c->closing_ && !c->lingering_) {
+  if (used < len && c->input_wanted() && c->open()) {
     c->pending_in_.assign(buf->base + used, len - used);
     c->pending_off_ = 0;
   }
@@ -186,14 +181,14 @@ size_t Connection::process(const char* data, size_t len) {
     if (ev == RequestParser::Event::kNeedMore) {
       // The client waits for a go-ahead before it sends the body (RFC 9110 section 10.1.1);
       // a streaming handler gives it when the app first reads (continue_if_expected).
-      if (parser_.expect_continue() && !continue_sent_ && !streaming_body_) {
+      if (parser_.expect_continue() && !continue_sent_ && !streaming_body()) {
         continue_sent_ = true;
         out_ += "HTTP/1.1 100 Continue\r\n\r\n";
       }
       break;
     }
     if (ev == RequestParser::Event::kError) {
-      if (handling_) {
+      if (handling()) {
         abort_request(parser_.error_status());  // a bad body under a request the handler holds
       } else {
         respond_error(parser_.error_status());
@@ -202,13 +197,12 @@ size_t Connection::process(const char* data, size_t len) {
       break;
     }
     if (ev == RequestParser::Event::kHead) {
-      streaming_body_ = true;
+      body_ = Body::kStreaming;
       dispatch();
       continue;
     }
-    if (streaming_body_) {  // kMessage: the streamed body is complete
-      streaming_body_ = false;
-      body_paused_ = false;
+    if (streaming_body()) {  // kMessage: the streamed body is complete
+      body_ = Body::kNone;
       server_.handler().on_body_end(*this);
       continue;
     }
@@ -225,7 +219,7 @@ void Connection::dispatch() {
       !websocket_handshake(parser_.request())) {
     return;  // a broken opening handshake, refused
   }
-  handling_ = true;
+  writer_.begin();
   server_.request_started();
   server_.handler().on_request(*this, parser_.request());
 }
@@ -233,7 +227,7 @@ void Connection::dispatch() {
 void Connection::resume_input() {
   if (!pending_in_.empty()) {
     pending_off_ += process(pending_in_.data() + pending_off_, pending_in_.size() - pending_off_);
-    if (pending_off_ == pending_in_.size() || !input_wanted() || closing_ || lingering_) {
+    if (pending_off_ == pending_in_.size() || !input_wanted() || !open()) {
       pending_in_.clear();
       pending_off_ = 0;
     }
@@ -242,67 +236,52 @@ void Connection::resume_input() {
   update_reading();
 }
 
-bool Connection::keep_alive_after_answer() {
+bool Connection::may_keep_alive() const {
   const Request& req = parser_.request();
   // A draining worker that hands connections over keeps them alive for one more answer; it
   // closes a connection it could not hand over after that. Nothing after an upgrade is HTTP.
   // An answer given before its request's body was read ends the connection: the handler may
   // still read the rest of the body (full duplex), else the lingering close discards it.
-  bool keep = req.keep_alive && !parser_.upgrade() && server_.limits().keep_alive_ms > 0 &&
-              !streaming_body_ &&
-              (!draining_ || (server_.handoff_fd() >= 0 && !answered_in_drain_));
-  if (draining_) answered_in_drain_ = true;
+  return req.keep_alive && !parser_.upgrade() && server_.limits().keep_alive_ms > 0 &&
+         !streaming_body() &&
+         (!draining() || (server_.handoff_fd() >= 0 && drain_ != Drain::kAnswered));
+}
+
+void Connection::settle_keep_alive(bool keep) {
+  if (draining()) drain_ = Drain::kAnswered;
   close_after_ = !keep;
-  return keep;
 }
 
 void Connection::respond(int status, std::string_view content_type, std::string_view body) {
-  const Request& req = parser_.request();
-  bool keep = keep_alive_after_answer();
-  append_status_line(out_, status);
-  out_ += server_.common_headers();
-  if (!content_type.empty()) {
-    out_ += "Content-Type: ";
-    out_ += content_type;
-    out_ += "\r\n";
-  }
-  out_ += "Content-Length: ";
-  append_number(out_, body.size());
-  out_ += "\r\n";
-  if (!keep) {
-    out_ += "Connection: close\r\n";
-  } else if (req.http_minor == 0) {
-    out_ += "Connection: keep-alive\r\n";
-  }
-  out_ += "\r\n";
-  if (!req.head) out_ += body;
-  answer_done(status, req.head ? 0 : body.size());
+  bool keep = may_keep_alive();
+  settle_keep_alive(keep);
+  uint64_t sent = writer_.respond(wire(), status, content_type, body, keep);
+  answered(status, sent);
 }
 
-void Connection::answer_done(int status, uint64_t body_bytes) {
+void Connection::answered(int status, uint64_t body_bytes) {
   if (server_.access_log()) log_access(status, body_bytes);
-  release_request(true);
+  end_request(true);
   if (in_process_) return;  // the parsing loop carries on and flushes
   // An answer given later: go on with what the client pipelined meanwhile.
   if (!close_after_) resume_input();
   flush();
 }
 
-void Connection::release_request(bool answered) {
-  if (ws_ == Ws::kHandshake) ws_ = Ws::kNone;  // refused with an HTTP answer
-  handling_ = false;
+void Connection::end_request(bool was_answered) {
+  if (upgrade_ == Upgrade::kRequested) upgrade_ = Upgrade::kNone;  // refused with an HTTP answer
+  writer_.end();
   send_paused_ = false;
-  if (streaming_body_) {
-    streaming_body_ = false;  // close_after_ is set: the rest of the body is never parsed
-    body_paused_ = false;
+  if (streaming_body()) {
+    body_ = Body::kNone;  // close_after_ is set: the rest of the body is never parsed
   } else {
     parser_.next();
   }
-  server_.response_complete(answered);
+  server_.response_complete(was_answered);
 }
 
 void Connection::abort_request(int status) {
-  if (closing_ || !handling_) return;
+  if (closing() || !handling()) return;
   fail_response(status);
   // The request is over for the handler too (its app learns the client is gone).
   server_.handler().on_abort(*this);
@@ -349,200 +328,56 @@ bool valid_headers(const HeaderList* headers, std::string* error) {
 
 SendResult Connection::send_response(int status, const HeaderList* headers, std::string_view body,
                                      bool more, std::string* error) {
-  if (closing_ || !handling_) return SendResult::kGone;
-  const Request& req = parser_.request();
-  if (!response_started_) {
+  if (closing() || !handling()) return SendResult::kGone;
+  if (!writer_.started()) {
     if (status < 200 || status > 999) {  // 1xx answers are the engine's (100 Continue)
       *error = "invalid response status " + std::to_string(status);
       return SendResult::kInvalid;
     }
     if (!valid_headers(headers, error)) return SendResult::kInvalid;
-    bool has_length = false;
-    uint64_t length = 0;
-    bool close_asked = false;
-    if (headers) {
-      for (const auto& [name, value] : *headers) {
-        if (iequals(name, "connection")) close_asked = close_asked || ws::has_token(value, "close");
-        if (!iequals(name, "content-length")) continue;
-        // The app's length frames the body on a keep-alive connection: it must be one number.
-        uint64_t n = 0;
-        std::string_view v = trim_ows(value);
-        auto res = std::from_chars(v.data(), v.data() + v.size(), n);
-        if (v.empty() || res.ec != std::errc() || res.ptr != v.data() + v.size() ||
-            (has_length && n != length)) {
-          *error = "invalid or conflicting Content-Length in the response";
-          return SendResult::kInvalid;
-        }
-        has_length = true;
-        length = n;
-      }
-    }
-    no_body_ = req.head || status == 204 || status == 304;
-    if (has_length && !no_body_ && body.size() > length) {
-      *error = "response body longer than its Content-Length";  // checked before anything is sent
-      return SendResult::kInvalid;
-    }
-    has_length_ = has_length && !no_body_;
-    declared_length_ = length;
-    bool keep = keep_alive_after_answer();
-    // The app asked for the close, or its body ends short of its length (the client would take
-    // the next answer for the rest of this one).
-    if (close_asked || (has_length_ && !more && body.size() < length)) {
-      keep = false;
-      close_after_ = true;
-    }
-    // Without a length, a streamed body is chunked; HTTP/1.0 has no chunks: close-delimited.
-    chunked_ = !no_body_ && !has_length && more && req.http_minor >= 1;
-    if (!no_body_ && !has_length && more && req.http_minor == 0) {
-      keep = false;
-      close_after_ = true;
-    }
-    append_status_line(out_, status);
-    out_ += server_.common_headers();
-    if (headers) {
-      bool length_written = false;
-      for (const auto& [name, value] : *headers) {
-        if (iequals(name, "transfer-encoding") || iequals(name, "connection")) continue;
-        if (iequals(name, "content-length")) {
-          // A 204 must not have one (RFC 9110 section 8.6). A 304's may stay: it must equal
-          // the 200's, which only the app knows (static files copy it from the 200).
-          if (length_written || status == 204) continue;  // or a repeat of the same value
-          length_written = true;
-        }
-        out_ += name;
-        out_ += ": ";
-        out_ += value;
-        out_ += "\r\n";
-      }
-    }
-    // A HEAD's Content-Length must be the GET's (RFC 9110 section 9.3.2): an app that sent no
-    // length and no body did not say it, so none is sent; one that sent the body did.
-    bool length_known = !req.head || !body.empty();
-    if (!has_length && !chunked_ && !more && status != 204 && status != 304 && length_known) {
-      out_ += "Content-Length: ";
-      append_number(out_, body.size());
-      out_ += "\r\n";
-    }
-    if (chunked_) out_ += "Transfer-Encoding: chunked\r\n";
-    if (!keep) {
-      out_ += "Connection: close\r\n";
-    } else if (req.http_minor == 0) {
-      out_ += "Connection: keep-alive\r\n";
-    }
-    out_ += "\r\n";
-    response_started_ = true;
-    response_status_ = status;
-    response_bytes_ = 0;
-  } else if (has_length_ && body.size() > declared_length_ - response_bytes_) {
-    // Never past the declared end: the excess would be read as the next response.
+    bool keep = may_keep_alive();
+    SendResult r = writer_.start(wire(), status, headers, body, more, &keep, error);
+    if (r != SendResult::kOk) return r;
+    settle_keep_alive(keep);
+  } else if (!writer_.fits(body)) {
     *error = "response body longer than its Content-Length";
     return SendResult::kInvalid;
   }
-  if (!no_body_ && !body.empty()) {
-    if (chunked_) {
-      char size[20];
-      int n = snprintf(size, sizeof size, "%zx\r\n", body.size());
-      out_.append(size, static_cast<size_t>(n));
-      out_ += body;
-      out_ += "\r\n";
-    } else {
-      out_ += body;
-    }
-    response_bytes_ += body.size();
-  }
+  writer_.write(out_, body);
   if (more) {
     flush_soon();  // a streamed body's parts sent in one pass go out in one write
-    if (out_.size() + writing_.size() < kOutputHighWater) return SendResult::kOk;
+    if (output_room()) return SendResult::kOk;
     send_paused_ = true;
     return SendResult::kPaused;
   }
-  if (chunked_) out_ += "0\r\n\r\n";
-  if (has_length_ && response_bytes_ < declared_length_) close_after_ = true;  // body cut short
-  response_started_ = false;
-  answer_done(response_status_, response_bytes_);
+  int sent_status = writer_.status();
+  uint64_t sent = writer_.body_bytes();
+  if (!writer_.finish(out_)) close_after_ = true;  // body cut short
+  answered(sent_status, sent);
   return SendResult::kOk;
 }
 
 void Connection::fail_response(int status) {
-  if (closing_ || !handling_) return;
-  if (response_started_ || eof_) {
+  if (closing() || !handling()) return;
+  if (writer_.started() || eof_) {
     // What was sent still goes out, then the close: the client sees that the answer is
     // incomplete (no last chunk, fewer bytes than declared). A client that closed its side is
     // sent no error answer: it may be gone, and the app may have been told so.
-    response_started_ = false;
     close_after_ = true;
   } else {
     respond_error(status);
   }
-  release_request(false);
+  end_request(false);
   // respond_error's flush ran while the request was still ours, so it left the close (the
   // linger) for later; with the request over, it happens now (or when the write completes).
-  if (!in_process_) flush();
-}
-
-const Endpoint& Connection::peer_endpoint() {
-  if (!endpoints_known_) {
-    endpoints_known_ = true;
-    auto fill = [this](bool peer, Endpoint& e) {
-      sockaddr_storage ss{};
-      int len = sizeof ss;
-      if (h_.handle.type == UV_NAMED_PIPE) {
-        char path[256];
-        size_t n = sizeof path;
-        if (!peer && uv_pipe_getsockname(&h_.pipe, path, &n) == 0) e.host.assign(path, n);
-        return;
-      }
-      int rc = peer ? uv_tcp_getpeername(&h_.tcp, reinterpret_cast<sockaddr*>(&ss), &len)
-                    : uv_tcp_getsockname(&h_.tcp, reinterpret_cast<sockaddr*>(&ss), &len);
-      if (rc != 0) return;
-      char host[INET6_ADDRSTRLEN] = "";
-      if (ss.ss_family == AF_INET) {
-        auto* a = reinterpret_cast<sockaddr_in*>(&ss);
-        inet_ntop(AF_INET, &a->sin_addr, host, sizeof host);
-        e.port = ntohs(a->sin_port);
-      } else if (ss.ss_family == AF_INET6) {
-        auto* a = reinterpret_cast<sockaddr_in6*>(&ss);
-        inet_ntop(AF_INET6, &a->sin6_addr, host, sizeof host);
-        e.port = ntohs(a->sin6_port);
-      }
-      e.host = host;
-    };
-    fill(true, peer_);
-    fill(false, local_);
-  }
-  return peer_;
-}
-
-const Endpoint& Connection::local_endpoint() {
-  peer_endpoint();
-  return local_;
-}
-
-void Connection::log_access(int status, uint64_t body_bytes) {
-  AccessEntry e;
-  e.request = &parser_.request();
-  e.remote = peer_endpoint().host;  // empty (unix socket) renders as "-"
-  e.status = status;
-  e.body_bytes = body_bytes;
-  e.duration_ns = static_cast<int64_t>(uv_hrtime() - started_hr_);
-  e.wall_start_s = started_wall_;
-  server_.access_log()->write(e);
+  flush_unless_parsing();
 }
 
 void Connection::respond_error(int status, std::string_view extra_header) {
   close_after_ = true;
-  std::string_view line = status_line(status);
-  append_status_line(out_, status);
-  out_ += server_.common_headers();
-  out_ += extra_header;
-  out_ += "Content-Type: text/plain\r\nContent-Length: ";
-  append_number(out_, line.size() + 1);
-  out_ += "\r\nConnection: close\r\n\r\n";
-  if (!parser_.head_method()) {  // the answer to a HEAD has no body, an error's neither
-    out_ += line;
-    out_ += "\n";
-  }
-  if (!in_process_) flush();
+  ResponseWriter::write_error(out_, server_.common_headers(), status, extra_header,
+                              parser_.head_method());
+  flush_unless_parsing();
 }
 
 void Connection::on_eof(bool reset) {
@@ -550,11 +385,11 @@ void Connection::on_eof(bool reset) {
   // after its requests); a request it left incomplete never will be. A reset (or another read
   // error) says it is gone: nothing written would reach it.
   eof_ = true;
-  if (closing_) return;
-  if (ws_ != Ws::kNone && ws_ != Ws::kDone) {
+  if (closing()) return;
+  if (upgrade_ == Upgrade::kRequested || (ws_ && ws_->live())) {
     // A session (or a handshake the handler holds) whose client went away without a close
     // frame: it is over (1006, abnormal closure).
-    if (ws_ != Ws::kHandshake) end_websocket(1006, "");
+    if (ws_) ws_->peer_gone();
     close_now();
     return;
   }
@@ -562,18 +397,18 @@ void Connection::on_eof(bool reset) {
     close_now();  // on_close ends a request the handler holds
     return;
   }
-  if (handling_ && streaming_body_) {
+  if (handling() && streaming_body()) {
     server_.handler().on_peer_closed(*this);
-  } else if (handling_) {
+  } else if (handling()) {
     server_.handler().on_peer_done(*this);
   }
-  if (closing_) return;
-  if (lingering_) {
+  if (closing()) return;
+  if (life_ == Life::kLingering) {
     close_now();
     return;
   }
   update_reading();
-  if (!handling_ && pending_in_.empty() && !write_pending_ && out_.empty()) {
+  if (!handling() && pending_in_.empty() && !write_pending_ && out_.empty()) {
     close_now();
     return;
   }
@@ -583,15 +418,15 @@ void Connection::on_eof(bool reset) {
 void Connection::rearm() {
   // A streamed body is timed while the handler holds its request: a client that stalls in it
   // gets 408 (or the close, once the answer has started).
-  bool body_wait = handling_ && streaming_body_;
-  if (closing_ || lingering_ || (handling_ && !body_wait) || !input_wanted()) return;
+  bool body_wait = handling() && streaming_body();
+  if (!open() || (handling() && !body_wait) || !input_wanted()) return;
   const Limits& lim = server_.limits();
   uint64_t ms = 0;
   switch (parser_.phase()) {
     case RequestParser::Phase::kIdle:
       if (wait_ == Wait::kIdle) return;  // idle since earlier: the deadline stands
       wait_ = Wait::kIdle;
-      ms = draining_ ? server_.drain_idle_grace_ms() : lim.keep_alive_ms;
+      ms = draining() ? server_.drain_idle_grace_ms() : lim.keep_alive_ms;
       break;
     case RequestParser::Phase::kHead:
       if (wait_ == Wait::kHead) return;  // the whole head must arrive in time, not each byte
@@ -607,7 +442,7 @@ void Connection::rearm() {
 }
 
 void Connection::flush() {
-  while (!closing_ && !write_pending_) {
+  while (!closing() && !write_pending_) {
     if (out_.empty()) {
       finish_output();
       return;
@@ -649,7 +484,7 @@ void Connection::on_write(uv_write_t* req, int status) {
   c->write_pending_ = false;
   c->writing_.clear();
   release_if_large(c->writing_);
-  if (c->closing_) return;
+  if (c->closing()) return;
   if (status < 0) {
     c->close_now();
     return;
@@ -658,18 +493,24 @@ void Connection::on_write(uv_write_t* req, int status) {
   if (c->wait_ == Wait::kIdle) c->wait_ = Wait::kNone;
   c->resume_input();
   c->flush();
-  if (!c->closing_) c->wake_sender_if_room();
+  if (!c->closing()) c->wake_sender_if_room();
+}
+
+void Connection::flush_soon() {
+  if (in_process_ || flush_queued_) return;  // on_read flushes at its end, or it is queued
+  flush_queued_ = true;
+  server_.flush_later(this);
 }
 
 void Connection::wake_sender_if_room() {
-  if (!send_paused_ || closing_ || out_.size() + writing_.size() >= kOutputHighWater) return;
+  if (!send_paused_ || closing() || !output_room()) return;
   send_paused_ = false;
   // The handler only schedules its sender here; it does not send from inside this call.
-  if (handling_) server_.handler().on_drained(*this);
+  if (handling()) server_.handler().on_drained(*this);
 }
 
 void Connection::finish_output() {
-  if (handling_) return;
+  if (handling()) return;
   if (close_after_) {
     if (eof_) {
       close_now();
@@ -678,15 +519,15 @@ void Connection::finish_output() {
     }
   } else if (eof_ && pending_in_.empty()) {
     close_now();
-  } else if (draining_ && server_.handoff_fd() >= 0) {
+  } else if (draining() && server_.handoff_fd() >= 0) {
     try_handoff();
   }
 }
 
 bool Connection::try_handoff() {
-  if (closing_ || lingering_ || eof_ || handling_ || close_after_ || write_pending_ ||
-      ws_ != Ws::kNone || parser_.phase() != RequestParser::Phase::kIdle || !out_.empty() ||
-      !pending_in_.empty()) {
+  if (!open() || eof_ || handling() || close_after_ || write_pending_ ||
+      upgrade_ != Upgrade::kNone || parser_.phase() != RequestParser::Phase::kIdle ||
+      !out_.empty() || !pending_in_.empty()) {
     return false;
   }
   uv_os_fd_t fd;
@@ -699,10 +540,11 @@ bool Connection::try_handoff() {
 }
 
 void Connection::start_linger() {
-  if (lingering_ || closing_) return;
+  if (!open()) return;
+  assert(!handling());
   // Half-close and read until the client closes too: closing with unread input would reset
   // the connection and could destroy the answer before the client reads it.
-  lingering_ = true;
+  life_ = Life::kLingering;
   pending_in_.clear();
   pending_off_ = 0;
   uint64_t ms = server_.limits().linger_ms;
@@ -716,39 +558,25 @@ void Connection::start_linger() {
 
 void Connection::on_shutdown(uv_shutdown_t* req, int status) {
   auto* c = static_cast<Connection*>(req->handle->data);
-  if (status < 0 && !c->closing_) c->close_now();
+  if (status < 0 && !c->closing()) c->close_now();
 }
 
 void Connection::begin_drain() {
-  draining_ = true;
-  if (ws_ == Ws::kOpen) {
-    close_websocket(1012, "");  // service restart: the client reconnects to another worker
+  if (!draining()) drain_ = Drain::kDraining;
+  if (ws_ && ws_->state() == ws::Session::State::kOpen) {
+    ws_->close(1012, "");  // service restart: the client reconnects to another worker
     return;
   }
   if (server_.handoff_fd() >= 0 && try_handoff()) return;
-  if (parser_.phase() == RequestParser::Phase::kIdle && !handling_ && !close_after_ &&
-      !lingering_ && !closing_) {
+  if (parser_.phase() == RequestParser::Phase::kIdle && !handling() && !close_after_ && open()) {
     wait_ = Wait::kIdle;
     deadline_ms_ = now_ms() + server_.drain_idle_grace_ms();
   }
 }
 
 void Connection::check_deadline(uint64_t now) {
-  if (closing_) return;
-  if (ws_ == Ws::kClosing && still_taking(ws_close_end_)) {
-    // Our close frame is behind output the client is still reading: its wait starts after.
-    uint64_t ms = server_.limits().linger_ms;
-    deadline_ms_ = now + (ms ? ms : 1);
-  }
-  if (ws_ == Ws::kClosing && deadline_ms_ && now >= deadline_ms_) {
-    end_websocket(1006, "");  // the client never answered our close frame
-    close_now();
-    return;
-  }
-  if (ws_ == Ws::kOpen) {
-    ping_websocket(now);
-    if (closing_ || ws_ != Ws::kOpen) return;
-  }
+  if (closing()) return;
+  if (ws_ && !ws_->check(now)) return;
   if (write_pending_) {
     // A client that does not read: the write must make progress, whatever else we wait for.
     size_t queued = h_.stream.write_queue_size;
@@ -760,23 +588,23 @@ void Connection::check_deadline(uint64_t now) {
       close_now();
       return;
     }
-    if (!lingering_) return;
+    if (life_ != Life::kLingering) return;
   }
   // A body the handler paused is not the client's delay.
-  bool body_timed = handling_ && streaming_body_ && !body_paused_ && wait_ == Wait::kBody;
-  if ((handling_ && !body_timed) || deadline_ms_ == 0 || now < deadline_ms_) return;
+  bool body_timed = handling() && body_ == Body::kStreaming && wait_ == Wait::kBody;
+  if ((handling() && !body_timed) || deadline_ms_ == 0 || now < deadline_ms_) return;
   expire();
 }
 
 void Connection::expire() {
-  if (lingering_ || (close_after_ && !handling_)) {
+  if (life_ == Life::kLingering || (close_after_ && !handling())) {
     close_now();
     return;
   }
   // A request under way gets 408 (RFC 9110 section 15.5.9); an idle connection just closes,
   // since a client may be sending its next request right now.
   if (wait_ == Wait::kHead || wait_ == Wait::kBody) {
-    if (handling_) {
+    if (handling()) {
       abort_request(408);  // a streamed body: the handler holds the request
     } else {
       respond_error(408);
@@ -787,15 +615,15 @@ void Connection::expire() {
 }
 
 void Connection::close_now() {
-  if (closing_) return;
-  closing_ = true;
+  if (closing()) return;
+  life_ = Life::kClosing;
   reading_ = false;
   uv_close(&h_.handle, on_close);
 }
 
 void Connection::on_close(uv_handle_t* h) {
   auto* c = static_cast<Connection*>(h->data);
-  if (c->handling_) {
+  if (c->handling()) {
     c->server_.handler().on_abort(*c);
     c->server_.response_complete(false);
   }
@@ -803,32 +631,13 @@ void Connection::on_close(uv_handle_t* h) {
   delete c;
 }
 
-// --- WebSocket --------------------------------------------------------------------------------
+// --- The WebSocket upgrade ------------------------------------------------------------------
 
-// An Upgrade: websocket request (llhttp saw Connection: upgrade). True when it is a valid
-// opening handshake (ws_ becomes kHandshake) or no WebSocket upgrade at all (plain HTTP);
-// false when it was refused here with an error answer.
-bool Connection::websocket_handshake(const Request& req) {
-  if (!ws::has_token(req.header("upgrade"), "websocket")) return true;
-  if (req.method != HTTP_GET || req.http_minor != 1 || req.has_body) {
-    respond_error(400);
-    return false;
-  }
-  if (req.header("sec-websocket-version") != "13") {
-    respond_error(426, "Sec-WebSocket-Version: 13\r\n");
-    return false;
-  }
-  if (!ws::valid_client_key(req.header("sec-websocket-key"))) {
-    respond_error(400);
-    return false;
-  }
-  ws_ = Ws::kHandshake;
-  return true;
-}
-
+// The upgrade handoff: the 101 answer is the request's last HTTP bytes; a session takes the
+// socket over, and the request stays the handler's until the session ends.
 SendResult Connection::accept_websocket(std::string_view subprotocol, const HeaderList* headers,
                                         std::string* error) {
-  if (closing_ || eof_ || ws_ != Ws::kHandshake) return SendResult::kGone;
+  if (closing() || eof_ || upgrade_ != Upgrade::kRequested) return SendResult::kGone;
   if (!subprotocol.empty() && !is_token(subprotocol)) {
     *error = "invalid WebSocket subprotocol '" + std::string(subprotocol.substr(0, 64)) + "'";
     return SendResult::kInvalid;
@@ -861,139 +670,8 @@ SendResult Connection::accept_websocket(std::string_view subprotocol, const Head
   }
   out_ += "\r\n";
   if (server_.access_log()) log_access(101, 0);
-  ws_ = Ws::kOpen;
-  const Limits& lim = server_.limits();
-  ws_decoder_ = std::make_unique<ws::Decoder>(lim.ws_max_message);
-  wait_ = Wait::kNone;
-  deadline_ms_ = 0;
-  ws_next_ping_ms_ = lim.ws_ping_interval_ms ? now_ms() + lim.ws_ping_interval_ms : 0;
-  // Frames the client sent right after its handshake were kept unparsed: they come first.
-  std::string early = pending_in_.substr(std::min(pending_off_, pending_in_.size()));
-  pending_in_.clear();
-  pending_off_ = 0;
-  if (!early.empty()) feed_websocket(early.data(), early.size());
-  if (draining_ && ws_ == Ws::kOpen) close_websocket(1012, "");
-  if (!in_process_) flush();
-  update_reading();
+  switch_to_websocket();
   return SendResult::kOk;
-}
-
-void Connection::flush_soon() {
-  if (in_process_ || flush_queued_) return;  // on_read flushes at its end, or it is queued
-  flush_queued_ = true;
-  server_.flush_later(this);
-}
-
-SendResult Connection::send_websocket(bool text, std::string_view data) {
-  if (closing_ || ws_ != Ws::kOpen) return SendResult::kGone;
-  out_ += ws::encode_frame(text ? ws::Opcode::kText : ws::Opcode::kBinary, data);
-  flush_soon();
-  if (out_.size() + writing_.size() < kOutputHighWater) return SendResult::kOk;
-  send_paused_ = true;
-  return SendResult::kPaused;
-}
-
-void Connection::close_websocket(uint16_t code, std::string_view reason) {
-  if (closing_ || ws_ != Ws::kOpen) return;
-  send_close_frame(code, reason);
-  ws_close_end_ = bytes_written_ + out_.size();
-  ws_ = Ws::kClosing;
-  // The client answers with its close frame; one that does not is closed on after this.
-  uint64_t ms = server_.limits().linger_ms;
-  deadline_ms_ = now_ms() + (ms ? ms : 1);
-  if (!in_process_) flush();
-  update_reading();
-}
-
-bool Connection::still_taking(uint64_t end) {
-  // Only what the client took counts, never what we added (our own pings would otherwise keep
-  // a client that is gone alive). TCP tells: what left libuv and is no longer unacknowledged
-  // in the kernel reached the client. A unix socket's count is of buffer memory, not bytes:
-  // nothing is known to move there.
-  uv_os_fd_t fd;
-  int queued = 0;
-  if (h_.handle.type != UV_TCP || uv_fileno(&h_.handle, &fd) != 0 ||
-      ioctl(fd, SIOCOUTQ, &queued) != 0 || queued < 0) {
-    return false;
-  }
-  uint64_t held = static_cast<uint64_t>(queued) + h_.stream.write_queue_size;
-  uint64_t delivered = bytes_written_ - std::min(bytes_written_, held);
-  bool taking = delivered > ws_taken_seen_ && delivered < end;
-  ws_taken_seen_ = delivered;
-  return taking;
-}
-
-void Connection::resume_websocket() {
-  if (!ws_paused_) return;
-  ws_paused_ = false;
-  update_reading();
-}
-
-void Connection::send_close_frame(uint16_t code, std::string_view reason) {
-  out_ += ws::encode_frame(ws::Opcode::kClose, ws::close_payload(code, reason));
-}
-
-void Connection::feed_websocket(const char* data, size_t len) {
-  if (ws_decoder_ && !ws_decoder_->done()) ws_decoder_->feed(std::string_view(data, len), *this);
-}
-
-void Connection::on_message(bool text, std::string_view data) {
-  if (ws_ == Ws::kOpen) server_.handler().on_ws_message(*this, text, data);
-}
-
-void Connection::on_ping(std::string_view payload) {
-  if (ws_ == Ws::kOpen || ws_ == Ws::kClosing) out_ += ws::encode_frame(ws::Opcode::kPong, payload);
-}
-
-void Connection::on_pong(std::string_view) {
-  ws_pong_due_ms_ = 0;  // the client is there
-}
-
-// Keepalive: a ping every interval; a client that leaves one unanswered for the timeout is
-// gone (a dead peer or a proxy that dropped the session), and the session ends with 1011.
-void Connection::ping_websocket(uint64_t now) {
-  const Limits& lim = server_.limits();
-  // The pong comes after the client has read what was sent before the ping: a client that
-  // is still reading that (a large message, slowly) is not gone, and its wait starts again.
-  if (ws_pong_due_ms_ && still_taking(ws_ping_end_)) {
-    ws_pong_due_ms_ = now + lim.ws_ping_timeout_ms;
-  }
-  if (ws_pong_due_ms_ && now >= ws_pong_due_ms_) {
-    send_close_frame(1011, "keepalive ping timeout");
-    end_websocket(1011, "keepalive ping timeout");
-    return;
-  }
-  if (!ws_next_ping_ms_ || now < ws_next_ping_ms_) return;
-  ws_next_ping_ms_ = now + lim.ws_ping_interval_ms;
-  out_ += ws::encode_frame(ws::Opcode::kPing, "rotor");
-  if (!ws_pong_due_ms_ && lim.ws_ping_timeout_ms) {
-    ws_pong_due_ms_ = now + lim.ws_ping_timeout_ms;
-    ws_ping_end_ = bytes_written_ + out_.size();  // where in our output the awaited ping ends
-  }
-  flush();
-}
-
-void Connection::on_close(uint16_t code, std::string_view reason) {
-  // The client's close frame: answered with the same code (the end of the closing handshake),
-  // unless ours went first. Then the server closes the TCP connection.
-  if (ws_ == Ws::kOpen) send_close_frame(code, "");
-  end_websocket(code, reason);
-}
-
-void Connection::on_error(uint16_t close_code, std::string_view) {
-  if (ws_ == Ws::kOpen) send_close_frame(close_code, "");
-  end_websocket(close_code, "");
-}
-
-void Connection::end_websocket(uint16_t code, std::string_view reason) {
-  if (ws_ != Ws::kOpen && ws_ != Ws::kClosing) return;
-  ws_ = Ws::kDone;
-  close_after_ = true;
-  handling_ = false;
-  send_paused_ = false;
-  server_.handler().on_ws_closed(*this, code, reason);
-  server_.response_complete(true);
-  if (!in_process_) flush();
 }
 
 }  // namespace rotor::http

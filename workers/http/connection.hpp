@@ -1,6 +1,8 @@
 // One client connection: reads with libuv, judges the bytes with a RequestParser, hands
 // complete requests to the handler one at a time (pipelined requests wait their turn) and writes
-// the answers in order, batching everything one read produced into one write.
+// the answers in order, batching everything one read produced into one write. It owns the
+// socket: reading, writing, deadlines, the lingering close and the handoff to another worker.
+// The bytes of an answer come from its ResponseWriter; after an upgrade a ws::Session speaks.
 //
 // Memory per connection is bounded: input is read only while the handler has no request and
 // the unsent output is below a high-water mark; bytes read but not yet parsed (pipelining) are
@@ -18,7 +20,8 @@
 
 #include "workers/http/parser.hpp"
 #include "workers/http/request.hpp"
-#include "workers/websocket/frame.hpp"
+#include "workers/http/response_writer.hpp"
+#include "workers/websocket/session.hpp"
 
 namespace rotor::http {
 
@@ -30,16 +33,7 @@ struct Endpoint {
   int port = -1;
 };
 
-enum class SendResult : uint8_t {
-  kOk,       // queued (and the answer finished when it was the last part)
-  kPaused,   // queued, but the client reads slowly: wait for Handler::on_drained
-  kGone,     // the connection is closed; nothing was written
-  kInvalid,  // the status or a header is not valid HTTP; nothing was written
-};
-
-using HeaderList = std::vector<std::pair<std::string_view, std::string_view>>;
-
-class Connection : private RequestParser::BodySink, private ws::Sink {
+class Connection : private RequestParser::BodySink {
  public:
   explicit Connection(Server& server);
   Connection(const Connection&) = delete;
@@ -64,7 +58,9 @@ class Connection : private RequestParser::BodySink, private ws::Sink {
   // answer is incomplete). Ends the request.
   void fail_response(int status);
   // Flow control of a streamed request body: stop reading it until resume_body().
-  void pause_body() { body_paused_ = true; }
+  void pause_body() {
+    if (body_ == Body::kStreaming) body_ = Body::kPaused;
+  }
   void resume_body();
   // Streaming: "100 Continue" when the client asked for it, no body byte arrived yet and no
   // response has started (an app reading its body says it wants it).
@@ -72,7 +68,7 @@ class Connection : private RequestParser::BodySink, private ws::Sink {
   // WebSocket (RFC 6455). The request the handler holds is an opening handshake (only for a
   // handler that accepts_websockets()); it answers with accept_websocket(), or with any HTTP
   // answer to refuse it.
-  bool websocket_requested() const { return ws_ == Ws::kHandshake; }
+  bool websocket_requested() const { return upgrade_ == Upgrade::kRequested; }
   // 101 Switching Protocols with `subprotocol` (may be empty) and the handler's headers; from
   // then on messages reach Handler::on_ws_message. kInvalid (with `error`) for a bad header.
   SendResult accept_websocket(std::string_view subprotocol, const HeaderList* headers,
@@ -83,15 +79,15 @@ class Connection : private RequestParser::BodySink, private ws::Sink {
   // the client answers with its own, or after the linger time.
   void close_websocket(uint16_t code, std::string_view reason);
   // Flow control of incoming messages: stop reading until resume_websocket().
-  void pause_websocket() { ws_paused_ = true; }
+  void pause_websocket() {
+    if (ws_) ws_->pause();
+  }
   void resume_websocket();
   // For the handler: which of its requests this connection carries.
   uint64_t handler_tag = 0;
   // Whether libuv holds work for this connection that only its loop completes (a queued
   // write, a close): a caller outside the loop's callbacks must let the loop run.
-  bool loop_work_pending() const {
-    return write_pending_ || closing_ || lingering_ || flush_queued_;
-  }
+  bool loop_work_pending() const { return write_pending_ || life_ != Life::kOpen || flush_queued_; }
   // Server::flush_later's end of the loop pass: write what was queued.
   void flush_queued() {
     flush_queued_ = false;
@@ -112,8 +108,20 @@ class Connection : private RequestParser::BodySink, private ws::Sink {
   Connection* next = nullptr;
 
  private:
+  friend class ws::Session;  // the protocol the connection hands its socket to on an upgrade
+
   // What the read deadline is waiting for.
   enum class Wait : uint8_t { kNone, kIdle, kHead, kBody };
+  // kLingering: the last answer is out, input is read and discarded until the client's EOF;
+  // kClosing: uv_close is under way, on_close deletes the connection.
+  enum class Life : uint8_t { kOpen, kLingering, kClosing };
+  // A body streamed to the handler while it holds the request (and whether it paused it).
+  enum class Body : uint8_t { kNone, kStreaming, kPaused };
+  // kRequested: the handler holds an opening handshake; kSwitched: ws_ has the socket.
+  enum class Upgrade : uint8_t { kNone, kRequested, kSwitched };
+  // The worker drains; kAnswered: one answer went out without Connection: close (the
+  // connection is to be handed off), the next one closes.
+  enum class Drain : uint8_t { kNone, kDraining, kAnswered };
 
   static void on_alloc(uv_handle_t* h, size_t suggested, uv_buf_t* buf);
   static void on_read(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf);
@@ -121,20 +129,38 @@ class Connection : private RequestParser::BodySink, private ws::Sink {
   static void on_shutdown(uv_shutdown_t* req, int status);
   static void on_close(uv_handle_t* h);
 
+  bool closing() const { return life_ == Life::kClosing; }
+  bool draining() const { return drain_ != Drain::kNone; }
+  bool open() const { return life_ == Life::kOpen; }
+  // The handler owns the current request (its answer is not complete).
+  bool handling() const { return writer_.holding(); }
+  bool streaming_body() const { return body_ != Body::kNone; }
+  Wire wire();
+  bool output_room() const;
   size_t process(const char* data, size_t len);
   bool can_process() const;
+  void check_invariants() const;
   void dispatch();
   void resume_input();
   // Whether input is still of use: the connection is not closing after this answer, or the
   // handler still reads the body of its request (a full-duplex answer).
-  bool input_wanted() const { return !close_after_ || (handling_ && streaming_body_); }
-  // The engine ends the request the handler holds (its body is invalid or stalled).
+  bool input_wanted() const { return !close_after_ || (handling() && streaming_body()); }
+  // Whether the connection may stay open after the current answer (no side effect), and the
+  // decision once the answer's head is written.
+  bool may_keep_alive() const;
+  void settle_keep_alive(bool keep);
+  // The handler's request is over: answered (the last byte of its answer is queued), failed
+  // by the handler, or aborted by the engine (its body is invalid or stalled).
+  void answered(int status, uint64_t body_bytes);
   void abort_request(int status);
-  // The handler's request is over (answered when `answered`).
-  void release_request(bool answered);
+  void end_request(bool was_answered);
   void on_eof(bool reset);
   void respond_error(int status, std::string_view extra_header = {});
   void flush();
+  // Answers given while parsing are flushed by the parsing loop's caller; others now.
+  void flush_unless_parsing() {
+    if (!in_process_) flush();
+  }
   // What the handler sends in one pass of the loop goes out in one write, at the pass's end.
   void flush_soon();
   // After output went out: a paused sender may go on (Handler::on_drained).
@@ -146,23 +172,13 @@ class Connection : private RequestParser::BodySink, private ws::Sink {
   void expire();
   uint64_t now_ms() const;
   void log_access(int status, uint64_t body_bytes);
-  bool keep_alive_after_answer();
   void on_body_data(std::string_view data) override;
-  void answer_done(int status, uint64_t body_bytes);
-  // WebSocket: the decoder's reports, and the end of the session for the handler.
-  void on_message(bool text, std::string_view data) override;
-  void on_ping(std::string_view payload) override;
-  void on_pong(std::string_view payload) override;
-  void on_close(uint16_t code, std::string_view reason) override;
-  void on_error(uint16_t close_code, std::string_view why) override;
+  // WebSocket: a valid opening handshake, or refused here; and the session's end.
   bool websocket_handshake(const Request& req);
-  void feed_websocket(const char* data, size_t len);
-  void send_close_frame(uint16_t code, std::string_view reason);
-  void ping_websocket(uint64_t now);
-  // Whether the client took some of our output since the last call without yet reaching the
-  // byte `end` of it (the end of the ping, or of the close frame, it must answer).
-  bool still_taking(uint64_t end);
-  void end_websocket(uint16_t code, std::string_view reason);
+  void switch_to_websocket();
+  void session_ended(uint16_t code, std::string_view reason);
+  // How much of our output reached the client, when the socket tells (TCP).
+  bool bytes_delivered(uint64_t* delivered);
 
   Server& server_;
   union {
@@ -172,6 +188,7 @@ class Connection : private RequestParser::BodySink, private ws::Sink {
     uv_pipe_t pipe;
   } h_;
   RequestParser parser_;
+  ResponseWriter writer_;
 
   std::string out_;      // answers not yet handed to the kernel
   std::string writing_;  // the buffer of the uv_write in flight
@@ -181,49 +198,27 @@ class Connection : private RequestParser::BodySink, private ws::Sink {
   size_t pending_off_ = 0;  // how much of pending_in_ is parsed
 
   Wait wait_ = Wait::kIdle;
+  Life life_ = Life::kOpen;
+  Body body_ = Body::kNone;
+  Upgrade upgrade_ = Upgrade::kNone;
+  Drain drain_ = Drain::kNone;
   uint64_t deadline_ms_ = 0;        // of the read side; 0 = none
   uint64_t write_progress_ms_ = 0;  // last time the write in flight made progress
   size_t write_queue_seen_ = 0;     // libuv's write queue size at that time
   uint64_t started_hr_ = 0;         // request start (uv_hrtime), kept only for the access log
   int64_t started_wall_ = 0;
+  uint64_t bytes_written_ = 0;  // everything handed to libuv to write
   bool reading_ = false;
   bool in_process_ = false;   // parsing: answers given now are flushed by the caller
-  bool handling_ = false;     // the handler owns the current request
-  bool send_paused_ = false;  // send_response said kPaused: wake the handler once there is room
+  bool send_paused_ = false;  // a send said kPaused: wake the handler once there is room
   bool write_pending_ = false;
+  bool flush_queued_ = false;   // waits in Server::flush_later
   bool close_after_ = false;    // close once the current answer is written
   bool continue_sent_ = false;  // 100 Continue written for the current request
   bool eof_ = false;            // the client closed its side
-  bool lingering_ = false;
-  bool closing_ = false;
-  bool draining_ = false;
-  bool answered_in_drain_ = false;  // one answer without Connection: close, then hand off
-  // A streamed request body under way (the handler already has the request) and its pause.
-  bool streaming_body_ = false;
-  bool body_paused_ = false;
-  // A streamed answer (send_response) under way.
-  bool response_started_ = false;
-  bool chunked_ = false;
-  bool no_body_ = false;  // HEAD, 1xx, 204, 304
-  int response_status_ = 0;
-  uint64_t response_bytes_ = 0;
-  bool has_length_ = false;       // the body is framed by the handler's Content-Length
-  uint64_t declared_length_ = 0;  // which the body must match
   Endpoint peer_, local_;
   bool endpoints_known_ = false;
-  // kHandshake: the handler holds an opening handshake; kOpen: frames flow; kClosing: our
-  // close frame is out, the client's is awaited; kDone: the session is over (closing).
-  enum class Ws : uint8_t { kNone, kHandshake, kOpen, kClosing, kDone };
-  Ws ws_ = Ws::kNone;
-  bool ws_paused_ = false;
-  bool flush_queued_ = false;     // waits in Server::flush_later
-  uint64_t ws_next_ping_ms_ = 0;  // when to ping next; 0 = never
-  uint64_t ws_pong_due_ms_ = 0;   // a ping is unanswered: the pong must come by then
-  uint64_t ws_taken_seen_ = 0;    // still_taking()'s last reading
-  uint64_t ws_ping_end_ = 0;      // where the awaited ping ends in our output
-  uint64_t ws_close_end_ = 0;     // and our close frame
-  uint64_t bytes_written_ = 0;    // everything handed to libuv to write
-  std::unique_ptr<ws::Decoder> ws_decoder_;
+  std::unique_ptr<ws::Session> ws_;
 };
 
 }  // namespace rotor::http
