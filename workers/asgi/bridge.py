@@ -1,7 +1,7 @@
 # The Python half of rotor's ASGI bridge: the app's task, and the waiting its `receive` and
 # `send` (methods of the C++ Exchange, workers/asgi/exchange.cpp) cannot do without. Compiled
 # into the rotor binary (see CMakeLists.txt) and run as the module `_rotor_bridge`; the C++ half
-# is the module `_rotor` (workers/asgi/asgi_worker.cpp).
+# is the module `_rotor` (workers/asgi/rotor_module.cpp).
 #
 # Only what has to be Python lives here: awaiting (asyncio futures) and the app's task.
 # Parsing, header validation, framing and writing stay in C++.

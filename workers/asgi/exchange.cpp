@@ -1,7 +1,7 @@
 #include "workers/asgi/exchange.hpp"
 
-#define PY_SSIZE_T_CLEAN
-#include <Python.h>
+#include "workers/asgi/py_ref.hpp"
+
 #include <structmember.h>
 
 #include <cstring>
@@ -158,35 +158,31 @@ PyObject* take(Exchange* ex) {
   if (ex->chunks) {  // the body is not all handed over yet
     Py_ssize_t n = PyList_GET_SIZE(ex->chunks);
     if (n || !ex->more) {
-      PyObject* body;
+      PyRef body;
       if (n == 0) {
-        body = Py_NewRef(g_empty_bytes);
+        body = PyRef::borrow(g_empty_bytes);
       } else if (n == 1) {
         PyObject* only = PyList_GET_ITEM(ex->chunks, 0);
-        body = PyBytes_CheckExact(only) ? Py_NewRef(only) : PyBytes_FromObject(only);
+        body =
+            PyBytes_CheckExact(only) ? PyRef::borrow(only) : PyRef::steal(PyBytes_FromObject(only));
       } else {
-        body = _PyBytes_Join(g_empty_bytes, ex->chunks);
+        body = PyRef::steal(_PyBytes_Join(g_empty_bytes, ex->chunks));
       }
-      PyObject* m = body ? message(v_request) : nullptr;
-      if (!m || PyDict_SetItem(m, k_body, body) != 0 ||
-          PyDict_SetItem(m, k_more_body, ex->more ? Py_True : Py_False) != 0) {
-        Py_XDECREF(body);
-        Py_XDECREF(m);
+      PyRef m = body ? PyRef::steal(message(v_request)) : PyRef();
+      if (!m || PyDict_SetItem(m.get(), k_body, body.get()) != 0 ||
+          PyDict_SetItem(m.get(), k_more_body, ex->more ? Py_True : Py_False) != 0) {
         return nullptr;
       }
-      Py_DECREF(body);
+      body.reset();
       if (ex->more) {
         PyObject* fresh = PyList_New(0);
-        if (!fresh) {
-          Py_DECREF(m);
-          return nullptr;
-        }
+        if (!fresh) return nullptr;
         Py_SETREF(ex->chunks, fresh);
         g_engine->resume_body(ex->rid);  // the engine pauses reading at its high water
       } else {
         Py_CLEAR(ex->chunks);
       }
-      return m;
+      return m.release();
     }
     if (!ex->done) Py_RETURN_NONE;
     Py_CLEAR(ex->chunks);  // the client left in the middle of the body
@@ -202,9 +198,9 @@ PyObject* ex_take(PyObject* self, PyObject*) {
 }
 
 PyObject* ex_receive(PyObject* self, PyObject*) {
-  PyObject* m = take(reinterpret_cast<Exchange*>(self));
-  if (m != Py_None) return ready_new(m);
-  Py_DECREF(m);
+  PyRef m = PyRef::steal(take(reinterpret_cast<Exchange*>(self)));
+  if (m.get() != Py_None) return ready_new(m.release());
+  m.reset();
   auto* ex = reinterpret_cast<Exchange*>(self);
   if (!ex->receivers && !(ex->receivers = PyList_New(0))) return nullptr;
   return PyObject_CallOneArg(g_receive_slow, self);
@@ -243,22 +239,18 @@ bool is_kind(PyObject* kind, PyObject* name) {
 bool release(PyObject* waiters) {
   if (!waiters || PyList_GET_SIZE(waiters) == 0) return true;
   // Taken out first: the list is the bridge's too, and set_result must not see it change.
-  PyObject* taken = PyList_GetSlice(waiters, 0, PyList_GET_SIZE(waiters));
+  PyRef taken = PyRef::steal(PyList_GetSlice(waiters, 0, PyList_GET_SIZE(waiters)));
   if (!taken || PyList_SetSlice(waiters, 0, PyList_GET_SIZE(waiters), nullptr) != 0) {
-    Py_XDECREF(taken);
     return false;
   }
   bool ok = true;
-  for (Py_ssize_t i = 0; ok && i < PyList_GET_SIZE(taken); ++i) {
-    PyObject* w = PyList_GET_ITEM(taken, i);
-    PyObject* is_done = PyObject_CallMethodNoArgs(w, k_done);
-    int d = is_done ? PyObject_IsTrue(is_done) : -1;
-    Py_XDECREF(is_done);
-    PyObject* r = d == 0 ? PyObject_CallMethodOneArg(w, k_set_result, Py_None) : nullptr;
-    ok = d > 0 || (d == 0 && r);
-    Py_XDECREF(r);
+  for (Py_ssize_t i = 0; ok && i < PyList_GET_SIZE(taken.get()); ++i) {
+    PyObject* w = PyList_GET_ITEM(taken.get(), i);
+    PyRef is_done = PyRef::steal(PyObject_CallMethodNoArgs(w, k_done));
+    int d = is_done ? PyObject_IsTrue(is_done.get()) : -1;
+    is_done.reset();
+    ok = d > 0 || (d == 0 && call_ok(PyObject_CallMethodOneArg(w, k_set_result, Py_None)));
   }
-  Py_DECREF(taken);
   return ok;
 }
 
@@ -280,12 +272,10 @@ bool queue_body(PyObject* chunks, std::string_view data) {
       return true;
     }
   }
-  PyObject* piece = data.size() < kMergeBelow ? PyByteArray_FromStringAndSize(data.data(), n)
-                                              : PyBytes_FromStringAndSize(data.data(), n);
-  if (!piece) return false;
-  int r = PyList_Append(chunks, piece);
-  Py_DECREF(piece);
-  return r == 0;
+  PyRef piece =
+      PyRef::steal(data.size() < kMergeBelow ? PyByteArray_FromStringAndSize(data.data(), n)
+                                             : PyBytes_FromStringAndSize(data.data(), n));
+  return piece && PyList_Append(chunks, piece.get()) == 0;
 }
 
 PyObject* disconnected(Exchange* ex) {
@@ -299,12 +289,12 @@ PyObject* send_start(Exchange* ex, PyObject* msg) {
     PyErr_SetString(PyExc_RuntimeError, "http.response.start sent twice");
     return nullptr;
   }
-  PyObject* status = item(msg, k_status, nullptr);
+  PyRef status = PyRef::steal(item(msg, k_status, nullptr));
   if (!status) return nullptr;
   // Only made an int here; the engine judges the value when it writes the head.
-  bool is_int = PyLong_Check(status);
-  int code = is_int ? _PyLong_AsInt(status) : -1;
-  Py_DECREF(status);
+  bool is_int = PyLong_Check(status.get());
+  int code = is_int ? _PyLong_AsInt(status.get()) : -1;
+  status.reset();
   if (!is_int) {
     PyErr_SetString(PyExc_TypeError, "http.response.start status must be an int");
     return nullptr;
@@ -327,24 +317,24 @@ PyObject* send_body(Exchange* ex, PyObject* msg) {
     PyErr_SetString(PyExc_RuntimeError, "http.response.body after the response finished");
     return nullptr;
   }
-  PyObject* more_obj = item(msg, k_more_body, Py_False);
-  int more = more_obj ? PyObject_IsTrue(more_obj) : -1;
-  Py_XDECREF(more_obj);
+  PyRef more_obj = PyRef::steal(item(msg, k_more_body, Py_False));
+  int more = more_obj ? PyObject_IsTrue(more_obj.get()) : -1;
+  more_obj.reset();
   if (more < 0) return nullptr;
-  PyObject* body = item(msg, k_body, g_empty_bytes);
+  PyRef body = PyRef::steal(item(msg, k_body, g_empty_bytes));
   if (!body) return nullptr;
   Py_buffer view;
-  int got = PyObject_GetBuffer(body, &view, PyBUF_SIMPLE);
-  Py_DECREF(body);
+  int got = PyObject_GetBuffer(body.get(), &view, PyBUF_SIMPLE);
+  body.reset();  // the view holds the buffer
   if (got != 0) return nullptr;
-  PyObject* headers = ex->headers;  // written with this part, then forgotten
+  PyRef headers = PyRef::steal(ex->headers);  // written with this part, then forgotten
   ex->headers = nullptr;
   SendOutcome out = g_engine->send_part(
-      ex->rid, ex->status, headers,
+      ex->rid, ex->status, headers.get(),
       std::string_view(static_cast<const char*>(view.buf), static_cast<size_t>(view.len)),
       more != 0);
   PyBuffer_Release(&view);
-  Py_XDECREF(headers);
+  headers.reset();
   switch (out) {
     case SendOutcome::kError:
       return nullptr;
@@ -369,20 +359,12 @@ PyObject* send_body(Exchange* ex, PyObject* msg) {
 
 PyObject* ex_send(PyObject* self, PyObject* msg) {
   auto* ex = reinterpret_cast<Exchange*>(self);
-  PyObject* kind = item(msg, k_type, nullptr);
+  PyRef kind = PyRef::steal(item(msg, k_type, nullptr));
   if (!kind) return nullptr;
-  PyObject* r;
-  if (ex->done && !ex->finished) {
-    r = disconnected(ex);
-  } else if (is_kind(kind, v_start)) {
-    r = send_start(ex, msg);
-  } else if (is_kind(kind, v_body)) {
-    r = send_body(ex, msg);
-  } else {
-    r = PyErr_Format(PyExc_RuntimeError, "unexpected ASGI message type %R", kind);
-  }
-  Py_DECREF(kind);
-  return r;
+  if (ex->done && !ex->finished) return disconnected(ex);
+  if (is_kind(kind.get(), v_start)) return send_start(ex, msg);
+  if (is_kind(kind.get(), v_body)) return send_body(ex, msg);
+  return PyErr_Format(PyExc_RuntimeError, "unexpected ASGI message type %R", kind.get());
 }
 
 PyMethodDef g_ex_methods[] = {

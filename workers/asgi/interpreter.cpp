@@ -1,7 +1,6 @@
 #include "workers/asgi/interpreter.hpp"
 
-#define PY_SSIZE_T_CLEAN
-#include <Python.h>
+#include "workers/asgi/py_ref.hpp"
 
 #include <sys/stat.h>
 #include <unistd.h>
@@ -23,20 +22,17 @@ bool set_wide(PyConfig* config, wchar_t** field, const std::string& value, std::
 
 // The exception's type and message on one line (the full traceback goes to stderr).
 std::string describe_error() {
-  PyObject *type, *value, *tb;
-  PyErr_Fetch(&type, &value, &tb);
-  PyErr_NormalizeException(&type, &value, &tb);
+  FetchedError error;
+  error.normalize();
   std::string out = "unknown error";
-  if (type) {
-    PyObject* name = PyObject_GetAttrString(type, "__name__");
-    PyObject* text = value ? PyObject_Str(value) : nullptr;
-    const char* n = name ? PyUnicode_AsUTF8(name) : nullptr;
-    const char* t = text ? PyUnicode_AsUTF8(text) : nullptr;
+  if (error.type) {
+    PyRef name = PyRef::steal(PyObject_GetAttrString(error.type, "__name__"));
+    PyRef text = PyRef::steal(error.value ? PyObject_Str(error.value) : nullptr);
+    const char* n = name ? PyUnicode_AsUTF8(name.get()) : nullptr;
+    const char* t = text ? PyUnicode_AsUTF8(text.get()) : nullptr;
     out = std::string(n ? n : "Exception") + (t && *t ? std::string(": ") + t : "");
-    Py_XDECREF(name);
-    Py_XDECREF(text);
   }
-  PyErr_Restore(type, value, tb);
+  error.restore();
   PyErr_Print();  // the traceback, to stderr (the error log)
   return out;
 }
@@ -66,13 +62,12 @@ bool start_interpreter(const PythonSettings& settings, std::string* error) {
   // put it first, and so do we, after --pythonpath entries.
   PyObject* path = PySys_GetObject("path");  // borrowed
   for (auto it = settings.paths.rbegin(); it != settings.paths.rend(); ++it) {
-    PyObject* entry = PyUnicode_DecodeFSDefault(it->c_str());
-    if (!entry || PyList_Insert(path, 0, entry) != 0) {
-      Py_XDECREF(entry);
+    PyRef entry = PyRef::steal(PyUnicode_DecodeFSDefault(it->c_str()));
+    if (!entry || PyList_Insert(path, 0, entry.get()) != 0) {
+      entry.reset();
       *error = "cannot extend sys.path: " + describe_error();
       return false;
     }
-    Py_DECREF(entry);
   }
   return true;
 }
@@ -85,7 +80,7 @@ PyObject* load_app(const std::string& spec, bool factory, std::string* error) {
     *error = "APP must look like module:attribute, got '" + spec + "'";
     return nullptr;
   }
-  PyObject* obj = PyImport_ImportModule(module_name.c_str());
+  PyRef obj = PyRef::steal(PyImport_ImportModule(module_name.c_str()));
   if (!obj) {
     *error = "cannot import module '" + module_name + "': " + describe_error();
     return nullptr;
@@ -95,45 +90,37 @@ PyObject* load_app(const std::string& spec, bool factory, std::string* error) {
     size_t dot = attr.find('.', start);
     std::string part =
         attr.substr(start, dot == std::string::npos ? std::string::npos : dot - start);
-    PyObject* next = PyObject_GetAttrString(obj, part.c_str());
-    Py_DECREF(obj);
-    if (!next) {
+    obj = PyRef::steal(PyObject_GetAttrString(obj.get(), part.c_str()));
+    if (!obj) {
       *error = "module '" + module_name + "' has no attribute '" + attr + "': " + describe_error();
       return nullptr;
     }
-    obj = next;
     if (dot == std::string::npos) break;
     start = dot + 1;
   }
   if (factory) {
-    PyObject* made = PyObject_CallNoArgs(obj);
-    Py_DECREF(obj);
-    if (!made) {
+    obj = PyRef::steal(PyObject_CallNoArgs(obj.get()));
+    if (!obj) {
       *error = "the factory '" + spec + "' raised: " + describe_error();
       return nullptr;
     }
-    obj = made;
   }
-  if (!PyCallable_Check(obj)) {
-    Py_DECREF(obj);
+  if (!PyCallable_Check(obj.get())) {
+    obj.reset();
     *error = "'" + spec + "' is not callable";
     return nullptr;
   }
-  return obj;
+  return obj.release();
 }
 
 // Logs the pending Python exception (traceback to the error log) under `event`. Never
 // PyErr_Print: given a SystemExit it would finalize the interpreter and exit the worker.
 void log_python_error(const char* event) {
   spdlog::error("event={}", event);
-  PyObject *et, *ev, *etb;
-  PyErr_Fetch(&et, &ev, &etb);
-  if (!et) return;
-  PyErr_NormalizeException(&et, &ev, &etb);
-  PyErr_Display(et, ev, etb);
-  Py_XDECREF(et);
-  Py_XDECREF(ev);
-  Py_XDECREF(etb);
+  FetchedError error;
+  if (!error.type) return;
+  error.normalize();
+  PyErr_Display(error.type, error.value, error.traceback);
 }
 
 }  // namespace rotor::asgi

@@ -7,7 +7,7 @@
 
 #include <cstdint>
 
-typedef struct _object PyObject;
+#include "workers/asgi/py_ref.hpp"
 
 namespace rotor::asgi {
 
@@ -30,15 +30,15 @@ class LoopDriver {
   void tick();
   void arm_timer();
   // loop.call_soon(tick) or loop.call_later(delay, tick), in the driver's context.
-  PyObject* call(const char* method, PyObject* delay);
+  PyRef call(const char* method, PyObject* delay);
 
   uv_loop_t* uv_;
-  PyObject* loop_;     // the asyncio loop (borrowed for our lifetime)
-  PyObject* tick_fn_;  // a Python callable for tick()
+  PyObject* loop_;  // the asyncio loop (borrowed for our lifetime)
+  PyRef tick_fn_;   // a Python callable for tick()
   // {"context": ctx} for call_soon/call_later: without it a tick scheduled from inside a
   // request's send or receive would run in (and start new requests from) that request's context.
-  PyObject* tick_kwargs_ = nullptr;
-  PyObject* timer_ = nullptr;    // asyncio.TimerHandle
+  PyRef tick_kwargs_;
+  PyRef timer_;                  // asyncio.TimerHandle
   uint64_t timer_deadline_ = 0;  // uv_now() ms the timer fires at; 0 = none
   bool kicked_ = false;
   bool running_ = false;

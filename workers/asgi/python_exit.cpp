@@ -1,7 +1,6 @@
 #include "workers/asgi/python_exit.hpp"
 
-#define PY_SSIZE_T_CLEAN
-#include <Python.h>
+#include "workers/asgi/py_ref.hpp"
 
 #include <unistd.h>
 
@@ -98,11 +97,11 @@ std::string join_names(PyObject* names) {
 // bridge.join_threads: how many threads it waited for (-1 when it failed).
 long join_threads(PyObject* bridge, int64_t start_ns, int64_t until_ns) {
   double timeout = static_cast<double>(std::max<int64_t>(0, until_ns - start_ns)) / 1e9;
-  PyObject* r = PyObject_CallMethod(bridge, "join_threads", "d", timeout);
+  PyRef r = PyRef::steal(PyObject_CallMethod(bridge, "join_threads", "d", timeout));
   long threads = 0;
-  PyObject *names = nullptr, *finished = nullptr;
-  if (!r || !PyArg_ParseTuple(r, "lOO", &threads, &names, &finished)) {
-    Py_XDECREF(r);
+  PyObject *names = nullptr, *finished = nullptr;  // borrowed from r
+  if (!r || !PyArg_ParseTuple(r.get(), "lOO", &threads, &names, &finished)) {
+    r.reset();
     log_python_error("python-exit-failed step=threads");
     return -1;
   }
@@ -114,7 +113,6 @@ long join_threads(PyObject* bridge, int64_t start_ns, int64_t until_ns) {
         PyList_Check(names) ? PyList_GET_SIZE(names) : 0, log::quote(alive.empty() ? "-" : alive),
         ms(monotonic_ns() - start_ns));
   }
-  Py_DECREF(r);
   return threads;
 }
 
@@ -128,10 +126,9 @@ void end_python(PyObject* bridge, int64_t deadline_ns) {
   long handlers = -1;
   {
     Watchdog watchdog(deadline_ns, start);
-    PyObject* r = PyObject_CallMethod(bridge, "run_exit_handlers", nullptr);
-    if (r) handlers = PyLong_AsLong(r);
+    PyRef r = PyRef::steal(PyObject_CallMethod(bridge, "run_exit_handlers", nullptr));
+    if (r) handlers = PyLong_AsLong(r.get());
     if (!r || PyErr_Occurred()) log_python_error("python-exit-failed step=atexit");
-    Py_XDECREF(r);
   }
   spdlog::info("event=python-exit threads={} atexit={} waited_ms={}", threads, handlers,
                ms(monotonic_ns() - start));

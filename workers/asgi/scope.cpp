@@ -1,7 +1,6 @@
 #include "workers/asgi/scope.hpp"
 
-#define PY_SSIZE_T_CLEAN
-#include <Python.h>
+#include "workers/asgi/py_ref.hpp"
 
 #include <functional>
 #include <iterator>
@@ -142,7 +141,7 @@ PyObject* ScopeBuilder::build(http::Connection& conn, const http::Request& req, 
     template_state_ = state != nullptr;
   }
 
-  PyObject* headers = PyList_New(static_cast<Py_ssize_t>(req.fields.size()));
+  PyRef headers = PyRef::steal(PyList_New(static_cast<Py_ssize_t>(req.fields.size())));
   if (!headers) return nullptr;
   std::string forwarded_for;  // every X-Forwarded-For value, joined by commas
   bool has_forwarded_for = false;
@@ -151,24 +150,20 @@ PyObject* ScopeBuilder::build(http::Connection& conn, const http::Request& req, 
     const auto& f = req.fields[i];
     std::string_view name = req.name(f);
     std::string_view value = req.value(f);
-    PyObject* pair = PyTuple_New(2);
-    PyObject* n = PyBytes_FromStringAndSize(nullptr, static_cast<Py_ssize_t>(name.size()));
-    PyObject* v = PyBytes_FromStringAndSize(value.data(), static_cast<Py_ssize_t>(value.size()));
-    if (!pair || !n || !v) {
-      Py_XDECREF(pair);
-      Py_XDECREF(n);
-      Py_XDECREF(v);
-      Py_DECREF(headers);
-      return nullptr;
-    }
-    char* lower = PyBytes_AS_STRING(n);
+    PyRef pair = PyRef::steal(PyTuple_New(2));
+    PyRef n =
+        PyRef::steal(PyBytes_FromStringAndSize(nullptr, static_cast<Py_ssize_t>(name.size())));
+    PyRef v = PyRef::steal(
+        PyBytes_FromStringAndSize(value.data(), static_cast<Py_ssize_t>(value.size())));
+    if (!pair || !n || !v) return nullptr;
+    char* lower = PyBytes_AS_STRING(n.get());
     for (size_t j = 0; j < name.size(); ++j) {
       char c = name[j];
       lower[j] = c >= 'A' && c <= 'Z' ? static_cast<char>(c + ('a' - 'A')) : c;
     }
-    PyTuple_SET_ITEM(pair, 0, n);
-    PyTuple_SET_ITEM(pair, 1, v);
-    PyList_SET_ITEM(headers, static_cast<Py_ssize_t>(i), pair);
+    PyTuple_SET_ITEM(pair.get(), 0, n.release());
+    PyTuple_SET_ITEM(pair.get(), 1, v.release());
+    PyList_SET_ITEM(headers.get(), static_cast<Py_ssize_t>(i), pair.release());
     if (proxy_headers_) {
       std::string_view lowered(lower, name.size());
       if (lowered == "x-forwarded-for") {
@@ -182,7 +177,7 @@ PyObject* ScopeBuilder::build(http::Connection& conn, const http::Request& req, 
   }
 
   // A trusted proxy's word replaces the peer as the client, and the scheme.
-  PyObject* forwarded_client = nullptr;
+  PyRef forwarded_client;
   std::string_view scheme;
   if ((has_forwarded_for || !forwarded_proto.empty()) &&
       trusted_proxies_.contains(conn.peer_endpoint().host)) {
@@ -190,65 +185,59 @@ PyObject* ScopeBuilder::build(http::Connection& conn, const http::Request& req, 
     if (!host.empty()) {
       PyObject* h =
           PyUnicode_DecodeLatin1(host.data(), static_cast<Py_ssize_t>(host.size()), nullptr);
-      forwarded_client = h ? Py_BuildValue("(Ni)", h, 0) : nullptr;
-      if (!forwarded_client) {
-        Py_DECREF(headers);
-        return nullptr;
-      }
+      forwarded_client = PyRef::steal(h ? Py_BuildValue("(Ni)", h, 0) : nullptr);
+      if (!forwarded_client) return nullptr;
     }
     scheme = http::forwarded_scheme(forwarded_proto);
   }
 
   std::string_view method = req.method_name();
-  PyObject* method_obj = nullptr;
+  PyRef method_obj;
   for (size_t i = 0; i < std::size(kMethods); ++i) {
     if (method == kMethods[i]) {
-      method_obj = Py_NewRef(methods_[i]);
+      method_obj = PyRef::borrow(methods_[i]);
       break;
     }
   }
   if (!method_obj) {
-    method_obj = PyUnicode_FromStringAndSize(method.data(), static_cast<Py_ssize_t>(method.size()));
+    method_obj = PyRef::steal(
+        PyUnicode_FromStringAndSize(method.data(), static_cast<Py_ssize_t>(method.size())));
   }
-  PyObject* vals[] = {
-      method_obj,
-      PyUnicode_DecodeUTF8(decoded.data(), static_cast<Py_ssize_t>(decoded.size()), "replace"),
-      PyBytes_FromStringAndSize(raw_path.data(), static_cast<Py_ssize_t>(raw_path.size())),
-      PyBytes_FromStringAndSize(query.data(), static_cast<Py_ssize_t>(query.size())),
-      forwarded_client ? forwarded_client : endpoint(conn.peer_endpoint()),
-      endpoint(conn.local_endpoint()),
-      state ? PyDict_Copy(state) : nullptr,
+  PyRef vals[] = {
+      std::move(method_obj),
+      PyRef::steal(
+          PyUnicode_DecodeUTF8(decoded.data(), static_cast<Py_ssize_t>(decoded.size()), "replace")),
+      PyRef::steal(
+          PyBytes_FromStringAndSize(raw_path.data(), static_cast<Py_ssize_t>(raw_path.size()))),
+      PyRef::steal(PyBytes_FromStringAndSize(query.data(), static_cast<Py_ssize_t>(query.size()))),
+      forwarded_client ? std::move(forwarded_client) : PyRef::steal(endpoint(conn.peer_endpoint())),
+      PyRef::steal(endpoint(conn.local_endpoint())),
+      PyRef::steal(state ? PyDict_Copy(state) : nullptr),
   };
   bool ok = vals[0] && vals[1] && vals[2] && vals[3] && vals[4] && vals[5] && (!state || vals[6]);
-  PyObject* scope = ok ? PyDict_Copy(template_) : nullptr;
-  if (scope) {
-    ok = (req.http_minor != 0 || PyDict_SetItem(scope, k_http_version_, v_http10_) == 0) &&
-         PyDict_SetItem(scope, k_method_, vals[0]) == 0 &&
-         PyDict_SetItem(scope, k_path_, vals[1]) == 0 &&
-         PyDict_SetItem(scope, k_raw_path_, vals[2]) == 0 &&
-         PyDict_SetItem(scope, k_query_string_, vals[3]) == 0 &&
-         PyDict_SetItem(scope, k_headers_, headers) == 0 &&
-         PyDict_SetItem(scope, k_client_, vals[4]) == 0 &&
-         PyDict_SetItem(scope, k_server_, vals[5]) == 0 &&
-         (scheme != "https" || PyDict_SetItem(scope, k_scheme_, v_https_) == 0) &&
-         (!state || PyDict_SetItem(scope, k_state_, vals[6]) == 0);
-  }
-  for (PyObject* v : vals) Py_XDECREF(v);
-  Py_DECREF(headers);
-  if (!ok) {
-    Py_XDECREF(scope);
-    return nullptr;
-  }
-  return scope;
+  PyRef scope = ok ? PyRef::steal(PyDict_Copy(template_)) : PyRef();
+  if (!scope) return nullptr;
+  PyObject* d = scope.get();
+  ok = (req.http_minor != 0 || PyDict_SetItem(d, k_http_version_, v_http10_) == 0) &&
+       PyDict_SetItem(d, k_method_, vals[0].get()) == 0 &&
+       PyDict_SetItem(d, k_path_, vals[1].get()) == 0 &&
+       PyDict_SetItem(d, k_raw_path_, vals[2].get()) == 0 &&
+       PyDict_SetItem(d, k_query_string_, vals[3].get()) == 0 &&
+       PyDict_SetItem(d, k_headers_, headers.get()) == 0 &&
+       PyDict_SetItem(d, k_client_, vals[4].get()) == 0 &&
+       PyDict_SetItem(d, k_server_, vals[5].get()) == 0 &&
+       (scheme != "https" || PyDict_SetItem(d, k_scheme_, v_https_) == 0) &&
+       (!state || PyDict_SetItem(d, k_state_, vals[6].get()) == 0);
+  return ok ? scope.release() : nullptr;
 }
 
 PyObject* ScopeBuilder::build_websocket(http::Connection& conn, const http::Request& req,
                                         PyObject* state) {
-  PyObject* scope = build(conn, req, state);
+  PyRef scope = PyRef::steal(build(conn, req, state));
   if (!scope) return nullptr;
-  PyObject* scheme = PyDict_GetItem(scope, k_scheme_);  // borrowed
+  PyObject* scheme = PyDict_GetItem(scope.get(), k_scheme_);  // borrowed
   bool secure = scheme && PyUnicode_CompareWithASCIIString(scheme, "https") == 0;
-  PyObject* protocols = PyList_New(0);
+  PyRef protocols = PyRef::steal(PyList_New(0));
   for (const auto& f : req.fields) {
     if (!protocols || !http::iequals(req.name(f), "sec-websocket-protocol")) continue;
     std::string_view value = req.value(f);
@@ -261,24 +250,20 @@ PyObject* ScopeBuilder::build_websocket(http::Connection& conn, const http::Requ
       while (!item.empty() && (item.back() == ' ' || item.back() == '\t')) item.remove_suffix(1);
       start = comma + 1;
       if (item.empty()) continue;
-      PyObject* s =
-          PyUnicode_DecodeLatin1(item.data(), static_cast<Py_ssize_t>(item.size()), nullptr);
-      if (!s || PyList_Append(protocols, s) != 0) Py_CLEAR(protocols);
-      Py_XDECREF(s);
+      PyRef s = PyRef::steal(
+          PyUnicode_DecodeLatin1(item.data(), static_cast<Py_ssize_t>(item.size()), nullptr));
+      if (!s || PyList_Append(protocols.get(), s.get()) != 0) protocols.reset();
       if (!protocols) break;
     }
   }
-  PyObject* type = PyUnicode_InternFromString("websocket");
-  PyObject* ws_scheme = PyUnicode_InternFromString(secure ? "wss" : "ws");
-  bool ok = protocols && type && ws_scheme && PyDict_SetItem(scope, k_type_, type) == 0 &&
-            PyDict_SetItem(scope, k_scheme_, ws_scheme) == 0 &&
-            PyDict_DelItem(scope, k_method_) == 0 &&
-            PyDict_SetItemString(scope, "subprotocols", protocols) == 0;
-  Py_XDECREF(protocols);
-  Py_XDECREF(type);
-  Py_XDECREF(ws_scheme);
-  if (!ok) Py_CLEAR(scope);
-  return scope;
+  PyRef type = PyRef::steal(PyUnicode_InternFromString("websocket"));
+  PyRef ws_scheme = PyRef::steal(PyUnicode_InternFromString(secure ? "wss" : "ws"));
+  bool ok = protocols && type && ws_scheme &&
+            PyDict_SetItem(scope.get(), k_type_, type.get()) == 0 &&
+            PyDict_SetItem(scope.get(), k_scheme_, ws_scheme.get()) == 0 &&
+            PyDict_DelItem(scope.get(), k_method_) == 0 &&
+            PyDict_SetItemString(scope.get(), "subprotocols", protocols.get()) == 0;
+  return ok ? scope.release() : nullptr;
 }
 
 }  // namespace rotor::asgi
