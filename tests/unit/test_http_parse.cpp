@@ -454,6 +454,32 @@ TEST_SUITE("http parser") {
     CHECK(p.error_status() == 431);
   }
 
+  TEST_CASE("the parser says where the target's path, query and authority are") {
+    struct Parts {
+      const char* request_line;
+      std::string_view path, query, authority;
+    };
+    for (const Parts& t : std::vector<Parts>{
+             {"GET /a/b?c=d?e HTTP/1.1", "/a/b", "c=d?e", ""},
+             {"GET /a? HTTP/1.1", "/a", "", ""},
+             {"GET http://h.example:8080/p?q=1 HTTP/1.1", "/p", "q=1", "h.example:8080"},
+             {"GET HTTPS://[::1]?q HTTP/1.1", "", "q", "[::1]"},
+             {"GET http://h HTTP/1.1", "", "", "h"},
+             {"OPTIONS * HTTP/1.1", "*", "", ""},
+             {"CONNECT h:443 HTTP/1.1", "h:443", "", "h:443"},
+         }) {
+      ParseLimits lim;
+      RequestParser p(lim);
+      std::string req = std::string(t.request_line) + "\r\nHost: h\r\n\r\n";
+      size_t used = 0;
+      INFO(t.request_line);
+      REQUIRE(p.feed(req.data(), req.size(), &used) == RequestParser::Event::kMessage);
+      CHECK(p.request().path() == t.path);
+      CHECK(p.request().query() == t.query);
+      CHECK(p.request().authority() == t.authority);
+    }
+  }
+
   TEST_CASE("check_target and valid_host") {
     CHECK(check_target("GET", "/") == nullptr);
     CHECK(check_target("GET", "/a/b?c=d&e=%2F") == nullptr);

@@ -113,21 +113,11 @@ PyObject* ScopeBuilder::endpoint(const http::Endpoint& e) {
 }
 
 PyObject* ScopeBuilder::build(http::Connection& conn, const http::Request& req, PyObject* state) {
-  std::string_view target = req.target();
-  // Absolute form (a proxy-style request; the parser let only http and https through, in any
-  // case): the path starts after the authority, and an empty one is "/" (RFC 9112 section
-  // 3.2.2), also before a query ("http://host?q=1").
-  size_t scheme_end = target.find("://");
-  if (!target.empty() && target.front() != '/' && scheme_end != std::string_view::npos &&
-      (http::iequals(target.substr(0, scheme_end), "http") ||
-       http::iequals(target.substr(0, scheme_end), "https"))) {
-    size_t path = target.find_first_of("/?", scheme_end + 3);
-    target = path == std::string_view::npos ? std::string_view("/") : target.substr(path);
-  }
-  size_t q = target.find('?');
-  std::string_view raw_path = target.substr(0, q);
+  // An absolute-form target's empty path is "/" (RFC 9112 section 3.2.2), also before a query
+  // ("http://host?q=1").
+  std::string_view raw_path = req.path();
   if (raw_path.empty()) raw_path = "/";
-  std::string_view query = q == std::string_view::npos ? std::string_view() : target.substr(q + 1);
+  std::string_view query = req.query();
   std::string decoded = percent_decode(raw_path);
 
   if (!template_ || template_state_ != (state != nullptr)) {
@@ -162,10 +152,7 @@ PyObject* ScopeBuilder::build(http::Connection& conn, const http::Request& req, 
       return nullptr;
     }
     char* lower = PyBytes_AS_STRING(n);
-    for (size_t j = 0; j < name.size(); ++j) {
-      char c = name[j];
-      lower[j] = c >= 'A' && c <= 'Z' ? static_cast<char>(c + ('a' - 'A')) : c;
-    }
+    for (size_t j = 0; j < name.size(); ++j) lower[j] = http::ascii_lower(name[j]);
     PyTuple_SET_ITEM(pair, 0, n);
     PyTuple_SET_ITEM(pair, 1, v);
     PyList_SET_ITEM(headers, static_cast<Py_ssize_t>(i), pair);
@@ -256,9 +243,7 @@ PyObject* ScopeBuilder::build_websocket(http::Connection& conn, const http::Requ
     while (start <= value.size()) {
       size_t comma = value.find(',', start);
       if (comma == std::string_view::npos) comma = value.size();
-      std::string_view item = value.substr(start, comma - start);
-      while (!item.empty() && (item.front() == ' ' || item.front() == '\t')) item.remove_prefix(1);
-      while (!item.empty() && (item.back() == ' ' || item.back() == '\t')) item.remove_suffix(1);
+      std::string_view item = http::trim_ows(value.substr(start, comma - start));
       start = comma + 1;
       if (item.empty()) continue;
       PyObject* s =

@@ -20,6 +20,7 @@
 #include <string_view>
 
 #include "workers/http/request.hpp"
+#include "workers/http/target.hpp"
 
 namespace rotor::http {
 
@@ -145,12 +146,5 @@ class RequestParser {
   uint64_t extension_bytes_ = 0;
   uint64_t head_bytes_ = 0;  // of the current head, CRLFs included
 };
-
-// Request-target check for `method` (RFC 9112 section 3.2): origin-form, absolute-form (http
-// and https), authority-form for CONNECT only, asterisk-form for OPTIONS only. Characters are
-// already known to be visible ASCII other than '#'. Returns the failure reason, or null.
-const char* check_target(std::string_view method, std::string_view target);
-// Host field value: uri-host [ ":" port ] (RFC 9110 section 7.2); empty is allowed.
-bool valid_host(std::string_view value);
 
 }  // namespace rotor::http
