@@ -166,7 +166,7 @@ const std::vector<Option>& options() {
        .help = "Number of worker processes.",
        .member = &Config::workers,
        .min = 1,
-       .max = 512,  // the scoreboard holds twice this many slots (successors, draining)
+       .max = kMaxWorkers,
        .env_alias = "WEB_CONCURRENCY",
        .gunicorn = "workers"},
       {.name = "worker_class",

@@ -29,9 +29,8 @@ namespace rotor {
 
 namespace {
 
-constexpr size_t kScoreboardSlots = 1024;
-constexpr int kMaxWorkers = 512;
-constexpr int64_t kMs = 1000000;
+constexpr size_t kScoreboardSlots = 2 * conf::kMaxWorkers;
+using conf::kMaxWorkers;
 constexpr int64_t kSec = 1000 * kMs;
 constexpr int64_t kSweepMs = 100;
 constexpr int64_t kKillGraceNs = 2 * kSec;  // after SIGABRT, before SIGKILL

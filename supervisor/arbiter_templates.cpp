@@ -23,8 +23,6 @@ namespace rotor {
 
 namespace {
 
-constexpr int64_t kMs = 1000000;
-
 // The parent pid of `pid` from /proc, or 0: a pid the template reports is trusted only when the
 // process is already our child.
 pid_t parent_of(pid_t pid) {

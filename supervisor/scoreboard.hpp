@@ -59,6 +59,8 @@ class Scoreboard {
   size_t size_;
 };
 
+// Nanoseconds in a millisecond: monotonic_ns() and every deadline built on it count nanoseconds.
+constexpr int64_t kMs = 1'000'000;
 int64_t monotonic_ns();
 
 }  // namespace rotor
