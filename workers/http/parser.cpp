@@ -18,6 +18,14 @@ inline size_t room(uint64_t used, uint64_t limit) {
   return used >= limit ? 0 : static_cast<size_t>(limit - used);
 }
 
+// A field line counts as gunicorn counts it for the same limit: name, colon, value and CRLF.
+// The scanner counts a line without its CRLF; the shortest line ("a:") has 2 bytes, so a limit
+// under 4 refuses every field.
+inline uint64_t field_line_limit(uint64_t field_size) {
+  if (field_size == 0) return 0;
+  return field_size > 2 ? field_size - 2 : 1;
+}
+
 // Field names that must not appear in a trailer section (RFC 9110 section 6.5.1): framing,
 // routing, request modifiers, authentication, content processing and connection control.
 bool forbidden_in_trailer(std::string_view lower_name) {
@@ -228,7 +236,7 @@ RequestParser::Event RequestParser::feed(const char* data, size_t len, size_t* c
 
 const char* RequestParser::scan(const char* p, const char* end) {
   const ParseLimits& lim = limits_;
-  const uint64_t field_limit = lim.field_size;
+  const uint64_t field_limit = field_line_limit(lim.field_size);
   Request& r = req_;
   const bool head = mode_ == Mode::kHead;
   while (p < end) {

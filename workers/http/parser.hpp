@@ -27,7 +27,7 @@ namespace rotor::http {
 struct ParseLimits {
   uint64_t request_line = 4094;  // bytes of the request line without CRLF (414); 0 = none
   uint64_t fields = 100;         // header fields, and trailer fields, of a request (431)
-  uint64_t field_size = 8190;    // bytes of one field line without CRLF (431); 0 = none
+  uint64_t field_size = 8190;    // bytes of one field line with its CRLF (431); 0 = none
   uint64_t head = 65536;  // bytes of a whole head, blank lines before it to its empty line (431)
   uint64_t body = 0;      // bytes of a request body (413); 0 = unlimited
   uint64_t chunk_extensions = 4096;  // bytes of chunk extensions on one chunk line (400)
