@@ -38,13 +38,7 @@ bool parse_address(std::string_view text, bool* v6, std::array<uint8_t, 16>* byt
 
 bool AddressList::parse(std::string_view text, AddressList* out, std::string* error) {
   *out = AddressList();
-  size_t start = 0;
-  while (start <= text.size()) {
-    size_t comma = text.find(',', start);
-    if (comma == std::string_view::npos) comma = text.size();
-    std::string_view entry = http::trim_ows(text.substr(start, comma - start));
-    start = comma + 1;
-    if (entry.empty()) continue;
+  for (std::string_view entry; http::next_list_item(&text, &entry);) {
     if (entry == "*") {
       out->any_ = true;
       continue;

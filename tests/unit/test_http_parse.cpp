@@ -494,6 +494,16 @@ TEST_SUITE("http parser") {
     }
   }
 
+  TEST_CASE("list elements come without their whitespace, empty ones skipped") {
+    std::string_view list = " a ,, \tb\t, ,c,";
+    std::vector<std::string_view> items;
+    for (std::string_view item; next_list_item(&list, &item);) items.push_back(item);
+    CHECK(items == std::vector<std::string_view>{"a", "b", "c"});
+    std::string_view empty = " , ";
+    std::string_view item;
+    CHECK_FALSE(next_list_item(&empty, &item));
+  }
+
   TEST_CASE("check_target and valid_host") {
     CHECK(check_target("GET", "/") == nullptr);
     CHECK(check_target("GET", "/a/b?c=d&e=%2F") == nullptr);

@@ -239,13 +239,7 @@ PyObject* ScopeBuilder::build_websocket(http::Connection& conn, const http::Requ
   for (const auto& f : req.fields) {
     if (!protocols || !http::iequals(req.name(f), "sec-websocket-protocol")) continue;
     std::string_view value = req.value(f);
-    size_t start = 0;
-    while (start <= value.size()) {
-      size_t comma = value.find(',', start);
-      if (comma == std::string_view::npos) comma = value.size();
-      std::string_view item = http::trim_ows(value.substr(start, comma - start));
-      start = comma + 1;
-      if (item.empty()) continue;
+    for (std::string_view item; http::next_list_item(&value, &item);) {
       PyObject* s =
           PyUnicode_DecodeLatin1(item.data(), static_cast<Py_ssize_t>(item.size()), nullptr);
       if (!s || PyList_Append(protocols, s) != 0) Py_CLEAR(protocols);

@@ -15,6 +15,16 @@ std::string_view trim_ows(std::string_view v) {
   return v;
 }
 
+bool next_list_item(std::string_view* list, std::string_view* item) {
+  while (!list->empty()) {
+    size_t comma = list->find(',');
+    *item = trim_ows(list->substr(0, comma));
+    list->remove_prefix(comma == std::string_view::npos ? list->size() : comma + 1);
+    if (!item->empty()) return true;
+  }
+  return false;
+}
+
 bool is_token(std::string_view s) {
   if (s.empty()) return false;
   for (char c : s)

@@ -57,6 +57,10 @@ inline char ascii_lower(char c) {
 bool iequals(std::string_view a, std::string_view lower);
 // Without the optional whitespace (spaces, tabs) around a field value or list item.
 std::string_view trim_ows(std::string_view v);
+// Takes the next element of a comma-separated list (RFC 9110 section 5.6.1) off the front of
+// `*list`, without its OWS; empty elements are skipped, as the RFC allows. False when none is
+// left.
+bool next_list_item(std::string_view* list, std::string_view* item);
 // A non-empty run of token characters: a method, a field name, a transfer coding.
 bool is_token(std::string_view s);
 // A non-empty run of ASCII digits (no sign, no space): a Content-Length, a port.

@@ -479,21 +479,15 @@ int RequestParser::judge_transfer_encoding(bool* chunked) const {
   for (const auto& f : r.fields) {
     if (!iequals(r.name(f), "transfer-encoding")) continue;
     std::string_view v = r.value(f);
-    while (true) {
-      size_t comma = v.find(',');
-      std::string_view item = trim_ows(v.substr(0, comma));
-      if (!item.empty()) {  // empty list elements are allowed (RFC 9110 section 5.6.1)
-        if (iequals(item, "chunked")) {
-          ++chunked_count;
-          last_chunked = true;
-        } else {
-          if (!is_token(trim_ows(item.substr(0, item.find(';'))))) return 400;
-          other = true;
-          last_chunked = false;
-        }
+    for (std::string_view item; next_list_item(&v, &item);) {
+      if (iequals(item, "chunked")) {
+        ++chunked_count;
+        last_chunked = true;
+      } else {
+        if (!is_token(trim_ows(item.substr(0, item.find(';'))))) return 400;
+        other = true;
+        last_chunked = false;
       }
-      if (comma == std::string_view::npos) break;
-      v.remove_prefix(comma + 1);
     }
   }
   if (!last_chunked || chunked_count > 1) return 400;  // RFC 9112 section 6.3

@@ -134,15 +134,8 @@ bool valid_client_key(std::string_view key) {
 }
 
 bool has_token(std::string_view header_value, std::string_view lower_token) {
-  if (lower_token.empty()) return false;
-  size_t start = 0;
-  while (start <= header_value.size()) {
-    size_t comma = header_value.find(',', start);
-    if (comma == std::string_view::npos) comma = header_value.size();
-    const std::string_view item = http::trim_ows(header_value.substr(start, comma - start));
+  for (std::string_view item; http::next_list_item(&header_value, &item);)
     if (http::iequals(item, lower_token)) return true;
-    start = comma + 1;
-  }
   return false;
 }
 
