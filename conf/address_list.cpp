@@ -5,15 +5,11 @@
 #include <charconv>
 #include <cstring>
 
+#include "workers/http/grammar.hpp"
+
 namespace rotor::conf {
 
 namespace {
-
-std::string_view trim(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
-  return s;
-}
 
 // An address as 16 bytes: IPv4 in the first 4 (v6 false), IPv4-mapped IPv6 counted as IPv4.
 bool parse_address(std::string_view text, bool* v6, std::array<uint8_t, 16>* bytes) {
@@ -42,13 +38,7 @@ bool parse_address(std::string_view text, bool* v6, std::array<uint8_t, 16>* byt
 
 bool AddressList::parse(std::string_view text, AddressList* out, std::string* error) {
   *out = AddressList();
-  size_t start = 0;
-  while (start <= text.size()) {
-    size_t comma = text.find(',', start);
-    if (comma == std::string_view::npos) comma = text.size();
-    std::string_view entry = trim(text.substr(start, comma - start));
-    start = comma + 1;
-    if (entry.empty()) continue;
+  for (std::string_view entry; http::next_list_item(&text, &entry);) {
     if (entry == "*") {
       out->any_ = true;
       continue;

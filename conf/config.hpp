@@ -8,6 +8,9 @@
 
 namespace rotor::conf {
 
+// --workers at most. The scoreboard holds twice as many slots: successors and draining workers.
+constexpr int kMaxWorkers = 512;
+
 struct Config {
   // Application
   std::string app;  // positional APP ("module:attr"); empty for native worker classes

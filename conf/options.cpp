@@ -6,41 +6,31 @@
 
 #include <arpa/inet.h>
 
-#include <cctype>
 #include <charconv>
 
 #include "conf/address_list.hpp"
+#include "workers/http/grammar.hpp"
 
 namespace rotor::conf {
 namespace {
 
-bool all_digits(std::string_view s) {
-  if (s.empty()) return false;
-  for (char c : s)
-    if (!std::isdigit(static_cast<unsigned char>(c))) return false;
-  return true;
-}
+using http::all_digits;
 
 // NAME:VALUE, a header every response carries: the name a token (RFC 9110), the value without
 // control characters, which could otherwise split the response.
 std::string check_header(std::string_view text) {
   size_t colon = text.find(':');
   if (colon == std::string_view::npos || colon == 0) return "expected NAME:VALUE";
-  for (char c : text.substr(0, colon)) {
-    if (!std::isalnum(static_cast<unsigned char>(c)) &&
-        std::string_view("!#$%&'*+-.^_`|~").find(c) == std::string_view::npos) {
-      return "the header name must be a token (letters, digits, !#$%&'*+-.^_`|~)";
-    }
+  if (!http::is_token(text.substr(0, colon))) {
+    return "the header name must be a token (letters, digits, !#$%&'*+-.^_`|~)";
   }
-  for (char c : text.substr(colon + 1)) {
-    if ((static_cast<unsigned char>(c) < 0x20 && c != '\t') || c == 0x7f) {
-      return "the header value may not hold control characters";
-    }
+  if (!http::is_field_value(text.substr(colon + 1))) {
+    return "the header value may not hold control characters";
   }
   // Framing is each response's own: a second Content-Length or Connection would let a proxy
   // and rotor disagree on where a response ends.
   std::string name(text.substr(0, colon));
-  for (char& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  for (char& c : name) c = http::ascii_lower(c);
   for (std::string_view framing : {"content-length", "transfer-encoding", "connection",
                                    "keep-alive", "upgrade", "te", "trailer"}) {
     if (name == framing) return "the engine sets " + name + " per response";
@@ -176,7 +166,7 @@ const std::vector<Option>& options() {
        .help = "Number of worker processes.",
        .member = &Config::workers,
        .min = 1,
-       .max = 512,  // the scoreboard holds twice this many slots (successors, draining)
+       .max = kMaxWorkers,
        .env_alias = "WEB_CONCURRENCY",
        .gunicorn = "workers"},
       {.name = "worker_class",

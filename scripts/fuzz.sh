@@ -26,7 +26,8 @@ for f in llhttp api http; do
   "$CC" "${SAN[@]}" -fsanitize=fuzzer-no-link -DLLHTTP_STRICT_MODE=1 -w \
     -I/usr/share/include/llhttp -c "/usr/share/llhttp/$f.c" -o "$OUT/obj/llhttp_$f.o"
 done
-PARSER=(workers/http/parser.cpp workers/http/request.cpp "$OUT"/obj/llhttp_*.o)
+PARSER=(workers/http/parser.cpp workers/http/request.cpp workers/http/grammar.cpp
+        workers/http/target.cpp "$OUT"/obj/llhttp_*.o)
 ENGINE=(workers/http/connection.cpp workers/http/connection_upgrade.cpp
         workers/http/connection_endpoints.cpp workers/http/response_writer.cpp
         workers/http/server.cpp workers/http/status.cpp workers/http/handoff.cpp

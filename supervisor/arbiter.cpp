@@ -29,7 +29,7 @@ namespace rotor {
 
 namespace {
 
-constexpr size_t kScoreboardSlots = 1024;
+constexpr size_t kScoreboardSlots = 2 * conf::kMaxWorkers;
 constexpr int64_t kSec = 1000 * kNsPerMs;
 constexpr int64_t kSweepMs = 100;
 constexpr int64_t kKillGraceNs = 2 * kSec;  // after SIGABRT, before SIGKILL
@@ -185,7 +185,7 @@ void Arbiter::handle_signals() {
 }
 
 void Arbiter::scale(int by) {
-  int target = std::clamp(desired_ + by, 1, kMaxWorkers);
+  int target = std::clamp(desired_ + by, 1, conf::kMaxWorkers);
   scale_since_reload_ += target - desired_;
   desired_ = target;
   spdlog::info("event=scale workers={} signal={}", desired_, by > 0 ? "TTIN" : "TTOU");

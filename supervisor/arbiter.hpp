@@ -101,8 +101,6 @@ class Arbiter {
   void on_template_exit(Template& t, int status);
   void retire_template(Template& t);
 
-  static constexpr int kMaxWorkers = 512;  // --workers' maximum, also after TTIN
-
   conf::Config cfg_;  // in force: the running generation's workers, limits and timeouts
   // A HUP's config while its template imports the new code; it replaces cfg_ when that template
   // is ready, and is dropped if the import fails (the running generation keeps its own).

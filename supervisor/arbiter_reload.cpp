@@ -128,7 +128,7 @@ void Arbiter::apply_next_config() {
   cfg_generation_ = generation_;
   close_unused_listeners();
   if (cfg_.pid_file != old_pid_file) move_pid_file(old_pid_file);
-  desired_ = std::clamp(static_cast<int>(cfg_.workers) + scale_since_reload_, 1, kMaxWorkers);
+  desired_ = std::clamp(static_cast<int>(cfg_.workers) + scale_since_reload_, 1, conf::kMaxWorkers);
   spdlog::info("event=config-applied generation={} workers={}", generation_, desired_);
 }
 

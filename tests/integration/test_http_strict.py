@@ -3,8 +3,15 @@ the wire as an error and a close (never the handler), 100-continue, pipelining, 
 keep-alive, the head/body/write timeouts, slowloris, clients that never read, and
 --worker-connections. (Every rejection class is also unit-tested byte by byte in
 tests/unit/test_http_parse.cpp; here each is seen once through the real sockets.)"""
+import contextlib
+import importlib.util
+import os
+import re
 import select
+import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 
@@ -81,6 +88,61 @@ def test_connect_and_options_asterisk_are_accepted(rotor):
     data, closed = send_and_read_until_closed(
         r.port, b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com\r\n\r\n")
     assert data.startswith(b"HTTP/1.1 200 ") and closed, data
+
+
+WSGI_OK = "def app(environ, start_response):\n" \
+          "    start_response('200 OK', [('Content-Length', '2')])\n" \
+          "    return [b'ok']\n"
+
+
+def field_line(size):
+    """A field line of exactly `size` bytes, its CRLF included."""
+    line = b"X-Pad: " + b"v" * (size - len(b"X-Pad: \r\n")) + b"\r\n"
+    assert len(line) == size
+    return line
+
+
+def status_for(port, line):
+    data, _ = exchange(port, b"GET / HTTP/1.1\r\nHost: t\r\n" + line + b"Connection: close\r\n\r\n")
+    return int(data.split(b" ", 2)[1]), data
+
+
+@contextlib.contextmanager
+def gunicorn(tmp_path, *args):
+    """A real gunicorn (sync worker, a one-line WSGI app) on a free port; yields the port."""
+    (tmp_path / "wsgi_ok.py").write_text(WSGI_OK)
+    log_path = tmp_path / f"gunicorn-{time.monotonic_ns()}.log"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "gunicorn", "-b", "127.0.0.1:0", "-w", "1",
+                                 "--chdir", str(tmp_path), *args, "wsgi_ok:app"],
+                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        def port():
+            assert proc.poll() is None, log_path.read_text(errors="replace")
+            m = re.search(r"Listening at: http://127\.0\.0\.1:(\d+)",
+                          log_path.read_text(errors="replace"))
+            return int(m.group(1)) if m else None
+        yield wait_for(port, what="gunicorn's listening line")
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=DEADLINE)
+
+
+@pytest.mark.parametrize("limit", [100, 8190])  # 8190: gunicorn's default and rotor's
+def test_field_size_limit_counts_a_field_line_as_gunicorn_does(rotor, tmp_path, limit):
+    """--limit-request-field_size counts name, colon, value and the line's CRLF, and a line
+    at the limit passes: the same number is the same limit under rotor and under gunicorn."""
+    flags = ("--limit-request-field_size", str(limit))
+    r = rotor(*BASE, *flags)
+    at, over = field_line(limit), field_line(limit + 1)
+    assert status_for(r.port, at)[0] == 200
+    assert status_for(r.port, over)[0] == 431
+    if importlib.util.find_spec("gunicorn") is None:
+        pytest.skip("gunicorn is not installed: rotor's side was checked alone")
+    with gunicorn(tmp_path, *flags) as port:
+        assert status_for(port, at)[0] == 200
+        # gunicorn answers its header limits with a 400.
+        assert status_for(port, over)[0] == 400, status_for(port, over)[1]
 
 
 def test_expect_100_continue_is_sent_before_the_body_is_read(rotor):

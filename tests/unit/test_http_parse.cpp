@@ -312,11 +312,12 @@ TEST_SUITE("http parser") {
   }
 
   TEST_CASE("limits apply at the exact byte") {
-    // request line limit 40, 4 fields, 40 bytes per field line, 10 bytes of body
+    // request line limit 40, 4 fields, 40 bytes per field line (its CRLF included, as gunicorn
+    // counts), 10 bytes of body
     std::string line40 = "GET /" + std::string(40 - 14, 'a') + " HTTP/1.1";
     REQUIRE(line40.size() == 40);
-    std::string field40 = "X: " + std::string(37, 'v');
-    std::string name40 = std::string(40, 'n');
+    std::string field38 = "X: " + std::string(35, 'v');  // + CRLF: 40
+    std::string name38 = std::string(38, 'n');
     run_cases({
         {"request line at the limit", line40 + "\r\nHost: a\r\n\r\n", 0, 1},
         {"request line past the limit", "GET /a" + line40.substr(5) + "\r\nHost: a\r\n\r\n", 414,
@@ -324,12 +325,12 @@ TEST_SUITE("http parser") {
         {"long method", "PROPFIND" + std::string(33, 'X') + " / HTTP/1.1\r\n\r\n", 400, 0},
         {"4 fields", "GET / HTTP/1.1\r\nHost: a\r\nA: 1\r\nB: 1\r\nC: 1\r\n\r\n", 0, 1},
         {"5 fields", "GET / HTTP/1.1\r\nHost: a\r\nA: 1\r\nB: 1\r\nC: 1\r\nD: 1\r\n\r\n", 431, 0},
-        {"field line at the limit", "GET / HTTP/1.1\r\nHost: a\r\n" + field40 + "\r\n\r\n", 0, 1},
-        {"field value past the limit", "GET / HTTP/1.1\r\nHost: a\r\n" + field40 + "v\r\n\r\n", 431,
+        {"field line at the limit", "GET / HTTP/1.1\r\nHost: a\r\n" + field38 + "\r\n\r\n", 0, 1},
+        {"field value past the limit", "GET / HTTP/1.1\r\nHost: a\r\n" + field38 + "v\r\n\r\n", 431,
          0},
-        {"field whitespace past the limit", "GET / HTTP/1.1\r\nHost: a\r\n" + field40 + " \r\n\r\n",
+        {"field whitespace past the limit", "GET / HTTP/1.1\r\nHost: a\r\n" + field38 + " \r\n\r\n",
          431, 0},
-        {"field name past the limit", "GET / HTTP/1.1\r\nHost: a\r\n" + name40 + "n: v\r\n\r\n",
+        {"field name past the limit", "GET / HTTP/1.1\r\nHost: a\r\n" + name38 + "n: v\r\n\r\n",
          431, 0},
         {"body at the limit", kPost + "Content-Length: 10\r\n\r\n0123456789", 0, 1},
         {"Content-Length past the limit", kPost + "Content-Length: 11\r\n\r\n01234567890", 413, 0},
@@ -452,6 +453,55 @@ TEST_SUITE("http parser") {
     }
     CHECK(ev == RequestParser::Event::kError);
     CHECK(p.error_status() == 431);
+  }
+
+  TEST_CASE("the parser says where the target's path, query and authority are") {
+    struct Parts {
+      const char* request_line;
+      std::string_view path, query, authority;
+    };
+    for (const Parts& t : std::vector<Parts>{
+             {"GET /a/b?c=d?e HTTP/1.1", "/a/b", "c=d?e", ""},
+             {"GET /a? HTTP/1.1", "/a", "", ""},
+             {"GET http://h.example:8080/p?q=1 HTTP/1.1", "/p", "q=1", "h.example:8080"},
+             {"GET HTTPS://[::1]?q HTTP/1.1", "", "q", "[::1]"},
+             {"GET http://h HTTP/1.1", "", "", "h"},
+             {"OPTIONS * HTTP/1.1", "*", "", ""},
+             {"CONNECT h:443 HTTP/1.1", "h:443", "", "h:443"},
+         }) {
+      ParseLimits lim;
+      RequestParser p(lim);
+      std::string req = std::string(t.request_line) + "\r\nHost: h\r\n\r\n";
+      size_t used = 0;
+      INFO(t.request_line);
+      REQUIRE(p.feed(req.data(), req.size(), &used) == RequestParser::Event::kMessage);
+      CHECK(p.request().path() == t.path);
+      CHECK(p.request().query() == t.query);
+      CHECK(p.request().authority() == t.authority);
+    }
+  }
+
+  TEST_CASE("a field size limit under 4 refuses every field line; 4 takes the shortest") {
+    for (uint64_t size : {1, 2, 3, 4}) {
+      ParseLimits lim;
+      lim.field_size = size;
+      RequestParser p(lim);
+      std::string req = "GET / HTTP/1.0\r\na:\r\n\r\n";  // "a:" and CRLF: 4 bytes
+      size_t used = 0;
+      INFO("limit ", size);
+      CHECK(p.feed(req.data(), req.size(), &used) ==
+            (size == 4 ? RequestParser::Event::kMessage : RequestParser::Event::kError));
+    }
+  }
+
+  TEST_CASE("list elements come without their whitespace, empty ones skipped") {
+    std::string_view list = " a ,, \tb\t, ,c,";
+    std::vector<std::string_view> items;
+    for (std::string_view item; next_list_item(&list, &item);) items.push_back(item);
+    CHECK(items == std::vector<std::string_view>{"a", "b", "c"});
+    std::string_view empty = " , ";
+    std::string_view item;
+    CHECK_FALSE(next_list_item(&empty, &item));
   }
 
   TEST_CASE("check_target and valid_host") {

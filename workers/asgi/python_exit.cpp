@@ -22,13 +22,12 @@ namespace rotor::asgi {
 
 namespace {
 
-constexpr int64_t kMsNs = 1'000'000;
 // Of the time left, exit handlers (a telemetry flush, say) keep a quarter, up to this much,
 // even when a thread never ends.
-constexpr int64_t kHandlersShareMaxNs = 1000 * kMsNs;
+constexpr int64_t kHandlersShareMaxNs = 1000 * kNsPerMs;
 
 int64_t ms(int64_t ns) {
-  return ns / kMsNs;
+  return ns / kNsPerMs;
 }
 
 // atexit handlers run in the main thread, as in Python; this thread ends the process if they

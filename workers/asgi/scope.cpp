@@ -112,21 +112,11 @@ PyObject* ScopeBuilder::endpoint(const http::Endpoint& e) {
 }
 
 PyObject* ScopeBuilder::build(http::Connection& conn, const http::Request& req, PyObject* state) {
-  std::string_view target = req.target();
-  // Absolute form (a proxy-style request; the parser let only http and https through, in any
-  // case): the path starts after the authority, and an empty one is "/" (RFC 9112 section
-  // 3.2.2), also before a query ("http://host?q=1").
-  size_t scheme_end = target.find("://");
-  if (!target.empty() && target.front() != '/' && scheme_end != std::string_view::npos &&
-      (http::iequals(target.substr(0, scheme_end), "http") ||
-       http::iequals(target.substr(0, scheme_end), "https"))) {
-    size_t path = target.find_first_of("/?", scheme_end + 3);
-    target = path == std::string_view::npos ? std::string_view("/") : target.substr(path);
-  }
-  size_t q = target.find('?');
-  std::string_view raw_path = target.substr(0, q);
+  // An absolute-form target's empty path is "/" (RFC 9112 section 3.2.2), also before a query
+  // ("http://host?q=1").
+  std::string_view raw_path = req.path();
   if (raw_path.empty()) raw_path = "/";
-  std::string_view query = q == std::string_view::npos ? std::string_view() : target.substr(q + 1);
+  std::string_view query = req.query();
   std::string decoded = percent_decode(raw_path);
 
   if (!template_ || template_state_ != (state != nullptr)) {
@@ -157,10 +147,7 @@ PyObject* ScopeBuilder::build(http::Connection& conn, const http::Request& req, 
         PyBytes_FromStringAndSize(value.data(), static_cast<Py_ssize_t>(value.size())));
     if (!pair || !n || !v) return nullptr;
     char* lower = PyBytes_AS_STRING(n.get());
-    for (size_t j = 0; j < name.size(); ++j) {
-      char c = name[j];
-      lower[j] = c >= 'A' && c <= 'Z' ? static_cast<char>(c + ('a' - 'A')) : c;
-    }
+    for (size_t j = 0; j < name.size(); ++j) lower[j] = http::ascii_lower(name[j]);
     PyTuple_SET_ITEM(pair.get(), 0, n.release());
     PyTuple_SET_ITEM(pair.get(), 1, v.release());
     PyList_SET_ITEM(headers.get(), static_cast<Py_ssize_t>(i), pair.release());
@@ -241,15 +228,7 @@ PyObject* ScopeBuilder::build_websocket(http::Connection& conn, const http::Requ
   for (const auto& f : req.fields) {
     if (!protocols || !http::iequals(req.name(f), "sec-websocket-protocol")) continue;
     std::string_view value = req.value(f);
-    size_t start = 0;
-    while (start <= value.size()) {
-      size_t comma = value.find(',', start);
-      if (comma == std::string_view::npos) comma = value.size();
-      std::string_view item = value.substr(start, comma - start);
-      while (!item.empty() && (item.front() == ' ' || item.front() == '\t')) item.remove_prefix(1);
-      while (!item.empty() && (item.back() == ' ' || item.back() == '\t')) item.remove_suffix(1);
-      start = comma + 1;
-      if (item.empty()) continue;
+    for (std::string_view item; http::next_list_item(&value, &item);) {
       PyRef s = PyRef::steal(
           PyUnicode_DecodeLatin1(item.data(), static_cast<Py_ssize_t>(item.size()), nullptr));
       if (!s || PyList_Append(protocols.get(), s.get()) != 0) protocols.reset();

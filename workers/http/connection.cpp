@@ -289,26 +289,6 @@ void Connection::abort_request(int status) {
 
 namespace {
 
-bool is_token_char(unsigned char c) {
-  static constexpr std::string_view kSpecials = "!#$%&'*+-.^_`|~";
-  return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-         (c && kSpecials.find(static_cast<char>(c)) != std::string_view::npos);
-}
-
-// field-value: visible characters, obs-text, and inner space or tab; never CR, LF or NUL.
-bool is_field_value(std::string_view v) {
-  for (unsigned char c : v) {
-    if ((c < 0x20 && c != '\t') || c == 0x7f) return false;
-  }
-  return true;
-}
-
-bool is_token(std::string_view s) {
-  bool token = !s.empty();
-  for (unsigned char c : s) token = token && is_token_char(c);
-  return token;
-}
-
 // The handler's response headers: false with `error` naming the first that is not valid HTTP
 // (an app's CR, LF or non-token name never reaches the wire).
 bool valid_headers(const HeaderList* headers, std::string* error) {

@@ -8,15 +8,7 @@ namespace rotor::http {
 
 std::string forwarded_client(std::string_view chain, const conf::AddressList& trusted) {
   std::vector<std::string_view> hops;
-  size_t start = 0;
-  while (start <= chain.size()) {
-    size_t comma = chain.find(',', start);
-    if (comma == std::string_view::npos) comma = chain.size();
-    if (std::string_view hop = trim_ows(chain.substr(start, comma - start)); !hop.empty()) {
-      hops.push_back(hop);
-    }
-    start = comma + 1;
-  }
+  for (std::string_view hop; next_list_item(&chain, &hop);) hops.push_back(hop);
   if (hops.empty()) return "";
   std::string_view client = hops.front();
   if (!trusted.any()) {

@@ -1,7 +1,6 @@
 #include "workers/http/parser.hpp"
 
 #include <algorithm>
-#include <array>
 #include <cstdint>
 #include <string>
 
@@ -13,128 +12,18 @@ namespace {
 // 32-bit, and a worker must not hold gigabytes for one client.
 constexpr uint64_t kMaxHeadBytes = 16u << 20;
 
-enum : uint8_t {
-  kTchar = 1,        // token character (RFC 9110 section 5.6.2)
-  kTargetChar = 2,   // visible ASCII other than '#': request-target characters
-  kFieldVchar = 4,   // VCHAR / obs-text: field value characters other than whitespace
-  kHexDigit = 8,     //
-  kRegNameChar = 16  // unreserved / sub-delims (RFC 3986): host names, without '%'
-};
-
-constexpr std::array<uint8_t, 256> make_classes() {
-  std::array<uint8_t, 256> t{};
-  for (int c = 0; c < 256; ++c) {
-    uint8_t v = 0;
-    bool alpha = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
-    bool digit = c >= '0' && c <= '9';
-    if (alpha || digit) v |= kTchar | kRegNameChar;
-    for (char s : std::string_view("!#$%&'*+-.^_`|~"))
-      if (c == s) v |= kTchar;
-    for (char s : std::string_view("-._~!$&'()*+,;="))
-      if (c == s) v |= kRegNameChar;
-    if (c > 0x20 && c < 0x7f && c != '#') v |= kTargetChar;
-    if ((c > 0x20 && c < 0x7f) || c >= 0x80) v |= kFieldVchar;
-    if (digit || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F')) v |= kHexDigit;
-    t[static_cast<size_t>(c)] = v;
-  }
-  return t;
-}
-
-constexpr std::array<uint8_t, 256> kClasses = make_classes();
-
-inline bool has(char c, uint8_t cls) {
-  return (kClasses[static_cast<unsigned char>(c)] & cls) != 0;
-}
-inline bool is_digit(char c) {
-  return c >= '0' && c <= '9';
-}
-inline char lower(char c) {
-  return (c >= 'A' && c <= 'Z') ? static_cast<char>(c + ('a' - 'A')) : c;
-}
-
 // How many more bytes a line may take before it exceeds `limit` (0 = only the hard cap).
 inline size_t room(uint64_t used, uint64_t limit) {
   if (limit == 0 || limit > kMaxHeadBytes) limit = kMaxHeadBytes;
   return used >= limit ? 0 : static_cast<size_t>(limit - used);
 }
 
-bool all_digits(std::string_view s) {
-  if (s.empty()) return false;
-  for (char c : s)
-    if (!is_digit(c)) return false;
-  return true;
-}
-
-bool is_token(std::string_view s) {
-  if (s.empty()) return false;
-  for (char c : s)
-    if (!has(c, kTchar)) return false;
-  return true;
-}
-
-// Percent signs are followed by two hex digits.
-bool valid_escapes(std::string_view s) {
-  for (size_t i = 0; i < s.size(); ++i) {
-    if (s[i] != '%') continue;
-    if (i + 2 >= s.size()) return false;
-    if (!has(s[i + 1], kHexDigit) || !has(s[i + 2], kHexDigit)) return false;
-    i += 2;
-  }
-  return true;
-}
-
-// uri-host: IP-literal, IPv4address or reg-name (RFC 3986 section 3.2.2).
-bool valid_uri_host(std::string_view h) {
-  if (h.empty()) return false;
-  if (h.front() == '[') {
-    if (h.size() < 3 || h.back() != ']') return false;
-    std::string_view in = h.substr(1, h.size() - 2);
-    if (in.front() == 'v' || in.front() == 'V') {  // IPvFuture
-      size_t dot = in.find('.');
-      if (dot == std::string_view::npos || dot < 2 || dot + 1 == in.size()) return false;
-      for (size_t i = 1; i < dot; ++i)
-        if (!has(in[i], kHexDigit)) return false;
-      for (size_t i = dot + 1; i < in.size(); ++i)
-        if (!has(in[i], kRegNameChar) && in[i] != ':') return false;
-      return true;
-    }
-    for (char c : in)
-      if (!has(c, kHexDigit) && c != ':' && c != '.') return false;
-    return in.find(':') != std::string_view::npos;
-  }
-  for (size_t i = 0; i < h.size(); ++i) {
-    if (h[i] == '%') {
-      if (i + 2 >= h.size() || !has(h[i + 1], kHexDigit) || !has(h[i + 2], kHexDigit)) {
-        return false;
-      }
-      i += 2;
-    } else if (!has(h[i], kRegNameChar)) {
-      return false;
-    }
-  }
-  return true;
-}
-
-// host [":" port], host required; `port_required` for authority-form.
-bool valid_authority(std::string_view a, bool port_required) {
-  size_t colon = std::string_view::npos;
-  if (!a.empty() && a.front() == '[') {
-    size_t close = a.find(']');
-    if (close == std::string_view::npos) return false;
-    if (close + 1 < a.size()) {
-      if (a[close + 1] != ':') return false;
-      colon = close + 1;
-    }
-  } else {
-    colon = a.rfind(':');
-  }
-  std::string_view host = a.substr(0, colon);
-  std::string_view port = colon == std::string_view::npos ? "" : a.substr(colon + 1);
-  if (!valid_uri_host(host)) return false;
-  if (port_required && port.empty()) return false;
-  for (char c : port)
-    if (!is_digit(c)) return false;
-  return true;
+// A field line counts as gunicorn counts it for the same limit: name, colon, value and CRLF.
+// The scanner counts a line without its CRLF; the shortest line ("a:") has 2 bytes, so a limit
+// under 4 refuses every field.
+inline uint64_t field_line_limit(uint64_t field_size) {
+  if (field_size == 0) return 0;
+  return field_size > 2 ? field_size - 2 : 1;
 }
 
 // Field names that must not appear in a trailer section (RFC 9110 section 6.5.1): framing,
@@ -187,39 +76,6 @@ RequestParser* self(llhttp_t* p) {
 }
 
 }  // namespace
-
-bool valid_host(std::string_view value) {
-  return value.empty() || valid_authority(value, false);
-}
-
-const char* check_target(std::string_view method, std::string_view target) {
-  if (target.empty()) return "empty request-target";
-  if (method == "CONNECT") {
-    return valid_authority(target, true) ? nullptr : "CONNECT needs an authority-form target";
-  }
-  if (target == "*") {
-    return method == "OPTIONS" ? nullptr : "asterisk-form target is for OPTIONS only";
-  }
-  std::string_view rest = target;
-  if (target.front() != '/') {
-    // absolute-form: only the schemes this server answers for.
-    size_t colon = target.find(':');
-    if (colon == std::string_view::npos) return "invalid request-target";
-    std::string_view scheme = target.substr(0, colon);
-    bool http = scheme.size() == 4 && iequals(scheme, "http");
-    bool https = scheme.size() == 5 && iequals(scheme, "https");
-    if (!http && !https) return "invalid request-target";
-    rest = target.substr(colon + 1);
-    if (!rest.starts_with("//")) return "invalid request-target";
-    rest.remove_prefix(2);
-    size_t path = rest.find_first_of("/?");
-    std::string_view authority = rest.substr(0, path);
-    if (authority.find('@') != std::string_view::npos) return "userinfo in request-target";
-    if (!valid_authority(authority, false)) return "invalid authority in request-target";
-    rest = path == std::string_view::npos ? std::string_view() : rest.substr(path);
-  }
-  return valid_escapes(rest) ? nullptr : "invalid percent-encoding in request-target";
-}
 
 RequestParser::RequestParser(const ParseLimits& limits) : limits_(limits) {
   llhttp_init(&llhttp_, HTTP_REQUEST, &settings());
@@ -380,6 +236,7 @@ RequestParser::Event RequestParser::feed(const char* data, size_t len, size_t* c
 
 const char* RequestParser::scan(const char* p, const char* end) {
   const ParseLimits& lim = limits_;
+  const uint64_t field_limit = field_line_limit(lim.field_size);
   Request& r = req_;
   const bool head = mode_ == Mode::kHead;
   while (p < end) {
@@ -391,7 +248,7 @@ const char* RequestParser::scan(const char* p, const char* end) {
           ++p;
           break;
         }
-        if (!has(c, kTchar)) return scan_fail(p, 400, "invalid request line");
+        if (!in_class(c, kTchar)) return scan_fail(p, 400, "invalid request line");
         line_bytes_ = 0;
         method_len_ = 0;
         scan_ = Scan::kMethod;
@@ -406,14 +263,14 @@ const char* RequestParser::scan(const char* p, const char* end) {
         const char* s = p;
         const char* stop =
             p + std::min<size_t>(static_cast<size_t>(end - p), room(line_bytes_, lim.request_line));
-        while (p < stop && has(*p, kTchar)) ++p;
+        while (p < stop && in_class(*p, kTchar)) ++p;
         for (const char* q = s; q < p && method_len_ <= sizeof method_; ++q) {
           if (method_len_ < sizeof method_) method_[method_len_] = *q;
           ++method_len_;
         }
         line_bytes_ += static_cast<uint64_t>(p - s);
         if (p == end) return end;
-        if (has(*p, kTchar)) return scan_fail(p, 414, "request line too long");
+        if (in_class(*p, kTchar)) return scan_fail(p, 414, "request line too long");
         if (*p != ' ') return scan_fail(p, 400, "invalid method");
         if (room(line_bytes_, lim.request_line) == 0) {
           return scan_fail(p, 414, "request line too long");
@@ -427,14 +284,14 @@ const char* RequestParser::scan(const char* p, const char* end) {
         const char* s = p;
         const char* stop =
             p + std::min<size_t>(static_cast<size_t>(end - p), room(line_bytes_, lim.request_line));
-        while (p < stop && has(*p, kTargetChar)) ++p;
+        while (p < stop && in_class(*p, kTargetChar)) ++p;
         if (p > s) {
           arena_append(s, static_cast<size_t>(p - s));
           line_bytes_ += static_cast<uint64_t>(p - s);
         }
         if (p == end) return end;
         char c = *p;
-        if (has(c, kTargetChar)) return scan_fail(p, 414, "request line too long");
+        if (in_class(c, kTargetChar)) return scan_fail(p, 414, "request line too long");
         if (c != ' ') {
           return scan_fail(
               p, 400,
@@ -443,7 +300,8 @@ const char* RequestParser::scan(const char* p, const char* end) {
         r.target_len = static_cast<uint32_t>(r.arena.size());
         std::string_view method =
             method_len_ <= sizeof method_ ? std::string_view(method_, method_len_) : "";
-        if (const char* why = check_target(method, r.target())) return scan_fail(p, 400, why);
+        if (const char* why = check_target(method, r.target(), &r.target_parts))
+          return scan_fail(p, 400, why);
         if (room(line_bytes_, lim.request_line) == 0) {
           return scan_fail(p, 414, "request line too long");
         }
@@ -490,7 +348,7 @@ const char* RequestParser::scan(const char* p, const char* end) {
           scan_ = Scan::kEndLF;
           break;
         }
-        if (!has(c, kTchar)) {
+        if (!in_class(c, kTchar)) {
           return scan_fail(p, 400,
                            c == ' ' || c == '\t' ? "obsolete line folding"
                            : c == ':'            ? "empty header name"
@@ -515,8 +373,8 @@ const char* RequestParser::scan(const char* p, const char* end) {
       case Scan::kName: {
         const char* s = p;
         const char* stop =
-            p + std::min<size_t>(static_cast<size_t>(end - p), room(line_bytes_, lim.field_size));
-        while (p < stop && has(*p, kTchar)) ++p;
+            p + std::min<size_t>(static_cast<size_t>(end - p), room(line_bytes_, field_limit));
+        while (p < stop && in_class(*p, kTchar)) ++p;
         size_t run = static_cast<size_t>(p - s);
         line_bytes_ += run;
         if (head) {
@@ -524,19 +382,19 @@ const char* RequestParser::scan(const char* p, const char* end) {
           r.fields.back().name_len += static_cast<uint32_t>(run);
         } else {
           for (const char* q = s; q < p && name_len_ <= sizeof name_; ++q) {
-            if (name_len_ < sizeof name_) name_[name_len_] = lower(*q);
+            if (name_len_ < sizeof name_) name_[name_len_] = ascii_lower(*q);
             ++name_len_;
           }
         }
         if (p == end) return end;
         char c = *p;
-        if (has(c, kTchar)) return scan_fail(p, 431, "header field too large");
+        if (in_class(c, kTchar)) return scan_fail(p, 431, "header field too large");
         if (c != ':') {
           return scan_fail(
               p, 400,
               c == ' ' || c == '\t' ? "whitespace before the colon" : "invalid header name");
         }
-        if (room(line_bytes_, lim.field_size) == 0) {
+        if (room(line_bytes_, field_limit) == 0) {
           return scan_fail(p, 431, "header field too large");
         }
         if (!head && name_len_ <= sizeof name_ &&
@@ -556,7 +414,7 @@ const char* RequestParser::scan(const char* p, const char* end) {
           scan_ = Scan::kValue;
           break;
         }
-        if (room(line_bytes_, lim.field_size) == 0) {
+        if (room(line_bytes_, field_limit) == 0) {
           return scan_fail(p, 431, "header field too large");
         }
         ++line_bytes_;
@@ -566,11 +424,11 @@ const char* RequestParser::scan(const char* p, const char* end) {
       case Scan::kValue: {
         const char* s = p;
         const char* stop =
-            p + std::min<size_t>(static_cast<size_t>(end - p), room(line_bytes_, lim.field_size));
+            p + std::min<size_t>(static_cast<size_t>(end - p), room(line_bytes_, field_limit));
         const char* last = nullptr;  // one past the last non-whitespace byte of the run
         while (p < stop) {
           char c = *p;
-          if (has(c, kFieldVchar)) {
+          if (in_class(c, kFieldVchar)) {
             last = ++p;
           } else if (c == ' ' || c == '\t') {
             ++p;
@@ -587,7 +445,7 @@ const char* RequestParser::scan(const char* p, const char* end) {
         }
         if (p == end) return end;
         char c = *p;
-        if (has(c, kFieldVchar) || c == ' ' || c == '\t') {
+        if (in_class(c, kFieldVchar) || c == ' ' || c == '\t') {
           return scan_fail(p, 431, "header field too large");
         }
         if (c != '\r') {
@@ -621,21 +479,15 @@ int RequestParser::judge_transfer_encoding(bool* chunked) const {
   for (const auto& f : r.fields) {
     if (!iequals(r.name(f), "transfer-encoding")) continue;
     std::string_view v = r.value(f);
-    while (true) {
-      size_t comma = v.find(',');
-      std::string_view item = trim_ows(v.substr(0, comma));
-      if (!item.empty()) {  // empty list elements are allowed (RFC 9110 section 5.6.1)
-        if (iequals(item, "chunked")) {
-          ++chunked_count;
-          last_chunked = true;
-        } else {
-          if (!is_token(trim_ows(item.substr(0, item.find(';'))))) return 400;
-          other = true;
-          last_chunked = false;
-        }
+    for (std::string_view item; next_list_item(&v, &item);) {
+      if (iequals(item, "chunked")) {
+        ++chunked_count;
+        last_chunked = true;
+      } else {
+        if (!is_token(trim_ows(item.substr(0, item.find(';'))))) return 400;
+        other = true;
+        last_chunked = false;
       }
-      if (comma == std::string_view::npos) break;
-      v.remove_prefix(comma + 1);
     }
   }
   if (!last_chunked || chunked_count > 1) return 400;  // RFC 9112 section 6.3

@@ -20,13 +20,14 @@
 #include <string_view>
 
 #include "workers/http/request.hpp"
+#include "workers/http/target.hpp"
 
 namespace rotor::http {
 
 struct ParseLimits {
   uint64_t request_line = 4094;  // bytes of the request line without CRLF (414); 0 = none
   uint64_t fields = 100;         // header fields, and trailer fields, of a request (431)
-  uint64_t field_size = 8190;    // bytes of one field line without CRLF (431); 0 = none
+  uint64_t field_size = 8190;    // bytes of one field line with its CRLF (431); 0 = none
   uint64_t head = 65536;  // bytes of a whole head, blank lines before it to its empty line (431)
   uint64_t body = 0;      // bytes of a request body (413); 0 = unlimited
   uint64_t chunk_extensions = 4096;  // bytes of chunk extensions on one chunk line (400)
@@ -145,12 +146,5 @@ class RequestParser {
   uint64_t extension_bytes_ = 0;
   uint64_t head_bytes_ = 0;  // of the current head, CRLFs included
 };
-
-// Request-target check for `method` (RFC 9112 section 3.2): origin-form, absolute-form (http
-// and https), authority-form for CONNECT only, asterisk-form for OPTIONS only. Characters are
-// already known to be visible ASCII other than '#'. Returns the failure reason, or null.
-const char* check_target(std::string_view method, std::string_view target);
-// Host field value: uri-host [ ":" port ] (RFC 9110 section 7.2); empty is allowed.
-bool valid_host(std::string_view value);
 
 }  // namespace rotor::http

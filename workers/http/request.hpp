@@ -7,6 +7,9 @@
 #include <string_view>
 #include <vector>
 
+#include "workers/http/grammar.hpp"
+#include "workers/http/target.hpp"
+
 namespace rotor::http {
 
 struct Request {
@@ -16,6 +19,7 @@ struct Request {
 
   std::string arena;  // target, then every header name and value, back to back
   uint32_t target_len = 0;
+  TargetParts target_parts;  // set by the parser's check of the target
   std::vector<Field> fields;
   uint8_t method = 0;  // llhttp_method_t
   uint8_t http_major = 1, http_minor = 1;
@@ -27,6 +31,21 @@ struct Request {
   uint64_t body_bytes = 0;      // read so far
 
   std::string_view target() const { return {arena.data(), target_len}; }
+  // The path as sent: origin-form's, absolute-form's after the authority (empty when it has
+  // none), and the whole target in the asterisk and authority forms.
+  std::string_view path() const {
+    return {arena.data() + target_parts.path_off, target_parts.query_off - target_parts.path_off};
+  }
+  // After the first '?', without it; empty when there is none.
+  std::string_view query() const {
+    uint32_t q = target_parts.query_off;
+    return q < target_len ? std::string_view(arena.data() + q + 1, target_len - q - 1)
+                          : std::string_view();
+  }
+  // Absolute-form's and authority-form's; empty in the other forms.
+  std::string_view authority() const {
+    return {arena.data() + target_parts.authority_off, target_parts.authority_len};
+  }
   std::string_view name(const Field& f) const { return {arena.data() + f.name_off, f.name_len}; }
   std::string_view value(const Field& f) const { return {arena.data() + f.value_off, f.value_len}; }
   std::string_view method_name() const;
@@ -41,6 +60,7 @@ struct Request {
       arena.clear();
     }
     target_len = 0;
+    target_parts = {};
     fields.clear();
     body_bytes = 0;
     content_length = 0;
@@ -49,9 +69,5 @@ struct Request {
   }
   static constexpr size_t kKeptArena = 64 * 1024;
 };
-
-bool iequals(std::string_view a, std::string_view lower);
-// Without the optional whitespace (spaces, tabs) around a field value or list item.
-std::string_view trim_ows(std::string_view v);
 
 }  // namespace rotor::http

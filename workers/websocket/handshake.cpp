@@ -2,22 +2,14 @@
 
 #include <cstdint>
 
+#include "workers/http/grammar.hpp"
+
 namespace rotor::ws {
 
 namespace {
 
 constexpr std::string_view kGuid = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 constexpr char kAlphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-std::string_view trim(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
-  return s;
-}
-
-char lower(char c) {
-  return c >= 'A' && c <= 'Z' ? static_cast<char>(c + ('a' - 'A')) : c;
-}
 
 bool is_base64_char(char c) {
   return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '+' ||
@@ -127,13 +119,13 @@ std::string base64(std::string_view data) {
 }
 
 std::string accept_key(std::string_view client_key) {
-  std::string input(trim(client_key));
+  std::string input(http::trim_ows(client_key));
   input.append(kGuid);
   return base64(sha1(input));
 }
 
 bool valid_client_key(std::string_view key) {
-  key = trim(key);
+  key = http::trim_ows(key);
   if (key.size() != 24 || key.substr(22) != "==") return false;
   for (size_t i = 0; i < 22; ++i) {
     if (!is_base64_char(key[i])) return false;
@@ -142,21 +134,8 @@ bool valid_client_key(std::string_view key) {
 }
 
 bool has_token(std::string_view header_value, std::string_view lower_token) {
-  if (lower_token.empty()) return false;
-  size_t start = 0;
-  while (start <= header_value.size()) {
-    size_t comma = header_value.find(',', start);
-    if (comma == std::string_view::npos) comma = header_value.size();
-    const std::string_view item = trim(header_value.substr(start, comma - start));
-    if (item.size() == lower_token.size()) {
-      bool same = true;
-      for (size_t i = 0; i < item.size() && same; ++i) {
-        same = lower(item[i]) == lower(lower_token[i]);
-      }
-      if (same) return true;
-    }
-    start = comma + 1;
-  }
+  for (std::string_view item; http::next_list_item(&header_value, &item);)
+    if (http::iequals(item, lower_token)) return true;
   return false;
 }
 
