@@ -41,7 +41,7 @@ Environment environment_from(char** envp);
 // The effective configuration as TOML, every option present (what --print-config prints).
 std::string to_toml(const Config& config);
 
-// The README's option table, derived from the option table (markdown).
+// The documented option table (docs/configuration.md), derived from the option table (markdown).
 std::string options_markdown();
 
 }  // namespace rotor::conf

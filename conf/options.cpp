@@ -287,7 +287,7 @@ const std::vector<Option>& options() {
        .kind = Kind::kInt,
        .default_value = "100",
        .metavar = "INT",
-       .help = "Maximum number of header fields in a request.",
+       .help = "Maximum number of header fields in a request (0 = unlimited).",
        .member = &Config::limit_request_fields,
        .max = 32768,
        .gunicorn = "limit_request_fields"},
@@ -296,7 +296,9 @@ const std::vector<Option>& options() {
        .kind = Kind::kInt,
        .default_value = "8190",
        .metavar = "INT",
-       .help = "Maximum size of one header field in bytes (0 = unlimited).",
+       .help =
+           "Maximum size of one header field line in bytes: name, colon, value and its CRLF, as "
+           "gunicorn counts it (0 = unlimited).",
        .member = &Config::limit_request_field_size,
        .gunicorn = "limit_request_field_size"},
       {.name = "limit_request_head",
@@ -677,7 +679,8 @@ const std::vector<ActionFlag>& action_flags() {
       {"--check-config", Action::kCheckConfig, "Validate the configuration and exit."},
       {"-v,--version", Action::kVersion, "Print the version and exit."},
       {"-h,--help", Action::kHelp, "Print this help and exit."},
-      {"--help-options-markdown", Action::kHelp, "Print the README's option table.", true},
+      {"--help-options-markdown", Action::kHelp,
+       "Print the documented option table (docs/configuration.md).", true},
   };
   return table;
 }

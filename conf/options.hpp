@@ -1,5 +1,5 @@
 // The option table: every setting is declared once, here. The CLI flags, TOML keys, environment
-// names, --help, --print-config and the README's table are all derived from these declarations.
+// names, --help, --print-config and the documented table are all derived from these declarations.
 #pragma once
 
 #include <cstdint>
@@ -60,7 +60,7 @@ struct Option {
   std::string_view gunicorn{};   // its setting's name in a gunicorn.conf.py, if gunicorn has it
 };
 
-// Table order is the order of --help, --print-config and the README table.
+// Table order is the order of --help, --print-config and the documented table.
 const std::vector<Option>& options();
 const Option* find_option(std::string_view name);
 

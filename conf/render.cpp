@@ -1,5 +1,5 @@
 // Text derived from the option table: the effective config as TOML (--print-config) and the
-// README's option table (--help-options-markdown).
+// documented option table (--help-options-markdown).
 #include <toml++/toml.h>
 #include <charconv>
 #include <sstream>

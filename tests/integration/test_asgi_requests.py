@@ -138,7 +138,7 @@ def test_request_body_timeout_on_the_asgi_worker(rotor):
 
 
 def test_a_half_closed_client_still_gets_its_answer(rotor):
-    # README: a client that half-closes still gets its answers; the app sees the disconnect
+    # docs/http.md: a client that half-closes still gets its answers; the app sees the disconnect
     # in receive() but its send() still writes.
     r = serve(rotor, "raw_app:app")
     for request, body in [

@@ -103,7 +103,8 @@ def field_line(size):
 
 
 def status_for(port, line):
-    data, _ = exchange(port, b"GET / HTTP/1.1\r\nHost: t\r\n" + line + b"Connection: close\r\n\r\n")
+    data, _ = send_and_read_until_closed(
+        port, b"GET / HTTP/1.1\r\nHost: t\r\n" + line + b"Connection: close\r\n\r\n")
     return int(data.split(b" ", 2)[1]), data
 
 
