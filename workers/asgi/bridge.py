@@ -29,7 +29,7 @@ async def _receive_slow(ex):
     or the client."""
     while True:
         if ex.chunks is not None:
-            _rotor.want_body(ex.cid)  # sends 100 Continue if the client waits for one
+            _rotor.want_body(ex.rid)  # sends 100 Continue if the client waits for one
         await _wait(ex.loop, ex.receivers)
         message = ex._take()
         if message is not None:
@@ -165,24 +165,24 @@ def failed(ex, exc, timeout):
     if isinstance(exc, GeneratorExit):
         return  # closed unfinished (the worker is going away): no failure of the app
     if ex.timed_out:
-        _rotor.app_failed(ex.cid, ex.started, f"request timed out after {timeout}s", "", 504)
+        _rotor.app_failed(ex.rid, ex.started, f"request timed out after {timeout}s", "", 504)
     elif isinstance(exc, asyncio.CancelledError):
-        _rotor.app_failed(ex.cid, ex.started, "cancelled", "", 500)
+        _rotor.app_failed(ex.rid, ex.started, "cancelled", "", 500)
     elif _client_left(exc):
         # Our send or receive raised it because the client went away: the client's doing, not
         # an app error (as for WebSockets).
-        _rotor.client_left(ex.cid)
+        _rotor.client_left(ex.rid)
     else:
-        _rotor.app_failed(ex.cid, ex.started, repr(exc), "".join(traceback.format_exception(exc)),
+        _rotor.app_failed(ex.rid, ex.started, repr(exc), "".join(traceback.format_exception(exc)),
                           500)
 
 
 def returned(ex):
     """The app returned: a response it did not finish is finished (or 500 if never started)."""
     if not ex.started:
-        _rotor.app_failed(ex.cid, False, "the app returned without a response", "", 500)
+        _rotor.app_failed(ex.rid, False, "the app returned without a response", "", 500)
     elif not ex.finished:
-        _rotor.send(ex.cid, ex.status, ex.headers, b"", False)
+        _rotor.send(ex.rid, ex.status, ex.headers, b"", False)
 
 
 async def run(app, scope, ex, timeout):
@@ -231,10 +231,10 @@ def _release(waiters):
 
 
 class WebSocket:
-    __slots__ = ("loop", "wid", "inbox", "receivers", "senders", "state", "last")
+    __slots__ = ("loop", "rid", "inbox", "receivers", "senders", "state", "last")
 
-    def __init__(self, loop, wid):
-        self.loop, self.wid = loop, wid
+    def __init__(self, loop, rid):
+        self.loop, self.rid = loop, rid
         # (message, bytes the engine counted) in arrival order; the first is the handshake.
         self.inbox = collections.deque([({"type": "websocket.connect"}, 0)])
         # Futures of the tasks waiting in receive (for a message) and in send (for the client
@@ -280,7 +280,7 @@ class WebSocket:
             await self._wait(self.receivers)
         message, nbytes = self.inbox.popleft()
         if nbytes:
-            _rotor.ws_took(self.wid, nbytes)
+            _rotor.ws_took(self.rid, nbytes)
         elif message["type"] == "websocket.disconnect":
             self.last = message
         return message
@@ -289,7 +289,7 @@ class WebSocket:
         kind = message["type"]
         if self.state == _CONNECTING:
             if kind == "websocket.accept":
-                if not _rotor.ws_accept(self.wid, message.get("subprotocol"),
+                if not _rotor.ws_accept(self.rid, message.get("subprotocol"),
                                         message.get("headers")):
                     raise ClientDisconnected("the client left before the handshake")
                 # Frames that came with the handshake may have ended the session already.
@@ -297,7 +297,7 @@ class WebSocket:
                     self.state = _OPEN
             elif kind == "websocket.close":
                 # Refused before the handshake: the client gets 403 (the ASGI spec).
-                _rotor.ws_deny(self.wid, 403)
+                _rotor.ws_deny(self.rid, 403)
                 self.gone(message.get("code") or 1000, message.get("reason") or "")
             else:
                 raise RuntimeError(f"expected websocket.accept or websocket.close, got {kind!r}")
@@ -305,9 +305,9 @@ class WebSocket:
             if kind == "websocket.send":
                 data, text = message.get("bytes"), message.get("text")
                 if data is not None:
-                    sent = _rotor.ws_send(self.wid, False, data)
+                    sent = _rotor.ws_send(self.rid, False, data)
                 elif text is not None:
-                    sent = _rotor.ws_send(self.wid, True, text.encode())
+                    sent = _rotor.ws_send(self.rid, True, text.encode())
                 else:
                     raise ValueError("websocket.send needs bytes or text")
                 if sent is _rotor.PAUSED:
@@ -315,7 +315,7 @@ class WebSocket:
                 elif not sent:
                     raise ClientDisconnected("the client closed the WebSocket")
             elif kind == "websocket.close":
-                _rotor.ws_close(self.wid, message.get("code") or 1000, message.get("reason") or "")
+                _rotor.ws_close(self.rid, message.get("code") or 1000, message.get("reason") or "")
                 self.state = _CLOSING
             else:
                 raise RuntimeError(f"unexpected {kind!r} on an open WebSocket")
@@ -333,17 +333,17 @@ async def run_websocket(app, scope, ws):
         if not _client_left(exc) and not isinstance(exc, GeneratorExit):
             _rotor.app_error(repr(exc), "".join(traceback.format_exception(exc)))
         if ws.state == _CONNECTING:
-            _rotor.ws_deny(ws.wid, 500)
+            _rotor.ws_deny(ws.rid, 500)
         elif ws.state == _OPEN:
-            _rotor.ws_close(ws.wid, 1011, "")
+            _rotor.ws_close(ws.rid, 1011, "")
         if _passes(exc):
             raise
     else:
         if ws.state == _CONNECTING:
             _rotor.app_error("the app returned without accepting or closing the WebSocket", "")
-            _rotor.ws_deny(ws.wid, 500)
+            _rotor.ws_deny(ws.rid, 500)
         elif ws.state == _OPEN:
-            _rotor.ws_close(ws.wid, 1000, "")
+            _rotor.ws_close(ws.rid, 1000, "")
     finally:
         _rotor.call_ended()
 

@@ -374,7 +374,7 @@ PyMethodDef g_ex_methods[] = {
     {nullptr, nullptr, 0, nullptr}};
 
 PyMemberDef g_ex_members[] = {
-    {"cid", T_ULONGLONG, offsetof(Exchange, rid), READONLY, nullptr},
+    {"rid", T_ULONGLONG, offsetof(Exchange, rid), READONLY, nullptr},
     {"loop", T_OBJECT, offsetof(Exchange, loop), READONLY, nullptr},
     {"chunks", T_OBJECT, offsetof(Exchange, chunks), READONLY, nullptr},
     {"receivers", T_OBJECT, offsetof(Exchange, receivers), READONLY, nullptr},

@@ -44,7 +44,7 @@ void RequestHandler::on_request(http::Connection& conn, const http::Request& req
     return;
   }
   uint64_t rid = next_rid_++;
-  conn.handler_tag = rid;
+  conn.rid = rid;
   PyRef scope = PyRef::steal(scope_.build(conn, req, py_.state.get()));
   PyRef ex = scope ? PyRef::steal(exchange_new(py_.loop.get(), rid)) : PyRef();
   // run() wraps the app for a task, and for a request timeout (its timer); an eager start
@@ -94,7 +94,7 @@ PyRef RequestHandler::spawn(PyObject* coro) {
 }
 
 void RequestHandler::on_body(http::Connection& conn, std::string_view data) {
-  Live* l = find(conn.handler_tag);
+  Live* l = find(conn.rid);
   if (!l) return;
   l->unread += data.size();
   if (l->unread >= kBodyHighWater) conn.pause_body();
@@ -102,7 +102,7 @@ void RequestHandler::on_body(http::Connection& conn, std::string_view data) {
 }
 
 void RequestHandler::on_body_end(http::Connection& conn) {
-  Live* l = find(conn.handler_tag);
+  Live* l = find(conn.rid);
   if (l && !exchange_feed(l->exchange.get(), {}, false)) log_python_error("bridge-failed");
 }
 
@@ -115,30 +115,29 @@ void RequestHandler::resume_body(uint64_t rid) {
 }
 
 void RequestHandler::on_abort(http::Connection& conn) {
-  if (Live* l = find(conn.handler_tag); l && l->websocket) {
+  if (Live* l = find(conn.rid); l && l->websocket) {
     websocket_gone(*l, 1006, "");
   } else if (l && !exchange_gone(l->exchange.get())) {
     log_python_error("bridge-failed");
   }
-  forget(conn.handler_tag);
+  forget(conn.rid);
 }
 
 void RequestHandler::on_peer_closed(http::Connection& conn) {
-  if (Live* l = find(conn.handler_tag); l && !exchange_gone(l->exchange.get())) {
+  if (Live* l = find(conn.rid); l && !exchange_gone(l->exchange.get())) {
     log_python_error("bridge-failed");
   }
 }
 
 // A half-closed client still gets its answer: receive says disconnect, send goes on writing.
 void RequestHandler::on_peer_done(http::Connection& conn) {
-  if (Live* l = find(conn.handler_tag);
-      l && !l->websocket && !exchange_peer_done(l->exchange.get())) {
+  if (Live* l = find(conn.rid); l && !l->websocket && !exchange_peer_done(l->exchange.get())) {
     log_python_error("bridge-failed");
   }
 }
 
 void RequestHandler::on_drained(http::Connection& conn) {
-  Live* l = find(conn.handler_tag);
+  Live* l = find(conn.rid);
   if (l && l->websocket) {
     if (!call_ok(PyObject_CallMethod(l->exchange.get(), "wake", nullptr))) {
       log_python_error("bridge-failed");

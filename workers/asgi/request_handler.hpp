@@ -1,7 +1,7 @@
 // The asgi worker's HTTP handler: each request a connection parses becomes an exchange the app
 // runs with (an Exchange; for a WebSocket session a bridge.WebSocket), and what the app sends
 // goes back to that connection. The bridge knows a request by its id (the connection's
-// handler_tag); a request may be over, and forgotten here, by the time the app speaks again.
+// rid); a request may be over, and forgotten here, by the time the app speaks again.
 #pragma once
 
 #include <cstdint>

@@ -24,7 +24,7 @@ constexpr size_t kMessageOverhead = 256;
 
 void RequestHandler::start_websocket(http::Connection& conn, const http::Request& req) {
   uint64_t rid = next_rid_++;
-  conn.handler_tag = rid;
+  conn.rid = rid;
   PyRef scope = PyRef::steal(scope_.build_websocket(conn, req, py_.state.get()));
   PyRef session =
       scope ? PyRef::steal(PyObject_CallFunction(py_.websocket.get(), "OK", py_.loop.get(), rid))
@@ -48,7 +48,7 @@ void RequestHandler::start_websocket(http::Connection& conn, const http::Request
 }
 
 void RequestHandler::on_ws_message(http::Connection& conn, bool text, std::string_view data) {
-  Live* l = find(conn.handler_tag);
+  Live* l = find(conn.rid);
   if (!l) return;
   auto n = static_cast<Py_ssize_t>(data.size());
   size_t cost = data.size() + kMessageOverhead;
@@ -65,8 +65,8 @@ void RequestHandler::on_ws_message(http::Connection& conn, bool text, std::strin
 }
 
 void RequestHandler::on_ws_closed(http::Connection& conn, uint16_t code, std::string_view reason) {
-  if (Live* l = find(conn.handler_tag)) websocket_gone(*l, code, reason);
-  forget(conn.handler_tag);
+  if (Live* l = find(conn.rid)) websocket_gone(*l, code, reason);
+  forget(conn.rid);
 }
 
 void RequestHandler::websocket_gone(Live& l, uint16_t code, std::string_view reason) {

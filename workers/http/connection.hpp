@@ -84,7 +84,7 @@ class Connection : private RequestParser::BodySink {
   }
   void resume_websocket();
   // For the handler: which of its requests this connection carries.
-  uint64_t handler_tag = 0;
+  uint64_t rid = 0;
   // Whether libuv holds work for this connection that only its loop completes (a queued
   // write, a close): a caller outside the loop's callbacks must let the loop run.
   bool loop_work_pending() const { return write_pending_ || life_ != Life::kOpen || flush_queued_; }
