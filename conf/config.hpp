@@ -20,6 +20,7 @@ struct Config {
   // Server socket
   std::vector<std::string> bind;  // HOST:PORT, [V6]:PORT, unix:PATH, fd://N
   int64_t backlog = 2048;
+  bool reuse_port = false;  // SO_REUSEPORT on the TCP sockets the master binds
 
   // Workers and rotation
   int64_t workers = 1;
@@ -68,6 +69,10 @@ struct Config {
   std::string error_logfile = "-";  // "-" is stderr
   std::string access_logfile;       // empty = off, "-" is stdout
   std::string access_logformat;
+  bool log_syslog = false;  // the error log also goes to syslog
+  std::string log_syslog_to = "udp://localhost:514";
+  std::string log_syslog_prefix;  // the syslog tag; empty = "rotor"
+  std::string log_syslog_facility = "user";
 
   // Python (worker class asgi)
   std::string python;  // executable; empty = $VIRTUAL_ENV/bin/python or the build's python3

@@ -9,6 +9,7 @@
 #include <charconv>
 
 #include "conf/address_list.hpp"
+#include "log/syslog.hpp"
 #include "workers/http/grammar.hpp"
 
 namespace rotor::conf {
@@ -76,6 +77,25 @@ std::string check_bind(std::string_view text) {
   if (!all_digits(port) || ec != std::errc() || end != port.data() + port.size() || value > 65535)
     return "expected a port in 0..65535";
   return "";
+}
+
+// --log-syslog-to: the grammar is the sink's own.
+std::string check_syslog_address(std::string_view text) {
+  return log::parse_syslog_address(text, nullptr);
+}
+
+// A syslog tag: printable, no spaces or colons (they end the tag in RFC 3164).
+std::string check_syslog_tag(std::string_view text) {
+  for (char c : text)
+    if (static_cast<unsigned char>(c) <= ' ' || c == ':' || c == '[' || c == ']' || c == 0x7f)
+      return "expected a name without spaces, colons, brackets or control characters";
+  return "";
+}
+
+std::string check_syslog_facility(std::string_view text) {
+  if (log::syslog_facility(text) >= 0) return "";
+  return "expected a syslog facility: kern, user, mail, daemon, auth, syslog, lpr, news, uucp, "
+         "cron, authpriv, ftp or local0 to local7";
 }
 
 // Three non-negative integers, like gc.set_threshold's arguments.
@@ -156,6 +176,15 @@ const std::vector<Option>& options() {
        .member = &Config::backlog,
        .min = 1,
        .gunicorn = "backlog"},
+      {.name = "reuse_port",
+       .flags = "--reuse-port",
+       .kind = Kind::kBool,
+       .default_value = "false",
+       .help = "Set SO_REUSEPORT on the TCP sockets rotor binds, so that another server (the "
+               "next rotor in a blue-green switch) can bind the same port while this one "
+               "listens.",
+       .member = &Config::reuse_port,
+       .gunicorn = "reuse_port"},
 
       // Workers
       {.name = "workers",
@@ -467,6 +496,38 @@ const std::vector<Option>& options() {
        .help = "Access log line format (gunicorn's atoms).",
        .member = &Config::access_logformat,
        .gunicorn = "access_log_format"},
+      {.name = "log_syslog",
+       .flags = "--log-syslog",
+       .kind = Kind::kBool,
+       .default_value = "false",
+       .help = "Send the error log to syslog as well (--log-syslog-to), one RFC 3164 message "
+               "a line. The access log stays in its file.",
+       .member = &Config::log_syslog,
+       .gunicorn = "syslog"},
+      {.name = "log_syslog_to",
+       .flags = "--log-syslog-to",
+       .default_value = "udp://localhost:514",
+       .metavar = "ADDRESS",
+       .help = "Where syslog listens: unix://PATH (#dgram or #stream to choose the socket "
+               "type), udp://HOST:PORT or tcp://HOST:PORT.",
+       .member = &Config::log_syslog_to,
+       .check = check_syslog_address,
+       .gunicorn = "syslog_addr"},
+      {.name = "log_syslog_prefix",
+       .flags = "--log-syslog-prefix",
+       .metavar = "TAG",
+       .help = "The program name (tag) of rotor's syslog messages (empty = rotor).",
+       .member = &Config::log_syslog_prefix,
+       .check = check_syslog_tag,
+       .gunicorn = "syslog_prefix"},
+      {.name = "log_syslog_facility",
+       .flags = "--log-syslog-facility",
+       .default_value = "user",
+       .metavar = "FACILITY",
+       .help = "The syslog facility of rotor's messages (user, daemon, local0 to local7, ...).",
+       .member = &Config::log_syslog_facility,
+       .check = check_syslog_facility,
+       .gunicorn = "syslog_facility"},
 
       // Python (worker class asgi)
       {.name = "python",
@@ -625,9 +686,31 @@ static std::vector<IgnoredFlag> build_ignored_flags() {
       {"--statsd-host", true, "statsd is not supported", false, kGunicorn, "statsd_host"},
       {"--statsd-prefix", true, "statsd is not supported", false, kGunicorn, "statsd_prefix"},
       {"--initgroups", false, "--user drops supplementary groups", false, kGunicorn, "initgroups"},
-      {"--enable-stdio-inheritance", false, "rotor does not daemonize; workers keep its stdio",
+      {"-R,--enable-stdio-inheritance", false, "rotor does not daemonize; workers keep its stdio",
        false, kGunicorn, "enable_stdio_inheritance"},
+      {"--reload-extra-file", true, "code reload is SIGHUP", false, kGunicorn,
+       "reload_extra_files"},
+      {"--spew", false, "rotor does not trace every executed line", false, kGunicorn, "spew"},
+      {"--no-sendfile", false, "rotor never uses sendfile", false, kGunicorn, "sendfile"},
+      {"--logger-class", true, "logs are rotor's own key=value lines", false, kGunicorn,
+       "logger_class"},
+      {"--disable-redirect-access-to-syslog", false, "the access log never goes to syslog", false,
+       kGunicorn, "disable_redirect_access_to_syslog"},
+      {"--dogstatsd-tags", true, "statsd is not supported", false, kGunicorn, "dogstatsd_tags"},
   };
+  // Ignoring these would serve what the operator asked not to, or not serve the app at all.
+  constexpr std::string_view kNoPaste =
+      "rotor serves an ASGI app named module:attribute; it cannot load a PasteDeploy app";
+  table.push_back({"--paster,--paste", true, kNoPaste, true, kGunicorn, "paste"});
+  table.push_back({"--paste-global", true, kNoPaste, true, kGunicorn, "raw_paste_global_conf"});
+  table.push_back({"--strip-header-spaces", false,
+                   "rotor never strips spaces before a header's colon: such a request is "
+                   "answered 400, as one a proxy may read differently",
+                   true, kGunicorn, "strip_header_spaces"});
+  table.push_back({"--tolerate-dangerous-framing", false,
+                   "rotor never tolerates ambiguous framing (Content-Length with "
+                   "Transfer-Encoding, a repeated Content-Length): such a request is answered 400",
+                   true, kGunicorn, "tolerate_dangerous_framing"});
   constexpr std::string_view kNoTls =
       "TLS is not supported; terminate it in a proxy (nginx, a load balancer) in front of rotor";
   // In a gunicorn.conf.py only a certificate or key asks for TLS: the other TLS settings have

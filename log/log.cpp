@@ -148,6 +148,10 @@ void set_role(const char* role) {
   g_role = role;
 }
 
+const char* role() {
+  return g_role;
+}
+
 std::string quote(const std::string& value) {
   bool plain = !value.empty();
   for (char c : value) {

@@ -27,6 +27,7 @@ bool prepare_file(const std::string& path, std::string* error);
 // Tags every line of this process with `role=...` (master, worker). `role` must outlive the
 // process: a string literal.
 void set_role(const char* role);
+const char* role();
 
 // Quotes a value for a key=value field when it holds spaces, quotes or is empty.
 std::string quote(const std::string& value);

@@ -24,6 +24,10 @@
 
 namespace rotor {
 
+// The error log as `cfg` says (its file, its level, syslog): "" on success, else the error line,
+// naming the option at fault.
+std::string setup_logging(const conf::Config& cfg);
+
 // Exit codes of the master, as gunicorn's where they overlap.
 constexpr int kExitBindFailed = 1;
 constexpr int kExitUsage = 2;

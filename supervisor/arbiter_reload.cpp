@@ -8,11 +8,31 @@
 
 #include "conf/load.hpp"
 #include "log/log.hpp"
+#include "log/syslog.hpp"
 #include "supervisor/arbiter.hpp"
 #include "supervisor/listeners.hpp"
 #include "supervisor/pid_file.hpp"
 
 namespace rotor {
+namespace {
+
+bool same_logging(const conf::Config& a, const conf::Config& b) {
+  return a.error_logfile == b.error_logfile && a.log_level == b.log_level &&
+         a.log_syslog == b.log_syslog && a.log_syslog_to == b.log_syslog_to &&
+         a.log_syslog_prefix == b.log_syslog_prefix &&
+         a.log_syslog_facility == b.log_syslog_facility;
+}
+
+}  // namespace
+
+std::string setup_logging(const conf::Config& cfg) {
+  std::string error;
+  if (!log::setup(cfg.error_logfile, cfg.log_level, &error)) return "--error-logfile: " + error;
+  if (cfg.log_syslog &&
+      !log::add_syslog(cfg.log_syslog_to, cfg.log_syslog_prefix, cfg.log_syslog_facility, &error))
+    return "--log-syslog-to: " + error;
+  return "";
+}
 
 void Arbiter::reload() {
   // The environment rotor started with: the app's -e variables, exported since, are not ours.
@@ -56,7 +76,7 @@ bool Arbiter::rebind(conf::Config& next) {
   try {
     // With the HUP's own backlog and umask: the operator may have changed them with the bind.
     opened = open_missing(listeners_, next.bind, static_cast<int>(next.backlog),
-                          static_cast<mode_t>(next.umask));
+                          static_cast<mode_t>(next.umask), next.reuse_port);
   } catch (const BindError& e) {
     if (!e.port_held) {
       spdlog::error("event=reload-failed error={} detail=\"nothing changed\"",
@@ -114,13 +134,17 @@ void Arbiter::apply_next_config() {
   if (!next_cfg_) return;
   conf::Config next = std::move(*next_cfg_);
   next_cfg_.reset();
-  if (next.error_logfile != cfg_.error_logfile || next.log_level != cfg_.log_level) {
-    std::string error;
-    if (!log::setup(next.error_logfile, next.log_level, &error)) {
+  if (!same_logging(next, cfg_)) {
+    if (std::string error = setup_logging(next); !error.empty()) {
+      setup_logging(cfg_);
       spdlog::error("event=log-setup-failed error={} detail=\"logging stays as it was\"",
                     log::quote(error));
       next.error_logfile = cfg_.error_logfile;
       next.log_level = cfg_.log_level;
+      next.log_syslog = cfg_.log_syslog;
+      next.log_syslog_to = cfg_.log_syslog_to;
+      next.log_syslog_prefix = cfg_.log_syslog_prefix;
+      next.log_syslog_facility = cfg_.log_syslog_facility;
     }
   }
   std::string old_pid_file = cfg_.pid_file;

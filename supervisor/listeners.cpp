@@ -121,7 +121,7 @@ Listener bind_unix(const std::string& spec, const std::string& path, int backlog
   return l;
 }
 
-Listener bind_tcp(const std::string& spec, int backlog) {
+Listener bind_tcp(const std::string& spec, int backlog, bool reuse_port) {
   std::string host, port;
   if (!spec.empty() && spec[0] == '[') {
     auto close = spec.find(']');
@@ -156,6 +156,11 @@ Listener bind_tcp(const std::string& spec, int backlog) {
     }
     int one = 1;
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (reuse_port && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0) {
+      last_err = errno;
+      ::close(fd);
+      continue;
+    }
     if (ai->ai_family == AF_INET6) setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
     if (bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 && ::listen(fd, backlog) == 0) {
       freeaddrinfo(res);
@@ -174,7 +179,7 @@ Listener bind_tcp(const std::string& spec, int backlog) {
 
 }  // namespace
 
-Listener open_listener(const std::string& spec, int backlog, mode_t socket_umask) {
+Listener open_listener(const std::string& spec, int backlog, mode_t socket_umask, bool reuse_port) {
   if (spec.rfind("unix:", 0) == 0) return bind_unix(spec, spec.substr(5), backlog, socket_umask);
   if (spec.rfind("fd://", 0) == 0) {
     int fd = -1;
@@ -185,12 +190,12 @@ Listener open_listener(const std::string& spec, int backlog, mode_t socket_umask
     }
     return adopt_fd(spec, fd, backlog);
   }
-  return bind_tcp(spec, backlog);
+  return bind_tcp(spec, backlog, reuse_port);
 }
 
 std::vector<Listener> open_listeners(const std::vector<std::string>& specs, int backlog,
                                      const std::map<std::string, std::string>& env,
-                                     mode_t socket_umask) {
+                                     mode_t socket_umask, bool reuse_port) {
   std::vector<Listener> out;
   try {
     auto fds = env.find("LISTEN_FDS");
@@ -207,7 +212,8 @@ std::vector<Listener> open_listeners(const std::vector<std::string>& specs, int 
       }
       return out;
     }
-    for (const auto& spec : specs) out.push_back(open_listener(spec, backlog, socket_umask));
+    for (const auto& spec : specs)
+      out.push_back(open_listener(spec, backlog, socket_umask, reuse_port));
   } catch (...) {
     close_listeners(out);
     throw;
@@ -247,7 +253,7 @@ bool holds_port(const std::vector<Listener>& listeners, const std::string& spec)
 
 std::vector<std::string> open_missing(std::vector<Listener>& listeners,
                                       const std::vector<std::string>& bind, int backlog,
-                                      mode_t socket_umask) {
+                                      mode_t socket_umask, bool reuse_port) {
   if (std::any_of(listeners.begin(), listeners.end(),
                   [](const Listener& l) { return l.activated; }))
     return {};  // systemd's sockets are the bind, whatever the config says
@@ -261,7 +267,7 @@ std::vector<std::string> open_missing(std::vector<Listener>& listeners,
                               [&](const Listener& l) { return l.spec == spec; }) ||
                   std::any_of(opened.begin(), opened.end(),
                               [&](const Listener& l) { return l.spec == spec; });
-      if (!have) opened.push_back(open_listener(spec, backlog, socket_umask));
+      if (!have) opened.push_back(open_listener(spec, backlog, socket_umask, reuse_port));
     }
   } catch (BindError& e) {
     close_listeners(opened);

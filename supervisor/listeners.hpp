@@ -28,14 +28,16 @@ struct BindError : std::runtime_error {
 };
 
 // Binds every spec, or uses the sockets systemd passed (LISTEN_FDS/LISTEN_PID) when `env`
-// says so; a unix socket's file is created under `socket_umask`. Throws BindError with one
-// line naming the address and the reason.
+// says so; a unix socket's file is created under `socket_umask`; `reuse_port` sets
+// SO_REUSEPORT on the TCP sockets it binds. Throws BindError with one line naming the address
+// and the reason.
 std::vector<Listener> open_listeners(const std::vector<std::string>& specs, int backlog,
                                      const std::map<std::string, std::string>& env,
-                                     mode_t socket_umask);
+                                     mode_t socket_umask, bool reuse_port = false);
 
 // One spec, as open_listeners does. Throws BindError.
-Listener open_listener(const std::string& spec, int backlog, mode_t socket_umask);
+Listener open_listener(const std::string& spec, int backlog, mode_t socket_umask,
+                       bool reuse_port = false);
 
 // Whether `l` is one of the sockets a config with this --bind listens on.
 bool serves(const Listener& l, const std::vector<std::string>& bind);
@@ -50,7 +52,7 @@ bool holds_port(const std::vector<Listener>& listeners, const std::string& spec)
 
 std::vector<std::string> open_missing(std::vector<Listener>& listeners,
                                       const std::vector<std::string>& bind, int backlog,
-                                      mode_t socket_umask);
+                                      mode_t socket_umask, bool reuse_port = false);
 
 // Closes (and stops, see stop_accepting) the listeners that none of `binds` names; returns
 // their addresses.

@@ -40,6 +40,8 @@ int main(int argc, char** argv) {
       std::fprintf(stderr, "%s\n", res.message.c_str());
       return res.exit_code ? res.exit_code : rotor::kExitUsage;
     default:
+      // A check shows what a run would warn about: an ignored flag is part of the verdict.
+      for (const auto& w : res.warnings) std::fprintf(stderr, "rotor: warning: %s\n", w.c_str());
       std::fwrite(res.message.data(), 1, res.message.size(), stdout);
       if (!res.message.empty() && res.message.back() != '\n') std::fputc('\n', stdout);
       return res.exit_code;
@@ -59,8 +61,8 @@ int main(int argc, char** argv) {
   auto identity = rotor::resolve_identity(cfg.user, cfg.group, &error);
   if (!identity) return usage_error(error);
   if (identity->switch_user) rotor::log::give_new_files_to(identity->uid, identity->gid);
-  if (!rotor::log::setup(cfg.error_logfile, cfg.log_level, &error)) {
-    return usage_error("--error-logfile: " + error);
+  if (std::string problem = rotor::setup_logging(cfg); !problem.empty()) {
+    return usage_error(problem);
   }
   for (const auto& w : res.warnings) {
     spdlog::warn("event=config-warning message={}", rotor::log::quote(w));
@@ -92,7 +94,7 @@ int main(int argc, char** argv) {
   std::vector<rotor::Listener> listeners;
   try {
     listeners = rotor::open_listeners(cfg.bind, static_cast<int>(cfg.backlog), env,
-                                      static_cast<mode_t>(cfg.umask));
+                                      static_cast<mode_t>(cfg.umask), cfg.reuse_port);
   } catch (const rotor::BindError& e) {
     std::fprintf(stderr, "rotor: error: %s\n", e.what());
     return rotor::kExitBindFailed;
