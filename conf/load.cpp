@@ -16,6 +16,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "conf/app_python.hpp"
 #include "conf/given.hpp"
 #include "conf/gunicorn_config.hpp"
 #include "conf/options.hpp"
@@ -56,10 +57,10 @@ std::string one_line(std::string text) {
   return text;
 }
 
-LoadResult failure(std::string message) {
+LoadResult failure(std::string message, int exit_code = 2) {
   LoadResult result;
   result.action = Action::kError;
-  result.exit_code = 2;
+  result.exit_code = exit_code;
   result.message = kErrorPrefix + one_line(std::move(message));
   return result;
 }
@@ -556,6 +557,12 @@ LoadResult load(const std::vector<std::string>& args, const Environment& env,
   }
   if (result.config.worker_class == "asgi" && result.config.app.empty()) {
     return failure("APP: the asgi worker class needs an application, as module:attribute");
+  }
+  // Refused before anything forks, and by --check-config alike (it would refuse the start).
+  bool will_start = !command_line.action || command_line.action->action == Action::kCheckConfig;
+  if (result.config.worker_class == "asgi" && will_start) {
+    if (std::string refusal = app_python_refusal(result.config.python, env); !refusal.empty())
+      return failure(refusal, kExitAppPython);
   }
   result.warnings = cross_check(result.config);
   for (const auto* more : {&file_warnings, &gunicorn_args.warnings, &command_line.warnings})

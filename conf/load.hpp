@@ -14,6 +14,10 @@ namespace rotor::conf {
 
 using Environment = std::map<std::string, std::string>;
 
+// The exit code when the app's Python is not one rotor embeds: as a worker's app-load failure
+// (gunicorn's APP_LOAD_ERROR), since it is the app's environment that cannot be served.
+constexpr int kExitAppPython = 4;
+
 enum class Action {
   kRun,          // start serving
   kPrintConfig,  // --print-config: print effective config as TOML, exit 0
@@ -21,6 +25,7 @@ enum class Action {
   kVersion,      // --version
   kHelp,         // -h/--help
   kError,        // bad input: `message` is one line naming the option and the problem; exit 2
+                 // (4 when the app's Python is not one rotor embeds)
 };
 
 struct LoadResult {
