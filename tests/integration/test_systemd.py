@@ -1,4 +1,5 @@
-"""systemd: what rotor tells the NOTIFY_SOCKET (read here from a real unix datagram socket)."""
+"""systemd: what rotor tells the NOTIFY_SOCKET (read here from a real unix datagram socket),
+and the units in deploy/systemd, checked by systemd-analyze and run by systemd-socket-activate."""
 import os
 import re
 import shutil
@@ -8,11 +9,12 @@ import subprocess
 import tempfile
 import time
 import urllib.request
-from pathlib import Path
 
 import pytest
 
-from conftest import APPS, wait_for
+from conftest import APPS, BIN, ROOT, wait_for
+
+UNITS = ROOT / "deploy" / "systemd"
 
 ENV_APP = '''
 import os
@@ -204,3 +206,86 @@ def test_a_notify_socket_pointing_nowhere_logs_one_line_and_rotor_serves(rotor, 
     failed = r.lines("notify-failed")
     assert len(failed) == 1, r.log()
     assert address in failed[0]
+
+
+# The units, made to point at the built binary and a test app (systemd-analyze verify checks
+# that ExecStart's binary exists).
+def unit_copies(tmp_path):
+    out = tmp_path / "units"
+    out.mkdir()
+    for unit in UNITS.iterdir():
+        text = unit.read_text().replace("/usr/local/bin/rotor", str(BIN))
+        (out / unit.name).write_text(text)
+    return out
+
+
+@pytest.mark.skipif(not shutil.which("systemd-analyze"), reason="systemd-analyze is not installed")
+def test_the_units_pass_systemd_analyze_verify(tmp_path):
+    units = unit_copies(tmp_path)
+    names = sorted(p.name for p in units.iterdir())
+    assert names == ["rotor@.service", "rotor@.socket"]
+    # An instance of the template, as systemctl would start it.
+    for name in names:
+        (units / name.replace("@", "@demo")).symlink_to(units / name)
+    proc = subprocess.run(["systemd-analyze", "verify", "--man=no",
+                           str(units / "rotor@demo.socket"), str(units / "rotor@demo.service")],
+                          capture_output=True, text=True, timeout=120,
+                          env=dict(os.environ, SYSTEMD_LOG_LEVEL="notice"))
+    # Only our units: the host's own may have warnings of their own.
+    ours = [l for l in (proc.stdout + proc.stderr).splitlines() if "rotor@" in l]
+    assert proc.returncode == 0 and not ours, proc.stdout + proc.stderr
+
+
+def unit_setting(name, key):
+    values = []
+    for line in (UNITS / name).read_text().splitlines():
+        if line.startswith(key + "="):
+            values.append(line.split("=", 1)[1])
+    return values
+
+
+def test_the_service_matches_how_rotor_stops_and_reloads():
+    assert unit_setting("rotor@.service", "Type") == ["notify"]
+    assert unit_setting("rotor@.service", "ExecReload") == ["/bin/kill -HUP $MAINPID"]
+    # TERM to the master alone: it drains its workers; the rest are killed only at the timeout.
+    assert unit_setting("rotor@.service", "KillMode") == ["mixed"]
+    exec_start = unit_setting("rotor@.service", "ExecStart")[0]
+    graceful = float(re.search(r"--graceful-timeout[ =](\d+)", exec_start).group(1))
+    stop = float(unit_setting("rotor@.service", "TimeoutStopSec")[0].rstrip("s"))
+    assert stop > graceful + 1
+    # Every flag the unit names is one rotor knows.
+    for flag in re.findall(r"(--[a-z-]+)", exec_start):
+        assert flag in subprocess.run([str(BIN), "--help"], capture_output=True,
+                                      text=True).stdout, flag
+
+
+@pytest.mark.skipif(not shutil.which("systemd-socket-activate"),
+                    reason="systemd-socket-activate is not installed")
+def test_socket_activation_serves_on_the_socket_systemd_passes(tmp_path, listener):
+    """What rotor@.socket does, done by systemd's own tool: LISTEN_FDS, LISTEN_PID."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    n = listener()
+    log = open(tmp_path / "rotor.log", "wb")
+    # It binds, and execs rotor at the first connection (as the socket unit does, with
+    # Accept=no); it passes on only the environment it is told to.
+    proc = subprocess.Popen(["systemd-socket-activate", "-l", f"127.0.0.1:{port}",
+                             "-E", "NOTIFY_SOCKET", str(BIN), "-k", "hello"],
+                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                            env=dict(os.environ, NOTIFY_SOCKET=n.address))
+    try:
+        wait_for(lambda: "Listening on" in (tmp_path / "rotor.log").read_text(), what="the bind")
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=30) as resp:
+            assert resp.read().startswith(b"Hello")
+        assert n.wait("READY", "1")[0]["MAINPID"] == str(proc.pid)
+        listening = [l for l in (tmp_path / "rotor.log").read_text().splitlines()
+                     if "event=listening" in l]
+        assert [l.split("address=")[1] for l in listening] == [f"http://127.0.0.1:{port}"]
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        log.close()
