@@ -117,6 +117,7 @@ int Arbiter::run() {
   spdlog::info("event=start version={} worker_class={} workers={} max_requests={} jitter={}",
                ROTOR_VERSION, cfg_.worker_class, desired_, cfg_.max_requests,
                cfg_.max_requests_jitter);
+  open_notify();
   // As gunicorn: a master that cannot keep the pid file it was told to keep does not start
   // (whatever reads the file could neither find nor stop it).
   if (!write_pid_file()) {
@@ -161,7 +162,7 @@ int Arbiter::run() {
 }
 
 int64_t Arbiter::poll_timeout_ms() const {
-  return kSweepMs;
+  return notify_due_ms(kSweepMs);
 }
 
 // Everything pending is read first, then acted on in a fixed order (a stop wins).
@@ -180,7 +181,10 @@ void Arbiter::handle_signals() {
         plan.ignored);
   }
   if (plan.reopen) reopen_logs();
-  if (plan.reload) reload();
+  if (plan.reload) {
+    notify_reloading();
+    reload();
+  }
   if (plan.scale != 0) scale(plan.scale);
 }
 
@@ -210,6 +214,7 @@ void Arbiter::sweep() {
     manage_templates();
     manage_workers();
   }
+  notify_tick();
 }
 
 Worker Arbiter::new_worker(uint64_t predecessor, size_t slot, uint64_t generation) {
@@ -373,6 +378,7 @@ void Arbiter::on_worker_exit(Worker& w, const ChildExit& exit) {
               seconds(now - w.started_ns), exit.cpu_ms, exit.minflt, w.generation);
 
   scoreboard_->release(w.slot);
+  served_retired_ += requests;
 
   if (boot_failure) {
     fail_boot(w.pid, status);
@@ -667,6 +673,7 @@ void Arbiter::begin_stop(bool graceful) {
       now + (graceful ? static_cast<int64_t>(cfg_.graceful_timeout * 1e9) + kSec : kFastStopNs);
   spdlog::info("event=shutdown mode={} workers={}", graceful ? "graceful" : "fast",
                children_.workers().size());
+  notify_stopping();
   while (!children_.pending().empty()) drop_pending(children_.pending().begin()->first, "shutdown");
   for (auto& [pid, t] : children_.templates()) retire_template(t);
   for (auto& [pid, w] : children_.workers()) {

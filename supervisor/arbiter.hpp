@@ -17,9 +17,11 @@
 #include "supervisor/children.hpp"
 #include "supervisor/identity.hpp"
 #include "supervisor/listeners.hpp"
+#include "supervisor/notify.hpp"
 #include "supervisor/pid_file.hpp"
 #include "supervisor/policy.hpp"
 #include "supervisor/scoreboard.hpp"
+#include "supervisor/sd_notices.hpp"
 #include "workers/runtime.hpp"
 
 namespace rotor {
@@ -104,6 +106,14 @@ class Arbiter {
   void reap_template(Template& t, int status);
   void on_template_exit(Template& t, int status);
   void retire_template(Template& t);
+  // systemd's sd_notify (arbiter_notify.cpp).
+  void open_notify();
+  void notify(const std::string& message);
+  sd::Snapshot notify_snapshot() const;
+  void notify_tick();
+  void notify_reloading();
+  void notify_stopping();
+  int64_t notify_due_ms(int64_t timeout_ms) const;  // shortened to the next watchdog ping
 
   conf::Config cfg_;  // in force: the running generation's workers, limits and timeouts
   // A HUP's config while its template imports the new code; it replaces cfg_ when that template
@@ -141,7 +151,12 @@ class Arbiter {
   int handoff_pair_[2] = {-1, -1};  // [0] workers receive connections, [1] drainers send
   Identity identity_;
   pid_t master_pid_ = 0;
-  PidFileId pid_file_id_;  // the pid file we wrote: removed at exit only while it is that one
+  NotifySocket notify_socket_;
+  std::string notify_address_;
+  std::optional<sd::Notices> notices_;  // only when NOTIFY_SOCKET names a socket
+  bool notify_failed_ = false;
+  uint64_t served_retired_ = 0;  // requests of the workers reaped so far
+  PidFileId pid_file_id_;        // the pid file we wrote: removed at exit only while it is that one
 };
 
 }  // namespace rotor
