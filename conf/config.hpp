@@ -10,6 +10,9 @@ namespace rotor::conf {
 
 // --workers at most. The scoreboard holds twice as many slots: successors and draining workers.
 constexpr int kMaxWorkers = 512;
+// workers = "auto": the master turns it into a number from its CPU quota or affinity
+// (supervisor/workers_auto) before it uses the config.
+constexpr int64_t kWorkersAuto = 0;
 
 struct Config {
   // Application
@@ -23,7 +26,7 @@ struct Config {
   bool reuse_port = false;  // SO_REUSEPORT on the TCP sockets the master binds
 
   // Workers and rotation
-  int64_t workers = 1;
+  int64_t workers = 1;       // or kWorkersAuto
   int64_t max_requests = 0;  // 0 = off
   int64_t max_requests_jitter = 0;
   int64_t max_rss_mb = 0;   // 0 = off

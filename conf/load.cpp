@@ -6,6 +6,7 @@
 #include <toml++/toml.h>
 #include <CLI/CLI.hpp>
 #include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <charconv>
 #include <cstdio>
@@ -170,10 +171,11 @@ std::string a_toml_type(toml::node_type type) {
   }
 }
 
-std::string expected_toml_type(Kind kind) {
-  switch (kind) {
+std::string expected_toml_type(const Option& option) {
+  switch (option.kind) {
     case Kind::kInt:
-      return "an integer";
+      return option.words.empty() ? "an integer"
+                                  : "an integer or \"" + std::string(option.words[0].first) + "\"";
     case Kind::kSeconds:
       return "a number";
     case Kind::kBool:
@@ -201,17 +203,25 @@ std::string integer_text(const toml::value<int64_t>& node) {
   return prefix + std::string(buf, end);
 }
 
+bool is_word(const Option& option, std::string_view text) {
+  auto same = [](char a, char b) { return std::tolower(static_cast<unsigned char>(a)) == b; };
+  for (auto [word, value] : option.words)
+    if (std::equal(text.begin(), text.end(), word.begin(), word.end(), same)) return true;
+  return false;
+}
+
 // The node as text for parse_value, after checking its TOML type; false if the type is wrong.
-bool toml_text(Kind kind, const toml::node& node, std::string& text) {
+bool toml_text(const Option& option, const toml::node& node, std::string& text) {
   const auto* string = node.as_string();
   const auto* integer = node.as_integer();
   const auto* floating = node.as_floating_point();
   const auto* boolean = node.as_boolean();
   char buf[32];
-  switch (kind) {
-    case Kind::kInt:
+  switch (option.kind) {
+    case Kind::kInt:  // workers = 4 or workers = "auto"; "4" is a string, refused
       if (integer) text = std::to_string(integer->get());
-      return integer;
+      if (string && is_word(option, string->get())) text = string->get();
+      return integer || (string && is_word(option, string->get()));
     case Kind::kSeconds:  // 30 and 30.0 are both fine
       if (integer) text = std::to_string(integer->get());
       if (floating) text.assign(buf, std::to_chars(buf, buf + sizeof buf, floating->get()).ptr);
@@ -237,7 +247,7 @@ std::string toml_given(const std::string& path, const Option& option, const toml
   given = {&option, position(path, node.source()) + ": " + std::string(option.name), {}};
   auto wrong_type = [&](const toml::node& n) {
     return position(path, n.source()) + ": " + std::string(option.name) + ": expected " +
-           expected_toml_type(option.kind) + ", got " + a_toml_type(n.type());
+           expected_toml_type(option) + ", got " + a_toml_type(n.type());
   };
   const toml::array* array = node.as_array();
   if (option.kind == Kind::kStringList && array) {
@@ -248,7 +258,7 @@ std::string toml_given(const std::string& path, const Option& option, const toml
     return "";
   }
   std::string text;
-  if (!toml_text(option.kind, node, text)) return wrong_type(node);
+  if (!toml_text(option, node, text)) return wrong_type(node);
   given.texts.push_back(text);
   return "";
 }

@@ -191,11 +191,14 @@ const std::vector<Option>& options() {
        .flags = "-w,--workers",
        .kind = Kind::kInt,
        .default_value = "1",
-       .metavar = "INT",
-       .help = "Number of worker processes.",
+       .metavar = "INT|auto",
+       .help = "Number of worker processes. auto: the CPU quota of rotor's cgroup, rounded up, "
+               "else the CPUs rotor may run on (its affinity mask); resolved at start and on "
+               "HUP, and logged.",
        .member = &Config::workers,
        .min = 1,
        .max = kMaxWorkers,
+       .words = {{"auto", kWorkersAuto}},
        .env_alias = "WEB_CONCURRENCY",
        .gunicorn = "workers"},
       {.name = "worker_class",

@@ -53,6 +53,8 @@ struct Option {
   std::vector<std::string_view> choices{};  // kChoice
   // kChoice: other spellings accepted for a choice (case-insensitive), {alias, choice}.
   std::vector<std::pair<std::string_view, std::string_view>> aliases{};
+  // kInt: words that stand for a value outside [min, max] (case-insensitive), {word, value}.
+  std::vector<std::pair<std::string_view, int64_t>> words{};
   Check check = nullptr;
   std::string_view env_alias{};  // a second, lower-precedence environment name
   std::string_view negation{};   // kBool: a CLI flag that sets it false ("--no-preload")

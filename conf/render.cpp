@@ -37,6 +37,8 @@ std::string toml_value(const Option& option, const Config& config) {
         const auto& v = config.*member;
         using T = std::decay_t<decltype(v)>;
         if constexpr (std::is_same_v<T, int64_t>) {
+          for (auto [word, value] : option.words)
+            if (v == value) return toml_string(std::string(word));  // as given: workers = "auto"
           return option.kind == Kind::kOctal ? toml_octal(v) : std::to_string(v);
         } else if constexpr (std::is_same_v<T, double>) {
           return toml_float(v);

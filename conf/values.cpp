@@ -36,11 +36,16 @@ bool in_range(const Option& option, double v) {
 }
 
 Parsed parse_int(const Option& option, std::string_view text) {
+  std::string words;
+  for (auto [word, value] : option.words) {
+    if (lower(text) == word) return {value, ""};
+    words += " or " + std::string(word);
+  }
   int64_t v = 0;
   auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
   if (text.empty() || ec != std::errc() || end != text.data() + text.size() ||
       !in_range(option, static_cast<double>(v)))
-    return {{}, "expected an integer " + range(option)};
+    return {{}, "expected an integer " + range(option) + words};
   return {v, ""};
 }
 

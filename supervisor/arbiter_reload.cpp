@@ -12,6 +12,7 @@
 #include "supervisor/arbiter.hpp"
 #include "supervisor/listeners.hpp"
 #include "supervisor/pid_file.hpp"
+#include "supervisor/workers_auto.hpp"
 
 namespace rotor {
 namespace {
@@ -44,6 +45,7 @@ void Arbiter::reload() {
     return;
   }
   for (const auto& w : res.warnings) spdlog::warn("event=config-warning message={}", log::quote(w));
+  resolve_auto_workers(res.config);  // the quota may have changed since (a resized pod)
   if (!rebind(res.config)) return;
   ++generation_;
   scale_since_reload_ = 0;

@@ -16,6 +16,7 @@
 #include "supervisor/identity.hpp"
 #include "supervisor/listeners.hpp"
 #include "supervisor/pid_file.hpp"
+#include "supervisor/workers_auto.hpp"
 #include "workers/http/access_log.hpp"
 
 extern char** environ;
@@ -67,6 +68,7 @@ int main(int argc, char** argv) {
   for (const auto& w : res.warnings) {
     spdlog::warn("event=config-warning message={}", rotor::log::quote(w));
   }
+  rotor::resolve_auto_workers(cfg);
   // Each worker opens the access log itself; a path it cannot open is a usage error, found here.
   if (!cfg.access_logfile.empty() &&
       (!rotor::log::prepare_file(cfg.access_logfile, &error) ||

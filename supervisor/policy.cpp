@@ -174,4 +174,10 @@ bool need_template(const TemplateNeedInputs& in) {
   return !in.current_alive && !in.current_failed;
 }
 
+int auto_workers(int64_t quota_us, int64_t period_us, int affinity_cpus, int max_workers) {
+  int64_t cpus = affinity_cpus;
+  if (quota_us > 0 && period_us > 0) cpus = quota_us / period_us + (quota_us % period_us != 0);
+  return static_cast<int>(std::clamp<int64_t>(cpus, 1, max_workers));
+}
+
 }  // namespace rotor::policy

@@ -186,4 +186,9 @@ struct TemplateNeedInputs {
 };
 bool need_template(const TemplateNeedInputs& in);
 
+// --workers auto: a CPU quota's CPUs rounded up (1.5 CPUs: 2 workers), else the CPUs rotor may
+// run on (its affinity mask); within 1..max_workers. Never the host's core count: a container
+// sees every core of its node. A quota is `quota_us` per `period_us`; quota_us <= 0 is none.
+int auto_workers(int64_t quota_us, int64_t period_us, int affinity_cpus, int max_workers);
+
 }  // namespace rotor::policy

@@ -155,7 +155,7 @@ TEST_SUITE("conf") {
     CHECK(run({"-w", "2"}, {{"WEB_CONCURRENCY", "6"}}).config.workers == 2);
     CHECK(run({}, {{"WEB_CONCURRENCY", "abc"}, {"ROTOR_WORKERS", "3"}}).config.workers == 3);
     CHECK_ERROR(run({}, {{"WEB_CONCURRENCY", "0"}}),
-                "WEB_CONCURRENCY: expected an integer in 1..512, got '0'");
+                "WEB_CONCURRENCY: expected an integer in 1..512 or auto, got '0'");
   }
 
   TEST_CASE("unrelated ROTOR_ variables are ignored") {
@@ -191,10 +191,10 @@ TEST_SUITE("conf") {
 
   TEST_CASE("integers") {
     CHECK_ERROR(run({"--workers", "abc"}),
-                "rotor: error: --workers: expected an integer in 1..512, got 'abc'");
-    CHECK_ERROR(run({"-w", "0"}), "--workers: expected an integer in 1..512, got '0'");
-    CHECK_ERROR(run({"-w", "1.5"}), "--workers: expected an integer in 1..512, got '1.5'");
-    CHECK_ERROR(run({"-w", ""}), "--workers: expected an integer in 1..512, got ''");
+                "rotor: error: --workers: expected an integer in 1..512 or auto, got 'abc'");
+    CHECK_ERROR(run({"-w", "0"}), "--workers: expected an integer in 1..512 or auto, got '0'");
+    CHECK_ERROR(run({"-w", "1.5"}), "--workers: expected an integer in 1..512 or auto, got '1.5'");
+    CHECK_ERROR(run({"-w", ""}), "--workers: expected an integer in 1..512 or auto, got ''");
     CHECK_ERROR(run({"-w", "99999999999999999999"}), "--workers: expected an integer");
     CHECK_ERROR(run({}, {{"ROTOR_MAX_REQUESTS", "-5"}}),
                 "rotor: error: ROTOR_MAX_REQUESTS: expected an integer >= 0, got '-5'");
@@ -333,7 +333,8 @@ TEST_SUITE("conf") {
                 "unknown option 'server'");
 
     std::string wrong = dir.write("wrong.toml", "workers = \"3\"\n");
-    CHECK_ERROR(run({"-c", wrong}), wrong + ":1:11: workers: expected an integer, got a string");
+    CHECK_ERROR(run({"-c", wrong}),
+                wrong + ":1:11: workers: expected an integer or \"auto\", got a string");
     CHECK_ERROR(run({"-c", dir.write("f.toml", "backlog = 1.0\n")}),
                 "backlog: expected an integer, got a float");
     CHECK_ERROR(run({"-c", dir.write("s.toml", "timeout = \"30\"\n")}),
@@ -343,7 +344,7 @@ TEST_SUITE("conf") {
     CHECK_ERROR(run({"-c", dir.write("b.toml", "bind = [\"a:1\", 2]\n")}),
                 ":1:16: bind: expected a string or an array of strings, got an integer");
     CHECK_ERROR(run({"-c", dir.write("r.toml", "workers = 0\n")}),
-                ":1:11: workers: expected an integer in 1..512, got '0'");
+                ":1:11: workers: expected an integer in 1..512 or auto, got '0'");
     CHECK_ERROR(run({"-c", dir.write("n.toml", "timeout = nan\n")}),
                 "timeout: expected a number of seconds in 0..31536000, got 'nan'");
 

@@ -136,7 +136,7 @@ ssl_version = 2
     CHECK(contains(error_of("workers = (\n"), "bad.py: line 1: SyntaxError: '(' was never closed"));
     CHECK(contains(error_of("raise SystemExit(3)\n"), "bad.py: line 1: SystemExit: 3"));
     CHECK(contains(error_of("workers = 'three'\n"),
-                   "bad.py: workers: expected an integer in 1..512, got 'three'"));
+                   "bad.py: workers: expected an integer in 1..512 or auto, got 'three'"));
     CHECK(contains(error_of("workers = [2]\n"),
                    "bad.py: workers: expected a single value, got a list"));
     CHECK(contains(error_of("bind = {'a': 1}\n"),
