@@ -37,6 +37,12 @@ constexpr int64_t kSettleNs = 1 * kSec;
 const int kMasterSignals[] = {SIGTERM, SIGINT,  SIGQUIT, SIGHUP, SIGTTIN,
                               SIGTTOU, SIGUSR1, SIGUSR2, SIGCHLD};
 
+// KiB per request with two decimals, or "-" while there is no estimate.
+std::string growth_text(const GrowthFit& fit) {
+  auto kib = fit.kib_per_request();
+  return kib ? fmt::format("{:.2f}", *kib) : "-";
+}
+
 }  // namespace
 
 Arbiter::Arbiter(conf::Config config, std::vector<std::string> args, conf::Environment env,
@@ -351,11 +357,11 @@ void Arbiter::on_worker_exit(Worker& w, const ChildExit& exit) {
   spdlog::log(level,
               "event=worker-exit pid={} reason={} requests={} limit={} status={} uptime_s={:.3f} "
               "cpu_ms={:.0f} minflt={} generation={} ready_private_kib={} ready_rss_kib={} "
-              "exit_private_kib={} exit_rss_kib={}",
+              "exit_private_kib={} exit_rss_kib={} private_kib_per_request={}",
               w.pid, exit_reason_name(reason), requests, w.request_limit, exit_status_text(status),
               seconds(now - w.started_ns), exit.cpu_ms, exit.minflt, w.generation,
               w.ready_memory.private_kib, w.ready_memory.rss_kib, w.last_memory.private_kib,
-              w.last_memory.rss_kib);
+              w.last_memory.rss_kib, growth_text(w.growth));
 
   scoreboard_->release(w.slot);
 

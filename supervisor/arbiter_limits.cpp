@@ -80,6 +80,7 @@ void Arbiter::sample_memory(Worker& w, int64_t now, policy::RetireInputs& in) {
   auto m = read_memory(w.pid);
   if (!m) return;
   w.last_memory = *m;
+  w.growth.add(in.requests, m->private_kib);
   in.private_bytes = m->private_kib << 10;
   if (in.private_bytes <= in.max_private_bytes) w.private_seen_under = true;
 }
@@ -87,7 +88,10 @@ void Arbiter::sample_memory(Worker& w, int64_t now, policy::RetireInputs& in) {
 // The worker's memory as it starts serving: for its exit line, and the first sample of the
 // memory limits (a new worker already over one is what the limit's guard backs off for).
 void Arbiter::note_ready_memory(Worker& w, int64_t now) {
-  if (auto m = read_memory(w.pid)) w.ready_memory = *m;
+  if (auto m = read_memory(w.pid)) {
+    w.ready_memory = *m;
+    w.growth.add(0, m->private_kib);
+  }
   policy::RetireInputs in;
   in.max_rss_bytes = static_cast<uint64_t>(cfg_.max_rss_mb) << 20;
   in.max_private_bytes = static_cast<uint64_t>(cfg_.max_private_mb) << 20;
@@ -99,7 +103,12 @@ void Arbiter::note_ready_memory(Worker& w, int64_t now) {
 // The worker's memory as it is asked to leave: what its exit line shows (its pages are gone
 // by the time it is reaped).
 void Arbiter::note_leaving_memory(Worker& w) {
-  if (auto m = read_memory(w.pid)) w.last_memory = *m;
+  auto m = read_memory(w.pid);
+  if (!m) return;
+  w.last_memory = *m;
+  const Slot& s = scoreboard_->slot(w.slot);
+  if (s.token.load(std::memory_order_acquire) != w.id) return;
+  w.growth.add(s.requests.load(std::memory_order_relaxed), m->private_kib);
 }
 
 // A limit that a new worker already exceeds makes every successor leave at its minimum age:

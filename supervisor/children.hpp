@@ -74,6 +74,7 @@ struct Worker {
   bool private_seen_under = false;            // some sample was within --max-private
   MemoryUsage ready_memory;                   // when it became ready (zeros: not read)
   MemoryUsage last_memory;                    // the latest sample after that (zeros: none)
+  GrowthFit growth;                           // private KiB over requests, at each sample
   pid_t template_pid = 0;  // forked by this template (0: forked by the master, cold)
   SpawnCause cause = SpawnCause::kBoot;
   ExitReason succeeds_for = ExitReason::kNone;  // its predecessor's reason (none: due soon)

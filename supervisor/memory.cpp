@@ -41,6 +41,26 @@ std::optional<MemoryUsage> parse_smaps_rollup(std::string_view text) {
   return MemoryUsage{*rss, pss.value_or(0), clean.value_or(0) + dirty.value_or(0)};
 }
 
+void GrowthFit::add(uint64_t requests, uint64_t private_kib) {
+  if (n_ == 0) {
+    x0_ = static_cast<double>(requests);
+    y0_ = static_cast<double>(private_kib);
+  }
+  double x = static_cast<double>(requests) - x0_;
+  double y = static_cast<double>(private_kib) - y0_;
+  n_ += 1;
+  sx_ += x;
+  sy_ += y;
+  sxy_ += x * y;
+  sxx_ += x * x;
+}
+
+std::optional<double> GrowthFit::kib_per_request() const {
+  double spread = n_ * sxx_ - sx_ * sx_;
+  if (n_ < 2 || spread <= 0) return std::nullopt;
+  return (n_ * sxy_ - sx_ * sy_) / spread;
+}
+
 std::optional<MemoryUsage> read_memory(pid_t pid) {
   std::ifstream in("/proc/" + std::to_string(pid) + "/smaps_rollup");
   if (!in) return std::nullopt;

@@ -88,9 +88,20 @@ def test_a_worker_over_max_private_is_rotated_before_it_retires_and_no_request_f
     assert int(f["ready_rss_kib"]) >= int(f["ready_private_kib"]), f
     assert int(f["exit_private_kib"]) > limit << 10, f
     assert int(f["exit_rss_kib"]) >= int(f["exit_private_kib"]), f
+    # Least-squares over the master's samples: each request keeps 4 MiB.
+    assert 3000 < float(f["private_kib_per_request"]) < 5000, f
     assert float(f["uptime_s"]) >= 2.0, f
     assert not r.lines("limit-below-new-worker"), r.log()  # it grew there: a real leak
     assert r.proc.poll() is None
+
+
+def test_without_a_memory_limit_the_growth_per_request_is_read_at_ready_and_at_leaving(
+        rotor, tmp_path):
+    r = serve(rotor, tmp_path, "--max-requests", "5", env={"KEEP_MB": "2"})
+    ask_until(r, lambda: exits(r, "max-requests"), 30)
+    f = exits(r, "max-requests")[0]
+    assert int(f["exit_private_kib"]) - int(f["ready_private_kib"]) >= 8 << 10, f
+    assert 1500 < float(f["private_kib_per_request"]) < 2600, f
 
 
 def test_a_big_import_shared_from_the_template_trips_max_rss_but_not_max_private(

@@ -4,6 +4,7 @@
 
 #include "supervisor/memory.hpp"
 
+using rotor::GrowthFit;
 using rotor::parse_smaps_rollup;
 
 namespace {
@@ -65,4 +66,27 @@ TEST_CASE("this process's own memory reads as a private part of its resident siz
   CHECK(m->private_kib <= m->rss_kib);
   CHECK(m->pss_kib <= m->rss_kib);
   CHECK_FALSE(rotor::read_memory(0));  // /proc/0 does not exist
+}
+
+TEST_CASE("growth per request is the least-squares slope of private memory over requests") {
+  GrowthFit fit;
+  CHECK_FALSE(fit.kib_per_request());
+  fit.add(0, 20000);
+  CHECK_FALSE(fit.kib_per_request());  // one sample
+  fit.add(0, 20100);
+  CHECK_FALSE(fit.kib_per_request());  // no spread in requests
+  fit.add(100, 20000 + 100 * 1024);
+  fit.add(200, 20000 + 200 * 1024);
+  // Sxy / Sxx about the means (75 requests, 96825 KiB): not the last two points' 1024.
+  CHECK(*fit.kib_per_request() == doctest::Approx(28152500.0 / 27500));
+}
+
+TEST_CASE("growth per request: a burst that is freed again weighs one sample, not the estimate") {
+  GrowthFit fit;
+  // A worker steady at 30 MiB with one sample taken in the middle of a 50 MiB request.
+  for (uint64_t r = 0; r <= 1000; r += 100) fit.add(r, r == 1000 ? 30720 + 51200 : 30720);
+  CHECK(*fit.kib_per_request() < 30);  // two points (first, last) would say 51.2 KiB/request
+  GrowthFit flat;
+  for (uint64_t r = 1000000; r <= 2000000; r += 100000) flat.add(r, 4000000);
+  CHECK(*flat.kib_per_request() == doctest::Approx(0));
 }
