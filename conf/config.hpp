@@ -29,8 +29,9 @@ struct Config {
   int64_t workers = 1;       // or kWorkersAuto
   int64_t max_requests = 0;  // 0 = off
   int64_t max_requests_jitter = 0;
-  int64_t max_rss_mb = 0;   // 0 = off
-  double max_lifetime = 0;  // seconds, 0 = off
+  int64_t max_rss_mb = 0;      // 0 = off
+  int64_t max_private_mb = 0;  // 0 = off
+  double max_lifetime = 0;     // seconds, 0 = off
   double max_lifetime_jitter = 0;
   int64_t max_concurrent_rotations = 1;
   double timeout = 30;                // heartbeat timeout, seconds (0 = off)

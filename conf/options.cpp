@@ -280,6 +280,16 @@ const std::vector<Option>& options() {
                "before it has served 2 s.",
        .member = &Config::max_rss_mb,
        .max = 16777216},  // 16 TiB: the master counts it in bytes, in 64 bits
+      {.name = "max_private",
+       .flags = "--max-private",
+       .kind = Kind::kInt,
+       .default_value = "0",
+       .metavar = "MB",
+       .help = "Replace a worker whose private memory (the pages it does not share with the "
+               "template or other workers) exceeds this many MiB (0 = never); not before it has "
+               "served 2 s.",
+       .member = &Config::max_private_mb,
+       .max = 16777216},
       {.name = "max_lifetime",
        .flags = "--max-lifetime",
        .kind = Kind::kSeconds,

@@ -12,7 +12,6 @@
 #include <cerrno>
 #include <csignal>
 #include <cstring>
-#include <fstream>
 
 #include <spdlog/spdlog.h>
 
@@ -30,30 +29,18 @@ namespace rotor {
 namespace {
 
 constexpr size_t kScoreboardSlots = 2 * conf::kMaxWorkers;
-constexpr int64_t kSec = 1000 * kNsPerMs;
-constexpr int64_t kSweepMs = 100;
 constexpr int64_t kKillGraceNs = 2 * kSec;  // after SIGABRT, before SIGKILL
 constexpr int64_t kFastStopNs = 1 * kSec;   // INT/QUIT: workers get this long to exit
-constexpr int64_t kRssSampleNs = 1 * kSec;
-// Memory and age retire no worker younger than this (doubling, up to the cap, while each
-// successor is over the limit at once): a limit below a new worker must not fork-storm.
-constexpr int64_t kLimitFloorNs = 2 * kSec;
-constexpr int64_t kLimitCapNs = 300 * kSec;
 // A worker that dies this soon after it became ready, having taken no work, failed to boot.
 constexpr int64_t kSettleNs = 1 * kSec;
 
 const int kMasterSignals[] = {SIGTERM, SIGINT,  SIGQUIT, SIGHUP, SIGTTIN,
                               SIGTTOU, SIGUSR1, SIGUSR2, SIGCHLD};
 
-uint64_t read_rss_bytes(pid_t pid) {
-  std::ifstream statm("/proc/" + std::to_string(pid) + "/statm");
-  uint64_t size = 0, resident = 0;
-  if (!(statm >> size >> resident)) return 0;
-  return resident * static_cast<uint64_t>(sysconf(_SC_PAGESIZE));
-}
-
-double seconds(int64_t ns) {
-  return static_cast<double>(ns) / 1e9;
+// KiB per request with two decimals, or "-" while there is no estimate.
+std::string growth_text(const GrowthFit& fit) {
+  auto kib = fit.kib_per_request();
+  return kib ? fmt::format("{:.2f}", *kib) : "-";
 }
 
 }  // namespace
@@ -70,6 +57,7 @@ Arbiter::Arbiter(conf::Config config, std::vector<std::string> args, conf::Envir
       rng_(std::random_device{}()),
       backoff_(100 * kNsPerMs, 10 * kSec, 30 * kSec),
       rss_guard_(kLimitFloorNs, kLimitCapNs),
+      private_guard_(kLimitFloorNs, kLimitCapNs),
       lifetime_guard_(kLimitFloorNs, kLimitCapNs),
       template_backoff_(500 * kNsPerMs, 30 * kSec, 60 * kSec),
       desired_(static_cast<int>(cfg_.workers)),
@@ -373,9 +361,12 @@ void Arbiter::on_worker_exit(Worker& w, const ChildExit& exit) {
                                                                               : spdlog::level::info;
   spdlog::log(level,
               "event=worker-exit pid={} reason={} requests={} limit={} status={} uptime_s={:.3f} "
-              "cpu_ms={:.0f} minflt={} generation={}",
+              "cpu_ms={:.0f} minflt={} generation={} ready_private_kib={} ready_rss_kib={} "
+              "exit_private_kib={} exit_rss_kib={} private_kib_per_request={}",
               w.pid, exit_reason_name(reason), requests, w.request_limit, exit_status_text(status),
-              seconds(now - w.started_ns), exit.cpu_ms, exit.minflt, w.generation);
+              seconds(now - w.started_ns), exit.cpu_ms, exit.minflt, w.generation,
+              w.ready_memory.private_kib, w.ready_memory.rss_kib, w.last_memory.private_kib,
+              w.last_memory.rss_kib, growth_text(w.growth));
 
   scoreboard_->release(w.slot);
   served_retired_ += requests;
@@ -443,51 +434,7 @@ void Arbiter::on_worker_ready(Worker& w, const Slot& s, int64_t now) {
   spdlog::info("event=worker-ready pid={} spawn_ms={:.2f} generation={} mode={}", w.pid,
                static_cast<double>(ready - w.started_ns) / kNsPerMs, w.generation,
                w.template_pid ? "template" : "cold");
-  if (cfg_.max_rss_mb > 0) {
-    w.fresh_rss = sample_rss(w, now, static_cast<uint64_t>(cfg_.max_rss_mb) << 20);
-  }
-}
-
-// Whether the worker reached a limit (requests, memory, age): then it has a reason to leave.
-void Arbiter::check_limits(Worker& w, uint64_t requests, int64_t now) {
-  policy::RetireInputs in;
-  in.requests = requests;
-  in.request_limit = w.request_limit;
-  in.max_rss_bytes = static_cast<uint64_t>(cfg_.max_rss_mb) * 1024 * 1024;
-  if (in.max_rss_bytes && now - w.rss_checked_ns >= kRssSampleNs) {
-    in.rss_bytes = sample_rss(w, now, in.max_rss_bytes);
-  }
-  in.now_ns = now;
-  in.deadline_ns = w.deadline_ns;
-  in.ready_ns = w.ready_ns;
-  in.rss_min_age_ns = rss_guard_.min_age_ns();
-  in.lifetime_min_age_ns = lifetime_guard_.min_age_ns();
-  auto reason = policy::retire_reason(in);
-  if (!reason) return;
-  w.reason = exit_reason_from(*reason);
-  spdlog::debug("event=retire pid={} reason={} requests={} limit={} rss_mb={}", w.pid, *reason,
-                in.requests, w.request_limit, in.rss_bytes >> 20);
-  if (w.reason == ExitReason::kMaxRss || w.reason == ExitReason::kMaxLifetime) {
-    on_limit_retire(w, in);
-  }
-}
-
-// Whether the worker will reach a limit within a successor's boot time (latched once true).
-void Arbiter::check_due_soon(Worker& w, uint64_t requests, int64_t now) {
-  policy::DueInputs due;
-  due.requests = requests;
-  due.request_limit = w.request_limit;
-  due.ready_ns = w.ready_ns;
-  due.deadline_ns =
-      policy::guarded_deadline(w.deadline_ns, w.ready_ns, lifetime_guard_.min_age_ns());
-  due.now_ns = now;
-  due.lead_ns = policy::rotation_lead_ns(spawn_latency_.ns(), kSweepMs * kNsPerMs);
-  auto due_reason = policy::rotation_due_soon(due);
-  w.due_soon = due_reason.has_value();
-  if (!w.due_soon) return;
-  w.due_reason = exit_reason_from(*due_reason);
-  spdlog::debug("event=rotation-due pid={} requests={} limit={} lead_ms={}", w.pid, requests,
-                w.request_limit, due.lead_ns / kNsPerMs);
+  note_ready_memory(w, now);
 }
 
 // A worker told to leave by a signal the master did not send (an operator's kill -TERM): its
@@ -497,49 +444,11 @@ void Arbiter::note_unasked_drain(Worker& w, int64_t now) {
   if (w.reason == ExitReason::kNone) w.reason = ExitReason::kSignal;
   w.phase = policy::Phase::kDraining;
   w.drain_ns = now;
+  note_leaving_memory(w);
   spdlog::warn(
       "event=worker-drain-unasked pid={} reason={} action=replace detail=\"the worker drains on "
       "a signal the master did not send\"",
       w.pid, exit_reason_name(w.reason));
-}
-
-uint64_t Arbiter::sample_rss(Worker& w, int64_t now, uint64_t max_rss) {
-  w.rss_checked_ns = now;
-  uint64_t rss = read_rss_bytes(w.pid);
-  if (rss > 0 && rss <= max_rss) w.rss_seen_under = true;
-  return rss;
-}
-
-// A limit that a new worker already exceeds makes every successor leave at its minimum age:
-// the guard doubles that age, and the operator is told once what the limit and a new worker are.
-void Arbiter::on_limit_retire(const Worker& w, const policy::RetireInputs& in) {
-  bool rss = w.reason == ExitReason::kMaxRss;
-  policy::LimitGuard& guard = rss ? rss_guard_ : lifetime_guard_;
-  const char* limit = exit_reason_name(w.reason);
-  bool at_once = policy::retired_at_once(limit, in, w.rss_seen_under);
-  if (at_once) {
-    spdlog::debug("event=limit-backoff limit={} pid={} min_age_s={:.0f}", limit, w.pid,
-                  seconds(std::min(kLimitCapNs, 2 * guard.min_age_ns())));
-  }
-  if (!guard.on_retire(at_once)) return;
-  std::string detail = fmt::format(
-      "detail=\"a new worker is already over the limit; workers are retired on it no "
-      "sooner than min_age_s after they start serving, doubling up to {:.0f} s; "
-      "they keep serving meanwhile\"",
-      seconds(kLimitCapNs));
-  if (rss) {
-    spdlog::warn(
-        "event=limit-below-new-worker limit=max_rss max_rss_mb={} worker_rss_mb={} "
-        "pid={} min_age_s={:.0f} {}",
-        cfg_.max_rss_mb, (w.fresh_rss ? w.fresh_rss : in.rss_bytes) >> 20, w.pid,
-        seconds(guard.min_age_ns()), detail);
-  } else {
-    spdlog::warn(
-        "event=limit-below-new-worker limit=max_lifetime max_lifetime_s={} "
-        "worker_lifetime_s={:.3f} pid={} min_age_s={:.0f} {}",
-        cfg_.max_lifetime, seconds(in.deadline_ns - w.started_ns), w.pid,
-        seconds(guard.min_age_ns()), detail);
-  }
 }
 
 void Arbiter::murder_workers() {
@@ -654,6 +563,7 @@ void Arbiter::drain_worker(Worker& w, ExitReason reason) {
   w.reason = reason;
   w.phase = policy::Phase::kDraining;
   w.drain_ns = monotonic_ns();
+  note_leaving_memory(w);
   // Workers stay behind this one: it hands its keep-alive connections to them (USR2).
   ::kill(w.pid, SIGUSR2);
 }
@@ -680,6 +590,7 @@ void Arbiter::begin_stop(bool graceful) {
     w.reason = ExitReason::kShutdown;
     if (!w.drain_ns) w.drain_ns = now;
     w.phase = policy::Phase::kDraining;
+    note_leaving_memory(w);
     ::kill(pid, graceful ? SIGTERM : SIGQUIT);
   }
   // After the workers were told, so that they leave the sockets rather than find them closed.

@@ -35,6 +35,17 @@ constexpr int kExitBindFailed = 1;
 constexpr int kExitUsage = 2;
 constexpr int kExitBootFailed = 3;
 
+// The master's clock, shared by its files.
+constexpr int64_t kSec = 1000 * kNsPerMs;
+constexpr int64_t kSweepMs = 100;
+// Memory and age retire no worker younger than this (doubling, up to the cap, while each
+// successor is over the limit at once): a limit below a new worker must not fork-storm.
+constexpr int64_t kLimitFloorNs = 2 * kSec;
+constexpr int64_t kLimitCapNs = 300 * kSec;
+inline double seconds(int64_t ns) {
+  return static_cast<double>(ns) / 1e9;
+}
+
 class Arbiter {
  public:
   // `args`, the config file and `env` (the environment rotor started with, before the app's
@@ -72,11 +83,15 @@ class Arbiter {
   // Observe: readiness and limits, from the scoreboard.
   void observe_workers();
   void on_worker_ready(Worker& w, const Slot& s, int64_t now);
+  void note_unasked_drain(Worker& w, int64_t now);
+  // Limits: requests, memory, age (arbiter_limits.cpp).
   void check_limits(Worker& w, uint64_t requests, int64_t now);
   void check_due_soon(Worker& w, uint64_t requests, int64_t now);
-  void note_unasked_drain(Worker& w, int64_t now);
-  uint64_t sample_rss(Worker& w, int64_t now, uint64_t max_rss);
+  void sample_memory(Worker& w, int64_t now, policy::RetireInputs& in);
+  void note_ready_memory(Worker& w, int64_t now);
+  void note_leaving_memory(Worker& w);
   void on_limit_retire(const Worker& w, const policy::RetireInputs& in);
+  void warn_limit_below_new_worker(const Worker& w, const policy::RetireInputs& in);
   // Murder: the silent, the overdue, and templates that do not answer.
   void murder_workers();
   void abort_if_silent(Worker& w, int64_t now, int64_t timeout_ns);
@@ -135,6 +150,7 @@ class Arbiter {
   policy::Backoff backoff_;  // after workers fail to boot
   int held_back_ = 0;        // places of workers that failed to boot, waiting for the backoff
   policy::LimitGuard rss_guard_;
+  policy::LimitGuard private_guard_;
   policy::LimitGuard lifetime_guard_;
   policy::Backoff template_backoff_;
   policy::LatencyAverage spawn_latency_;

@@ -53,6 +53,7 @@ void Arbiter::reload() {
   backoff_.reset();
   template_backoff_.reset();
   rss_guard_.reset();
+  private_guard_.reset();
   lifetime_guard_.reset();
   next_cfg_ = std::move(res.config);
   close_unused_listeners();  // a HUP it supersedes (still importing) may have added some

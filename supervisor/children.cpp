@@ -26,6 +26,8 @@ const char* exit_reason_name(ExitReason reason) {
       return "max-requests";
     case ExitReason::kMaxRss:
       return "max-rss";
+    case ExitReason::kMaxPrivate:
+      return "max-private";
     case ExitReason::kMaxLifetime:
       return "max-lifetime";
   }
@@ -33,7 +35,8 @@ const char* exit_reason_name(ExitReason reason) {
 }
 
 ExitReason exit_reason_from(std::string_view name) {
-  for (ExitReason r : {ExitReason::kMaxRequests, ExitReason::kMaxRss, ExitReason::kMaxLifetime}) {
+  for (ExitReason r : {ExitReason::kMaxRequests, ExitReason::kMaxRss, ExitReason::kMaxPrivate,
+                       ExitReason::kMaxLifetime}) {
     if (name == exit_reason_name(r)) return r;
   }
   return ExitReason::kNone;

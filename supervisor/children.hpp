@@ -13,6 +13,7 @@
 #include <string_view>
 #include <vector>
 
+#include "supervisor/memory.hpp"
 #include "supervisor/policy.hpp"
 
 namespace rotor {
@@ -28,10 +29,12 @@ enum class ExitReason {
   kScaleDown,
   kMaxRequests,
   kMaxRss,
+  kMaxPrivate,
   kMaxLifetime,
 };
 const char* exit_reason_name(ExitReason reason);  // "" for kNone
-// The limits policy:: names ("max-requests", "max-rss", "max-lifetime"); kNone for others.
+// The limits policy:: names ("max-requests", "max-rss", "max-private", "max-lifetime"); kNone
+// for others.
 ExitReason exit_reason_from(std::string_view name);
 
 // Why a worker was started: the first workers, a place to fill, or a successor.
@@ -65,10 +68,14 @@ struct Worker {
   int64_t drain_ns = 0;                       // when TERM was sent
   int64_t abort_ns = 0;                       // when SIGABRT was sent (heartbeat timeout)
   bool killed = false;                        // SIGKILL sent
-  int64_t rss_checked_ns = 0;
-  uint64_t fresh_rss = 0;       // sampled when it became ready (0 = not sampled)
-  bool rss_seen_under = false;  // some sample was within --max-rss
-  pid_t template_pid = 0;       // forked by this template (0: forked by the master, cold)
+  int64_t memory_checked_ns = 0;              // when the memory limits last sampled it
+  uint64_t fresh_rss = 0;                     // sampled when it became ready (0 = not sampled)
+  bool rss_seen_under = false;                // some sample was within --max-rss
+  bool private_seen_under = false;            // some sample was within --max-private
+  MemoryUsage ready_memory;                   // when it became ready (zeros: not read)
+  MemoryUsage last_memory;                    // the latest sample after that (zeros: none)
+  GrowthFit growth;                           // private KiB over requests, at each sample
+  pid_t template_pid = 0;  // forked by this template (0: forked by the master, cold)
   SpawnCause cause = SpawnCause::kBoot;
   ExitReason succeeds_for = ExitReason::kNone;  // its predecessor's reason (none: due soon)
   pid_t replaces = 0;                           // the retiring worker it succeeds

@@ -26,6 +26,10 @@ std::optional<std::string> retire_reason(const RetireInputs& in) {
       in.now_ns - in.ready_ns >= in.rss_min_age_ns) {
     return "max-rss";
   }
+  if (in.max_private_bytes > 0 && in.private_bytes > in.max_private_bytes &&
+      in.now_ns - in.ready_ns >= in.private_min_age_ns) {
+    return "max-private";
+  }
   int64_t deadline = guarded_deadline(in.deadline_ns, in.ready_ns, in.lifetime_min_age_ns);
   if (deadline > 0 && in.now_ns >= deadline) return "max-lifetime";
   return std::nullopt;
@@ -35,8 +39,8 @@ int64_t guarded_deadline(int64_t deadline_ns, int64_t ready_ns, int64_t min_age_
   return deadline_ns > 0 ? std::max(deadline_ns, ready_ns + min_age_ns) : 0;
 }
 
-bool retired_at_once(const std::string& reason, const RetireInputs& in, bool rss_seen_under) {
-  if (reason == "max-rss") return !rss_seen_under;
+bool retired_at_once(const std::string& reason, const RetireInputs& in, bool seen_under) {
+  if (reason == "max-rss" || reason == "max-private") return !seen_under;
   if (reason == "max-lifetime") return in.deadline_ns <= in.ready_ns + in.lifetime_min_age_ns;
   return false;
 }

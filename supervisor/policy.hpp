@@ -22,13 +22,16 @@ int64_t draw_lifetime_ns(double max_lifetime, double jitter, std::mt19937_64& rn
 // new worker already exceeds would otherwise replace workers as fast as they start).
 struct RetireInputs {
   uint64_t requests = 0;
-  uint64_t request_limit = 0;  // 0 = none
-  uint64_t rss_bytes = 0;      // 0 = unknown
-  uint64_t max_rss_bytes = 0;  // 0 = none
+  uint64_t request_limit = 0;      // 0 = none
+  uint64_t rss_bytes = 0;          // 0 = unknown
+  uint64_t max_rss_bytes = 0;      // 0 = none
+  uint64_t private_bytes = 0;      // 0 = unknown
+  uint64_t max_private_bytes = 0;  // 0 = none
   int64_t now_ns = 0;
   int64_t deadline_ns = 0;  // end of lifetime, 0 = none
   int64_t ready_ns = 0;     // when it started accepting
   int64_t rss_min_age_ns = 0;
+  int64_t private_min_age_ns = 0;
   int64_t lifetime_min_age_ns = 0;
 };
 std::optional<std::string> retire_reason(const RetireInputs& in);
@@ -36,10 +39,11 @@ std::optional<std::string> retire_reason(const RetireInputs& in);
 // The end of a worker's lifetime once its minimum age is applied (0 = none).
 int64_t guarded_deadline(int64_t deadline_ns, int64_t ready_ns, int64_t min_age_ns);
 
-// Whether a worker retired on "max-rss" or "max-lifetime" was over that limit from the start:
-// its RSS was never sampled below the limit, or its lifetime ended before its minimum age did.
-// Its successor will be too, so the limit's guard backs off.
-bool retired_at_once(const std::string& reason, const RetireInputs& in, bool rss_seen_under);
+// Whether a worker retired on "max-rss", "max-private" or "max-lifetime" was over that limit
+// from the start: its memory was never sampled below the limit (`seen_under` is false), or its
+// lifetime ended before its minimum age did. Its successor will be too, so the limit's guard
+// backs off.
+bool retired_at_once(const std::string& reason, const RetireInputs& in, bool seen_under);
 
 // The minimum age of one limit (memory or age): `floor` while the limit is one a worker
 // reaches by living; each worker retired on it at once doubles it, up to `cap`; a worker that

@@ -251,7 +251,8 @@ TEST_CASE("children: exit reasons have the names the logs show") {
   CHECK(std::string(rotor::exit_reason_name(ExitReason::kCrash)) == "crash");
   CHECK(std::string(rotor::exit_reason_name(ExitReason::kScaleDown)) == "scale-down");
   CHECK(std::string(rotor::exit_reason_name(ExitReason::kShutdown)) == "shutdown");
-  for (ExitReason r : {ExitReason::kMaxRequests, ExitReason::kMaxRss, ExitReason::kMaxLifetime}) {
+  for (ExitReason r : {ExitReason::kMaxRequests, ExitReason::kMaxRss, ExitReason::kMaxPrivate,
+                       ExitReason::kMaxLifetime}) {
     CHECK(rotor::exit_reason_from(rotor::exit_reason_name(r)) == r);
   }
   CHECK(rotor::exit_reason_from("crash") == ExitReason::kNone);

@@ -69,6 +69,7 @@ TEST_SUITE("conf") {
     CHECK(c.max_requests == 0);
     CHECK(c.max_requests_jitter == 0);
     CHECK(c.max_rss_mb == 0);
+    CHECK(c.max_private_mb == 0);
     CHECK(c.max_lifetime == 0);
     CHECK(c.max_concurrent_rotations == 1);
     CHECK(c.limit_request_line == 4094);

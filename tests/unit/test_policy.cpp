@@ -198,6 +198,65 @@ TEST_SUITE("policy") {
     CHECK_FALSE(retired_at_once("max-requests", in, false));
   }
 
+  TEST_CASE("private memory retires after rss, before lifetime, and only past its minimum age") {
+    RetireInputs in;
+    in.max_private_bytes = 50 << 20;
+    in.private_bytes = 50 << 20;
+    CHECK_FALSE(retire_reason(in).has_value());  // at the limit is within it
+    in.private_bytes = 51 << 20;
+    CHECK(*retire_reason(in) == "max-private");
+    in.private_bytes = 0;  // unknown private memory never retires
+    CHECK_FALSE(retire_reason(in).has_value());
+    // A big import shared from the template: resident over --max-rss, private well under.
+    in.private_bytes = 20 << 20;
+    in.rss_bytes = 130 << 20;
+    CHECK_FALSE(retire_reason(in).has_value());
+    in.max_rss_bytes = 100 << 20;
+    CHECK(*retire_reason(in) == "max-rss");
+    in.max_rss_bytes = 0;
+    in.private_bytes = 60 << 20;
+    in.deadline_ns = 1;
+    in.now_ns = 5 * kSec;
+    CHECK(*retire_reason(in) == "max-private");
+    // Its own minimum age, apart from --max-rss's.
+    in.ready_ns = 4 * kSec;
+    in.private_min_age_ns = 2 * kSec;
+    in.rss_min_age_ns = 0;
+    CHECK(*retire_reason(in) == "max-lifetime");
+    in.deadline_ns = 0;
+    CHECK_FALSE(retire_reason(in).has_value());
+    in.now_ns = 6 * kSec;
+    CHECK(*retire_reason(in) == "max-private");
+    CHECK(retired_at_once("max-private", in, false));
+    CHECK_FALSE(retired_at_once("max-private", in, true));  // it was under once: a real leak
+  }
+
+  TEST_CASE("limit guard: a --max-private below a new worker rotates ever more slowly") {
+    LimitGuard g(2 * kSec, 300 * kSec);
+    int64_t now = 0;
+    int spawns = 0;
+    bool warned = false;
+    while (now < 600 * kSec) {
+      RetireInputs in;
+      in.max_private_bytes = 1 << 20;
+      in.private_bytes = 12 << 20;  // a fresh worker's own pages
+      in.ready_ns = now;
+      in.private_min_age_ns = g.min_age_ns();
+      in.now_ns = now + 1;
+      CHECK_FALSE(retire_reason(in).has_value());
+      now += g.min_age_ns();
+      in.now_ns = now;
+      REQUIRE(retire_reason(in).has_value());
+      CHECK(*retire_reason(in) == "max-private");
+      bool warn = g.on_retire(retired_at_once(*retire_reason(in), in, false));
+      CHECK_FALSE((warn && warned));  // once
+      warned = warned || warn;
+      ++spawns;
+    }
+    CHECK(warned);
+    CHECK(spawns <= 10);
+  }
+
   TEST_CASE("limit guard: successors retired at once double the minimum age, capped, warn once") {
     LimitGuard g(2 * kSec, 60 * kSec);
     CHECK(g.min_age_ns() == 2 * kSec);
