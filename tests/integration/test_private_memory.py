@@ -9,6 +9,7 @@ import httpx
 import pytest
 
 from conftest import BIN
+from test_storms import check_a_limit_below_a_new_worker_backs_off
 
 # Touches `KEEP_MB` MiB per request and keeps them; builds `IMPORT_MB` MiB of real pages at import.
 APP = """
@@ -125,24 +126,8 @@ def test_a_big_import_shared_from_the_template_trips_max_rss_but_not_max_private
 
 def test_a_max_private_below_a_new_worker_backs_off_warns_once_and_never_loops(rotor, tmp_path):
     r = serve(rotor, tmp_path, "--max-private", "1", workers=2, wait=False)
-    r.wait_listening()
-    t0 = time.monotonic()
-    assert ask_until(r, lambda: False, 9) > 0  # the workers keep serving all along
-    elapsed = time.monotonic() - t0
-    spawns = r.events("spawn")
-    # Two workers, each retired no sooner than 2 s after it became ready, the minimum age
-    # doubling since every successor is over the limit at once: a handful of spawns.
-    assert len(spawns) <= 10, f"{len(spawns)} spawns in {elapsed:.1f}s\n{r.log()[-3000:]}"
-    rotated = exits(r, "max-private")
-    assert rotated, f"--max-private never rotated a worker\n{r.log()}"
-    assert all(float(f["uptime_s"]) >= 2.0 for f in rotated), rotated
-    warnings = r.events("limit-below-new-worker")
-    assert len(warnings) == 1, r.lines("limit-below-new-worker")
-    w = warnings[0]
-    assert w["limit"] == "max_private" and w["max_private_mb"] == "1", w
-    assert int(w["worker_private_mb"]) >= 2, w  # a new worker's own size, for the operator
-    assert r.proc.poll() is None
-    assert len(r.ready_pids()) >= 2
+    check_a_limit_below_a_new_worker_backs_off(r, lambda s: ask_until(r, lambda: False, s),
+                                               "private")
 
 
 @pytest.mark.parametrize("value", ["-1", "abc", "16777217", "1.5"])
