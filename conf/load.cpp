@@ -483,6 +483,14 @@ std::vector<std::string> cross_check(const Config& config) {
   return warnings;
 }
 
+// -h and the hidden flags that print the documents generated from the option table.
+std::string help_message(std::string_view flag, const std::string& help) {
+  if (flag == "--help-options-markdown") return options_markdown();
+  if (flag == "--help-man") return options_man_page();
+  if (flag == "--help-bash-completion") return options_bash_completion();
+  return help;
+}
+
 }  // namespace
 
 LoadResult load(const std::vector<std::string>& args, const Environment& env,
@@ -495,8 +503,7 @@ LoadResult load(const std::vector<std::string>& args, const Environment& env,
   if (const ActionFlag* flag = command_line.action) {
     if (flag->action == Action::kHelp) {
       result.action = Action::kHelp;
-      result.message =
-          flag->flags == "--help-options-markdown" ? options_markdown() : command_line.help;
+      result.message = help_message(flag->flags, command_line.help);
       return result;
     }
     if (flag->action == Action::kVersion) {

@@ -6,6 +6,7 @@
 
 #include <map>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "conf/config.hpp"
@@ -48,5 +49,10 @@ std::string to_toml(const Config& config);
 
 // The documented option table (docs/configuration.md), derived from the option table (markdown).
 std::string options_markdown();
+
+// The man page rotor(1) (roff) and the bash completion script, derived from the option table.
+std::string options_man_page();
+std::string options_bash_completion();
+std::string roff(std::string_view text);  // text as roff input, escaped
 
 }  // namespace rotor::conf

@@ -587,7 +587,7 @@ const std::vector<Option>& options() {
        .choices = {"auto", "on", "off"}},
       {.name = "root_path",
        .flags = "--root-path",
-       .metavar = "PATH",
+       .metavar = "PREFIX",
        .help = "ASGI root_path: the prefix the app is mounted under behind a proxy.",
        .member = &Config::root_path},
       {.name = "proxy_headers",
@@ -778,6 +778,9 @@ const std::vector<ActionFlag>& action_flags() {
       {"-h,--help", Action::kHelp, "Print this help and exit."},
       {"--help-options-markdown", Action::kHelp,
        "Print the documented option table (docs/configuration.md).", true},
+      {"--help-man", Action::kHelp, "Print the man page rotor(1) (docs/rotor.1).", true},
+      {"--help-bash-completion", Action::kHelp,
+       "Print the bash completion script (deploy/bash-completion/rotor).", true},
   };
   return table;
 }

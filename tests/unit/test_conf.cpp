@@ -392,6 +392,33 @@ TEST_SUITE("conf") {
     CHECK(contains(md, "`--check-config`"));
   }
 
+  TEST_CASE("the man page and the completion come from the option table") {
+    CHECK(run({"--help-man"}).message == rotor::conf::options_man_page());
+    CHECK(run({"--help-bash-completion"}).message == rotor::conf::options_bash_completion());
+    CHECK(!contains(run({"-h"}).message, "--help-man"));
+    std::string man = rotor::conf::options_man_page();
+    std::string completion = rotor::conf::options_bash_completion();
+    for (const auto& option : rotor::conf::options()) {
+      CHECK(contains(man, rotor::conf::roff(rotor::conf::env_name(option))));
+      if (!option.flags.starts_with('-')) continue;
+      for (const std::string& flag : rotor::conf::flag_names(option.flags)) {
+        CHECK_MESSAGE(contains(man, "\\fB" + rotor::conf::roff(flag) + "\\fR"), flag);
+        bool listed =
+            contains(completion, " " + flag + " ") || contains(completion, "'" + flag + " ");
+        CHECK_MESSAGE(listed, flag);
+      }
+    }
+  }
+
+  TEST_CASE("roff escapes what roff would read as markup") {
+    using rotor::conf::roff;
+    CHECK(roff("--max-requests") == "\\-\\-max\\-requests");
+    CHECK(roff("C:\\path") == "C:\\epath");
+    CHECK(roff(".TH at the start\n'quote too, .not here") ==
+          "\\&.TH at the start\n\\&'quote too, .not here");
+    CHECK(roff("caf\xc3\xa9 \xe2\x80\x94 \xf0\x9f\x98\x80") == "caf\\[u00E9] \\[u2014] \\[u1F600]");
+  }
+
   TEST_CASE("print-config round trip") {
     LoadResult printed = run({"--print-config"});
     CHECK(printed.action == Action::kPrintConfig);
