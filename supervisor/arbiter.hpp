@@ -167,6 +167,7 @@ class Arbiter {
   int handoff_pair_[2] = {-1, -1};  // [0] workers receive connections, [1] drainers send
   Identity identity_;
   pid_t master_pid_ = 0;
+  bool oom_score_settable_ = false;  // children raise their oom_score_adj above the master's
   NotifySocket notify_socket_;
   std::string notify_address_;
   std::optional<sd::Notices> notices_;  // only when NOTIFY_SOCKET names a socket

@@ -1,0 +1,84 @@
+"""If the kernel must kill for memory, it kills a worker (which is replaced) or the template, not
+the master: their oom_score_adj is the master's raised by a fixed amount (capped at 1000), also
+when the master itself starts above zero (a unit file's OOMScoreAdjust)."""
+import functools
+import subprocess
+
+import httpx
+import pytest
+
+from conftest import ROOT, wait_for
+
+APPS = ROOT / "tests" / "apps"
+RAISE = 300  # the same for the template and the workers: the kernel then picks the largest
+
+
+def score(pid):
+    with open(f"/proc/{pid}/oom_score_adj") as f:
+        return int(f.read())
+
+
+def expected(master, amount):
+    return min(1000, master + amount)
+
+
+def template_pids(r):
+    return [int(f["pid"]) for f in r.events("template-start")]
+
+
+@pytest.fixture
+def master_score(monkeypatch):
+    """Starts the masters of a test at the given oom_score_adj, as a unit file's OOMScoreAdjust."""
+    def at(value):
+        def write_own():
+            with open("/proc/self/oom_score_adj", "w") as f:
+                f.write(str(value))
+        monkeypatch.setattr(subprocess, "Popen",
+                            functools.partial(subprocess.Popen, preexec_fn=write_own))
+    return at
+
+
+def check_scores(r, workers, with_template):
+    master = score(r.pid)
+    pids = r.wait_ready(workers)
+    for pid in pids:
+        assert score(pid) == expected(master, RAISE), (pid, master)
+        assert score(pid) > master or master == 1000
+    if with_template:
+        (template,) = template_pids(r)
+        assert score(template) == expected(master, RAISE), (template, master)
+        assert score(template) > master
+    else:
+        assert template_pids(r) == []
+    return master
+
+
+def test_template_and_workers_score_above_the_master(rotor):
+    r = rotor("--chdir", str(APPS), "-w", "2", "template_app:app", workers=2)
+    assert check_scores(r, 2, with_template=True) == score(r.pid)
+
+
+def test_hello_workers_score_above_the_master(rotor):
+    r = rotor("-k", "hello", "-w", "2")
+    check_scores(r, 2, with_template=False)
+
+
+def test_scores_follow_a_master_started_above_zero(rotor, master_score):
+    master_score(100)
+    r = rotor("--chdir", str(APPS), "-w", "2", "template_app:app", workers=2)
+    assert check_scores(r, 2, with_template=True) == 100
+    master_score(900)  # capped at the kernel's maximum
+    r = rotor("-k", "hello", "-w", "1")
+    assert check_scores(r, 1, with_template=False) == 900
+    assert score(r.ready_pids()[0]) == 1000
+
+
+def test_replacement_workers_get_the_raised_score(rotor):
+    r = rotor("--chdir", str(APPS), "-w", "1", "--max-requests", "2", "template_app:app")
+    first = r.wait_ready(1)[0]
+    with httpx.Client(base_url=r.url(), timeout=10) as c:
+        for _ in range(3):
+            c.get("/", headers={"connection": "close"})
+    wait_for(lambda: [p for p in r.ready_pids() if p != first], what="a successor")
+    (successor,) = [p for p in r.ready_pids() if p != first]
+    assert score(successor) == expected(score(r.pid), RAISE)
