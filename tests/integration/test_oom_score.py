@@ -2,7 +2,11 @@
 the master: their oom_score_adj is the master's raised by a fixed amount (capped at 1000), also
 when the master itself starts above zero (a unit file's OOMScoreAdjust)."""
 import functools
+import os
+import shutil
 import subprocess
+import tempfile
+from pathlib import Path
 
 import httpx
 import pytest
@@ -82,3 +86,16 @@ def test_replacement_workers_get_the_raised_score(rotor):
     wait_for(lambda: [p for p in r.ready_pids() if p != first], what="a successor")
     (successor,) = [p for p in r.ready_pids() if p != first]
     assert score(successor) == expected(score(r.pid), RAISE)
+
+
+@pytest.mark.skipif(os.getuid() != 0, reason="switching users needs root")
+def test_scores_are_raised_under_user(rotor, tmp_path, request):
+    """With --user the score is raised before the switch (after it /proc/self is root's)."""
+    d = Path(tempfile.mkdtemp(prefix="rotor-oom-"))
+    os.chmod(d, 0o755)
+    request.addfinalizer(lambda: shutil.rmtree(d, ignore_errors=True))
+    shutil.copy(APPS / "template_app.py", d)
+    r = rotor("--chdir", str(d), "--user", "nobody", "-w", "2", "template_app:app", workers=2)
+    check_scores(r, 2, with_template=True)
+    r = rotor("-k", "hello", "--user", "nobody", "-w", "1")
+    check_scores(r, 1, with_template=False)
