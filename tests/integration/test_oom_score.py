@@ -1,6 +1,7 @@
 """If the kernel must kill for memory, it kills a worker (which is replaced) or the template, not
 the master: their oom_score_adj is the master's raised by a fixed amount (capped at 1000), also
-when the master itself starts above zero (a unit file's OOMScoreAdjust)."""
+when the master itself starts above zero (a unit file's OOMScoreAdjust). And the memory trend
+of a generation (`event=memory-trend`), from its workers' growth per request as they exit."""
 import functools
 import os
 import shutil
@@ -99,3 +100,54 @@ def test_scores_are_raised_under_user(rotor, tmp_path, request):
     check_scores(r, 2, with_template=True)
     r = rotor("-k", "hello", "--user", "nobody", "-w", "1")
     check_scores(r, 1, with_template=False)
+
+
+# Keeps `KEEP_MB` MiB of written pages per request (a per-run object graph that is never freed).
+LEAK_APP = """
+import os
+
+KEEP_MB = int(os.environ.get("KEEP_MB", "1"))
+_kept = []
+
+
+async def app(scope, receive, send):
+    if scope["type"] != "http":
+        return
+    _kept.append(bytes(range(256)) * (KEEP_MB * 4096))
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": str(len(_kept)).encode()})
+"""
+
+
+def test_memory_trend_of_a_generation_that_leaks(rotor, tmp_path):
+    (tmp_path / "leak_app.py").write_text(LEAK_APP)
+    r = rotor("--chdir", str(tmp_path), "-w", "1", "--max-requests", "8",
+              "--max-requests-jitter", "0", "--max-private", "400", "leak_app:app",
+              env={"KEEP_MB": "2"})
+    with httpx.Client(base_url=r.url(), timeout=30) as c:
+        def trend():
+            c.get("/", headers={"connection": "close"})
+            return r.events("memory-trend")
+        (first, *_) = wait_for(trend, what=f"a memory-trend line\n{r.log()}")
+    assert first["generation"] == "1"
+    # 2 MiB per request: 2048 KiB, within what the allocator and the interpreter add or keep.
+    assert 1500 < float(first["kib_per_request"]) < 3000, first
+    # 8 requests of 2 MiB from what a new worker holds: some 16 MiB more than that.
+    assert 14 < float(first["projected_private_mb_at_limit"]) < 200, first
+    assert float(first["seconds_to_max_private"]) >= 0, first
+    # Never per request: one line per material change, at most one per exit.
+    assert len(r.lines("memory-trend")) <= len(r.lines("worker-exit"))
+
+
+def test_memory_trend_without_max_private(rotor, tmp_path):
+    """Without --max-private the estimate still shows, with no time to a limit."""
+    (tmp_path / "leak_app.py").write_text(LEAK_APP)
+    r = rotor("--chdir", str(tmp_path), "-w", "1", "--max-requests", "6",
+              "--max-requests-jitter", "0", "leak_app:app", env={"KEEP_MB": "1"})
+    with httpx.Client(base_url=r.url(), timeout=30) as c:
+        def trend():
+            c.get("/", headers={"connection": "close"})
+            return r.events("memory-trend")
+        (first, *_) = wait_for(trend, what=f"a memory-trend line\n{r.log()}")
+    assert 700 < float(first["kib_per_request"]) < 1600, first
+    assert first["seconds_to_max_private"] == "-"
