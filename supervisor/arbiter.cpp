@@ -18,6 +18,7 @@
 #include "conf/load.hpp"
 #include "log/log.hpp"
 #include "supervisor/app_env.hpp"
+#include "supervisor/oom_score.hpp"
 #include "supervisor/pid_file.hpp"
 #include "supervisor/signal_batch.hpp"
 #include "workers/runtime.hpp"
@@ -106,6 +107,10 @@ int Arbiter::run() {
                ROTOR_VERSION, cfg_.worker_class, desired_, cfg_.max_requests,
                cfg_.max_requests_jitter);
   open_notify();
+  oom_score_settable_ = own_oom_score_adj_writable();
+  if (!oom_score_settable_) {
+    spdlog::warn("event=oom-score-unavailable error=\"/proc/self/oom_score_adj not writable\"");
+  }
   // As gunicorn: a master that cannot keep the pid file it was told to keep does not start
   // (whatever reads the file could neither find nor stop it).
   if (!write_pid_file()) {
@@ -283,6 +288,9 @@ void Arbiter::prepare_child(const conf::Config& config) {
   for (const auto& l : listeners_) {
     if (!serves(l, config.bind)) ::close(l.fd);
   }
+  // Still as the master's user (after a switch /proc/self is root's). The template's workers
+  // inherit its score.
+  if (oom_score_settable_) raise_own_oom_score_adj();
 }
 
 worker::Context Arbiter::worker_context(size_t slot, const conf::Config& config) const {
@@ -367,6 +375,7 @@ void Arbiter::on_worker_exit(Worker& w, const ChildExit& exit) {
               seconds(now - w.started_ns), exit.cpu_ms, exit.minflt, w.generation,
               w.ready_memory.private_kib, w.ready_memory.rss_kib, w.last_memory.private_kib,
               w.last_memory.rss_kib, growth_text(w.growth));
+  note_memory_trend(w, requests, ready_ns, now);
 
   scoreboard_->release(w.slot);
   served_retired_ += requests;

@@ -5,6 +5,7 @@
 #include <sys/types.h>
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <optional>
 #include <random>
@@ -17,6 +18,7 @@
 #include "supervisor/children.hpp"
 #include "supervisor/identity.hpp"
 #include "supervisor/listeners.hpp"
+#include "supervisor/memory_trend.hpp"
 #include "supervisor/notify.hpp"
 #include "supervisor/pid_file.hpp"
 #include "supervisor/policy.hpp"
@@ -78,6 +80,7 @@ class Arbiter {
   // Reap.
   void reap_children();
   void on_worker_exit(Worker& w, const ChildExit& exit);
+  void note_memory_trend(const Worker& w, uint64_t requests, int64_t ready_ns, int64_t now);
   void fail_boot(pid_t pid, int status);
   void note_boot_failure(int64_t now);
   // Observe: readiness and limits, from the scoreboard.
@@ -152,6 +155,7 @@ class Arbiter {
   policy::LimitGuard rss_guard_;
   policy::LimitGuard private_guard_;
   policy::LimitGuard lifetime_guard_;
+  std::map<uint64_t, MemoryTrend> memory_trends_;  // by generation, the latest few
   policy::Backoff template_backoff_;
   policy::LatencyAverage spawn_latency_;
   int desired_ = 1;
@@ -167,6 +171,7 @@ class Arbiter {
   int handoff_pair_[2] = {-1, -1};  // [0] workers receive connections, [1] drainers send
   Identity identity_;
   pid_t master_pid_ = 0;
+  bool oom_score_settable_ = false;  // children raise their oom_score_adj above the master's
   NotifySocket notify_socket_;
   std::string notify_address_;
   std::optional<sd::Notices> notices_;  // only when NOTIFY_SOCKET names a socket

@@ -19,6 +19,13 @@ namespace {
 // smaps_rollup walks the worker's page tables: read no more often than this.
 constexpr int64_t kMemorySampleNs = 1 * kSec;
 
+constexpr size_t kTrendGenerations = 4;
+
+// A value with `decimals` decimals, or "-" when there is none.
+std::string optional_text(std::optional<double> v, int decimals) {
+  return v ? fmt::format("{:.{}f}", *v, decimals) : "-";
+}
+
 uint64_t read_rss_bytes(pid_t pid) {
   std::ifstream statm("/proc/" + std::to_string(pid) + "/statm");
   uint64_t size = 0, resident = 0;
@@ -155,6 +162,27 @@ void Arbiter::warn_limit_below_new_worker(const Worker& w, const policy::RetireI
         cfg_.max_lifetime, seconds(in.deadline_ns - w.started_ns), w.pid,
         seconds(lifetime_guard_.min_age_ns()), detail);
   }
+}
+
+// A generation's growth estimate takes in each worker's exit; logged when it changes materially.
+void Arbiter::note_memory_trend(const Worker& w, uint64_t requests, int64_t ready_ns, int64_t now) {
+  std::optional<double> slope = w.growth.kib_per_request();
+  if (!slope || stopping_) return;  // a worker stopped with the master says little
+  ExitGrowth exit{*slope, static_cast<double>(w.ready_memory.private_kib), 0};
+  if (ready_ns > 0 && now > ready_ns) exit.requests_per_second = requests * 1e9 / (now - ready_ns);
+  if (!memory_trends_.count(w.generation)) {
+    while (memory_trends_.size() >= kTrendGenerations) memory_trends_.erase(memory_trends_.begin());
+  }
+  MemoryTrend& trend = memory_trends_[w.generation];
+  if (!trend.add(exit)) return;
+  ExitGrowth e = *trend.estimate();
+  uint64_t limit = cfg_.max_requests > 0 ? cfg_.max_requests + cfg_.max_requests_jitter / 2 : 0;
+  spdlog::info(
+      "event=memory-trend generation={} kib_per_request={:.2f} projected_private_mb_at_limit={} "
+      "seconds_to_max_private={}",
+      w.generation, e.kib_per_request, optional_text(private_mib_at_limit(e, limit), 1),
+      optional_text(seconds_to_max_private(e, static_cast<uint64_t>(cfg_.max_private_mb) << 10),
+                    0));
 }
 
 }  // namespace rotor
