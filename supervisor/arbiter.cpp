@@ -546,17 +546,13 @@ void Arbiter::manage_workers() {
                    spawn_allowed, timing);
   for (uint64_t id : plan.drain) {
     // A due-soon worker has no reason yet: it leaves for the limit it was about to reach.
-    if (Worker* w = children_.find(id)) {
-      ExitReason reason = w->reason != ExitReason::kNone       ? w->reason
-                          : w->due_reason != ExitReason::kNone ? w->due_reason
-                                                               : ExitReason::kMaxRequests;
-      drain_worker(*w, reason);
-    }
+    if (Worker* w = children_.find(id))
+      drain_worker(*w, drain_reason(*w, ExitReason::kMaxRequests));
   }
+  // A surplus due-soon worker is one whose successor moved on (it reached its own limit first):
+  // it leaves for its own limit, not for a scale-down nobody asked for.
   for (uint64_t id : plan.scale_down) {
-    if (Worker* w = children_.find(id)) {
-      drain_worker(*w, w->reason == ExitReason::kNone ? ExitReason::kScaleDown : w->reason);
-    }
+    if (Worker* w = children_.find(id)) drain_worker(*w, drain_reason(*w, ExitReason::kScaleDown));
   }
   for (uint64_t id : plan.start_rotation) spawn_worker(id);
   for (int i = 0; i < plan.spawn_fresh; ++i) spawn_worker(0);

@@ -42,6 +42,12 @@ ExitReason exit_reason_from(std::string_view name) {
   return ExitReason::kNone;
 }
 
+ExitReason drain_reason(const Worker& w, ExitReason otherwise) {
+  if (w.reason != ExitReason::kNone) return w.reason;
+  if (w.due_soon && w.due_reason != ExitReason::kNone) return w.due_reason;
+  return otherwise;
+}
+
 std::string exit_status_text(int status) {
   if (WIFEXITED(status)) return "exit:" + std::to_string(WEXITSTATUS(status));
   if (WIFSIGNALED(status)) {

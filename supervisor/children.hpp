@@ -81,6 +81,10 @@ struct Worker {
   pid_t replaces = 0;                           // the retiring worker it succeeds
 };
 
+// What a worker the master drains now leaves for: the reason it already has, else the limit
+// its successor was started ahead of (a due-soon worker), else `otherwise`.
+ExitReason drain_reason(const Worker& w, ExitReason otherwise);
+
 // The spawn's `reason=`: "boot", "replace", or what its predecessor leaves for ("due-soon"
 // while that one has not reached its limit yet).
 const char* spawn_reason_name(const Worker& w);

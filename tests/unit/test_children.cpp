@@ -262,3 +262,16 @@ TEST_CASE("children: a wait status reads as exit:N or signal:NAME") {
   CHECK(rotor::exit_status_text(3 << 8) == "exit:3");
   CHECK(rotor::exit_status_text(SIGKILL) == "signal:KILL");
 }
+
+TEST_CASE(
+    "children: a drained worker leaves for its own reason, else its due limit, else the cause") {
+  Worker w = worker(1, 100);
+  CHECK(rotor::drain_reason(w, ExitReason::kScaleDown) == ExitReason::kScaleDown);
+  // A due-soon worker whose successor reached its own limit first is surplus: it still leaves
+  // for the limit it was about to reach, not for a scale-down nobody asked for.
+  w.due_soon = true;
+  w.due_reason = ExitReason::kMaxRequests;
+  CHECK(rotor::drain_reason(w, ExitReason::kScaleDown) == ExitReason::kMaxRequests);
+  w.reason = ExitReason::kMaxRss;
+  CHECK(rotor::drain_reason(w, ExitReason::kScaleDown) == ExitReason::kMaxRss);
+}
