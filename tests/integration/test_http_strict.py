@@ -259,7 +259,7 @@ def rss_kib(pid):
 
 def flood_without_reading(port, seconds_stuck=1.0, limit=200 << 20):
     """Pipelines requests without reading any answer until the server stops taking them (no
-    progress for `seconds_stuck`). Returns (socket, bytes sent)."""
+    progress for `seconds_stuck`, or it closed the connection). Returns (socket, bytes sent)."""
     s = socket.create_connection(("127.0.0.1", port), timeout=10)
     s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
     s.setblocking(False)
@@ -271,6 +271,8 @@ def flood_without_reading(port, seconds_stuck=1.0, limit=200 << 20):
             n = s.send(chunk)
             sent += n
             stuck_since = None
+        except (ConnectionResetError, BrokenPipeError):
+            break  # the server gave up on us first (a write timeout as short as our patience)
         except BlockingIOError:
             now = time.monotonic()
             stuck_since = stuck_since or now
