@@ -169,3 +169,18 @@ def test_int_skips_the_shutdown_delay(rotor):
     assert r.wait_exit() == 0, r.log()
     assert time.monotonic() - started < 10
     assert not r.events("shutdown-delay"), r.log()
+
+
+def test_readyz_is_503_until_a_worker_is_ready(rotor, tmp_path):
+    (tmp_path / "slow_boot.py").write_text(
+        "import time\ntime.sleep(3)\n\n\nasync def app(scope, receive, send):\n"
+        "    await send({'type': 'http.response.start', 'status': 200, 'headers': []})\n"
+        "    await send({'type': 'http.response.body', 'body': b'up'})\n")
+    r = rotor("--chdir", str(tmp_path), "--metrics-bind", "127.0.0.1:0", "slow_boot:app",
+              wait=False)
+    port = metrics_port(r)
+    resp = get(port, "/readyz")
+    assert resp.status_code == 503 and resp.text == "no worker ready\n"
+    assert get(port, "/healthz").status_code == 200  # the master is alive meanwhile
+    wait_for(lambda: get(port, "/readyz").status_code == 200, what=f"ready\n{r.log()}")
+    assert r.ready_pids()

@@ -205,3 +205,19 @@ def test_the_accept_queue_shows_connections_nobody_accepts(rotor):
             s.close()
     wait_for(lambda: value(samples(scrape_text(port)), "rotor_listen_queue",
                            listener=listener) == 0, what="the queue to empty")
+
+
+def test_reloads_are_counted_by_result(rotor, tmp_path):
+    conf = tmp_path / "rotor.toml"
+    conf.write_text('worker_class = "hello"\nworkers = 1\n')
+    r = rotor("-c", str(conf), "--metrics-bind", "127.0.0.1:0")
+    port = metrics_port(r)
+    r.signal(signal.SIGHUP)
+    wait_for(lambda: r.events("config-applied"), what=f"the reload\n{r.log()}")
+    conf.write_text("workers = [not toml\n")
+    r.signal(signal.SIGHUP)
+    wait_for(lambda: r.events("reload-failed"), what=f"the failed reload\n{r.log()}")
+    p = samples(scrape_text(port))
+    assert value(p, "rotor_reloads_total", result="success") == 1
+    assert value(p, "rotor_reloads_total", result="failure") == 1
+    assert value(p, "rotor_generation") == value(p, "rotor_generation_in_force") == 2
