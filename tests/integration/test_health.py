@@ -155,6 +155,10 @@ def test_a_second_term_ends_the_shutdown_delay(rotor):
     r.signal(signal.SIGTERM)
     wait_for(lambda: get(port, "/readyz").status_code == 503, what="/readyz 503")
     assert r.proc.poll() is None
+    # A HUP during the delay is ignored, as during any stop: no new generation is rolled out.
+    r.signal(signal.SIGHUP)
+    wait_for(lambda: r.events("signals-ignored"), what=f"the HUP ignored\n{r.log()}")
+    assert not r.events("reload"), r.log()
     started = time.monotonic()
     r.signal(signal.SIGTERM)
     assert r.wait_exit() == 0, r.log()
