@@ -23,7 +23,8 @@ struct Config {
   // Server socket
   std::vector<std::string> bind;  // HOST:PORT, [V6]:PORT, unix:PATH, fd://N
   int64_t backlog = 2048;
-  bool reuse_port = false;  // SO_REUSEPORT on the TCP sockets the master binds
+  bool reuse_port = false;   // SO_REUSEPORT on the TCP sockets the master binds
+  std::string metrics_bind;  // the master's /metrics, /healthz, /readyz listener; empty = off
 
   // Workers and rotation
   int64_t workers = 1;       // or kWorkersAuto
@@ -36,6 +37,7 @@ struct Config {
   int64_t max_concurrent_rotations = 1;
   double timeout = 30;                // heartbeat timeout, seconds (0 = off)
   double graceful_timeout = 30;       // seconds
+  double shutdown_delay = 0;          // TERM: seconds not ready, still serving, before the stop
   double keep_alive = 5;              // idle keep-alive timeout, seconds
   int64_t worker_connections = 1000;  // a worker stops accepting at this many connections
 

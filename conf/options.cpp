@@ -79,6 +79,11 @@ std::string check_bind(std::string_view text) {
   return "";
 }
 
+// --metrics-bind: off when empty, else an address as --bind takes it.
+std::string check_metrics_bind(std::string_view text) {
+  return text.empty() ? "" : check_bind(text);
+}
+
 // --log-syslog-to: the grammar is the sink's own.
 std::string check_syslog_address(std::string_view text) {
   return log::parse_syslog_address(text, nullptr);
@@ -185,6 +190,14 @@ const std::vector<Option>& options() {
                "listens.",
        .member = &Config::reuse_port,
        .gunicorn = "reuse_port"},
+      {.name = "metrics_bind",
+       .flags = "--metrics-bind",
+       .metavar = "ADDRESS",
+       .help = "Serve /metrics (Prometheus), /healthz and /readyz from the master on this "
+               "address: HOST:PORT or unix:PATH. Off by default; bound at start (a HUP does not "
+               "move it).",
+       .member = &Config::metrics_bind,
+       .check = check_metrics_bind},
 
       // Workers
       {.name = "workers",
@@ -233,6 +246,15 @@ const std::vector<Option>& options() {
        .help = "Time a stopping worker gets to finish its requests before it is killed.",
        .member = &Config::graceful_timeout,
        .gunicorn = "graceful_timeout"},
+      {.name = "shutdown_delay",
+       .flags = "--shutdown-delay",
+       .kind = Kind::kSeconds,
+       .default_value = "0",
+       .metavar = "SECONDS",
+       .help = "On TERM, /readyz answers 503 at once while the workers keep serving and the "
+               "listeners keep accepting for this long; then the graceful stop. A second TERM "
+               "ends the delay; INT and QUIT stop at once.",
+       .member = &Config::shutdown_delay},
       {.name = "keep_alive",
        .flags = "--keep-alive,--timeout-keep-alive",
        .kind = Kind::kSeconds,

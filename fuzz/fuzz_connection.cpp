@@ -36,7 +36,7 @@ class Quiet : public http::Observer {
  public:
   void on_connections(size_t) override {}
   void on_in_flight(size_t) override {}
-  void on_response_complete() override {}
+  void on_response_complete(int, int64_t, bool) override {}
   bool may_accept(size_t) override { return true; }
 };
 

@@ -8,7 +8,7 @@ PACKAGES=(
   libuv1-dev libcli11-dev libtomlplusplus-dev libspdlog-dev doctest-dev node-llhttp
   python3-dev python3-venv python3-pytest python3-httpx wrk curl nginx-light
   python3-starlette python3-fastapi gunicorn python3-uvicorn python3-uvloop python3-httptools
-  python3-matplotlib python3-websockets
+  python3-matplotlib python3-websockets python3-prometheus-client prometheus
 )
 
 missing=()

@@ -20,7 +20,6 @@
 #include "supervisor/app_env.hpp"
 #include "supervisor/oom_score.hpp"
 #include "supervisor/pid_file.hpp"
-#include "supervisor/signal_batch.hpp"
 #include "workers/runtime.hpp"
 
 extern char** environ;
@@ -131,6 +130,7 @@ int Arbiter::run() {
       fds.push_back({t.fd, POLLIN, 0});
       fd_owner.push_back(pid);
     }
+    if (probe_server_) probe_server_->add_pollfds(fds);
     int n = poll(fds.data(), fds.size(), static_cast<int>(poll_timeout_ms()));
     if (n < 0 && errno != EINTR) {
       spdlog::critical("event=poll-failed error={}", log::quote(std::strerror(errno)));
@@ -142,9 +142,14 @@ int Arbiter::run() {
       while (::read(notify_pipe_[0], buf, sizeof buf) > 0) {
       }
     }
-    for (size_t i = 2; i < fds.size(); ++i) {
+    for (size_t i = 2; i < fd_owner.size(); ++i) {
       Template* t = children_.find_template(fd_owner[i]);
       if (fds[i].revents && t) read_template(*t);
+    }
+    if (probe_server_) {
+      int64_t now = monotonic_ns();
+      probe_server_->on_poll(fds.data() + fd_owner.size(), fds.size() - fd_owner.size(), now);
+      probe_server_->expire(now);
     }
   }
 
@@ -165,8 +170,8 @@ void Arbiter::handle_signals() {
   while (::read(signal_fd_, &info, sizeof info) == sizeof info) {
     batch.add(static_cast<int>(info.ssi_signo));
   }
-  SignalPlan plan = batch.plan(stopping_);
-  if (plan.stop != StopKind::kNone) begin_stop(plan.stop == StopKind::kGraceful);
+  SignalPlan plan = batch.plan(stop_pending());
+  if (plan.stop != StopKind::kNone) on_stop_signal(plan.stop);
   if (plan.ignored > 0) {
     spdlog::warn(
         "event=signals-ignored count={} detail=\"HUP, TTIN and TTOU do nothing once a "
@@ -200,6 +205,7 @@ void Arbiter::reopen_logs() {
 }
 
 void Arbiter::sweep() {
+  end_shutdown_delay_when_due();
   reap_children();
   observe_workers();
   murder_workers();
@@ -257,7 +263,7 @@ void Arbiter::spawn_worker(uint64_t predecessor) {
   pid_t pid = fork();
   if (pid < 0) {
     spdlog::error("event=spawn-failed error={}", log::quote(std::strerror(errno)));
-    scoreboard_->release(w.slot);
+    release_slot(w.slot, w.id);
     children_.unlink(w.id);
     note_boot_failure(monotonic_ns());
     return;
@@ -283,6 +289,7 @@ void Arbiter::prepare_child(const conf::Config& config) {
   for (auto& [pid, t] : children_.templates()) {
     if (t.fd >= 0) ::close(t.fd);
   }
+  if (probe_server_) probe_server_->close_in_child();
   // Between a HUP that changes --bind and its taking effect, both configs' sockets are open:
   // a child holds only its own config's, or an address that is given up would stay open.
   for (const auto& l : listeners_) {
@@ -376,8 +383,9 @@ void Arbiter::on_worker_exit(Worker& w, const ChildExit& exit) {
               w.ready_memory.private_kib, w.ready_memory.rss_kib, w.last_memory.private_kib,
               w.last_memory.rss_kib, growth_text(w.growth));
   note_memory_trend(w, requests, ready_ns, now);
+  ++metrics_.exits[reason];
 
-  scoreboard_->release(w.slot);
+  release_slot(w.slot, w.id);
   served_retired_ += requests;
 
   if (boot_failure) {
@@ -440,6 +448,7 @@ void Arbiter::on_worker_ready(Worker& w, const Slot& s, int64_t now) {
   // The worker's own timestamp, trusted only within the bounds we know.
   int64_t ready = std::clamp(s.ready_ns.load(std::memory_order_relaxed), w.started_ns, now);
   spawn_latency_.add(ready - w.started_ns);
+  metrics_.add_spawn(ready - w.started_ns);
   spdlog::info("event=worker-ready pid={} spawn_ms={:.2f} generation={} mode={}", w.pid,
                static_cast<double>(ready - w.started_ns) / kNsPerMs, w.generation,
                w.template_pid ? "template" : "cold");

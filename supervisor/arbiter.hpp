@@ -18,12 +18,16 @@
 #include "supervisor/children.hpp"
 #include "supervisor/identity.hpp"
 #include "supervisor/listeners.hpp"
+#include "supervisor/master_metrics.hpp"
 #include "supervisor/memory_trend.hpp"
+#include "supervisor/metrics_text.hpp"
 #include "supervisor/notify.hpp"
 #include "supervisor/pid_file.hpp"
 #include "supervisor/policy.hpp"
+#include "supervisor/probe_server.hpp"
 #include "supervisor/scoreboard.hpp"
 #include "supervisor/sd_notices.hpp"
+#include "supervisor/signal_batch.hpp"
 #include "workers/runtime.hpp"
 
 namespace rotor {
@@ -60,6 +64,8 @@ class Arbiter {
   Arbiter& operator=(const Arbiter&) = delete;
 
   int run();  // returns the exit code
+  // --metrics-bind's socket, bound by main before any fork; served from run()'s loop.
+  void serve_probes(Listener listener);
 
  private:
   // The loop and its verbs: signals queue work, each sweep reaps, observes, murders and manages.
@@ -124,6 +130,18 @@ class Arbiter {
   void reap_template(Template& t, int status);
   void on_template_exit(Template& t, int status);
   void retire_template(Template& t);
+  // /metrics (arbiter_metrics.cpp): the scoreboard and the master's counts, as a snapshot.
+  metrics::Snapshot metrics_snapshot();
+  void add_request_metrics(metrics::Snapshot& m) const;
+  void add_worker_metrics(metrics::Snapshot& m);
+  void add_master_metrics(metrics::Snapshot& m) const;
+  void release_slot(size_t slot, uint64_t id);  // folds its counts into the master's first
+  // Probes and the shutdown delay (arbiter_probes.cpp).
+  std::string answer_probe(const probe::Head& head);
+  bool ready_for_traffic() const;
+  void on_stop_signal(StopKind kind);
+  void end_shutdown_delay_when_due();
+  bool stop_pending() const { return stopping_ || shutdown_delay_until_ns_ != 0; }
   // systemd's sd_notify (arbiter_notify.cpp).
   void open_notify();
   void notify(const std::string& message);
@@ -178,6 +196,9 @@ class Arbiter {
   bool notify_failed_ = false;
   uint64_t served_retired_ = 0;  // requests of the workers reaped so far
   PidFileId pid_file_id_;        // the pid file we wrote: removed at exit only while it is that one
+  MasterMetrics metrics_;
+  std::unique_ptr<ProbeServer> probe_server_;  // --metrics-bind
+  int64_t shutdown_delay_until_ns_ = 0;        // a TERM's --shutdown-delay ends then (0: none)
 };
 
 }  // namespace rotor

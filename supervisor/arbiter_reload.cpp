@@ -39,6 +39,7 @@ void Arbiter::reload() {
   // The environment rotor started with: the app's -e variables, exported since, are not ours.
   conf::LoadResult res = conf::load(args_, env_, start_dir_);
   if (res.action != conf::Action::kRun) {
+    ++metrics_.reloads_failed;
     spdlog::error(
         "event=reload-failed error={}",
         log::quote(res.action == conf::Action::kError ? res.message : "reload needs a run config"));
@@ -46,7 +47,10 @@ void Arbiter::reload() {
   }
   for (const auto& w : res.warnings) spdlog::warn("event=config-warning message={}", log::quote(w));
   resolve_auto_workers(res.config);  // the quota may have changed since (a resized pod)
-  if (!rebind(res.config)) return;
+  if (!rebind(res.config)) {
+    ++metrics_.reloads_failed;
+    return;
+  }
   ++generation_;
   scale_since_reload_ = 0;
   // A HUP is tried at once, not after the delay that crashes of the old code earned.
@@ -153,6 +157,7 @@ void Arbiter::apply_next_config() {
   std::string old_pid_file = cfg_.pid_file;
   cfg_ = std::move(next);
   cfg_generation_ = generation_;
+  ++metrics_.reloads_succeeded;
   close_unused_listeners();
   if (cfg_.pid_file != old_pid_file) move_pid_file(old_pid_file);
   desired_ = std::clamp(static_cast<int>(cfg_.workers) + scale_since_reload_, 1, conf::kMaxWorkers);

@@ -111,7 +111,7 @@ bool Arbiter::request_spawn(Template& t, Worker w) {
   if (!tmpl::send_msg(t.fd, {tmpl::MsgType::kSpawn, static_cast<uint32_t>(w.slot), w.id, 0})) {
     spdlog::error("event=spawn-failed template={} error={}", t.pid,
                   log::quote(std::strerror(errno)));
-    scoreboard_->release(w.slot);
+    release_slot(w.slot, w.id);
     children_.unlink(w.id);
     return false;
   }
@@ -232,7 +232,7 @@ void Arbiter::drop_pending(uint64_t id, const char* why) {
   std::optional<Worker> w = children_.drop_pending(id);
   if (!w) return;
   spdlog::debug("event=spawn-dropped id={} reason={}", id, why);
-  scoreboard_->release(w->slot);
+  release_slot(w->slot, w->id);
 }
 
 void Arbiter::retire_template(Template& t) {
@@ -275,6 +275,7 @@ void Arbiter::on_template_exit(Template& t, int status) {
       break;
     case policy::TemplateExit::kReloadFailed:
       failed_generation_ = t.generation;
+      ++metrics_.reloads_failed;
       if (t.generation == generation_) {
         next_cfg_.reset();
         close_unused_listeners();  // the addresses only that HUP added

@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <optional>
 
 #include <spdlog/spdlog.h>
 
@@ -22,6 +23,8 @@
 extern char** environ;
 
 namespace {
+
+constexpr int kProbeBacklog = 64;  // scrapers and probes: a few at a time
 
 int usage_error(const std::string& what) {
   std::fprintf(stderr, "rotor: error: %s\n", what.c_str());
@@ -101,6 +104,17 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "rotor: error: %s\n", e.what());
     return rotor::kExitBindFailed;
   }
+  std::optional<rotor::Listener> probes;
+  if (!cfg.metrics_bind.empty()) {
+    try {
+      probes =
+          rotor::open_listener(cfg.metrics_bind, kProbeBacklog, static_cast<mode_t>(cfg.umask));
+    } catch (const rotor::BindError& e) {
+      rotor::close_listeners(listeners);
+      std::fprintf(stderr, "rotor: error: --metrics-bind: %s\n", e.what());
+      return rotor::kExitBindFailed;
+    }
+  }
   // Socket activation is ours alone; nothing the workers start should see it.
   unsetenv("LISTEN_FDS");
   unsetenv("LISTEN_PID");
@@ -108,5 +122,6 @@ int main(int argc, char** argv) {
 
   rotor::Arbiter arbiter(std::move(cfg), std::move(args), std::move(env), std::move(start_dir),
                          std::move(listeners), *identity);
+  if (probes) arbiter.serve_probes(std::move(*probes));
   return arbiter.run();
 }

@@ -58,6 +58,7 @@ void Scoreboard::claim(size_t index, uint64_t token, uint64_t request_limit) {
   s.requests.store(0, std::memory_order_relaxed);
   s.heartbeat_ns.store(monotonic_ns(), std::memory_order_relaxed);
   s.ready_ns.store(0, std::memory_order_relaxed);
+  s.request_counters.reset();
   s.token.store(token, std::memory_order_release);
   if (index + 1 > header_->high_water.load(std::memory_order_relaxed)) {
     header_->high_water.store(static_cast<uint32_t>(index + 1), std::memory_order_release);

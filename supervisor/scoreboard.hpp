@@ -7,6 +7,8 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "supervisor/request_metrics.hpp"
+
 namespace rotor {
 
 enum class WorkerState : uint32_t {
@@ -30,6 +32,7 @@ struct alignas(64) Slot {
   std::atomic<uint64_t> requests{0};     // completed responses
   std::atomic<int64_t> heartbeat_ns{0};  // CLOCK_MONOTONIC
   std::atomic<int64_t> ready_ns{0};      // when it started accepting
+  RequestCounters request_counters;      // by status class and duration, for /metrics
 };
 
 class Scoreboard {

@@ -64,7 +64,9 @@ class Runtime : public http::Observer {
     }
     return may_take_connection(open, least);
   }
-  void on_response_complete() override {
+  void on_response_complete(int status, int64_t duration_ns, bool complete) override {
+    ctx_.slot->request_counters.record(status, duration_ns);
+    if (!complete) return;
     uint64_t served = ctx_.slot->requests.fetch_add(1, std::memory_order_relaxed) + 1;
     if (!limit_reported_ && limit_ && served >= limit_) {
       // Keep serving: the master retires this worker once its successor is ready.

@@ -171,9 +171,9 @@ size_t Connection::process(const char* data, size_t len) {
   size_t pos = 0;
   in_process_ = true;
   while (pos < len && can_process()) {
-    if (server_.access_log() && parser_.phase() == RequestParser::Phase::kIdle) {
-      started_hr_ = uv_hrtime();
-      started_wall_ = time(nullptr);
+    if (parser_.phase() == RequestParser::Phase::kIdle) {
+      started_hr_ = uv_hrtime();  // the request-duration histogram's start, and the access log's
+      if (server_.access_log()) started_wall_ = time(nullptr);
     }
     size_t used = 0;
     RequestParser::Event ev = parser_.feed(data + pos, len - pos, &used);
@@ -261,14 +261,14 @@ void Connection::respond(int status, std::string_view content_type, std::string_
 
 void Connection::answered(int status, uint64_t body_bytes) {
   if (server_.access_log()) log_access(status, body_bytes);
-  end_request(true);
+  end_request(status, true);
   if (in_process_) return;  // the parsing loop carries on and flushes
   // An answer given later: go on with what the client pipelined meanwhile.
   if (!close_after_) resume_input();
   flush();
 }
 
-void Connection::end_request(bool was_answered) {
+void Connection::end_request(int status, bool complete) {
   if (upgrade_ == Upgrade::kRequested) upgrade_ = Upgrade::kNone;  // refused with an HTTP answer
   writer_.end();
   send_paused_ = false;
@@ -277,7 +277,7 @@ void Connection::end_request(bool was_answered) {
   } else {
     parser_.next();
   }
-  server_.response_complete(was_answered);
+  server_.response_complete(status, complete, started_hr_);
 }
 
 void Connection::abort_request(int status) {
@@ -347,7 +347,8 @@ void Connection::fail_response(int status) {
   } else {
     respond_error(status);
   }
-  end_request(false);
+  // What the client saw: the status of the answer cut short, or of the error answer.
+  end_request(writer_.started() ? writer_.status() : eof_ ? 0 : status, false);
   // respond_error's flush ran while the request was still ours, so it left the close (the
   // linger) for later; with the request over, it happens now (or when the write completes).
   flush_unless_parsing();
@@ -605,7 +606,7 @@ void Connection::on_close(uv_handle_t* h) {
   auto* c = static_cast<Connection*>(h->data);
   if (c->handling()) {
     c->server_.handler().on_abort(*c);
-    c->server_.response_complete(false);
+    c->server_.response_complete(0, false, c->started_hr_);
   }
   c->server_.connection_closed(c);
   delete c;

@@ -153,7 +153,7 @@ class Connection : private RequestParser::BodySink {
   // by the handler, or aborted by the engine (its body is invalid or stalled).
   void answered(int status, uint64_t body_bytes);
   void abort_request(int status);
-  void end_request(bool was_answered);
+  void end_request(int status, bool complete);  // status 0: no answer went out
   void on_eof(bool reset);
   void respond_error(int status, std::string_view extra_header = {});
   void flush();
@@ -205,7 +205,7 @@ class Connection : private RequestParser::BodySink {
   uint64_t deadline_ms_ = 0;        // of the read side; 0 = none
   uint64_t write_progress_ms_ = 0;  // last time the write in flight made progress
   size_t write_queue_seen_ = 0;     // libuv's write queue size at that time
-  uint64_t started_hr_ = 0;         // request start (uv_hrtime), kept only for the access log
+  uint64_t started_hr_ = 0;         // request start (uv_hrtime)
   int64_t started_wall_ = 0;
   uint64_t bytes_written_ = 0;  // everything handed to libuv to write
   bool reading_ = false;

@@ -67,7 +67,7 @@ void Connection::session_ended(uint16_t code, std::string_view reason) {
   writer_.end();
   send_paused_ = false;
   server_.handler().on_ws_closed(*this, code, reason);
-  server_.response_complete(true);
+  server_.response_complete(101, true, started_hr_);
   flush_unless_parsing();
 }
 

@@ -231,10 +231,13 @@ void Server::request_started() {
   if (at_capacity()) pause_accepting(true);
 }
 
-void Server::response_complete(bool answered) {
+void Server::response_complete(int status, bool complete, uint64_t started_hr) {
   observer_.on_in_flight(--in_flight_);
   if (accept_paused_ && !at_capacity() && !draining_) pause_accepting(false);
-  if (answered) observer_.on_response_complete();
+  if (status) {
+    observer_.on_response_complete(status, static_cast<int64_t>(uv_hrtime() - started_hr),
+                                   complete);
+  }
 }
 
 void Server::stop_listening() {

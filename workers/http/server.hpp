@@ -77,7 +77,10 @@ class Observer {
   virtual ~Observer() = default;
   virtual void on_connections(size_t open) = 0;
   virtual void on_in_flight(size_t in_flight) = 0;
-  virtual void on_response_complete() = 0;
+  // A request that got an answer: its status, how long it took from its first byte, and
+  // whether the answer was whole (what counts toward --max-requests) or an error answer or a
+  // cut-short one the engine gave for the handler.
+  virtual void on_response_complete(int status, int64_t duration_ns, bool complete) = 0;
   // Whether to take one more connection now, with `open` already open: a worker that has more
   // than its share leaves new and handed-off connections to the others.
   virtual bool may_accept(size_t open) = 0;
@@ -135,7 +138,9 @@ class Server {
   // write. The caller makes sure the loop runs (the asgi worker kicks its driver).
   void flush_later(Connection* conn);
   void request_started();
-  void response_complete(bool answered);
+  // A request is over: `status` answered it (0: no answer went out), `complete` as in
+  // Observer::on_response_complete, `started_hr` is when its first byte was read (uv_hrtime).
+  void response_complete(int status, bool complete, uint64_t started_hr);
   uint64_t drain_idle_grace_ms() const { return drain_idle_grace_ms_; }
   // The channel to hand connections to while draining for a rotation, else -1.
   int handoff_fd() const { return hand_off_ ? handoff_.send_fd : -1; }
