@@ -69,15 +69,18 @@ proxy = [b"PROXY TCP4 192.0.2.1 198.51.100.7 56324 443\r\nGET / HTTP/1.1\r\n",
          b"PROXY TCP6 2001:db8::1 ::1 1 65535\r\n", b"PROXY UNKNOWN\r\n",
          b"\r\n\r\n\x00\r\nQUIT\n\x21\x11\x00\x0c\xc0\x00\x02\x01\xc6\x33\x64\x07\xdc\x04\x01\xbbGET",
          b"\r\n\r\n\x00\r\nQUIT\n\x20\x00\x00\x00"]
+# The connection target's high bit of byte 0 puts a PROXY header first.
 for target, prefixes, data in (
         ("request_parser", [b"\x00\x00", b"\x01\x07", b"\x02\x03"], inputs),
         ("connection", [b"\x00", b"\x05"], inputs),
+        ("connection", [b"\x80", b"\x85"],
+         [p.split(b"GET")[0] + inputs[0] + inputs[3] for p in proxy]),
         ("proxy_header", [b"\x00", b"\x01", b"\x07"], proxy)):
     seeds = out / f"seeds-{target}"
     seeds.mkdir(exist_ok=True)
     for i, seed in enumerate(data):
-        for j, p in enumerate(prefixes):
-            (seeds / f"s{i:03d}-{j}").write_bytes(p + seed)
+        for p in prefixes:
+            (seeds / f"s{i:03d}-{p.hex()}").write_bytes(p + seed)
 PY
 
 per=$(( TOTAL / ${#TARGETS[@]} ))
