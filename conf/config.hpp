@@ -89,6 +89,8 @@ struct Config {
   std::string root_path;
   bool proxy_headers = true;  // asgi: trust X-Forwarded-For/-Proto from forwarded_allow_ips
   std::string forwarded_allow_ips = "127.0.0.1,::1";
+  bool proxy_protocol = false;  // a PROXY protocol header starts connections from proxy_allow_from
+  std::string proxy_allow_from = "127.0.0.1,::1";
   std::string loop = "auto";      // asyncio event loop: auto, asyncio, uvloop
   double timeout_request = 0;     // seconds, 0 = off
   int64_t limit_concurrency = 0;  // requests in flight per worker, 0 = off

@@ -3,7 +3,9 @@
 // ASan/UBSan/LSan it checks that the client receives exactly what the RequestParser's verdict
 // on the same bytes says (one 200 per request, in order, then the error status if any) and
 // that no connection is left open once the client has sent everything and half-closed.
-// Byte 0 picks the write pattern; the rest is the byte stream. Built by scripts/fuzz.sh.
+// Byte 0 picks the write pattern, and with its high bit a server that expects a PROXY protocol
+// header first (the verdict is then the header parser's, and the parser's on what follows it);
+// the rest is the byte stream. Built by scripts/fuzz.sh.
 #include <sys/socket.h>
 #include <unistd.h>
 #include <uv.h>
@@ -46,11 +48,15 @@ struct World {
   Quiet observer;
   http::Limits limits;
   http::Server* server;
+  http::Server* proxy_server;  // --proxy-protocol (a unix-socket peer must send the header)
   World() {
     std::signal(SIGPIPE, SIG_IGN);  // as in a worker: a write to a closed peer is an error
     uv_loop_init(&loop);
     limits.parse = fuzz::limits_from(1);  // small limits: all of them reachable
     server = new http::Server(&loop, limits, handler, observer);
+    http::Limits proxied = limits;
+    proxied.proxy_protocol = true;
+    proxy_server = new http::Server(&loop, proxied, handler, observer);
   }
 };
 
@@ -109,7 +115,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
 
   int sv[2];
   if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) != 0) return 0;
-  w.server->adopt(sv[0], true);
+  bool proxy = seed & 0x80;
+  http::Server* server = proxy ? w.proxy_server : w.server;
+  server->adopt(sv[0], true);
   std::string out;
   std::vector<size_t> pieces = fuzz::pieces_from_seed(seed, size);
   size_t off = 0;
@@ -122,16 +130,27 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     drain(sv[1], out);
   }
   shutdown(sv[1], SHUT_WR);
-  for (int k = 0; k < 10000 && w.server->connections() > 0; ++k) {
+  for (int k = 0; k < 10000 && server->connections() > 0; ++k) {
     uv_run(&w.loop, UV_RUN_NOWAIT);
     drain(sv[1], out);
   }
-  if (w.server->connections() > 0) fuzz::fail("a connection stayed open after the client's EOF");
+  if (server->connections() > 0) fuzz::fail("a connection stayed open after the client's EOF");
   uv_run(&w.loop, UV_RUN_NOWAIT);  // close callbacks
   drain(sv[1], out);
   close(sv[1]);
 
-  fuzz::Verdict v = fuzz::judge(data, off, {}, w.limits.parse);
+  // Behind a header the requests are what follows it; without a complete, valid one nothing
+  // is answered.
+  size_t header = 0;
+  if (proxy) {
+    http::ProxyHeaderParser p;
+    std::string_view sent(reinterpret_cast<const char*>(data), off);
+    if (p.feed(sent, &header) != http::ProxyHeaderParser::Result::kDone) {
+      if (!out.empty()) fuzz::fail("an answer without a valid PROXY header");
+      return 0;
+    }
+  }
+  fuzz::Verdict v = fuzz::judge(data + header, off - header, {}, w.limits.parse);
   std::vector<int> expected(v.messages.size(), 200);
   std::vector<bool> head;
   for (const auto& m : v.messages) head.push_back(m.starts_with("HEAD "));

@@ -3,14 +3,15 @@
 # build) into build-fuzz/ and runs each for a bounded time. Not part of scripts/test.sh.
 #   scripts/fuzz.sh [SECONDS] [TARGET...]
 # SECONDS (default 60) is shared between the targets: request_parser (workers/http/parser,
-# whole-vs-split oracle) and connection (a Connection on a socketpair with a real libuv loop).
+# whole-vs-split oracle), connection (a Connection on a socketpair with a real libuv loop) and
+# proxy_header (workers/http/proxy_protocol, whole-vs-split oracle).
 # The corpora grow in build-fuzz/corpus-*; crashes are saved as build-fuzz/crash-*.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 TOTAL=${1:-60}
 shift || true
 TARGETS=("$@")
-[ ${#TARGETS[@]} -gt 0 ] || TARGETS=(request_parser connection)
+[ ${#TARGETS[@]} -gt 0 ] || TARGETS=(request_parser connection proxy_header)
 OUT=${FUZZ_DIR:-build-fuzz}
 CC=${FUZZ_CC:-clang}
 CXX=${FUZZ_CXX:-clang++}
@@ -29,7 +30,8 @@ done
 PARSER=(workers/http/parser.cpp workers/http/request.cpp workers/http/grammar.cpp
         workers/http/target.cpp "$OUT"/obj/llhttp_*.o)
 ENGINE=(workers/http/connection.cpp workers/http/connection_upgrade.cpp
-        workers/http/connection_endpoints.cpp workers/http/response_writer.cpp
+        workers/http/connection_endpoints.cpp workers/http/connection_proxy.cpp
+        workers/http/proxy_protocol.cpp conf/address_list.cpp workers/http/response_writer.cpp
         workers/http/server.cpp workers/http/status.cpp workers/http/handoff.cpp
         workers/http/access_log.cpp workers/http/accept_backoff.cpp
         workers/websocket/session.cpp workers/websocket/frame.cpp workers/websocket/handshake.cpp)
@@ -39,7 +41,9 @@ for t in "${TARGETS[@]}"; do
                       "${PARSER[@]}" -o "$OUT/fuzz_request_parser" ;;
     connection) "$CXX" "${CXXFLAGS[@]}" -fsanitize=fuzzer fuzz/fuzz_connection.cpp \
                   "${ENGINE[@]}" "${PARSER[@]}" -luv -lspdlog -lfmt -o "$OUT/fuzz_connection" ;;
-    *) echo "fuzz: unknown target $t (request_parser, connection)" >&2; exit 2 ;;
+    proxy_header) "$CXX" "${CXXFLAGS[@]}" -fsanitize=fuzzer fuzz/fuzz_proxy_header.cpp \
+                    workers/http/proxy_protocol.cpp "${PARSER[@]}" -o "$OUT/fuzz_proxy_header" ;;
+    *) echo "fuzz: unknown target $t (request_parser, connection, proxy_header)" >&2; exit 2 ;;
   esac
 done
 
@@ -61,13 +65,22 @@ try:
             inputs.append(test_corpus.with_host(test_corpus.decode(raw), log))
 except Exception as e:  # no corpus, or no pytest: our own seeds are enough
     print(f"fuzz: llhttp corpus seeds unavailable ({e})", file=sys.stderr)
-for target, prefixes in (("request_parser", [b"\x00\x00", b"\x01\x07", b"\x02\x03"]),
-                         ("connection", [b"\x00", b"\x05"])):
+proxy = [b"PROXY TCP4 192.0.2.1 198.51.100.7 56324 443\r\nGET / HTTP/1.1\r\n",
+         b"PROXY TCP6 2001:db8::1 ::1 1 65535\r\n", b"PROXY UNKNOWN\r\n",
+         b"\r\n\r\n\x00\r\nQUIT\n\x21\x11\x00\x0c\xc0\x00\x02\x01\xc6\x33\x64\x07\xdc\x04\x01\xbbGET",
+         b"\r\n\r\n\x00\r\nQUIT\n\x20\x00\x00\x00"]
+# The connection target's high bit of byte 0 puts a PROXY header first.
+for target, prefixes, data in (
+        ("request_parser", [b"\x00\x00", b"\x01\x07", b"\x02\x03"], inputs),
+        ("connection", [b"\x00", b"\x05"], inputs),
+        ("connection", [b"\x80", b"\x85"],
+         [p.split(b"GET")[0] + inputs[0] + inputs[3] for p in proxy]),
+        ("proxy_header", [b"\x00", b"\x01", b"\x07"], proxy)):
     seeds = out / f"seeds-{target}"
     seeds.mkdir(exist_ok=True)
-    for i, data in enumerate(inputs):
-        for j, p in enumerate(prefixes):
-            (seeds / f"s{i:03d}-{j}").write_bytes(p + data)
+    for i, seed in enumerate(data):
+        for p in prefixes:
+            (seeds / f"s{i:03d}-{p.hex()}").write_bytes(p + seed)
 PY
 
 per=$(( TOTAL / ${#TARGETS[@]} ))

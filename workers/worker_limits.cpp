@@ -49,6 +49,10 @@ http::Limits server_limits(const conf::Config& cfg) {
   limits.server_header = cfg.server_header;
   limits.date_header = cfg.date_header;
   for (const std::string& h : cfg.header) add_header(h, limits);
+  // The option table checked the list: it parses.
+  limits.proxy_protocol =
+      cfg.proxy_protocol &&
+      conf::AddressList::parse(cfg.proxy_allow_from, &limits.proxy_allow, nullptr);
   return limits;
 }
 

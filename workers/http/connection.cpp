@@ -48,6 +48,7 @@ bool Connection::start(int fd, bool is_unix) {
     return false;
   }
   if (!is_unix) uv_tcp_nodelay(&h_.tcp, 1);
+  if (server_.limits().proxy_protocol) start_proxy();
   const Limits& lim = server_.limits();
   wait_ = Wait::kIdle;
   uint64_t first = lim.keep_alive_ms > 0 ? lim.keep_alive_ms : lim.head_timeout_ms;
@@ -145,18 +146,25 @@ void Connection::on_read(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf) {
     return;
   }
   if (!c->open()) return;  // after the last answer, input is discarded
-  size_t len = static_cast<size_t>(nread);
+  std::string_view in(buf->base, static_cast<size_t>(nread));
   if (c->ws_) {
     if (!c->ws_->live()) return;  // after the closing handshake, input is discarded
-    c->ws_->feed(std::string_view(buf->base, len));
+    c->ws_->feed(in);
     c->update_reading();
     c->flush();
     return;
   }
-  size_t used = c->process(buf->base, len);
+  std::string joined;
+  if (c->proxy_ != Proxy::kNone && !c->take_proxy_header(&in, &joined)) {
+    if (c->closing()) return;
+    c->rearm();
+    c->update_reading();
+    return;
+  }
+  size_t used = c->process(in.data(), in.size());
   // What could not be parsed yet waits in our own buffer: the read buffer is shared.
-  if (used < len && c->input_wanted() && c->open()) {
-    c->pending_in_.assign(buf->base + used, len - used);
+  if (used < in.size() && c->input_wanted() && c->open()) {
+    c->pending_in_.assign(in.substr(used));
     c->pending_off_ = 0;
   }
   c->rearm();
@@ -243,8 +251,7 @@ bool Connection::may_keep_alive() const {
   // An answer given before its request's body was read ends the connection: the handler may
   // still read the rest of the body (full duplex), else the lingering close discards it.
   return req.keep_alive && !parser_.upgrade() && server_.limits().keep_alive_ms > 0 &&
-         !streaming_body() &&
-         (!draining() || (server_.handoff_fd() >= 0 && drain_ != Drain::kAnswered));
+         !streaming_body() && (!draining() || (can_hand_off() && drain_ != Drain::kAnswered));
 }
 
 void Connection::settle_keep_alive(bool keep) {
@@ -500,13 +507,13 @@ void Connection::finish_output() {
     }
   } else if (eof_ && pending_in_.empty()) {
     close_now();
-  } else if (draining() && server_.handoff_fd() >= 0) {
+  } else if (draining() && can_hand_off()) {
     try_handoff();
   }
 }
 
 bool Connection::try_handoff() {
-  if (!open() || eof_ || handling() || close_after_ || write_pending_ ||
+  if (!can_hand_off() || !open() || eof_ || handling() || close_after_ || write_pending_ ||
       upgrade_ != Upgrade::kNone || parser_.phase() != RequestParser::Phase::kIdle ||
       !out_.empty() || !pending_in_.empty()) {
     return false;
@@ -548,7 +555,7 @@ void Connection::begin_drain() {
     ws_->close(1012, "");  // service restart: the client reconnects to another worker
     return;
   }
-  if (server_.handoff_fd() >= 0 && try_handoff()) return;
+  if (can_hand_off() && try_handoff()) return;
   if (parser_.phase() == RequestParser::Phase::kIdle && !handling() && !close_after_ && open()) {
     wait_ = Wait::kIdle;
     deadline_ms_ = now_ms() + server_.drain_idle_grace_ms();

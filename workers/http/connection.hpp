@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "workers/http/parser.hpp"
+#include "workers/http/proxy_protocol.hpp"
 #include "workers/http/request.hpp"
 #include "workers/http/response_writer.hpp"
 #include "workers/websocket/session.hpp"
@@ -117,6 +118,8 @@ class Connection : private RequestParser::BodySink {
   enum class Life : uint8_t { kOpen, kLingering, kClosing };
   // A body streamed to the handler while it holds the request (and whether it paused it).
   enum class Body : uint8_t { kNone, kStreaming, kPaused };
+  // PROXY protocol: a header is expected first (an allowed peer), or watched for to refuse it.
+  enum class Proxy : uint8_t { kNone, kExpected, kWatching };
   // kRequested: the handler holds an opening handshake; kSwitched: ws_ has the socket.
   enum class Upgrade : uint8_t { kNone, kRequested, kSwitched };
   // The worker drains; kAnswered: one answer went out without Connection: close (the
@@ -179,6 +182,15 @@ class Connection : private RequestParser::BodySink {
   void session_ended(uint16_t code, std::string_view reason);
   // How much of our output reached the client, when the socket tells (TCP).
   bool bytes_delivered(uint64_t* delivered);
+  // PROXY protocol (connection_proxy.cpp): at the start, whether the peer must send a header
+  // or must not; then the header taken off the front of the input. False when `in` is used
+  // up (more header to come, or the connection refused); else `in` is what follows it, which
+  // may point into `joined`.
+  void start_proxy();
+  bool take_proxy_header(std::string_view* in, std::string* joined);
+  void refuse_proxy(std::string_view reason);
+  // A draining worker may pass the socket on: not once the endpoints are a header's.
+  bool can_hand_off() const;
 
   Server& server_;
   union {
@@ -218,6 +230,10 @@ class Connection : private RequestParser::BodySink {
   bool eof_ = false;            // the client closed its side
   Endpoint peer_, local_;
   bool endpoints_known_ = false;
+  Proxy proxy_ = Proxy::kNone;
+  bool proxied_ = false;    // a PROXY header was read (peer_ and local_ are its, if it named any)
+  std::string proxy_held_;  // kWatching: the first bytes, until they show what they start
+  std::unique_ptr<ProxyHeaderParser> proxy_parser_;  // kExpected
   std::unique_ptr<ws::Session> ws_;
 };
 

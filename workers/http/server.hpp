@@ -11,6 +11,7 @@
 #include <utility>
 #include <vector>
 
+#include "conf/address_list.hpp"
 #include "workers/http/accept_backoff.hpp"
 #include "workers/http/handoff.hpp"
 #include "workers/http/parser.hpp"
@@ -36,6 +37,9 @@ struct Limits {
   bool server_header = true;                   // Server: rotor
   bool date_header = true;                     // Date: ...
   std::string extra_headers;                   // "Name: value\r\n" lines for every response
+  // PROXY protocol: connections from these peers (and unix-socket peers) start with a header.
+  bool proxy_protocol = false;
+  conf::AddressList proxy_allow;
 };
 
 class Handler {
