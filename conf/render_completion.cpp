@@ -94,12 +94,12 @@ _rotor_paths() {
 # rotor ctl and rotor top: their own options and commands.
 _rotor_subcommand() {
   case $prev in
-    --socket|-s) _rotor_paths -f; return ;;
+    --socket|-s|--config|-c) _rotor_paths -f; return ;;
   esac
   if [[ ${COMP_WORDS[1]} == top ]]; then
-    _rotor_words '--socket --once'
+    _rotor_words '--socket --config --once'
   else
-    _rotor_words '--socket --json status workers reload scale add remove rotate reopen stop'
+    _rotor_words '--socket --config --json status workers reload scale add remove rotate reopen stop'
   fi
 }
 

@@ -77,10 +77,10 @@ rotor \- pre\-fork HTTP server supervisor for Python ASGI apps
 [\fIOPTION\fR]... [\fIAPP\fR]
 .br
 .B rotor ctl
-[\fB\-\-socket\fR \fIPATH\fR] [\fB\-\-json\fR] \fICOMMAND\fR
+[\fB\-\-socket\fR \fIPATH\fR | \fB\-c\fR \fIFILE\fR] [\fB\-\-json\fR] \fICOMMAND\fR
 .br
 .B rotor top
-[\fB\-\-socket\fR \fIPATH\fR] [\fB\-\-once\fR]
+[\fB\-\-socket\fR \fIPATH\fR | \fB\-c\fR \fIFILE\fR] [\fB\-\-once\fR]
 .SH DESCRIPTION
 .B rotor
 runs Python ASGI apps as
@@ -141,7 +141,8 @@ Reopen the log files (master and workers).
 .SH CONTROL
 With \fB\-\-control\-socket\fR \fIPATH\fR the master serves
 .B rotor ctl
-on a unix socket (mode 0600); the client's socket is \fB\-\-socket\fR, else
+on a unix socket (mode 0600); the client's socket is \fB\-\-socket\fR, else the
+\fB\-\-control\-socket\fR of the \fB\-c\fR file and the environment, else
 \fBROTOR_CONTROL_SOCKET\fR.
 Its commands: \fBstatus\fR, \fBworkers\fR, \fBreload\fR (as HUP), \fBscale\fR \fIN\fR,
 \fBadd\fR [\fIN\fR], \fBremove\fR [\fIN\fR], \fBrotate\fR \fIPID\fR|\fBall\fR

@@ -20,7 +20,8 @@ constexpr int kReplyTimeoutMs = 10'000;
 constexpr size_t kMaxReplyBytes = 16 << 20;
 
 const char* kUsage =
-    "usage: rotor ctl [--socket PATH] [--json] status | workers | reload | scale N | add [N] | "
+    "usage: rotor ctl [--socket PATH | -c FILE] [--json] status | workers | reload | scale N | add "
+    "[N] | "
     "remove [N] | rotate PID|all | reopen | stop [--fast]";
 
 int usage(const std::string& why) {
@@ -77,6 +78,7 @@ bool read_line(int fd, std::string* reply) {
 
 struct Options {
   std::string socket;
+  std::string config_file;
   bool json = false;
   std::vector<std::string> words;
 };
@@ -91,6 +93,9 @@ std::string read_options(const std::vector<std::string>& args, Options& o) {
       o.socket = args[++i];
     } else if (a.rfind("--socket=", 0) == 0) {
       o.socket = a.substr(9);
+    } else if (a == "-c" || a == "--config") {
+      if (i + 1 >= args.size()) return a + " needs a file";
+      o.config_file = args[++i];
     } else if (a == "--json") {
       o.json = true;
     } else if (!a.empty() && a[0] == '-') {
@@ -126,14 +131,25 @@ int exchange(const std::string& path, const std::string& line, std::string* repl
   return kExitDone;
 }
 
-std::string default_socket(const conf::Environment& env) {
-  auto it = env.find("ROTOR_CONTROL_SOCKET");
-  return it == env.end() ? "" : it->second;
+std::string default_socket(const std::string& config_file, const conf::Environment& env,
+                           std::string* error) {
+  if (config_file.empty()) {
+    auto it = env.find("ROTOR_CONTROL_SOCKET");
+    return it == env.end() ? "" : it->second;
+  }
+  // --print-config: the file is read and checked as for a start, and nothing is started.
+  conf::LoadResult res = conf::load({"-c", config_file, "--print-config"}, env);
+  if (res.action == conf::Action::kError) {
+    constexpr std::string_view kPrefix = "rotor: error: ";
+    std::string_view m = res.message;
+    if (m.starts_with(kPrefix)) m.remove_prefix(kPrefix.size());
+    *error = std::string(m);
+  }
+  return res.config.control_socket;
 }
 
 int ctl_main(const std::vector<std::string>& args, const conf::Environment& env) {
   Options o;
-  o.socket = default_socket(env);
   if (!args.empty() && (args[0] == "-h" || args[0] == "--help")) {
     std::printf("%s\n", kUsage);
     return kExitDone;
@@ -142,7 +158,10 @@ int ctl_main(const std::vector<std::string>& args, const conf::Environment& env)
   std::string error;
   auto request = control::from_words(o.words, &error);
   if (!request) return usage(error);
-  if (o.socket.empty()) return usage("no socket: give --socket PATH or set ROTOR_CONTROL_SOCKET");
+  if (o.socket.empty()) o.socket = default_socket(o.config_file, env, &error);
+  if (!error.empty()) return usage(error);
+  if (o.socket.empty())
+    return usage("no socket: give --socket PATH, -c FILE or set ROTOR_CONTROL_SOCKET");
   std::string reply;
   if (int code = exchange(o.socket, control::to_line(*request), &reply, &error); code) {
     std::fprintf(stderr, "%s\n", error.c_str());

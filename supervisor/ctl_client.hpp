@@ -18,8 +18,11 @@ constexpr int kExitUsage = 2;     // bad command or argument, or the master refu
 int exchange(const std::string& path, const std::string& line, std::string* reply,
              std::string* error);
 
-// The socket: --socket, else ROTOR_CONTROL_SOCKET (as --control-socket reads it).
-std::string default_socket(const conf::Environment& env);
+// The socket when no --socket is given: --control-socket as the server reads it from
+// `config_file` (-c) and the environment, or from ROTOR_CONTROL_SOCKET alone without a file.
+// "" with `error` set when the file cannot be read.
+std::string default_socket(const std::string& config_file, const conf::Environment& env,
+                           std::string* error);
 
 // `rotor ctl ARGS...` and `rotor top ARGS...` (the words after the subcommand): the exit code.
 int ctl_main(const std::vector<std::string>& args, const conf::Environment& env);

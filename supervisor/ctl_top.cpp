@@ -19,7 +19,7 @@ namespace rotor::ctl {
 namespace {
 
 constexpr int kRefreshMs = 1000;
-const char* kUsage = "usage: rotor top [--socket PATH] [--once]";
+const char* kUsage = "usage: rotor top [--socket PATH | -c FILE] [--once]";
 
 volatile sig_atomic_t g_quit = 0;
 void on_quit_signal(int) {
@@ -132,13 +132,15 @@ int live(const std::string& path) {
 }  // namespace
 
 int top_main(const std::vector<std::string>& args, const conf::Environment& env) {
-  std::string path = default_socket(env);
+  std::string path, config_file;
   bool once = false;
   for (size_t i = 0; i < args.size(); ++i) {
     if ((args[i] == "--socket" || args[i] == "-s") && i + 1 < args.size()) {
       path = args[++i];
     } else if (args[i].rfind("--socket=", 0) == 0) {
       path = args[i].substr(9);
+    } else if ((args[i] == "-c" || args[i] == "--config") && i + 1 < args.size()) {
+      config_file = args[++i];
     } else if (args[i] == "--once") {
       once = true;
     } else if (args[i] == "-h" || args[i] == "--help") {
@@ -149,14 +151,15 @@ int top_main(const std::vector<std::string>& args, const conf::Environment& env)
       return kExitUsage;
     }
   }
-  if (path.empty()) {
-    std::fprintf(stderr,
-                 "rotor top: no socket: give --socket PATH or set ROTOR_CONTROL_SOCKET\n%s\n",
-                 kUsage);
+  std::string error;
+  if (path.empty()) path = default_socket(config_file, env, &error);
+  if (path.empty() && error.empty())
+    error = "no socket: give --socket PATH, -c FILE or set ROTOR_CONTROL_SOCKET";
+  if (!error.empty()) {
+    std::fprintf(stderr, "rotor top: %s\n%s\n", error.c_str(), kUsage);
     return kExitUsage;
   }
   if (!once) return live(path);
-  std::string error;
   auto f = frame(path, nullptr, 0, false, &error);
   if (!f) {
     std::fprintf(stderr, "%s\n", error.c_str());

@@ -445,3 +445,19 @@ def test_bash_completion_offers_the_subcommands_and_their_commands():
     assert complete(["rotor", "ctl", "re"]) == ["reload", "remove", "reopen"]
     assert complete(["rotor", "ctl", "--json", "sc"]) == ["scale"]
     assert complete(["rotor", "top", "--o"]) == ["--once"]
+    assert complete(["rotor", "ctl", "--c"]) == ["--config"]
+
+
+def test_socket_from_the_config_file_the_server_reads(rotor, sock, tmp_path):
+    conf = tmp_path / "rotor.toml"
+    conf.write_text(f'worker_class = "hello"\ncontrol_socket = "{sock}"\n')
+    r = rotor("-c", str(conf), workers=1)
+    env = {k: v for k, v in os.environ.items() if k != "ROTOR_CONTROL_SOCKET"}
+    p = subprocess.run([str(BIN), "ctl", "-c", str(conf), "--json", "status"],
+                       capture_output=True, text=True, env=env)
+    assert p.returncode == 0 and json.loads(p.stdout)["status"]["master_pid"] == r.pid, p.stderr
+    code, out = run_in_pty([str(BIN), "top", "-c", str(conf), "--once"])
+    assert code == 0 and f"pid {r.pid}" in out, out
+    p = subprocess.run([str(BIN), "ctl", "-c", str(tmp_path / "missing.toml"), "status"],
+                       capture_output=True, text=True, env=env)
+    refused(p, 2, "missing.toml")
