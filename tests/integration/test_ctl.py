@@ -241,8 +241,9 @@ def test_top_once_prints_one_frame_through_a_pty(rotor, sock):
     assert "\x1b[?1049h" not in out  # one frame: no alternate screen to leave
 
 
-def test_top_quits_on_q_and_restores_the_terminal(rotor, sock):
-    start(rotor, sock)
+def top_until_key(sock, key):
+    """Runs live `rotor top` in a pty until it showed a frame, types `key`; returns
+    (exit code, all it wrote)."""
     pid, fd = pty.fork()
     if pid == 0:
         os.execv(str(BIN), [str(BIN), "top", "--socket", sock])
@@ -254,7 +255,7 @@ def test_top_quits_on_q_and_restores_the_terminal(rotor, sock):
             out += os.read(fd, 65536)
         return b"REQUESTS/LIMIT" in out
     wait_for(frame_shown, what="a frame of rotor top")
-    os.write(fd, b"q")
+    os.write(fd, key)
     _, status = os.waitpid(pid, 0)
     try:
         while select.select([fd], [], [], 0.2)[0]:
@@ -262,7 +263,15 @@ def test_top_quits_on_q_and_restores_the_terminal(rotor, sock):
     except OSError:
         pass
     os.close(fd)
-    assert os.waitstatus_to_exitcode(status) == 0
+    return os.waitstatus_to_exitcode(status), out
+
+
+@pytest.mark.parametrize("key", [b"q", b"\x03"], ids=["q", "ctrl-c"])
+def test_top_quits_on_q_or_ctrl_c_and_restores_the_terminal(rotor, sock, key):
+    start(rotor, sock, workers=1)
+    code, out = top_until_key(sock, key)  # the terminal turns Ctrl-C into SIGINT
+    assert code == 0, out
+    assert b"\x1b[?1049h" in out  # the alternate screen, left at the end
     assert out.rstrip().endswith(b"\x1b[?25h\x1b[?1049l"), out[-80:]
 
 
@@ -461,3 +470,4 @@ def test_socket_from_the_config_file_the_server_reads(rotor, sock, tmp_path):
     p = subprocess.run([str(BIN), "ctl", "-c", str(tmp_path / "missing.toml"), "status"],
                        capture_output=True, text=True, env=env)
     refused(p, 2, "missing.toml")
+

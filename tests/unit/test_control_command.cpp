@@ -4,6 +4,7 @@
 #include <vector>
 
 #include "supervisor/control_command.hpp"
+#include "supervisor/ctl_render.hpp"
 #include "supervisor/json.hpp"
 
 using rotor::control::Decision;
@@ -151,4 +152,34 @@ TEST_CASE("json: parse and dump agree, and hostile texts are refused, not crashe
   std::string deep(100, '[');
   CHECK_FALSE(rotor::json::parse(deep + std::string(100, ']'), &error));
   CHECK(error.find("nested too deeply") != std::string::npos);
+}
+
+TEST_CASE("ctl render: the workers table shows each worker's figures under its header") {
+  std::string error;
+  auto workers = rotor::json::parse(
+      R"([{"pid":4242,"slot":0,"generation":2,"state":"ready","requests":150,"limit":1000,)"
+      R"("req_per_s":12.5,"rss_mib":30.2,"private_mib":1.5,"age_s":75},)"
+      R"({"pid":4243,"slot":1,"generation":2,"state":"booting","requests":0,"limit":0,)"
+      R"("req_per_s":0,"rss_mib":0,"private_mib":0,"age_s":7300}])",
+      &error);
+  REQUIRE_MESSAGE(workers, error);
+  std::string table = rotor::ctl::render_workers(*workers);
+  CHECK(table.find("PID SLOT  GEN STATE") != std::string::npos);
+  CHECK(table.find("4242    0    2 ready") != std::string::npos);
+  CHECK(table.find("150/1000     12.5     30.2      1.5    75s") != std::string::npos);
+  CHECK(table.find("0/-") != std::string::npos);   // no request limit
+  CHECK(table.find("2.0h") != std::string::npos);  // ages in the largest fitting unit
+}
+
+TEST_CASE("ctl render: top's rate is over the last interval when it saw the worker before") {
+  std::string error;
+  auto workers = rotor::json::parse(
+      R"([{"pid":7,"requests":300,"req_per_s":1},{"pid":8,"requests":50,"req_per_s":2.5}])",
+      &error);
+  REQUIRE(workers);
+  rotor::ctl::Counts before{{7, 100}};
+  std::string table = rotor::ctl::render_workers(*workers, &before, 2.0);
+  CHECK(table.find("   100.0 ") != std::string::npos);  // (300 - 100) / 2 s
+  CHECK(table.find("     2.5 ") != std::string::npos);  // new worker: its own average
+  CHECK(rotor::ctl::request_counts(*workers) == rotor::ctl::Counts{{7, 300}, {8, 50}});
 }
