@@ -471,3 +471,16 @@ def test_socket_from_the_config_file_the_server_reads(rotor, sock, tmp_path):
                        capture_output=True, text=True, env=env)
     refused(p, 2, "missing.toml")
 
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="switching users needs root")
+def test_with_user_the_socket_stays_the_starting_users_and_workers_run_as_the_other(rotor, sock):
+    start(rotor, sock, "--user", "nobody", workers=1)
+    st = os.stat(sock)
+    assert st.st_uid == 0 and stat.S_IMODE(st.st_mode) == 0o600
+    (w,) = workers(sock)
+    with open(f"/proc/{w['pid']}/status") as f:
+        uid_line = next(l for l in f if l.startswith("Uid:"))
+    assert int(uid_line.split()[1]) == 65534, uid_line
+    refused(ctl(sock, "status", prefix=["setpriv", "--reuid=65534", "--regid=65534",
+                                        "--clear-groups"]), 1, "permission denied")
