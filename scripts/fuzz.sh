@@ -3,14 +3,15 @@
 # build) into build-fuzz/ and runs each for a bounded time. Not part of scripts/test.sh.
 #   scripts/fuzz.sh [SECONDS] [TARGET...]
 # SECONDS (default 60) is shared between the targets: request_parser (workers/http/parser,
-# whole-vs-split oracle) and connection (a Connection on a socketpair with a real libuv loop).
+# whole-vs-split oracle), connection (a Connection on a socketpair with a real libuv loop) and
+# control_request (a control socket request line, round-trip oracle).
 # The corpora grow in build-fuzz/corpus-*; crashes are saved as build-fuzz/crash-*.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 TOTAL=${1:-60}
 shift || true
 TARGETS=("$@")
-[ ${#TARGETS[@]} -gt 0 ] || TARGETS=(request_parser connection)
+[ ${#TARGETS[@]} -gt 0 ] || TARGETS=(request_parser connection control_request)
 OUT=${FUZZ_DIR:-build-fuzz}
 CC=${FUZZ_CC:-clang}
 CXX=${FUZZ_CXX:-clang++}
@@ -39,7 +40,10 @@ for t in "${TARGETS[@]}"; do
                       "${PARSER[@]}" -o "$OUT/fuzz_request_parser" ;;
     connection) "$CXX" "${CXXFLAGS[@]}" -fsanitize=fuzzer fuzz/fuzz_connection.cpp \
                   "${ENGINE[@]}" "${PARSER[@]}" -luv -lspdlog -lfmt -o "$OUT/fuzz_connection" ;;
-    *) echo "fuzz: unknown target $t (request_parser, connection)" >&2; exit 2 ;;
+    control_request) "$CXX" "${CXXFLAGS[@]}" -fsanitize=fuzzer fuzz/fuzz_control_request.cpp \
+                       supervisor/json.cpp supervisor/control_command.cpp -lfmt \
+                       -o "$OUT/fuzz_control_request" ;;
+    *) echo "fuzz: unknown target $t (request_parser, connection, control_request)" >&2; exit 2 ;;
   esac
 done
 
@@ -68,6 +72,12 @@ for target, prefixes in (("request_parser", [b"\x00\x00", b"\x01\x07", b"\x02\x0
     for i, data in enumerate(inputs):
         for j, p in enumerate(prefixes):
             (seeds / f"s{i:03d}-{j}").write_bytes(p + data)
+seeds = out / "seeds-control_request"
+seeds.mkdir(exist_ok=True)
+for i, line in enumerate([b'{"v":1,"cmd":"status"}', b'{"v":1,"cmd":"scale","n":3}',
+                          b'{"v":1,"cmd":"rotate","pid":"all"}', b'{"v":1,"cmd":"stop","fast":true}',
+                          b'{"v":1,"cmd":"rotate","pid":4242,"x":[1,{"y":"\\u00e9"}]}']):
+    (seeds / f"c{i:03d}").write_bytes(line)
 PY
 
 per=$(( TOTAL / ${#TARGETS[@]} ))

@@ -187,7 +187,8 @@ std::optional<Request> from_line(std::string_view line, std::string* error) {
       return fail("rotate needs pid: a worker's pid or \"all\"");
     }
   }
-  if (const json::Value* fast = v->get("fast"); fast && fast->boolean()) r.fast = *fast->boolean();
+  if (const json::Value* fast = v->get("fast"); r.verb == Verb::kStop && fast && fast->boolean())
+    r.fast = *fast->boolean();
   return r;
 }
 

@@ -183,3 +183,13 @@ TEST_CASE("ctl render: top's rate is over the last interval when it saw the work
   CHECK(table.find("     2.5 ") != std::string::npos);  // new worker: its own average
   CHECK(rotor::ctl::request_counts(*workers) == rotor::ctl::Counts{{7, 300}, {8, 50}});
 }
+
+TEST_CASE("control: a member that belongs to another command is ignored, not carried along") {
+  std::string error;
+  auto r = rotor::control::from_line(R"({"v":1,"cmd":"rotate","pid":7,"fast":true,"n":9})",
+                                     &error);
+  REQUIRE_MESSAGE(r, error);
+  CHECK_FALSE(r->fast);
+  CHECK(r->n == 1);
+  CHECK(r->pid == 7);
+}
