@@ -457,7 +457,8 @@ const std::vector<Option>& options() {
        .flags = "--control-socket",
        .metavar = "PATH",
        .help = "Serve `rotor ctl` and `rotor top` on this unix socket (mode 0600, owned by the "
-               "user rotor starts as; kept across HUP, removed at exit). Off by default.",
+               "user rotor starts as; relative to --chdir; kept across HUP, removed at exit). "
+               "Off by default.",
        .member = &Config::control_socket},
       {.name = "user",
        .flags = "-u,--user",
