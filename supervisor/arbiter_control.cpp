@@ -125,7 +125,7 @@ void Arbiter::rotate_worker(Worker& w) {
   uint64_t requests = s.token.load(std::memory_order_acquire) == w.id
                           ? s.requests.load(std::memory_order_relaxed)
                           : 0;
-  spdlog::info("event=retire pid={} reason=rotate requests={} limit={}", w.pid, requests,
+  spdlog::info("event=control-rotate pid={} requests={} limit={}", w.pid, requests,
                w.request_limit);
 }
 

@@ -139,6 +139,7 @@ def test_rotate_pid_under_load_fails_no_request_and_replaces_the_pid(rotor, sock
     load.start()
     time.sleep(1)  # let the load reach the victim before it is rotated
     assert ask(sock, "rotate", victim)["rotating"] == [victim]
+    assert [int(f["pid"]) for f in r.events("control-rotate")] == [victim]
     load.join()
     assert result["requests"] > 0, result["raw"]
     assert result["errors"] == 0, f"wrk saw errors:\n{result['raw']}\n{r.log()}"
