@@ -11,7 +11,9 @@
 
 #include <spdlog/spdlog.h>
 
+#include "log/log.hpp"
 #include "supervisor/control_command.hpp"
+#include "supervisor/scoreboard.hpp"
 
 namespace rotor {
 namespace {
@@ -93,7 +95,10 @@ std::string ControlServer::open(const std::string& path) {
 
 void ControlServer::add_poll_fds(std::vector<pollfd>& fds) const {
   if (listen_fd_ < 0) return;
-  fds.push_back({listen_fd_, POLLIN, 0});
+  // While accept fails for lack of descriptors the socket stays readable: not polled for a
+  // while, or the loop would spin.
+  fds.push_back(
+      {listen_fd_, static_cast<short>(monotonic_ns() < accept_paused_until_ns_ ? 0 : POLLIN), 0});
   for (const auto& c : connections_) {
     fds.push_back({c.fd, static_cast<short>(c.replying ? POLLOUT : POLLIN), 0});
   }
@@ -126,7 +131,15 @@ void ControlServer::on_poll(const pollfd* fds, size_t count, int64_t now_ns,
 void ControlServer::accept_all(int64_t now_ns) {
   while (true) {
     int fd = accept4(listen_fd_, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
-    if (fd < 0) return;  // EAGAIN, or an error the next poll reports again
+    if (fd < 0) {
+      if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+        if (accept_paused_until_ns_ == 0)
+          spdlog::warn("event=control-accept-failed error={} action=pause",
+                       log::quote(std::strerror(errno)));
+        accept_paused_until_ns_ = now_ns + kAcceptPauseNs;
+      }
+      return;
+    }
     // At the cap the oldest connection still sending its request makes room: clients that hold
     // connections open cannot keep an operator out.
     if (connections_.size() >= kMaxConnections && !evict_oldest_reader()) {

@@ -18,7 +18,8 @@ class ControlServer {
  public:
   static constexpr size_t kMaxRequestBytes = 4096;
   static constexpr size_t kMaxConnections = 8;
-  static constexpr int64_t kDeadlineNs = 2'000'000'000;  // to send the request and read the reply
+  static constexpr int64_t kDeadlineNs = 2'000'000'000;   // to send the request and read the reply
+  static constexpr int64_t kAcceptPauseNs = 100'000'000;  // after accept ran out of descriptors
 
   // The master's answer to one request line (a JSON reply, without the newline).
   using Handler = std::function<std::string(std::string_view request)>;
@@ -67,6 +68,7 @@ class ControlServer {
   dev_t dev_ = 0;
   ino_t ino_ = 0;
   std::vector<Connection> connections_;
+  int64_t accept_paused_until_ns_ = 0;
 };
 
 }  // namespace rotor

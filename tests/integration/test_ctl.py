@@ -485,3 +485,36 @@ def test_with_user_the_socket_stays_the_starting_users_and_workers_run_as_the_ot
     assert int(uid_line.split()[1]) == 65534, uid_line
     refused(ctl(sock, "status", prefix=["setpriv", "--reuid=65534", "--regid=65534",
                                         "--clear-groups"]), 1, "permission denied")
+
+
+def _cpu_seconds(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_out_of_descriptors_the_master_waits_instead_of_spinning(rotor, sock):
+    import resource
+    r = start(rotor, sock, workers=1)
+    highest = max(int(fd) for fd in os.listdir(f"/proc/{r.pid}/fd"))
+    before = resource.prlimit(r.pid, resource.RLIMIT_NOFILE)
+    resource.prlimit(r.pid, resource.RLIMIT_NOFILE, (highest + 1, before[1]))
+    try:
+        c = socket.socket(socket.AF_UNIX)
+        c.settimeout(15)
+        c.connect(sock)  # queued: the master cannot accept it
+        c.sendall(b'{"v":1,"cmd":"status"}\n')
+        wait_for(lambda: r.events("control-accept-failed"), what="the accept failure")
+        # An idle master sweeps ten times a second, for well under a millisecond each; a loop
+        # polling a socket it cannot accept from would take its whole share of a CPU.
+        cpu = _cpu_seconds(r.pid)
+        time.sleep(2.0)
+        used = _cpu_seconds(r.pid) - cpu
+        assert used < 0.05, f"the master spins while accept fails: {used:.2f} s of CPU in 2 s"
+    finally:
+        resource.prlimit(r.pid, resource.RLIMIT_NOFILE, before)
+    # With descriptors again it answers the client that waited.
+    reply = json.loads(c.makefile().readline())
+    assert reply["ok"] and reply["status"]["master_pid"] == r.pid, reply
+    assert len(r.events("control-accept-failed")) == 1, r.log()
+    assert httpx.get(r.url("/"), timeout=10).status_code == 200
