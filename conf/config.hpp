@@ -65,7 +65,8 @@ struct Config {
 
   // Process
   std::string chdir;
-  std::string pid_file;  // --pid
+  std::string pid_file;        // --pid
+  std::string control_socket;  // empty = no control socket
   std::string user;
   std::string group;
   int64_t umask = 0;  // parsed from octal ("0o22", "022", "18" as decimal is not accepted)

@@ -475,6 +475,13 @@ const std::vector<Option>& options() {
                "running, and in a directory another user owns, or can write unless it is sticky).",
        .member = &Config::pid_file,
        .gunicorn = "pidfile"},
+      {.name = "control_socket",
+       .flags = "--control-socket",
+       .metavar = "PATH",
+       .help = "Serve `rotor ctl` and `rotor top` on this unix socket (mode 0600, owned by the "
+               "user rotor starts as; relative to --chdir; kept across HUP, removed at exit). "
+               "Off by default.",
+       .member = &Config::control_socket},
       {.name = "user",
        .flags = "-u,--user",
        .metavar = "USER",

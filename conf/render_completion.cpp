@@ -1,5 +1,6 @@
 // The bash completion for rotor (--help-bash-completion), derived from the option table so it
-// cannot drift from it: every flag, and after a flag that takes a value, what that value can be.
+// cannot drift from it: every flag, and after a flag that takes a value, what that value can be;
+// and the `rotor ctl` / `rotor top` subcommands' words.
 #include <string>
 #include <string_view>
 #include <vector>
@@ -90,9 +91,29 @@ _rotor_paths() {
   mapfile -t COMPREPLY < <(compgen "$1" -- "$cur")
 }
 
+# rotor ctl and rotor top: their own options and commands.
+_rotor_subcommand() {
+  case $prev in
+    --socket|-s|--config|-c) _rotor_paths -f; return ;;
+  esac
+  if [[ ${COMP_WORDS[1]} == top ]]; then
+    _rotor_words '--socket --config --once'
+  else
+    _rotor_words '--socket --config --json status workers reload scale add remove rotate reopen stop'
+  fi
+}
+
 _rotor() {
   local cur=${COMP_WORDS[COMP_CWORD]} prev=
   ((COMP_CWORD > 0)) && prev=${COMP_WORDS[COMP_CWORD - 1]}
+  if ((COMP_CWORD >= 2)) && [[ ${COMP_WORDS[1]} == ctl || ${COMP_WORDS[1]} == top ]]; then
+    _rotor_subcommand
+    return
+  fi
+  if ((COMP_CWORD == 1)) && [[ -n $cur && $cur != -* ]]; then
+    _rotor_words 'ctl top'
+    return
+  fi
   case $prev in
 )";
 

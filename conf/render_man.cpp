@@ -75,6 +75,12 @@ rotor \- pre\-fork HTTP server supervisor for Python ASGI apps
 .SH SYNOPSIS
 .B rotor
 [\fIOPTION\fR]... [\fIAPP\fR]
+.br
+.B rotor ctl
+[\fB\-\-socket\fR \fIPATH\fR | \fB\-c\fR \fIFILE\fR] [\fB\-\-json\fR] \fICOMMAND\fR
+.br
+.B rotor top
+[\fB\-\-socket\fR \fIPATH\fR | \fB\-c\fR \fIFILE\fR] [\fB\-\-once\fR]
 .SH DESCRIPTION
 .B rotor
 runs Python ASGI apps as
@@ -132,6 +138,20 @@ One worker more / fewer.
 .TP
 .B USR1
 Reopen the log files (master and workers).
+.SH CONTROL
+With \fB\-\-control\-socket\fR \fIPATH\fR the master serves
+.B rotor ctl
+on a unix socket (mode 0600); the client's socket is \fB\-\-socket\fR, else the
+\fB\-\-control\-socket\fR of the \fB\-c\fR file and the environment, else
+\fBROTOR_CONTROL_SOCKET\fR.
+Its commands: \fBstatus\fR, \fBworkers\fR, \fBreload\fR (as HUP), \fBscale\fR \fIN\fR,
+\fBadd\fR [\fIN\fR], \fBremove\fR [\fIN\fR], \fBrotate\fR \fIPID\fR|\fBall\fR
+(spawn\-before\-retire, as a max\-requests rotation), \fBreopen\fR (as USR1), \fBstop\fR
+[\fB\-\-fast\fR]; \fB\-\-json\fR prints the master's reply.
+It exits 0 when done, 1 when no server answers at the socket or permission is refused, 2 for a
+bad or refused command.
+.B rotor top
+shows the workers, refreshed every second (q quits); \fB\-\-once\fR prints one frame.
 .SH ENVIRONMENT
 Each option above reads \fBROTOR_\fR\fINAME\fR (its config file key in upper case); a list takes
 its items separated by commas or spaces, or as a TOML array.

@@ -4,14 +4,15 @@
 #   scripts/fuzz.sh [SECONDS] [TARGET...]
 # SECONDS (default 60) is shared between the targets: request_parser (workers/http/parser,
 # whole-vs-split oracle), connection (a Connection on a socketpair with a real libuv loop) and
-# proxy_header (workers/http/proxy_protocol, whole-vs-split oracle).
+# proxy_header (workers/http/proxy_protocol, whole-vs-split oracle) and control_request (a
+# control socket request line, round-trip oracle).
 # The corpora grow in build-fuzz/corpus-*; crashes are saved as build-fuzz/crash-*.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 TOTAL=${1:-60}
 shift || true
 TARGETS=("$@")
-[ ${#TARGETS[@]} -gt 0 ] || TARGETS=(request_parser connection proxy_header)
+[ ${#TARGETS[@]} -gt 0 ] || TARGETS=(request_parser connection proxy_header control_request)
 OUT=${FUZZ_DIR:-build-fuzz}
 CC=${FUZZ_CC:-clang}
 CXX=${FUZZ_CXX:-clang++}
@@ -43,7 +44,11 @@ for t in "${TARGETS[@]}"; do
                   "${ENGINE[@]}" "${PARSER[@]}" -luv -lspdlog -lfmt -o "$OUT/fuzz_connection" ;;
     proxy_header) "$CXX" "${CXXFLAGS[@]}" -fsanitize=fuzzer fuzz/fuzz_proxy_header.cpp \
                     workers/http/proxy_protocol.cpp "${PARSER[@]}" -o "$OUT/fuzz_proxy_header" ;;
-    *) echo "fuzz: unknown target $t (request_parser, connection, proxy_header)" >&2; exit 2 ;;
+    control_request) "$CXX" "${CXXFLAGS[@]}" -fsanitize=fuzzer fuzz/fuzz_control_request.cpp \
+                       supervisor/json.cpp supervisor/control_command.cpp -lfmt \
+                       -o "$OUT/fuzz_control_request" ;;
+    *) echo "fuzz: unknown target $t (request_parser, connection, proxy_header, control_request)" >&2
+       exit 2 ;;
   esac
 done
 
@@ -81,6 +86,12 @@ for target, prefixes, data in (
     for i, seed in enumerate(data):
         for p in prefixes:
             (seeds / f"s{i:03d}-{p.hex()}").write_bytes(p + seed)
+seeds = out / "seeds-control_request"
+seeds.mkdir(exist_ok=True)
+for i, line in enumerate([b'{"v":1,"cmd":"status"}', b'{"v":1,"cmd":"scale","n":3}',
+                          b'{"v":1,"cmd":"rotate","pid":"all"}', b'{"v":1,"cmd":"stop","fast":true}',
+                          b'{"v":1,"cmd":"rotate","pid":4242,"x":[1,{"y":"\\u00e9"}]}']):
+    (seeds / f"c{i:03d}").write_bytes(line)
 PY
 
 per=$(( TOTAL / ${#TARGETS[@]} ))

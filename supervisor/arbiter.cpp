@@ -114,6 +114,7 @@ int Arbiter::run() {
   // (whatever reads the file could neither find nor stop it).
   if (!write_pid_file()) {
     close_listeners(listeners_);  // and the unix sockets' files
+    control_.close();
     spdlog::info("event=exit code={}", kExitBindFailed);
     return kExitBindFailed;
   }
@@ -130,7 +131,10 @@ int Arbiter::run() {
       fds.push_back({t.fd, POLLIN, 0});
       fd_owner.push_back(pid);
     }
+    size_t probes_at = fds.size();
     if (probe_server_) probe_server_->add_pollfds(fds);
+    size_t control_at = fds.size();
+    control_.add_poll_fds(fds);
     int n = poll(fds.data(), fds.size(), static_cast<int>(poll_timeout_ms()));
     if (n < 0 && errno != EINTR) {
       spdlog::critical("event=poll-failed error={}", log::quote(std::strerror(errno)));
@@ -142,18 +146,21 @@ int Arbiter::run() {
       while (::read(notify_pipe_[0], buf, sizeof buf) > 0) {
       }
     }
-    for (size_t i = 2; i < fd_owner.size(); ++i) {
+    for (size_t i = 2; i < probes_at; ++i) {
       Template* t = children_.find_template(fd_owner[i]);
       if (fds[i].revents && t) read_template(*t);
     }
     if (probe_server_) {
       int64_t now = monotonic_ns();
-      probe_server_->on_poll(fds.data() + fd_owner.size(), fds.size() - fd_owner.size(), now);
+      probe_server_->on_poll(fds.data() + probes_at, control_at - probes_at, now);
       probe_server_->expire(now);
     }
+    control_.on_poll(fds.data() + control_at, fds.size() - control_at, monotonic_ns(),
+                     [this](std::string_view line) { return control_reply(line); });
   }
 
   close_listeners(listeners_);
+  control_.close();
   if (!cfg_.pid_file.empty()) remove_pid_file(cfg_.pid_file, pid_file_id_);
   spdlog::info("event=exit code={}", exit_code_);
   return exit_code_;
@@ -286,6 +293,7 @@ void Arbiter::prepare_child(const conf::Config& config) {
   sigprocmask(SIG_SETMASK, &none, nullptr);
   ::close(signal_fd_);
   ::close(notify_pipe_[0]);
+  control_.close_in_child();
   for (auto& [pid, t] : children_.templates()) {
     if (t.fd >= 0) ::close(t.fd);
   }

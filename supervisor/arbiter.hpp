@@ -16,6 +16,8 @@
 #include "conf/load.hpp"
 #include "supervisor/app_env.hpp"
 #include "supervisor/children.hpp"
+#include "supervisor/control_command.hpp"
+#include "supervisor/control_server.hpp"
 #include "supervisor/identity.hpp"
 #include "supervisor/listeners.hpp"
 #include "supervisor/master_metrics.hpp"
@@ -66,6 +68,8 @@ class Arbiter {
   int run();  // returns the exit code
   // --metrics-bind's socket, bound by main before any fork; served from run()'s loop.
   void serve_probes(Listener listener);
+  // The control socket main opened (--control-socket), served by run()'s loop.
+  void set_control(ControlServer server) { control_ = std::move(server); }
 
  private:
   // The loop and its verbs: signals queue work, each sweep reaps, observes, murders and manages.
@@ -150,6 +154,15 @@ class Arbiter {
   void notify_reloading();
   void notify_stopping();
   int64_t notify_due_ms(int64_t timeout_ms) const;  // shortened to the next watchdog ping
+  // The control socket (arbiter_control.cpp).
+  std::string control_reply(std::string_view line);
+  control::State control_state() const;
+  json::Value carry_out(const control::Request& r, const control::Decision& d);
+  json::Value status_json() const;
+  json::Value workers_json();
+  json::Value worker_json(Worker& w, int64_t now);
+  void set_desired(int target, const control::Request& r);
+  void rotate_worker(Worker& w);
 
   conf::Config cfg_;  // in force: the running generation's workers, limits and timeouts
   // A HUP's config while its template imports the new code; it replaces cfg_ when that template
@@ -199,6 +212,8 @@ class Arbiter {
   MasterMetrics metrics_;
   std::unique_ptr<ProbeServer> probe_server_;  // --metrics-bind
   int64_t shutdown_delay_until_ns_ = 0;        // a TERM's --shutdown-delay ends then (0: none)
+  ControlServer control_;
+  int64_t started_ns_ = monotonic_ns();
 };
 
 }  // namespace rotor

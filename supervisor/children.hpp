@@ -31,6 +31,7 @@ enum class ExitReason {
   kMaxRss,
   kMaxPrivate,
   kMaxLifetime,
+  kRotate,  // an operator's `rotor ctl rotate`
 };
 const char* exit_reason_name(ExitReason reason);  // "" for kNone
 // The limits policy:: names ("max-requests", "max-rss", "max-private", "max-lifetime"); kNone

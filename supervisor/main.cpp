@@ -14,6 +14,8 @@
 #include "conf/load.hpp"
 #include "log/log.hpp"
 #include "supervisor/arbiter.hpp"
+#include "supervisor/control_server.hpp"
+#include "supervisor/ctl_client.hpp"
 #include "supervisor/identity.hpp"
 #include "supervisor/listeners.hpp"
 #include "supervisor/pid_file.hpp"
@@ -36,6 +38,11 @@ int usage_error(const std::string& what) {
 int main(int argc, char** argv) {
   std::vector<std::string> args(argv + 1, argv + argc);
   rotor::conf::Environment env = rotor::conf::environment_from(environ);
+  // Subcommands: the server's APP is MODULE:ATTR, so a bare "ctl" or "top" is never one.
+  if (!args.empty() && (args[0] == "ctl" || args[0] == "top")) {
+    std::vector<std::string> rest(args.begin() + 1, args.end());
+    return args[0] == "ctl" ? rotor::ctl::ctl_main(rest, env) : rotor::ctl::top_main(rest, env);
+  }
   rotor::conf::LoadResult res = rotor::conf::load(args, env);
   switch (res.action) {
     case rotor::conf::Action::kRun:
@@ -115,6 +122,16 @@ int main(int argc, char** argv) {
       return rotor::kExitBindFailed;
     }
   }
+  rotor::ControlServer control;
+  if (!cfg.control_socket.empty()) {
+    if (std::string why = control.open(cfg.control_socket); !why.empty()) {
+      std::fprintf(stderr, "rotor: error: --control-socket: %s: %s\n", cfg.control_socket.c_str(),
+                   why.c_str());
+      if (probes) listeners.push_back(std::move(*probes));
+      rotor::close_listeners(listeners);
+      return rotor::kExitBindFailed;
+    }
+  }
   // Socket activation is ours alone; nothing the workers start should see it.
   unsetenv("LISTEN_FDS");
   unsetenv("LISTEN_PID");
@@ -123,5 +140,6 @@ int main(int argc, char** argv) {
   rotor::Arbiter arbiter(std::move(cfg), std::move(args), std::move(env), std::move(start_dir),
                          std::move(listeners), *identity);
   if (probes) arbiter.serve_probes(std::move(*probes));
+  arbiter.set_control(std::move(control));
   return arbiter.run();
 }
