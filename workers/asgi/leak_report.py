@@ -16,12 +16,9 @@ LOG_SITES = 10  # growth sites logged, one line each
 FILE_SITES = 50  # growth sites in the JSON file
 LOG_GARBAGE_TYPES = 5  # types of gc.garbage named in the log line
 
-# What is no growth of the app's: tracemalloc's own snapshots, rotor's modules (compiled under
-# "rotor/"), the import machinery.
-_NOT_THE_APPS = [tracemalloc.Filter(False, tracemalloc.__file__),
-                 tracemalloc.Filter(False, "rotor/*"),
-                 tracemalloc.Filter(False, "<frozen importlib._bootstrap>"),
-                 tracemalloc.Filter(False, "<frozen importlib._bootstrap_external>")]
+# What is no growth of the app's, by the frame that allocated it: tracemalloc's snapshots,
+# rotor's modules (compiled under "rotor/", this reporter among them), the import machinery.
+_NOT_THE_APPS = (tracemalloc.__file__, "rotor/", "<frozen importlib._bootstrap")
 _STDLIB = tuple(sorted({os.path.join(p, "") for key in ("stdlib", "platstdlib")
                         for p in (sysconfig.get_paths()[key],
                                   os.path.realpath(sysconfig.get_paths()[key]))}))
@@ -48,31 +45,27 @@ def _gc_totals():
                                                          "uncollectable"))
 
 
-def _snapshot():
-    return tracemalloc.take_snapshot().filter_traces(_NOT_THE_APPS)
-
-
 def start(depth, generation):
     """Traces every allocation from now on, `depth` frames each."""
     global _trace
     tracemalloc.start(depth)
     _trace = _Trace(depth, generation)
-    _trace.base, _trace.base_gc = _snapshot(), _gc_totals()
+    _trace.base, _trace.base_gc = tracemalloc.take_snapshot(), _gc_totals()
 
 
 def baseline(requests):
     """The warm-up is served (`requests` responses): what the worker holds now is the
     reference. Collected first, as at the report: garbage waiting for the GC is no growth."""
     gc.collect()
-    _trace.base, _trace.base_gc = _snapshot(), _gc_totals()
+    _trace.base, _trace.base_gc = tracemalloc.take_snapshot(), _gc_totals()
     _trace.base_kind, _trace.base_requests = "warmup", requests
 
 
 # -- where an allocation belongs -----------------------------------------------------------------
 def _kind(filename):
-    """'app' (the app's own code), 'library' (site-packages), 'stdlib', or 'internal' (frozen
-    or generated code, a frame tracemalloc could not name)."""
-    if filename.startswith("<"):
+    """'app' (the app's own code), 'library' (site-packages), 'stdlib', or 'internal' (rotor's
+    modules, frozen or generated code, a frame tracemalloc could not name)."""
+    if filename.startswith(("<", "rotor/")):
         return "internal"
     if "/site-packages/" in filename or "/dist-packages/" in filename:
         return "library"
@@ -105,7 +98,8 @@ def _group(diffs):
     first."""
     groups = {}
     for d in diffs:
-        if not d.size_diff:
+        # Filtered here, not with Snapshot.filter_traces: a diff per traceback, not per block.
+        if not d.size_diff or d.traceback[-1].filename.startswith(_NOT_THE_APPS):
             continue
         key = _key(d.traceback)
         g = groups.setdefault(key, [0, 0, None])
@@ -180,7 +174,7 @@ def _build(requests):
     """The report as data: what the JSON file holds and the log lines are made of."""
     gc_end = _gc_totals()  # before our own collection below
     gc.collect()
-    now = _snapshot()
+    now = tracemalloc.take_snapshot()
     traced = requests - _trace.base_requests
     collections, collected, uncollectable = (e - b for e, b in zip(gc_end, _trace.base_gc))
     traced_kib, overhead_kib = (_kib(tracemalloc.get_traced_memory()[0]),
