@@ -190,3 +190,19 @@ def test_a_report_directory_gone_since_the_start_costs_the_file_only(rotor, tmp_
     [failed] = r.events("leak-report-failed")
     assert failed["step"] == "file" and str(reports_dir) in failed["error"]
     assert not r.lines("worker-crash")
+
+
+def test_workers_that_leave_on_a_scale_down_or_a_reload_report_too(rotor):
+    r = serve_probe(rotor, "--leak-report-warmup", "0", workers=2)
+    first = set(r.ready_pids())
+    r.signal(signal.SIGTTOU)
+    [gone] = wait_for(lambda: [int(f["pid"]) for f in r.events("worker-exit")
+                               if f["reason"] == "scale-down"], what=f"a scale-down\n{r.log()}")
+    wait_for(lambda: reports(r, gone), what=f"the scaled-down worker's report\n{r.log()}")
+    r.signal(signal.SIGHUP)
+    [kept] = first - {gone}
+    [reason] = wait_for(lambda: [f["reason"] for f in r.events("worker-exit")
+                                 if int(f["pid"]) == kept], what=f"a reload\n{r.log()}")
+    assert reason == "reload"
+    assert reports(r, kept)  # logged before it exits
+    assert not r.lines("leak-report-failed")

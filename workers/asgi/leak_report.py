@@ -33,6 +33,7 @@ class _Trace:
         self.base = self.base_gc = None
         self.base_kind = "ready"  # until the warm-up is served: everything since start()
         self.base_requests = 0
+        self.base_error = ""  # why the warm-up's baseline could not be taken
 
 
 _trace = None
@@ -55,10 +56,14 @@ def start(depth, generation):
 
 def baseline(requests):
     """The warm-up is served (`requests` responses): what the worker holds now is the
-    reference. Collected first, as at the report: garbage waiting for the GC is no growth."""
-    gc.collect()
-    _trace.base, _trace.base_gc = tracemalloc.take_snapshot(), _gc_totals()
-    _trace.base_kind, _trace.base_requests = "warmup", requests
+    reference. Collected first, as at the report: garbage waiting for the GC is no growth.
+    Run from the event loop: a failure is kept for the report (the baseline stays "ready")."""
+    try:
+        gc.collect()
+        _trace.base, _trace.base_gc = tracemalloc.take_snapshot(), _gc_totals()
+        _trace.base_kind, _trace.base_requests = "warmup", requests
+    except Exception as exc:
+        _trace.base_error = f"{type(exc).__name__}: {exc}"
 
 
 # -- where an allocation belongs -----------------------------------------------------------------
@@ -190,6 +195,7 @@ def _build(requests):
         "pid": os.getpid(), "generation": _trace.generation,
         "started": _iso(_trace.started), "reported": _iso(time.time()),
         "requests": requests, "traced_requests": traced, "baseline": _trace.base_kind,
+        "baseline_error": _trace.base_error,
         "depth": _trace.depth,
         "growth_kib": _kib(sum(g[0] for g in grown)),
         "traced_kib": traced_kib, "tracemalloc_kib": overhead_kib,
@@ -220,10 +226,13 @@ def _summary_line(r, path):
     types = ",".join(list(g["garbage"]["types"])[:LOG_GARBAGE_TYPES])
     fields = [("event", "leak-report"), ("pid", r["pid"]), ("generation", r["generation"]),
               ("requests", r["requests"]), ("traced_requests", r["traced_requests"]),
-              ("baseline", r["baseline"]), ("growth_kib", r["growth_kib"]),
-              ("sites", len(r["sites"])), ("gc_collected_per_request", g["collected_per_request"]),
-              ("gc_collections", g["collections"]), ("gc_uncollectable", g["uncollectable"]),
-              ("gc_garbage", g["garbage"]["count"])]
+              ("baseline", r["baseline"])]
+    if r["baseline_error"]:
+        fields.append(("baseline_error", r["baseline_error"]))
+    fields += [("growth_kib", r["growth_kib"]), ("sites", len(r["sites"])),
+               ("gc_collected_per_request", g["collected_per_request"]),
+               ("gc_collections", g["collections"]), ("gc_uncollectable", g["uncollectable"]),
+               ("gc_garbage", g["garbage"]["count"])]
     if types:
         fields.append(("gc_garbage_types", types))
     fields += [("tracemalloc_kib", r["tracemalloc_kib"])]
