@@ -99,6 +99,13 @@ struct Config {
   bool gc_freeze = false;
   bool preload = true;  // asgi: fork warm workers from a template process
   int64_t gc_collect_every = 0;
+
+  // Leak report (asgi): tracemalloc in one worker spawn in `leak_report_every`
+  bool leak_report = false;
+  int64_t leak_report_every = 1;
+  int64_t leak_report_depth = 10;   // frames per traceback
+  int64_t leak_report_warmup = 20;  // responses before the baseline
+  std::string leak_report_dir;      // empty = the log only
 };
 
 }  // namespace rotor::conf

@@ -714,6 +714,49 @@ const std::vector<Option>& options() {
        .help = "A full gc.collect() after every N responses, once the response is sent "
                "(0 = never).",
        .member = &Config::gc_collect_every},
+      {.name = "leak_report",
+       .flags = "--leak-report",
+       .kind = Kind::kBool,
+       .default_value = "false",
+       .help = "Python apps: trace the memory of one worker in --leak-report-every N with "
+               "tracemalloc; as it retires it logs where its memory grew since its warm-up "
+               "(event=leak-site, one line per place) and the cyclic GC's work. See "
+               "docs/leaks.md.",
+       .member = &Config::leak_report},
+      {.name = "leak_report_every",
+       .flags = "--leak-report-every",
+       .kind = Kind::kInt,
+       .default_value = "1",
+       .metavar = "N",
+       .help = "With --leak-report, trace the first worker spawned and then one spawn in N; "
+               "the others run untraced, at full speed.",
+       .member = &Config::leak_report_every,
+       .min = 1,
+       .max = 1000000},
+      {.name = "leak_report_depth",
+       .flags = "--leak-report-depth",
+       .kind = Kind::kInt,
+       .default_value = "10",
+       .metavar = "FRAMES",
+       .help = "Frames of each allocation's traceback that tracemalloc keeps (more: a "
+               "clearer report, a slower traced worker).",
+       .member = &Config::leak_report_depth,
+       .min = 1,
+       .max = 100},
+      {.name = "leak_report_warmup",
+       .flags = "--leak-report-warmup",
+       .kind = Kind::kInt,
+       .default_value = "20",
+       .metavar = "REQUESTS",
+       .help = "Responses a traced worker serves before its baseline: what first requests "
+               "fill once (caches, lazy imports) is not reported as growth.",
+       .member = &Config::leak_report_warmup},
+      {.name = "leak_report_dir",
+       .flags = "--leak-report-dir",
+       .metavar = "DIR",
+       .help = "Also write each leak report as DIR/leak-PID-TIME.json (empty: the log only). "
+               "Created if missing; one that cannot be written stops rotor at start.",
+       .member = &Config::leak_report_dir},
 
   };
   return table;

@@ -16,6 +16,7 @@ import time
 from bench.asgi import (scenario_asgi, scenario_asgi_1core, scenario_asgi_rotation,
                         scenario_streaming, scenario_websocket)
 from bench.flow import scenario_flow_memory, scenario_flow_throughput
+from bench.leak import scenario_leak_report
 from bench.metrics import scenario_metrics
 from bench.native import scenario_hello, scenario_idle, scenario_pipelining, scenario_rotation
 from bench.servers import ROOT, ROTOR
@@ -26,7 +27,8 @@ SCENARIOS = {"hello": scenario_hello, "rotation": scenario_rotation,
              "asgi-1core": scenario_asgi_1core,
              "flow-memory": scenario_flow_memory, "flow-throughput": scenario_flow_throughput,
              "asgi-rotation": scenario_asgi_rotation, "websocket": scenario_websocket,
-             "streaming": scenario_streaming, "metrics": scenario_metrics}
+             "streaming": scenario_streaming, "metrics": scenario_metrics,
+             "leak-report": scenario_leak_report}
 
 
 def main():

@@ -18,6 +18,7 @@
 #include "conf/load.hpp"
 #include "log/log.hpp"
 #include "supervisor/app_env.hpp"
+#include "supervisor/leak_trace.hpp"
 #include "supervisor/oom_score.hpp"
 #include "supervisor/pid_file.hpp"
 #include "workers/runtime.hpp"
@@ -235,6 +236,10 @@ Worker Arbiter::new_worker(uint64_t predecessor, size_t slot, uint64_t generatio
   w.cause = ever_ready_ ? SpawnCause::kReplace : SpawnCause::kBoot;
   children_.link_successor(w, predecessor);
   scoreboard_->claim(w.slot, w.id, w.request_limit);
+  Slot& s = scoreboard_->slot(w.slot);
+  s.generation.store(w.generation, std::memory_order_relaxed);
+  s.leak_trace.store(traces_leaks(cfg_.leak_report, cfg_.leak_report_every, w.id) ? 1 : 0,
+                     std::memory_order_relaxed);
   return w;
 }
 

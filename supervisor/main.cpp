@@ -17,6 +17,7 @@
 #include "supervisor/control_server.hpp"
 #include "supervisor/ctl_client.hpp"
 #include "supervisor/identity.hpp"
+#include "supervisor/leak_trace.hpp"
 #include "supervisor/listeners.hpp"
 #include "supervisor/pid_file.hpp"
 #include "supervisor/workers_auto.hpp"
@@ -84,6 +85,15 @@ int main(int argc, char** argv) {
       (!rotor::log::prepare_file(cfg.access_logfile, &error) ||
        !rotor::http::AccessLog::open(cfg.access_logfile, cfg.access_logformat, &error))) {
     return usage_error("--access-logfile: " + error);
+  }
+
+  if (cfg.leak_report) {
+    std::string why = rotor::leak_report_dir_refusal(cfg.leak_report_dir, identity->switch_user,
+                                                     identity->uid, identity->gid);
+    if (!why.empty()) {
+      std::fprintf(stderr, "rotor: error: --leak-report-dir: %s\n", why.c_str());
+      return rotor::kExitBindFailed;
+    }
   }
 
   if (pid_t owner = rotor::pid_file_owner(cfg.pid_file, getpid())) {

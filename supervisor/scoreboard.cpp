@@ -52,6 +52,8 @@ long Scoreboard::find_free() const {
 void Scoreboard::claim(size_t index, uint64_t token, uint64_t request_limit) {
   Slot& s = slots_[index];
   s.request_limit.store(request_limit, std::memory_order_relaxed);
+  s.generation.store(0, std::memory_order_relaxed);
+  s.leak_trace.store(0, std::memory_order_relaxed);
   s.state.store(static_cast<uint32_t>(WorkerState::kBooting), std::memory_order_relaxed);
   s.connections.store(0, std::memory_order_relaxed);
   s.in_flight.store(0, std::memory_order_relaxed);

@@ -25,6 +25,8 @@ struct alignas(64) Slot {
   // Written by the master at spawn, read by the worker.
   std::atomic<uint64_t> token{0};  // spawn sequence number: tells a reused slot from its old owner
   std::atomic<uint64_t> request_limit{0};  // 0 = no limit
+  std::atomic<uint64_t> generation{0};
+  std::atomic<uint32_t> leak_trace{0};  // 1: trace its memory (--leak-report)
   // Written by the worker.
   std::atomic<uint32_t> state{0};
   std::atomic<uint32_t> connections{0};

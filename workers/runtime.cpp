@@ -313,6 +313,9 @@ void Runtime::start_heartbeat() {
 }
 
 void Runtime::serve() {
+  if (ctx_.slot->leak_trace.load(std::memory_order_relaxed)) {
+    app_->trace_leaks(ctx_.slot->generation.load(std::memory_order_relaxed));
+  }
   ctx_.slot->ready_ns.store(monotonic_ns(), std::memory_order_relaxed);
   heartbeat();
   set_state(WorkerState::kReady);

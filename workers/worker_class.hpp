@@ -33,6 +33,10 @@ class WorkerClass {
   // exit code on failure, with the reason logged.
   virtual int boot(uv_loop_t* loop) = 0;
   virtual http::Handler& handler() = 0;
+  // Before run(), in the worker the master chose for --leak-report (supervisor/leak_trace.hpp):
+  // trace the app's memory from now on and report its growth as the worker ends (finish);
+  // `generation` names the app's code in the report.
+  virtual void trace_leaks(uint64_t generation) { (void)generation; }
   // Serves until stop(): drives `loop` (directly, or from another event loop).
   virtual void run(uv_loop_t* loop) = 0;
   virtual void stop() = 0;

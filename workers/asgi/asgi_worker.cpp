@@ -22,6 +22,7 @@
 #include "workers/asgi/app_objects.hpp"
 #include "workers/asgi/exchange.hpp"
 #include "workers/asgi/interpreter.hpp"
+#include "workers/asgi/leak_report.hpp"
 #include "workers/asgi/lifespan.hpp"
 #include "workers/asgi/loop_driver.hpp"
 #include "workers/asgi/python_exit.hpp"
@@ -42,6 +43,10 @@ class AsgiWorker : public worker::WorkerClass {
   void after_fork(bool child) override;
   int boot(uv_loop_t* loop) override;
   http::Handler& handler() override { return handler_; }
+  void trace_leaks(uint64_t generation) override {
+    leak_.start(cfg_, generation);
+    handler_.set_leak_report(&leak_);
+  }
   void run(uv_loop_t* loop) override;
   void stop() override;
   void stop_when_idle() override { handler_.calls().stop_when_idle(); }
@@ -65,6 +70,7 @@ class AsgiWorker : public worker::WorkerClass {
   RequestHandler& handler_ = *new RequestHandler(cfg_, py_, [this] { stop(); });
   bool preloaded_ = false;
   std::unique_ptr<LoopDriver> driver_;
+  LeakReport leak_;  // --leak-report, in the worker the master chose
 };
 
 bool AsgiWorker::install_bridge() {
@@ -215,6 +221,7 @@ void AsgiWorker::stop() {
 }
 
 void AsgiWorker::finish(int64_t deadline_ns) {
+  leak_.report();  // what the app holds after its last response, before its shutdown frees it
   if (py_.lifespan && py_.state) shut_lifespan(py_, deadline_ns);
   end_tasks(deadline_ns);
 }

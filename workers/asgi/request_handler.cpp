@@ -190,8 +190,9 @@ SendOutcome RequestHandler::send_part(uint64_t rid, int status, PyObject* header
 }
 
 // --gc-collect-every: a full collection once the response has gone out, from the loop (not
-// inside the app's send).
+// inside the app's send). --leak-report's warm-up counts it.
 void RequestHandler::after_response() {
+  if (leak_) leak_->on_response(py_.loop.get());
   if (!py_.gc_collect || ++answered_ % cfg_.gc_collect_every != 0) return;
   if (!call_ok(PyObject_CallMethod(py_.loop.get(), "call_soon", "O", py_.gc_collect.get()))) {
     log_python_error("gc-collect-failed");

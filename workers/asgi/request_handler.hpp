@@ -15,6 +15,7 @@
 #include "workers/asgi/app_objects.hpp"
 #include "workers/asgi/eager_start.hpp"
 #include "workers/asgi/exchange.hpp"
+#include "workers/asgi/leak_report.hpp"
 #include "workers/asgi/loop_driver.hpp"
 #include "workers/asgi/py_ref.hpp"
 #include "workers/asgi/scope.hpp"
@@ -34,6 +35,8 @@ class RequestHandler : public http::Handler, public Engine {
   bool init_scope() { return scope_.init(cfg_); }
   // From run(): what runs libuv inside the asyncio loop, kicked after libuv work from Python.
   void set_driver(LoopDriver* driver) { driver_ = driver; }
+  // --leak-report: counts responses towards the tracer's warm-up.
+  void set_leak_report(LeakReport* leak) { leak_ = leak; }
   AppCalls& calls() { return calls_; }
 
   // http::Handler
@@ -105,6 +108,7 @@ class RequestHandler : public http::Handler, public Engine {
   uint64_t next_rid_ = 1;
   int64_t answered_ = 0;  // for --gc-collect-every
   LoopDriver* driver_ = nullptr;
+  LeakReport* leak_ = nullptr;
 };
 
 // Reading stops while the app leaves this many body (message) bytes unreceived.
