@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds rotor_VERSION-1_ARCH.deb from a staging directory that `cmake --install` filled
-# (bin/rotor, lib/rotor/rotor-python3.X.so) and deploy/: the binary and plugins, the man page
+# (bin/rotor, lib/rotor/rotor-python3.X.so) and deploy/: the binary and Debian python3's plugin, the man page
 # and bash completion the binary generates from its option table, the example config it prints,
 # the systemd units, copyright and changelog. Depends comes from dpkg-shlibdeps.
 # Usage: scripts/package-deb.sh STAGE VERSION OUTDIR (scripts/package.sh calls it).
@@ -31,9 +31,13 @@ doc=$root/usr/share/doc/rotor
 install -d "$root/usr/bin" "$root/usr/share/man/man1" "$root/usr/share/bash-completion/completions" \
   "$doc/examples" "$root/usr/lib/systemd/system" "$root/DEBIAN"
 install -m 755 "$stage/bin/rotor" "$root/usr/bin/rotor"
-if compgen -G "$stage/lib/rotor/*.so" >/dev/null; then
+# Only the plugin for Debian's python3: the others link interpreters no Debian package provides
+# (they go into the wheels).
+debian_python=$(/usr/bin/python3 -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+plugin=$stage/lib/rotor/rotor-python$debian_python.so
+if [ -e "$plugin" ]; then
   install -d "$root/usr/lib/rotor"
-  install -m 644 "$stage"/lib/rotor/*.so "$root/usr/lib/rotor/"
+  install -m 644 "$plugin" "$root/usr/lib/rotor/"
 fi
 
 rotor=$root/usr/bin/rotor

@@ -2,29 +2,45 @@
 # Packs a built rotor: the Debian package (scripts/package-deb.sh) and one wheel per CPython
 # version that has a plugin (scripts/wheel.py), from what `cmake --install` puts in a staging
 # directory. Run scripts/build.sh first: `scripts/build.sh && scripts/package.sh [--out DIR]`.
-# The packages are written to DIR (default dist/); BUILD_DIR (default build) is the build to pack.
+# The packages are written to DIR (default dist/); BUILD_DIR (default build) is the build to pack,
+# or --stage STAGE packs a copy of a directory laid out as `cmake --install` lays it out.
 set -euo pipefail
-cd "$(dirname "$0")/.."
-BUILD_DIR=${BUILD_DIR:-build}
-OUT=dist
+OUT=
+STAGE=
 while [ $# -gt 0 ]; do
   case $1 in
     --out) OUT=${2:?package: --out needs a directory}; shift 2 ;;
     --out=*) OUT=${1#--out=}; shift ;;
-    *) echo "package: unknown argument '$1' (usage: scripts/package.sh [--out DIR])" >&2; exit 2 ;;
+    --stage) STAGE=${2:?package: --stage needs a directory}; shift 2 ;;
+    *) echo "package: unknown argument '$1' (usage: scripts/package.sh [--out DIR] [--stage DIR])" >&2
+       exit 2 ;;
   esac
 done
-if [ ! -x "$BUILD_DIR/rotor" ]; then
+# --out and --stage are relative to where the script was called from, BUILD_DIR (as for
+# build.sh) and the default dist/ to the source tree.
+if [ -n "$OUT" ]; then OUT=$(realpath -m "$OUT"); fi
+if [ -n "$STAGE" ]; then STAGE=$(realpath -m "$STAGE"); fi
+cd "$(dirname "$0")/.."
+BUILD_DIR=${BUILD_DIR:-build}
+OUT=${OUT:-$PWD/dist}
+if [ -z "$STAGE" ] && [ ! -x "$BUILD_DIR/rotor" ]; then
   echo "package: $BUILD_DIR/rotor is not built; run scripts/build.sh first" >&2
   exit 1
 fi
+if [ -n "$STAGE" ] && [ ! -x "$STAGE/bin/rotor" ]; then
+  echo "package: $STAGE/bin/rotor does not exist" >&2
+  exit 1
+fi
 mkdir -p "$OUT"
-OUT=$(cd "$OUT" && pwd)
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 stage=$work/stage
-cmake --install "$BUILD_DIR" --prefix "$stage" >/dev/null
+if [ -n "$STAGE" ]; then
+  cp -a "$STAGE" "$stage"
+else
+  cmake --install "$BUILD_DIR" --prefix "$stage" >/dev/null
+fi
 # Debian's dh_strip, by hand: lintian refuses unstripped objects, and a wheel need not carry
 # debug information either.
 strip --remove-section=.comment --remove-section=.note "$stage/bin/rotor"

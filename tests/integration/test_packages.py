@@ -212,6 +212,19 @@ def test_the_packaged_binaries_are_stripped(scratch_root):
         assert ".symtab" not in sections and ".debug_info" not in sections, path
 
 
+def links_libpython(binary):
+    needed = subprocess.run(["readelf", "-d", str(binary)], capture_output=True, text=True,
+                            check=True).stdout
+    return "libpython3" in needed
+
+
+def test_the_debian_package_holds_the_plugin_for_debians_python_alone(scratch_root):
+    plugins = sorted(p.name for p in (scratch_root / "usr/lib/rotor").glob("*"))
+    expected = [f"rotor-python{python_version(DEBIAN_PYTHON)}.so"]
+    # Before the Python side became a plugin the binary linked libpython and there was none.
+    assert plugins == ([] if links_libpython(scratch_root / "usr/bin/rotor") else expected)
+
+
 def test_the_unpacked_binary_serves_hello_and_an_asgi_app(scratch_root, run_packaged, whoami_dir):
     binary = scratch_root / "usr/bin/rotor"
     hello = run_packaged(binary, "-k", "hello")
@@ -221,6 +234,38 @@ def test_the_unpacked_binary_serves_hello_and_an_asgi_app(scratch_root, run_pack
     seen = whoami(run_packaged, binary, whoami_dir)
     assert seen["version"] == python_version(DEBIAN_PYTHON)
     assert Path(seen["prefix"]) == Path("/usr")
+
+
+def fake_plugin(path, link_libpython=None):
+    """A shared object named as a plugin: enough for package.sh, which only packs it."""
+    stub = path.with_suffix(".c")
+    stub.write_text("int rotor_plugin_stub(void) { return 0; }\n")
+    libs = ["-Wl,--no-as-needed", f"-lpython{link_libpython}"] if link_libpython else []
+    subprocess.run(["cc", "-shared", "-fPIC", "-o", str(path), str(stub)] + libs, check=True)
+
+
+def test_each_plugin_gets_its_wheel_and_the_deb_only_debians(tmp_path):
+    debian = python_version(DEBIAN_PYTHON)
+    other = "3.12" if debian != "3.12" else "3.11"
+    stage = tmp_path / "stage"
+    (stage / "lib" / "rotor").mkdir(parents=True)
+    (stage / "bin").mkdir()
+    shutil.copy2(BIN, stage / "bin" / "rotor")
+    fake_plugin(stage / "lib" / "rotor" / f"rotor-python{debian}.so", link_libpython=debian)
+    fake_plugin(stage / "lib" / "rotor" / f"rotor-python{other}.so")
+    out = tmp_path / "out"
+    run = subprocess.run([str(ROOT / "scripts" / "package.sh"), "--stage", str(stage), "--out",
+                          str(out)], capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stdout + run.stderr
+    found = wheels(out)
+    assert sorted(found) == sorted([debian, other])
+    for version, whl in found.items():
+        names = zipfile.ZipFile(whl).namelist()
+        assert [n.rsplit("/", 1)[1] for n in names if n.endswith(".so")] == \
+            [f"rotor-python{version}.so"], whl.name
+    contents = subprocess.run(["dpkg-deb", "-c", str(next(out.glob("rotor_*.deb")))],
+                              capture_output=True, text=True, check=True).stdout
+    assert re.findall(r"\./usr/lib/rotor/(\S+)", contents) == [f"rotor-python{debian}.so"]
 
 
 # The wheels
