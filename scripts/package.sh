@@ -32,6 +32,9 @@ if [ -n "$STAGE" ] && [ ! -x "$STAGE/bin/rotor" ]; then
   exit 1
 fi
 mkdir -p "$OUT"
+# File dates from the last commit: the same sources and build give the same packages.
+SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct 2>/dev/null || date +%s)}
+export SOURCE_DATE_EPOCH
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT

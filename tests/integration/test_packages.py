@@ -268,6 +268,17 @@ def test_each_plugin_gets_its_wheel_and_the_deb_only_debians(tmp_path):
     assert re.findall(r"\./usr/lib/rotor/(\S+)", contents) == [f"rotor-python{debian}.so"]
 
 
+def test_packing_the_same_build_again_gives_the_same_bytes(packages, tmp_path):
+    again = tmp_path / "again"
+    env = dict(os.environ, BUILD_DIR=str(BIN.parent))
+    subprocess.run([str(ROOT / "scripts" / "package.sh"), "--out", str(again)], check=True,
+                   capture_output=True, env=env, timeout=600)
+    first = sorted(p.name for p in packages.iterdir())
+    assert sorted(p.name for p in again.iterdir()) == first
+    for name in first:
+        assert (again / name).read_bytes() == (packages / name).read_bytes(), name
+
+
 # The wheels
 
 def test_every_wheel_records_each_file_with_its_hash_and_keeps_the_binary_executable(packages):
