@@ -69,14 +69,14 @@ std::string app_python_refusal(const std::string& python_option,
   const char* venv_dir = venv == env.end() ? nullptr : venv->second.c_str();
   std::string executable = python_executable(python_option, venv_dir);
   if (executable == ROTOR_PYTHON_EXECUTABLE) return "";
-  std::string who = executable + (python_option.empty() ? " (VIRTUAL_ENV)" : " (--python)");
+  std::string who = executable + " (" + python_source(python_option, venv_dir) + ")";
   std::optional<PythonVersion> version;
   std::string source, problem;
   if (std::optional<std::string> cfg = find_pyvenv_cfg(executable)) {
     source = "per " + *cfg;
     problem = read_pyvenv_cfg(*cfg, version);
   } else if (access(executable.c_str(), X_OK) != 0) {
-    if (!python_option.empty()) return "the app's Python " + who + " cannot be run";
+    if (!venv_dir || !python_option.empty()) return "the app's Python " + who + " cannot be run";
     return "VIRTUAL_ENV=" + venv->second + " is not a virtualenv: it has neither pyvenv.cfg " +
            "nor bin/python";
   } else {

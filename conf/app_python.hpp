@@ -13,10 +13,9 @@ namespace rotor::conf {
 // The CPython versions this build embeds (its build's python3 today).
 std::vector<PythonVersion> embedded_pythons();
 
-// "" when the app's Python (`python_option`, else $VIRTUAL_ENV/bin/python, else the build's
-// own) is one rotor embeds; else one line saying which it is and why rotor will not run it:
-// another version, a VIRTUAL_ENV that is no virtualenv, a pyvenv.cfg without a version, an
-// interpreter that cannot tell its version.
+// "" when the app's Python (as python_executable() chooses it) is one rotor embeds; else one line
+// saying which it is and why rotor will not run it: another version, a VIRTUAL_ENV that is no
+// virtualenv, a pyvenv.cfg without a version, an interpreter that cannot tell its version.
 std::string app_python_refusal(const std::string& python_option,
                                const std::map<std::string, std::string>& env);
 

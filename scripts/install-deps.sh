@@ -9,6 +9,7 @@ PACKAGES=(
   python3-dev python3-venv python3-pytest python3-httpx wrk curl nginx-light
   python3-starlette python3-fastapi gunicorn python3-uvicorn python3-uvloop python3-httptools
   python3-matplotlib python3-websockets python3-prometheus-client prometheus
+  dpkg-dev lintian man-db
 )
 
 missing=()

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Rewrites the documents generated from the option table in conf/ (via the built binary): the
-# option table in docs/configuration.md, the man page docs/rotor.1 and the bash completion
-# deploy/bash-completion/rotor. tests/integration/test_config_cli.py and test_generated_docs.py
+# option table in docs/configuration.md, the man page docs/rotor.1, the bash completion
+# deploy/bash-completion/rotor and the example config examples/rotor.toml (every option at its
+# default, APP a placeholder). tests/integration/test_config_cli.py, test_generated_docs.py and test_packages.py
 # fail while they are stale.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,3 +23,8 @@ PY
 mkdir -p deploy/bash-completion
 build/rotor --help-man >docs/rotor.1
 build/rotor --help-bash-completion >deploy/bash-completion/rotor
+# Printed where no config file, ROTOR_ variable or VIRTUAL_ENV can reach it (as package-deb.sh does).
+empty=$(mktemp -d)
+rotor=$PWD/build/rotor
+(cd "$empty" && env -i PATH=/usr/bin:/bin "$rotor" --print-config backend.main:app) >examples/rotor.toml
+rmdir "$empty"
