@@ -30,6 +30,8 @@ const char* exit_reason_name(ExitReason reason) {
       return "max-private";
     case ExitReason::kMaxLifetime:
       return "max-lifetime";
+    case ExitReason::kMemoryBudget:
+      return "memory-budget";
   }
   return "";
 }

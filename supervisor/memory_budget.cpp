@@ -8,7 +8,8 @@ namespace rotor::budget {
 namespace {
 
 constexpr double kMaterial = 0.2;
-// Growth since ready below a tenth of the ready size (at least 1 MiB) is no growth.
+// A worker that has not doubled its size at ready (nor grown by 1 MiB) has not grown: its first
+// requests alone make pages it shared with the template its own.
 constexpr uint64_t kGrownKib = 1024;
 
 }  // namespace
@@ -61,7 +62,7 @@ std::optional<PressureRetire> pressure_retire(const PressureInputs& in) {
   }
   bool after = total + in.successor_kib > in.budget_kib;
   if (largest->retiring && !after) return std::nullopt;  // already on its way, with room
-  uint64_t grown = std::max(kGrownKib, largest->ready_kib / 10);
+  uint64_t grown = std::max(kGrownKib, largest->ready_kib);
   bool at_once = largest->ready_kib > 0 && largest->private_kib <= largest->ready_kib + grown;
   return PressureRetire{largest->id, total, after, at_once};
 }

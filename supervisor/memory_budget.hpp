@@ -75,7 +75,8 @@ struct PressureRetire {
   uint64_t total_kib = 0;
   // No room for a successor beside it: it leaves before its successor starts.
   bool successor_after = false;
-  // It had hardly grown since ready: the budget is too small for the workers as they start.
+  // It had not doubled its size at ready: the budget is too small for the workers as they
+  // start, and rotating them will not help.
   bool at_once = false;
 };
 

@@ -157,8 +157,13 @@ TEST_SUITE("memory budget") {
     auto r = pressure_retire(in);
     REQUIRE(r);
     CHECK(r->at_once);
-    in.workers[1].private_kib = 40 << 10;  // this one grew: a leak, not a small budget
-    in.budget_kib = 85 << 10;
+    in.workers[1].private_kib = 30 << 10;  // 1.5 times its size at ready: not grown yet
+    in.budget_kib = 75 << 10;
+    r = pressure_retire(in);
+    REQUIRE(r);
+    CHECK(r->at_once);
+    in.workers[1].private_kib = 45 << 10;  // more than doubled: a leak, not a small budget
+    in.budget_kib = 90 << 10;
     r = pressure_retire(in);
     REQUIRE(r);
     CHECK(r->id == 2);
