@@ -155,18 +155,20 @@ def test_auto_without_a_cgroup_memory_limit_warns_once_and_serves(rotor):
 
 @pytest.mark.parametrize("value", ["abc", "-5", "12MB", "1.5"])
 def test_a_bad_budget_is_one_line_and_exit_2(value):
-    proc = subprocess.run([str(BIN), "--memory-budget", value, "-k", "hello"],
-                          capture_output=True, text=True, timeout=30)
+    proc = subprocess.run([str(BIN), "--memory-budget", value, "-k", "hello", "-b",
+                           "127.0.0.1:0"], capture_output=True, text=True, timeout=30)
     assert proc.returncode == 2, proc
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "--memory-budget" in lines[0], proc.stderr
+    assert "or auto" in lines[0], proc.stderr  # says what it takes
 
 
 def test_a_bad_budget_in_the_environment_is_one_line_and_exit_2():
-    proc = subprocess.run([str(BIN), "-k", "hello"], capture_output=True, text=True, timeout=30,
-                          env={**os.environ, "ROTOR_MEMORY_BUDGET": "lots"})
+    proc = subprocess.run([str(BIN), "-k", "hello", "-b", "127.0.0.1:0"], capture_output=True,
+                          text=True, timeout=30, env={**os.environ, "ROTOR_MEMORY_BUDGET": "lots"})
     assert proc.returncode == 2, proc
     assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert "ROTOR_MEMORY_BUDGET" in proc.stderr or "memory" in proc.stderr, proc.stderr
 
 
 # Keeps ?mib=N MiB per request (written, so the pages are the worker's own).
