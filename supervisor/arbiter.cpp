@@ -378,6 +378,7 @@ void Arbiter::on_worker_exit(Worker& w, const ChildExit& exit) {
               w.ready_memory.private_kib, w.ready_memory.rss_kib, w.last_memory.private_kib,
               w.last_memory.rss_kib, growth_text(w.growth));
   note_memory_trend(w, requests, ready_ns, now);
+  note_budget_exit(w, requests);
 
   scoreboard_->release(w.slot);
   served_retired_ += requests;

@@ -113,6 +113,8 @@ class Arbiter {
   void log_budget(const budget::Sizing& sizing, const std::string& extra) const;
   void warn_budget_too_small(double ready_kib);
   void retire_for_budget(Worker& w, const budget::PressureRetire& r);
+  void note_budget_exit(const Worker& w, uint64_t requests);
+  void remeasure_reserved(uint64_t workers_kib);
   // Murder: the silent, the overdue, and templates that do not answer.
   void murder_workers();
   void abort_if_silent(Worker& w, int64_t now, int64_t timeout_ns);
@@ -180,6 +182,9 @@ class Arbiter {
     cgroup::MemoryLimit cgroup;
     budget::Limiter limiter;
     std::deque<uint64_t> ready_kib;  // private memory of the latest workers when they became ready
+    std::deque<uint64_t> overshoot;  // requests the latest budget-limited workers served past it
+    uint64_t reserved_kib = 0;       // auto: the most the cgroup used outside the workers
+    uint64_t successor_kib = 0;      // auto: room for a successor
     int64_t checked_ns = 0;
     bool hot = true;  // sampled each sweep: no growth estimate yet, or over half the budget
     bool warned_small = false;

@@ -88,6 +88,10 @@ void Arbiter::check_memory_budget(int64_t now) {
   in.now_ns = now;
   in.min_age_ns = budget_guard_.min_age_ns();
   in.successor_kib = sizing ? static_cast<uint64_t>(sizing->ready_kib) : 0;
+  if (sizing) {
+    in.reaction_kib =
+        static_cast<uint64_t>(std::max(0.0, sizing->overshoot_requests * sizing->kib_per_request));
+  }
   uint64_t total = 0;
   for (const auto& [pid, w] : children_.workers()) {
     if (w.phase == policy::Phase::kBooting) continue;
@@ -96,17 +100,24 @@ void Arbiter::check_memory_budget(int64_t now) {
     total += w.last_memory.private_kib;
   }
   budget_.hot = !sizing || sizing->kib_per_request == 0 || 2 * total > budget_.kib;
+  if (budget_.cgroup.bytes && !budget_.auto_pending) {
+    remeasure_reserved(total);
+    std::optional<uint64_t> usage = cgroup::read_memory_usage(budget_.cgroup);
+    if (usage && (*usage >> 10) > budget_.reserved_kib) {
+      in.cgroup_total_kib = (*usage >> 10) - budget_.reserved_kib;
+    }
+  }
   std::optional<budget::PressureRetire> r = budget::pressure_retire(in);
   if (!r) return;
   r->at_once = r->at_once || (sizing && budget::too_small(*sizing));
   retire_for_budget(*children_.find(r->id), *r);
 }
 
-// The serving workers' private memory (a retiring worker's too: it keeps growing until its
-// successor is ready).
+// The workers' private memory (a retiring or draining worker's too: it keeps growing until its
+// successor is ready, and while it finishes its requests).
 void Arbiter::sample_for_budget(int64_t now, int64_t period) {
   for (auto& [pid, w] : children_.workers()) {
-    if (w.phase != policy::Phase::kReady || now - w.budget_checked_ns < period) continue;
+    if (w.phase == policy::Phase::kBooting || now - w.budget_checked_ns < period) continue;
     w.budget_checked_ns = now;
     auto m = read_memory(w.pid);
     if (!m) continue;
@@ -136,6 +147,8 @@ void Arbiter::resolve_auto_budget() {
   uint64_t reserved_kib = (*usage >> 10) > workers_kib ? (*usage >> 10) - workers_kib : 0;
   std::vector<double> sizes(budget_.ready_kib.begin(), budget_.ready_kib.end());
   auto successor_kib = static_cast<uint64_t>(median(sizes));
+  budget_.reserved_kib = reserved_kib;
+  budget_.successor_kib = successor_kib;
   uint64_t taken = reserved_kib + successor_kib;
   budget_.kib = limit_kib > taken + 1024 ? limit_kib - taken : 1024;  // at least 1 MiB
   update_budget_limit(*budget_sizing(),
@@ -158,6 +171,10 @@ std::optional<budget::Sizing> Arbiter::budget_sizing() const {
     if (auto slope = w.growth.kib_per_request(); slope && w.phase != policy::Phase::kBooting)
       slopes.push_back(*slope);
   }
+  if (!budget_.overshoot.empty()) {
+    s.overshoot_requests =
+        median(std::vector<double>(budget_.overshoot.begin(), budget_.overshoot.end()));
+  }
   if (!memory_trends_.empty()) {
     s.kib_per_request = memory_trends_.rbegin()->second.estimate()->kib_per_request;
   } else if (!slopes.empty()) {
@@ -175,12 +192,18 @@ void Arbiter::update_budget_limit(const budget::Sizing& sizing, const std::strin
   log_budget(sizing, detail);
   uint64_t limit = budget_.limiter.limit();
   if (limit == 0) return;
+  std::vector<Worker*> unlimited;  // started together, before any estimate: staggered
   for (auto& [pid, w] : children_.workers()) {
     if (w.phase != policy::Phase::kReady || w.reason != ExitReason::kNone) continue;
     uint64_t own = budget::jittered(limit, rng_);
+    if (w.request_limit == 0) unlimited.push_back(&w);
     if (w.request_limit != 0 && w.request_limit <= own) continue;
     w.request_limit = own;
     w.limit_from_budget = true;
+  }
+  for (size_t k = 0; k < unlimited.size(); ++k) {
+    unlimited[k]->request_limit =
+        budget::staggered(unlimited[k]->request_limit, k, unlimited.size());
   }
 }
 
@@ -218,6 +241,30 @@ void Arbiter::retire_for_budget(Worker& w, const budget::PressureRetire& r) {
   } else {
     w.reason = ExitReason::kMemoryBudget;
   }
+}
+
+// The requests a worker limited by the budget served past its limit (while its successor booted
+// and it drained): the next limits leave room for them.
+void Arbiter::note_budget_exit(const Worker& w, uint64_t requests) {
+  if (!budget_on() || !w.limit_from_budget || w.reason != ExitReason::kMemoryBudget) return;
+  if (requests < w.request_limit) return;  // rotated near the budget before its limit
+  budget_.overshoot.push_back(requests - w.request_limit);
+  while (budget_.overshoot.size() > kReadyWindow) budget_.overshoot.pop_front();
+}
+
+// auto: what the cgroup uses outside the workers grows under load (socket buffers, page tables,
+// page cache); the budget shrinks to the most of it measured, while every worker is serving
+// and sampled (a draining worker's memory is not the rest's).
+void Arbiter::remeasure_reserved(uint64_t workers_kib) {
+  for (const auto& [pid, w] : children_.workers()) {
+    if (w.phase != policy::Phase::kReady) return;
+  }
+  std::optional<uint64_t> usage = cgroup::read_memory_usage(budget_.cgroup);
+  if (!usage || (*usage >> 10) <= workers_kib + budget_.reserved_kib) return;
+  budget_.reserved_kib = (*usage >> 10) - workers_kib;
+  uint64_t limit_kib = *budget_.cgroup.bytes >> 10;
+  uint64_t taken = budget_.reserved_kib + budget_.successor_kib;
+  budget_.kib = limit_kib > taken + 1024 ? limit_kib - taken : 1024;
 }
 
 }  // namespace rotor

@@ -23,17 +23,25 @@ struct Sizing {
   int workers = 1;
   double ready_kib = 0;        // a fresh worker's private memory when it becomes ready
   double kib_per_request = 0;  // its growth, measured
+  // Requests a worker serves past its limit (while its successor boots and it drains), measured
+  // at the exits: the limit leaves room for them.
+  double overshoot_requests = 0;
 };
 
 // Whether the workers at ready already take the budget's share that starts rotating them.
 bool too_small(const Sizing& s);
 
-// The requests after which one worker reaches its share of the budget (budget / workers):
-// 0 when the growth is too small to set one, or the budget too small (too_small()).
+// The requests after which one worker reaches its share of the budget (budget / workers), less
+// its overshoot: 0 when the growth is too small to set one, or the budget too small
+// (too_small()); else at least 1.
 uint64_t request_limit(const Sizing& s);
 
 // A worker's own limit: `limit` less a random part of up to kJitter; 0 stays 0, and it is >= 1.
 uint64_t jittered(uint64_t limit, std::mt19937_64& rng);
+
+// Workers that start together (the first ones) would reach the same limit together: the k-th of
+// n gets (n - k) / n of it, so their rotations spread over a worker's life. At least 1.
+uint64_t staggered(uint64_t limit, size_t k, size_t n);
 
 // The tighter of the budget's limit and --max-requests' (0 = none, for either).
 uint64_t tighter_limit(uint64_t budget_limit, uint64_t max_requests_limit);
@@ -68,6 +76,12 @@ struct PressureInputs {
   std::vector<WorkerMemory> workers;
   int64_t now_ns = 0;
   int64_t min_age_ns = 0;  // a worker younger than this (served for less) is not rotated
+  // auto: the cgroup's usage less what it uses outside the workers; the total when it is more
+  // than the workers' samples add up to (memory between two samples, a dying worker's pages).
+  uint64_t cgroup_total_kib = 0;
+  // What a worker grows by between its limit and its exit (measured overshoot times growth):
+  // the master reacts no faster, so it is kept free below the budget too.
+  uint64_t reaction_kib = 0;
 };
 
 struct PressureRetire {
@@ -80,9 +94,11 @@ struct PressureRetire {
   bool at_once = false;
 };
 
-// Which worker to rotate now, if any: with the workers' total above kPressure of the budget, the
-// largest one old enough. Nothing while a worker drains (its memory is on its way back), nor for
-// a worker already retiring that has room for its successor.
+// Which worker to rotate now, if any: with the workers' total above kPressure of the budget (or
+// within reaction_kib of it, when that is less), the
+// largest one old enough (not draining). Nothing while a worker drains if the others and a
+// successor are within it (its memory is on its way back), nor for a worker already retiring
+// that has room for its successor.
 std::optional<PressureRetire> pressure_retire(const PressureInputs& in);
 
 }  // namespace rotor::budget

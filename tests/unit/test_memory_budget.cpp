@@ -40,6 +40,14 @@ TEST_SUITE("memory budget") {
     CHECK(request_limit(slow) == (180 << 10) / 10);
   }
 
+  TEST_CASE("the requests served past the limit, measured, come off it") {
+    Sizing s = leaking();
+    s.overshoot_requests = 25.5;
+    CHECK(request_limit(s) == 154);
+    s.overshoot_requests = 500;
+    CHECK(request_limit(s) == 1);
+  }
+
   TEST_CASE("no limit from the budget for growth that is noise, nor for a budget too small") {
     Sizing flat = leaking();
     flat.kib_per_request = 0.5;
@@ -74,6 +82,15 @@ TEST_SUITE("memory budget") {
     CHECK(seen.size() > 10);  // staggered, not one value
     CHECK(jittered(0, rng) == 0);
     CHECK(jittered(1, rng) == 1);
+  }
+
+  TEST_CASE("workers that started together are staggered over a worker's life") {
+    CHECK(staggered(100, 0, 2) == 100);
+    CHECK(staggered(100, 1, 2) == 50);
+    CHECK(staggered(90, 2, 3) == 30);
+    CHECK(staggered(1, 1, 2) == 1);
+    CHECK(staggered(0, 1, 2) == 0);
+    CHECK(staggered(100, 3, 2) == 100);
   }
 
   TEST_CASE("never above --max-requests when that is set") {
@@ -115,6 +132,31 @@ TEST_SUITE("memory budget") {
     CHECK_FALSE(r->at_once);
   }
 
+  TEST_CASE("the cgroup's usage counts when the samples add up to less") {
+    PressureInputs in = pressure({worker(1, 150), worker(2, 180)});  // 330 of 400
+    CHECK_FALSE(pressure_retire(in));
+    in.cgroup_total_kib = 370 << 10;
+    auto r = pressure_retire(in);
+    REQUIRE(r);
+    CHECK(r->id == 2);
+    CHECK(r->total_kib == 370 << 10);
+    CHECK_FALSE(r->successor_after);
+    in.cgroup_total_kib = 300 << 10;  // less than the samples: they count
+    CHECK_FALSE(pressure_retire(in));
+  }
+
+  TEST_CASE("the growth the master cannot react to in time is kept free too") {
+    PressureInputs in = pressure({worker(1, 150), worker(2, 180)});  // 330 of 400
+    CHECK_FALSE(pressure_retire(in));
+    in.reaction_kib = 60 << 10;  // rotate above 340
+    CHECK_FALSE(pressure_retire(in));
+    in.reaction_kib = 80 << 10;  // above 320
+    auto r = pressure_retire(in);
+    REQUIRE(r);
+    CHECK(r->id == 2);
+    CHECK(r->successor_after);  // 330 + 20 + 80 > 400
+  }
+
   TEST_CASE("with no room for a successor the worker leaves before its successor starts") {
     auto r = pressure_retire(pressure({worker(1, 180), worker(2, 205)}));
     REQUIRE(r);
@@ -133,10 +175,18 @@ TEST_SUITE("memory budget") {
     CHECK(r->successor_after);
   }
 
-  TEST_CASE("nothing while a worker drains: its memory is on its way back") {
-    PressureInputs in = pressure({worker(1, 200), worker(2, 215)});
+  TEST_CASE("while a worker drains, the others are rotated only if they are over without it") {
+    PressureInputs in = pressure({worker(1, 200), worker(2, 150), worker(3, 20)});
     in.workers[0].draining = true;
+    CHECK_FALSE(pressure_retire(in));  // 170 + 20 without it: its memory is on its way back
+    in.workers[1].private_kib = 330 << 10;
+    in.budget_kib = 500 << 10;  // 550 in all, 350 + 20 without the drainer: over 450
     CHECK_FALSE(pressure_retire(in));
+    in.workers[1].private_kib = 440 << 10;  // 460 + 20 without it
+    auto r = pressure_retire(in);
+    REQUIRE(r);
+    CHECK(r->id == 2);  // the largest that is not draining
+    CHECK(r->successor_after);
   }
 
   TEST_CASE("a worker younger than the minimum age is not rotated (fake clock)") {
