@@ -13,6 +13,9 @@ constexpr int kMaxWorkers = 512;
 // workers = "auto": the master turns it into a number from its CPU quota or affinity
 // (supervisor/workers_auto) before it uses the config.
 constexpr int64_t kWorkersAuto = 0;
+// memory_budget = "auto": the cgroup's memory limit less what is not the workers' (see
+// supervisor/arbiter_budget.cpp).
+constexpr int64_t kMemoryBudgetAuto = -1;
 
 struct Config {
   // Application
@@ -30,9 +33,10 @@ struct Config {
   int64_t workers = 1;       // or kWorkersAuto
   int64_t max_requests = 0;  // 0 = off
   int64_t max_requests_jitter = 0;
-  int64_t max_rss_mb = 0;      // 0 = off
-  int64_t max_private_mb = 0;  // 0 = off
-  double max_lifetime = 0;     // seconds, 0 = off
+  int64_t max_rss_mb = 0;        // 0 = off
+  int64_t max_private_mb = 0;    // 0 = off
+  int64_t memory_budget_mb = 0;  // all workers together, 0 = off, or kMemoryBudgetAuto
+  double max_lifetime = 0;       // seconds, 0 = off
   double max_lifetime_jitter = 0;
   int64_t max_concurrent_rotations = 1;
   double timeout = 30;                // heartbeat timeout, seconds (0 = off)

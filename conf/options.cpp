@@ -312,6 +312,19 @@ const std::vector<Option>& options() {
                "served 2 s.",
        .member = &Config::max_private_mb,
        .max = 16777216},
+      {.name = "memory_budget",
+       .flags = "--memory-budget",
+       .kind = Kind::kInt,
+       .default_value = "0",
+       .metavar = "MB|auto",
+       .help = "The private memory all workers together may use, in MiB (0 = no budget). From "
+               "the measured growth per request, each new worker gets a request limit that keeps "
+               "the workers within it (staggered, never above --max-requests); near the budget "
+               "the largest worker is rotated first. auto: the cgroup's memory limit less what "
+               "the master, the template and one successor take.",
+       .member = &Config::memory_budget_mb,
+       .max = 16777216,
+       .words = {{"auto", kMemoryBudgetAuto}}},
       {.name = "max_lifetime",
        .flags = "--max-lifetime",
        .kind = Kind::kSeconds,

@@ -60,6 +60,7 @@ Arbiter::Arbiter(conf::Config config, std::vector<std::string> args, conf::Envir
       rss_guard_(kLimitFloorNs, kLimitCapNs),
       private_guard_(kLimitFloorNs, kLimitCapNs),
       lifetime_guard_(kLimitFloorNs, kLimitCapNs),
+      budget_guard_(kLimitFloorNs, kLimitCapNs),
       template_backoff_(500 * kNsPerMs, 30 * kSec, 60 * kSec),
       desired_(static_cast<int>(cfg_.workers)),
       identity_(identity),
@@ -107,6 +108,7 @@ int Arbiter::run() {
                ROTOR_VERSION, cfg_.worker_class, desired_, cfg_.max_requests,
                cfg_.max_requests_jitter);
   open_notify();
+  start_memory_budget();
   oom_score_settable_ = own_oom_score_adj_writable();
   if (!oom_score_settable_) {
     spdlog::warn("event=oom-score-unavailable error=\"/proc/self/oom_score_adj not writable\"");
@@ -229,7 +231,7 @@ Worker Arbiter::new_worker(uint64_t predecessor, size_t slot, uint64_t generatio
   w.id = ++spawn_seq_;
   w.slot = slot;
   w.generation = generation;
-  w.request_limit = policy::draw_request_limit(cfg_.max_requests, cfg_.max_requests_jitter, rng_);
+  set_request_limit(w);  // --max-requests, or the memory budget's when tighter
   int64_t lifetime = policy::draw_lifetime_ns(cfg_.max_lifetime, cfg_.max_lifetime_jitter, rng_);
   w.started_ns = monotonic_ns();
   w.deadline_ns = lifetime ? w.started_ns + lifetime : 0;
@@ -397,6 +399,7 @@ void Arbiter::on_worker_exit(Worker& w, const ChildExit& exit) {
               w.last_memory.rss_kib, growth_text(w.growth));
   note_memory_trend(w, requests, ready_ns, now);
   ++metrics_.exits[reason];
+  note_budget_exit(w, requests);
 
   release_slot(w.slot, w.id);
   served_retired_ += requests;
@@ -452,6 +455,7 @@ void Arbiter::observe_workers() {
     check_limits(w, requests, now);
     if (w.reason == ExitReason::kNone && !w.due_soon) check_due_soon(w, requests, now);
   }
+  if (budget_on() || budget_.auto_pending) check_memory_budget(now);
 }
 
 void Arbiter::on_worker_ready(Worker& w, const Slot& s, int64_t now) {

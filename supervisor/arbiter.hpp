@@ -5,6 +5,7 @@
 #include <sys/types.h>
 
 #include <cstdint>
+#include <deque>
 #include <map>
 #include <memory>
 #include <optional>
@@ -15,12 +16,14 @@
 #include "conf/config.hpp"
 #include "conf/load.hpp"
 #include "supervisor/app_env.hpp"
+#include "supervisor/cgroup_memory.hpp"
 #include "supervisor/children.hpp"
 #include "supervisor/control_command.hpp"
 #include "supervisor/control_server.hpp"
 #include "supervisor/identity.hpp"
 #include "supervisor/listeners.hpp"
 #include "supervisor/master_metrics.hpp"
+#include "supervisor/memory_budget.hpp"
 #include "supervisor/memory_trend.hpp"
 #include "supervisor/metrics_text.hpp"
 #include "supervisor/notify.hpp"
@@ -50,6 +53,8 @@ constexpr int64_t kSweepMs = 100;
 // successor is over the limit at once): a limit below a new worker must not fork-storm.
 constexpr int64_t kLimitFloorNs = 2 * kSec;
 constexpr int64_t kLimitCapNs = 300 * kSec;
+// smaps_rollup walks a worker's page tables: the master reads it no more often than this.
+constexpr int64_t kMemorySampleNs = 1 * kSec;
 inline double seconds(int64_t ns) {
   return static_cast<double>(ns) / 1e9;
 }
@@ -105,6 +110,21 @@ class Arbiter {
   void note_leaving_memory(Worker& w);
   void on_limit_retire(const Worker& w, const policy::RetireInputs& in);
   void warn_limit_below_new_worker(const Worker& w, const policy::RetireInputs& in);
+  // Memory budget (arbiter_budget.cpp).
+  void start_memory_budget();
+  bool budget_on() const { return budget_.kib > 0; }
+  void set_request_limit(Worker& w);
+  void note_budget_ready(const Worker& w);
+  void check_memory_budget(int64_t now);
+  void sample_for_budget(int64_t now, int64_t period);
+  void resolve_auto_budget();
+  std::optional<budget::Sizing> budget_sizing() const;
+  void update_budget_limit(const budget::Sizing& sizing, const std::string& detail = "");
+  void log_budget(const budget::Sizing& sizing, const std::string& extra) const;
+  void warn_budget_too_small(double ready_kib);
+  void retire_for_budget(Worker& w, const budget::PressureRetire& r);
+  void note_budget_exit(const Worker& w, uint64_t requests);
+  void remeasure_reserved(uint64_t workers_kib);
   // Murder: the silent, the overdue, and templates that do not answer.
   void murder_workers();
   void abort_if_silent(Worker& w, int64_t now, int64_t timeout_ns);
@@ -187,6 +207,20 @@ class Arbiter {
   policy::LimitGuard private_guard_;
   policy::LimitGuard lifetime_guard_;
   std::map<uint64_t, MemoryTrend> memory_trends_;  // by generation, the latest few
+  struct BudgetState {
+    uint64_t kib = 0;           // what the workers may use together; 0: off (or auto, unresolved)
+    bool auto_pending = false;  // auto: waits until the workers are ready to be measured
+    cgroup::MemoryLimit cgroup;
+    budget::Limiter limiter;
+    std::deque<uint64_t> ready_kib;  // private memory of the latest workers when they became ready
+    std::deque<uint64_t> overshoot;  // requests the latest budget-limited workers served past it
+    uint64_t reserved_kib = 0;       // auto: the most the cgroup used outside the workers
+    uint64_t successor_kib = 0;      // auto: room for a successor
+    int64_t checked_ns = 0;
+    bool hot = true;  // sampled each sweep: no growth estimate yet, or over half the budget
+    bool warned_small = false;
+  } budget_;
+  policy::LimitGuard budget_guard_;
   policy::Backoff template_backoff_;
   policy::LatencyAverage spawn_latency_;
   int desired_ = 1;

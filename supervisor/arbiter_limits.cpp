@@ -16,9 +16,6 @@ namespace rotor {
 
 namespace {
 
-// smaps_rollup walks the worker's page tables: read no more often than this.
-constexpr int64_t kMemorySampleNs = 1 * kSec;
-
 constexpr size_t kTrendGenerations = 4;
 
 // A value with `decimals` decimals, or "-" when there is none.
@@ -52,9 +49,14 @@ void Arbiter::check_limits(Worker& w, uint64_t requests, int64_t now) {
   auto reason = policy::retire_reason(in);
   if (!reason) return;
   w.reason = exit_reason_from(*reason);
+  if (w.reason == ExitReason::kMaxRequests && w.limit_from_budget) {
+    w.reason = ExitReason::kMemoryBudget;
+  }
   spdlog::debug("event=retire pid={} reason={} requests={} limit={} rss_mb={}", w.pid, *reason,
                 in.requests, w.request_limit, in.rss_bytes >> 20);
-  if (w.reason != ExitReason::kMaxRequests) on_limit_retire(w, in);
+  if (w.reason != ExitReason::kMaxRequests && w.reason != ExitReason::kMemoryBudget) {
+    on_limit_retire(w, in);
+  }
 }
 
 // Whether the worker will reach a limit within a successor's boot time (latched once true).
@@ -71,19 +73,22 @@ void Arbiter::check_due_soon(Worker& w, uint64_t requests, int64_t now) {
   w.due_soon = due_reason.has_value();
   if (!w.due_soon) return;
   w.due_reason = exit_reason_from(*due_reason);
+  if (w.due_reason == ExitReason::kMaxRequests && w.limit_from_budget) {
+    w.due_reason = ExitReason::kMemoryBudget;
+  }
   spdlog::debug("event=rotation-due pid={} requests={} limit={} lead_ms={}", w.pid, requests,
                 w.request_limit, due.lead_ns / kNsPerMs);
 }
 
 // Reads what the memory limits in `in` compare (nothing when none is set): the resident size
-// from statm (cheap), the private size from smaps_rollup only for --max-private.
+// from statm (cheap), the private size from smaps_rollup only for --max-private or the budget.
 void Arbiter::sample_memory(Worker& w, int64_t now, policy::RetireInputs& in) {
   w.memory_checked_ns = now;
   if (in.max_rss_bytes) {
     in.rss_bytes = read_rss_bytes(w.pid);
     if (in.rss_bytes > 0 && in.rss_bytes <= in.max_rss_bytes) w.rss_seen_under = true;
   }
-  if (!in.max_private_bytes) return;
+  if (!in.max_private_bytes && !budget_on()) return;
   auto m = read_memory(w.pid);
   if (!m) return;
   w.last_memory = *m;
@@ -98,6 +103,7 @@ void Arbiter::note_ready_memory(Worker& w, int64_t now) {
   if (auto m = read_memory(w.pid)) {
     w.ready_memory = *m;
     w.growth.add(0, m->private_kib);
+    note_budget_ready(w);
   }
   policy::RetireInputs in;
   in.max_rss_bytes = static_cast<uint64_t>(cfg_.max_rss_mb) << 20;

@@ -20,12 +20,6 @@ namespace {
 // A worker's memory is sampled at most this often for /metrics.
 constexpr int64_t kMemoryMaxAgeNs = 1 * kSec;
 
-constexpr ExitReason kExitReasons[] = {ExitReason::kCrash,       ExitReason::kTimeout,
-                                       ExitReason::kSignal,      ExitReason::kShutdown,
-                                       ExitReason::kReload,      ExitReason::kScaleDown,
-                                       ExitReason::kMaxRequests, ExitReason::kMaxRss,
-                                       ExitReason::kMaxPrivate,  ExitReason::kMaxLifetime};
-
 template <size_t N>
 metrics::Histogram histogram(const std::array<int64_t, N>& bounds_ns,
                              const std::array<uint64_t, N + 1>& counts, uint64_t sum_ns) {

@@ -162,6 +162,7 @@ void Arbiter::apply_next_config() {
   if (cfg_.pid_file != old_pid_file) move_pid_file(old_pid_file);
   desired_ = std::clamp(static_cast<int>(cfg_.workers) + scale_since_reload_, 1, conf::kMaxWorkers);
   spdlog::info("event=config-applied generation={} workers={}", generation_, desired_);
+  start_memory_budget();
 }
 
 }  // namespace rotor

@@ -66,14 +66,6 @@ bool has_parent_step(const std::string& path) {
   return false;
 }
 
-std::optional<std::string> read_text(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) return std::nullopt;
-  std::ostringstream text;
-  text << in.rdbuf();
-  return text.str();
-}
-
 CpuQuota read_quota(Version version, const std::string& dir) {
   if (version == Version::kV2) {
     std::optional<std::string> text = read_text(dir + "/cpu.max");
@@ -107,7 +99,16 @@ Found tightest_up_to(Version version, std::string dir, const std::string& top) {
   return found;
 }
 
-// The mount of that kind whose root holds `path` (the longest such root), else the first one.
+}  // namespace
+
+std::optional<std::string> read_text(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) return std::nullopt;
+  std::ostringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
 const Mount* mount_for(const std::vector<Mount>& mounts, bool v2, const std::string& path) {
   const Mount* best = nullptr;
   size_t best_root = 0;
@@ -121,8 +122,6 @@ const Mount* mount_for(const std::vector<Mount>& mounts, bool v2, const std::str
   }
   return best;
 }
-
-}  // namespace
 
 std::optional<CpuQuota> parse_cpu_max(std::string_view text) {
   std::vector<std::string_view> fields = split(trimmed(text), ' ');
@@ -141,7 +140,7 @@ std::optional<int64_t> parse_cfs_value(std::string_view text) {
   return v;
 }
 
-Membership parse_proc_cgroup(std::string_view text) {
+Membership parse_proc_cgroup(std::string_view text, std::string_view controller) {
   Membership in;
   for (std::string_view line : split(text, '\n')) {
     size_t first = line.find(':');
@@ -152,14 +151,14 @@ Membership parse_proc_cgroup(std::string_view text) {
     std::string path(line.substr(second + 1));  // a path may hold ':' itself
     if (id == "0" && controllers.empty()) {
       in.v2 = path;
-    } else if (has_item(controllers, "cpu")) {
-      in.v1_cpu = path;
+    } else if (has_item(controllers, controller)) {
+      in.v1 = path;
     }
   }
   return in;
 }
 
-std::vector<Mount> parse_mountinfo(std::string_view text) {
+std::vector<Mount> parse_mountinfo(std::string_view text, std::string_view controller) {
   std::vector<Mount> mounts;
   for (std::string_view line : split(text, '\n')) {
     // ID PARENT MAJ:MIN ROOT MOUNT_POINT OPTIONS [OPTIONAL...] - FSTYPE SOURCE SUPER_OPTIONS
@@ -169,7 +168,7 @@ std::vector<Mount> parse_mountinfo(std::string_view text) {
     std::vector<std::string_view> fs = split(line.substr(dash + 3), ' ');
     if (fields.size() < 6 || fs.size() < 3) continue;
     bool v2 = fs[0] == "cgroup2";
-    if (!v2 && !(fs[0] == "cgroup" && has_item(fs[2], "cpu"))) continue;
+    if (!v2 && !(fs[0] == "cgroup" && has_item(fs[2], controller))) continue;
     mounts.push_back({unescaped(fields[3]), unescaped(fields[4]), v2});
   }
   return mounts;
@@ -190,10 +189,10 @@ Found find_cpu_quota(const std::string& root) {
   if (!cgroup || !mountinfo) return {};
   Membership in = parse_proc_cgroup(*cgroup);
   std::vector<Mount> mounts = parse_mountinfo(*mountinfo);
-  const Mount* v1 = in.v1_cpu ? mount_for(mounts, false, *in.v1_cpu) : nullptr;
+  const Mount* v1 = in.v1 ? mount_for(mounts, false, *in.v1) : nullptr;
   const Mount* v2 = in.v2 ? mount_for(mounts, true, *in.v2) : nullptr;
   if (v1) {
-    return tightest_up_to(Version::kV1, root + cgroup_dir(*v1, *in.v1_cpu), root + v1->mount_point);
+    return tightest_up_to(Version::kV1, root + cgroup_dir(*v1, *in.v1), root + v1->mount_point);
   }
   if (v2)
     return tightest_up_to(Version::kV2, root + cgroup_dir(*v2, *in.v2), root + v2->mount_point);

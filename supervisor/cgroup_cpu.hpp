@@ -1,7 +1,8 @@
 // The CPU quota of rotor's own cgroup, found the way the kernel exposes it: which cgroup rotor is
 // in (/proc/self/cgroup), where that hierarchy is mounted (/proc/self/mountinfo), and the quota
 // files there (v2 cpu.max; v1 cpu.cfs_quota_us and cpu.cfs_period_us). The parsers are pure; the
-// reader takes a root directory, so tests hand it a fake /proc and cgroup tree.
+// reader takes a root directory, so tests hand it a fake /proc and cgroup tree. The memory
+// limit's reader (cgroup_memory) finds its hierarchy with the same parsers.
 #pragma once
 
 #include <cstdint>
@@ -24,22 +25,28 @@ std::optional<CpuQuota> parse_cpu_max(std::string_view text);
 // v1 cpu.cfs_quota_us or cpu.cfs_period_us: one integer; the quota is -1 when there is none.
 std::optional<int64_t> parse_cfs_value(std::string_view text);
 
-// rotor's path in the hierarchies that can limit its CPU, from /proc/self/cgroup: the v1 one with
-// the cpu controller ("4:cpu,cpuacct:/path") and the unified one ("0::/path").
+// rotor's path in the hierarchies that can limit it, from /proc/self/cgroup: the v1 one with
+// `controller` ("4:cpu,cpuacct:/path") and the unified one ("0::/path").
 struct Membership {
-  std::optional<std::string> v1_cpu;
+  std::optional<std::string> v1;
   std::optional<std::string> v2;
 };
-Membership parse_proc_cgroup(std::string_view text);
+Membership parse_proc_cgroup(std::string_view text, std::string_view controller = "cpu");
 
 // A cgroup file system mounted where rotor can see it (/proc/self/mountinfo).
 struct Mount {
   std::string root;         // the hierarchy's directory mounted there: "/", or "/docker/ID"
   std::string mount_point;  // with the kernel's octal escapes (\040) undone
-  bool v2 = false;          // cgroup2; else a v1 hierarchy with the cpu controller
+  bool v2 = false;          // cgroup2; else a v1 hierarchy with the controller asked for
 };
-// Only the mounts that matter here: cgroup2 and v1 hierarchies with the cpu controller.
-std::vector<Mount> parse_mountinfo(std::string_view text);
+// Only the mounts that matter here: cgroup2 and v1 hierarchies with `controller`.
+std::vector<Mount> parse_mountinfo(std::string_view text, std::string_view controller = "cpu");
+
+// The mount of that kind whose root holds `path` (the longest such root), else the first one.
+const Mount* mount_for(const std::vector<Mount>& mounts, bool v2, const std::string& path);
+
+// A whole file's text; nothing when it cannot be read.
+std::optional<std::string> read_text(const std::string& path);
 
 // The directory of the cgroup at `path` (as /proc/self/cgroup names it) under `mount`. A path
 // outside the mount's root (rotor's cgroup namespace differs from the mount's, "/../x") has

@@ -32,6 +32,8 @@ const char* exit_reason_name(ExitReason reason) {
       return "max-lifetime";
     case ExitReason::kRotate:
       return "rotate";
+    case ExitReason::kMemoryBudget:
+      return "memory-budget";
   }
   return "";
 }

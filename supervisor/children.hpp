@@ -31,8 +31,15 @@ enum class ExitReason {
   kMaxRss,
   kMaxPrivate,
   kMaxLifetime,
-  kRotate,  // an operator's `rotor ctl rotate`
+  kRotate,        // an operator's `rotor ctl rotate`
+  kMemoryBudget,  // the request limit the budget set, or the workers' total near the budget
 };
+// Every reason a worker leaves for (not kNone): the metrics count each, zeros included.
+inline constexpr ExitReason kExitReasons[] = {
+    ExitReason::kCrash,       ExitReason::kTimeout, ExitReason::kSignal,
+    ExitReason::kShutdown,    ExitReason::kReload,  ExitReason::kScaleDown,
+    ExitReason::kMaxRequests, ExitReason::kMaxRss,  ExitReason::kMaxPrivate,
+    ExitReason::kMaxLifetime, ExitReason::kRotate,  ExitReason::kMemoryBudget};
 const char* exit_reason_name(ExitReason reason);  // "" for kNone
 // The limits policy:: names ("max-requests", "max-rss", "max-private", "max-lifetime"); kNone
 // for others.
@@ -60,6 +67,7 @@ struct Worker {
   int64_t ready_ns = 0;
   int64_t deadline_ns = 0;  // end of lifetime, 0 = none
   uint64_t request_limit = 0;
+  bool limit_from_budget = false;  // the memory budget set request_limit (below --max-requests)
   policy::Phase phase = policy::Phase::kBooting;
   ExitReason reason = ExitReason::kNone;  // why it is leaving
   uint64_t successor = 0;                 // worker booting to replace it
@@ -70,6 +78,7 @@ struct Worker {
   int64_t abort_ns = 0;                       // when SIGABRT was sent (heartbeat timeout)
   bool killed = false;                        // SIGKILL sent
   int64_t memory_checked_ns = 0;              // when the memory limits last sampled it
+  int64_t budget_checked_ns = 0;              // when the memory budget last sampled it
   uint64_t fresh_rss = 0;                     // sampled when it became ready (0 = not sampled)
   bool rss_seen_under = false;                // some sample was within --max-rss
   bool private_seen_under = false;            // some sample was within --max-private

@@ -10,6 +10,7 @@ import threading
 import time
 from pathlib import Path
 
+from bench.budget import budget_run
 from bench.load import Load, measure, parse_wrk, wrk_command
 from bench.procs import children, rss_kib
 from bench.report import gunicorn_rotations, rotor_rotations, rotor_workers, servers_footer, table
@@ -18,6 +19,9 @@ from bench.servers import GUNICORN, ROOT, gunicorn_app, rotation_flags, rotor_ap
 FLOW_APP = ROOT / "examples" / "flow_executor"
 FLOW_BODY = FLOW_APP / "flows" / "chat.json"
 POST_LUA = ROOT / "scripts" / "bench" / "post.lua"
+# The budget run's cgroup: the master, the template and two fresh workers take about 60 MiB, so
+# without rotation the leak fills it within a few hundred runs.
+BUDGET_CGROUP_MIB = 300
 
 
 def wait_ready_workers(server, kind, workers, timeout=60):
@@ -182,6 +186,13 @@ def scenario_flow_memory(args):
     path = plot_dir / "flow-memory.png"
     plot_memory(path, series, (budget + slack) / 1024, leak_kb, workers)
     print(f"plot: {path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}")
+
+    def load_runs(server):
+        with WrkRuns(f"http://127.0.0.1:{server.port}/run", runs, FLOW_BODY) as load:
+            return load.wait()
+
+    budget_run(args, FLOW_APP, leak_kb, workers, runs, BUDGET_CGROUP_MIB, load_runs,
+               wait_ready_workers)
 
 
 def plot_memory(path, series, bound_mib, leak_kb, workers):

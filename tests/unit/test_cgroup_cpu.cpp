@@ -79,21 +79,21 @@ TEST_SUITE("cgroup cpu") {
         "3:cpuacct:/other\n"
         "1:name=systemd:/x\n"
         "0::/system.slice/rotor.service\n");
-    CHECK(in.v1_cpu == "/kubepods/pod1/abc");
+    CHECK(in.v1 == "/kubepods/pod1/abc");
     CHECK(in.v2 == "/system.slice/rotor.service");
   }
 
   TEST_CASE("/proc/self/cgroup: cpuacct or cpuset alone is not the cpu controller") {
     Membership in = parse_proc_cgroup("3:cpuacct:/a\n2:cpuset:/b\n");
-    CHECK_FALSE(in.v1_cpu);
+    CHECK_FALSE(in.v1);
     CHECK_FALSE(in.v2);
   }
 
   TEST_CASE("/proc/self/cgroup: a v2-only system, and a path holding a colon") {
     CHECK(parse_proc_cgroup("0::/\n").v2 == "/");
-    CHECK_FALSE(parse_proc_cgroup("0::/\n").v1_cpu);
+    CHECK_FALSE(parse_proc_cgroup("0::/\n").v1);
     CHECK(parse_proc_cgroup("0::/a:b\n").v2 == "/a:b");
-    CHECK(parse_proc_cgroup("2:cpu:/x:y").v1_cpu == "/x:y");
+    CHECK(parse_proc_cgroup("2:cpu:/x:y").v1 == "/x:y");
   }
 
   TEST_CASE("mountinfo: cgroup2 and v1 cpu mounts, with their roots; others are left out") {
