@@ -94,6 +94,10 @@ struct Config {
   bool gc_freeze = false;
   bool preload = true;  // asgi: fork warm workers from a template process
   int64_t gc_collect_every = 0;
+
+  // Not an option: the plugin for the app's Python's version (rotor-python3.X.so), chosen by
+  // the loader, loaded by the template or a worker.
+  std::string python_plugin;
 };
 
 }  // namespace rotor::conf
