@@ -17,6 +17,7 @@ from bench.asgi import (scenario_asgi, scenario_asgi_1core, scenario_asgi_rotati
                         scenario_streaming, scenario_websocket)
 from bench.flow import scenario_flow_memory, scenario_flow_throughput
 from bench.native import scenario_hello, scenario_idle, scenario_pipelining, scenario_rotation
+from bench.pythons import scenario_pythons
 from bench.servers import ROOT, ROTOR
 
 
@@ -25,7 +26,7 @@ SCENARIOS = {"hello": scenario_hello, "rotation": scenario_rotation,
              "asgi-1core": scenario_asgi_1core,
              "flow-memory": scenario_flow_memory, "flow-throughput": scenario_flow_throughput,
              "asgi-rotation": scenario_asgi_rotation, "websocket": scenario_websocket,
-             "streaming": scenario_streaming}
+             "streaming": scenario_streaming, "pythons": scenario_pythons}
 
 
 def main():
