@@ -8,6 +8,7 @@
 
 #include "conf/capture.hpp"
 #include "conf/python_executable.hpp"
+#include "conf/python_plugins.hpp"
 
 namespace rotor::conf {
 
@@ -57,34 +58,48 @@ std::string ask_version(const std::string& executable,
 
 }  // namespace
 
-std::vector<PythonVersion> embedded_pythons() {
-  return {{ROTOR_PYTHON_VERSION_MAJOR, ROTOR_PYTHON_VERSION_MINOR,
-           std::to_string(ROTOR_PYTHON_VERSION_MAJOR) + "." +
-               std::to_string(ROTOR_PYTHON_VERSION_MINOR)}};
+PythonVersion default_python_version() {
+  return {ROTOR_PYTHON_VERSION_MAJOR, ROTOR_PYTHON_VERSION_MINOR,
+          std::to_string(ROTOR_PYTHON_VERSION_MAJOR) + "." +
+              std::to_string(ROTOR_PYTHON_VERSION_MINOR)};
 }
 
-std::string app_python_refusal(const std::string& python_option,
-                               const std::map<std::string, std::string>& env) {
+AppPython app_python(const std::string& python_option,
+                     const std::map<std::string, std::string>& env) {
   auto venv = env.find("VIRTUAL_ENV");
   const char* venv_dir = venv == env.end() ? nullptr : venv->second.c_str();
   std::string executable = python_executable(python_option, venv_dir);
-  if (executable == ROTOR_PYTHON_EXECUTABLE) return "";
-  std::string who = executable + " (" + python_source(python_option, venv_dir) + ")";
+  std::string who = executable + " (" +
+                    (executable == ROTOR_PYTHON_EXECUTABLE ? std::string("the build's default")
+                                                           : python_source(python_option, venv_dir)) +
+                    ")";
   std::optional<PythonVersion> version;
   std::string source, problem;
-  if (std::optional<std::string> cfg = find_pyvenv_cfg(executable)) {
+  if (executable == ROTOR_PYTHON_EXECUTABLE) {
+    source = "known at build time";
+    version = default_python_version();
+  } else if (std::optional<std::string> cfg = find_pyvenv_cfg(executable)) {
     source = "per " + *cfg;
     problem = read_pyvenv_cfg(*cfg, version);
   } else if (access(executable.c_str(), X_OK) != 0) {
-    if (!venv_dir || !python_option.empty()) return "the app's Python " + who + " cannot be run";
-    return "VIRTUAL_ENV=" + venv->second + " is not a virtualenv: it has neither pyvenv.cfg " +
-           "nor bin/python";
+    if (!venv_dir || !python_option.empty()) {
+      return {"the app's Python " + who + " cannot be run", ""};
+    }
+    return {"VIRTUAL_ENV=" + venv->second + " is not a virtualenv: it has neither pyvenv.cfg " +
+                "nor bin/python",
+            ""};
   } else {
     source = "asked in a subprocess";
     problem = ask_version(executable, env, version);
   }
-  if (!problem.empty()) return "the app's Python " + who + ": " + problem;
-  return version_refusal(who, source, *version, embedded_pythons());
+  if (!problem.empty()) return {"the app's Python " + who + ": " + problem, ""};
+  std::vector<std::string> dirs = plugin_dirs(env);
+  std::string plugin = find_plugin(dirs, version->major, version->minor);
+  if (!plugin.empty()) return {"", plugin};
+  std::string build = executable == ROTOR_PYTHON_EXECUTABLE
+                          ? executable
+                          : std::string(ROTOR_PYTHON_EXECUTABLE) + ";" + executable;
+  return {version_refusal(who, source, *version, plugin_versions(dirs), dirs, build), ""};
 }
 
 }  // namespace rotor::conf

@@ -110,6 +110,10 @@ struct Config {
   int64_t leak_report_depth = 10;   // frames per traceback
   int64_t leak_report_warmup = 20;  // responses before the baseline
   std::string leak_report_dir;      // empty = the log only
+
+  // Not an option: the plugin for the app's Python's version (rotor-python3.X.so), chosen by
+  // the loader, loaded by the template or a worker.
+  std::string python_plugin;
 };
 
 }  // namespace rotor::conf

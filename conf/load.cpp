@@ -578,8 +578,9 @@ LoadResult load(const std::vector<std::string>& args, const Environment& env,
   // Refused before anything forks, and by --check-config alike (it would refuse the start).
   bool will_start = !command_line.action || command_line.action->action == Action::kCheckConfig;
   if (result.config.worker_class == "asgi" && will_start) {
-    if (std::string refusal = app_python_refusal(result.config.python, env); !refusal.empty())
-      return failure(refusal, kExitAppPython);
+    AppPython python = app_python(result.config.python, env);
+    if (!python.refusal.empty()) return failure(python.refusal, kExitAppPython);
+    result.config.python_plugin = python.plugin;
   }
   result.warnings = cross_check(result.config);
   for (const auto* more : {&file_warnings, &gunicorn_args.warnings, &command_line.warnings})

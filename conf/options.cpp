@@ -590,9 +590,9 @@ const std::vector<Option>& options() {
        .metavar = "PATH",
        .help = "Python executable whose environment the app runs in (a virtualenv's "
                "bin/python); default: $VIRTUAL_ENV/bin/python, else the python of the virtualenv "
-               "whose bin/ holds rotor (a wheel's), else the python3 rotor was built against. An "
-               "interpreter of another CPython version than rotor embeds is refused "
-               "(exit 4).",
+               "whose bin/ holds rotor (a wheel's), else the python3 rotor was built against. "
+               "Served by the plugin for its CPython version; one rotor has no plugin for is "
+               "refused (exit 4).",
        .member = &Config::python,
        .check = check_python},
       {.name = "pythonpath",

@@ -70,17 +70,21 @@ std::optional<PythonVersion> pyvenv_cfg_version(std::string_view cfg) {
 }
 
 std::string version_refusal(const std::string& who, const std::string& source,
-                            const PythonVersion& app, const std::vector<PythonVersion>& embedded) {
-  std::string names;
-  for (const PythonVersion& v : embedded) {
-    if (v.major == app.major && v.minor == app.minor) return "";
-    names += (names.empty() ? "" : ", ") + major_minor(v);
-  }
-  return "the app's Python " + who + " is CPython " + app.text + " (" + source +
-         "), and this rotor embeds CPython " + names +
-         " only: it never runs one Python with another's environment. Run the app in a CPython " +
-         names + " interpreter or virtualenv (--python PATH, VIRTUAL_ENV); this build cannot " +
-         "load " + major_minor(app) + " (per-version Python plugins are not built yet)";
+                            const PythonVersion& app, const std::vector<PythonVersion>& available,
+                            const std::vector<std::string>& dirs,
+                            const std::string& build_pythons) {
+  std::string names, places;
+  for (const PythonVersion& v : available) names += (names.empty() ? "" : ", ") + major_minor(v);
+  for (const std::string& dir : dirs) places += (places.empty() ? "" : ":") + dir;
+  std::string line = "the app's Python " + who + " is CPython " + app.text + " (" + source +
+                     "), and this rotor has no plugin for CPython " + major_minor(app) +
+                     " (it has " + (names.empty() ? "none" : names) + ", looked in " + places +
+                     "): it never runs one Python with another's environment. Build the plugin " +
+                     "with cmake -DROTOR_PYTHONS=\"" + build_pythons + "\" and install it";
+  if (!names.empty())
+    line += ", or run the app in a CPython " + names + " interpreter or virtualenv (--python, " +
+            "VIRTUAL_ENV)";
+  return line;
 }
 
 }  // namespace rotor::conf

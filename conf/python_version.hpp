@@ -23,9 +23,11 @@ std::optional<PythonVersion> parse_python_version(std::string_view text);
 // nullopt when neither is there or its value is no version.
 std::optional<PythonVersion> pyvenv_cfg_version(std::string_view cfg);
 
-// "" when `app` has the major and minor of one of `embedded`; else the line that refuses it.
-// `who` names the interpreter and what chose it, `source` how its version was learnt.
+// The line that refuses an app whose Python rotor has no plugin for. `who` names the
+// interpreter and what chose it, `source` how its version was learnt, `available` the versions
+// of the plugins found in `dirs`, `build_pythons` what a -DROTOR_PYTHONS adding it would list.
 std::string version_refusal(const std::string& who, const std::string& source,
-                            const PythonVersion& app, const std::vector<PythonVersion>& embedded);
+                            const PythonVersion& app, const std::vector<PythonVersion>& available,
+                            const std::vector<std::string>& dirs, const std::string& build_pythons);
 
 }  // namespace rotor::conf

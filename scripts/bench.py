@@ -19,6 +19,7 @@ from bench.flow import scenario_flow_memory, scenario_flow_throughput
 from bench.leak import scenario_leak_report
 from bench.metrics import scenario_metrics
 from bench.native import scenario_hello, scenario_idle, scenario_pipelining, scenario_rotation
+from bench.pythons import scenario_pythons
 from bench.servers import ROOT, ROTOR
 
 
@@ -28,7 +29,7 @@ SCENARIOS = {"hello": scenario_hello, "rotation": scenario_rotation,
              "flow-memory": scenario_flow_memory, "flow-throughput": scenario_flow_throughput,
              "asgi-rotation": scenario_asgi_rotation, "websocket": scenario_websocket,
              "streaming": scenario_streaming, "metrics": scenario_metrics,
-             "leak-report": scenario_leak_report}
+             "leak-report": scenario_leak_report, "pythons": scenario_pythons}
 
 
 def main():

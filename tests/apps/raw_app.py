@@ -97,7 +97,8 @@ async def app(scope, receive, send):
     elif path == "/sys":
         import sys
         data = json.dumps({"executable": sys.executable, "prefix": sys.prefix,
-                           "path0": sys.path[:3]}).encode()
+                           "base_prefix": sys.base_prefix, "path0": sys.path[:3],
+                           "version": "%d.%d.%d" % sys.version_info[:3]}).encode()
         await send({"type": "http.response.start", "status": 200, "headers": []})
         await send({"type": "http.response.body", "body": data})
     elif path == "/slow-reader":

@@ -7,13 +7,17 @@
 
 #include "conf/app_python.hpp"
 #include "conf/load.hpp"
+#include "conf/python_plugins.hpp"
 #include "conf/python_version.hpp"
 #include "temp_dir.hpp"
 
 using rotor::conf::Action;
-using rotor::conf::embedded_pythons;
+using rotor::conf::default_python_version;
+using rotor::conf::find_plugin;
 using rotor::conf::load;
 using rotor::conf::parse_python_version;
+using rotor::conf::plugin_dirs;
+using rotor::conf::plugin_versions;
 using rotor::conf::PythonVersion;
 using rotor::conf::pyvenv_cfg_version;
 using rotor::conf::version_refusal;
@@ -27,7 +31,7 @@ bool contains(const std::string& haystack, const std::string& needle) {
 
 // The version string one minor above (or equal to) the one rotor embeds.
 std::string embedded_plus(int minors) {
-  PythonVersion v = embedded_pythons().at(0);
+  PythonVersion v = default_python_version();
   return std::to_string(v.major) + "." + std::to_string(v.minor + minors) + ".1";
 }
 
@@ -88,25 +92,58 @@ TEST_SUITE("python version") {
                                         11)));
   }
 
-  TEST_CASE("the same major and minor is accepted, whatever the micro") {
-    std::vector<PythonVersion> embedded = {{3, 11, "3.11"}};
-    CHECK(version_refusal("/v/bin/python", "per /v/pyvenv.cfg", {3, 11, "3.11.7"}, embedded) == "");
+  TEST_CASE("the refusal names the app's Python, its version, the plugins there and the build") {
+    std::string line =
+        version_refusal("/v/bin/python (VIRTUAL_ENV)", "per /v/pyvenv.cfg", {3, 12, "3.12.1"},
+                        {{3, 10, "3.10"}, {3, 11, "3.11"}}, {"/a", "/b"}, "/usr/bin/python3;/p");
+    CHECK(contains(line, "/v/bin/python (VIRTUAL_ENV) is CPython 3.12.1 (per /v/pyvenv.cfg)"));
+    CHECK(contains(line, "no plugin for CPython 3.12 (it has 3.10, 3.11, looked in /a:/b)"));
+    CHECK(contains(line, "cmake -DROTOR_PYTHONS=\"/usr/bin/python3;/p\""));
+    CHECK(contains(line, "run the app in a CPython 3.10, 3.11 interpreter"));
+    CHECK(line.find('\n') == std::string::npos);
+    CHECK(contains(version_refusal("p", "s", {3, 12, "3.12"}, {}, {"/a"}, "p"), "(it has none,"));
+  }
+}
+
+TEST_SUITE("python plugins") {
+  TEST_CASE("searched in $ROTOR_PLUGIN_DIR, ../lib/rotor, beside the binary, the install prefix") {
+    CHECK(
+        plugin_dirs("/env", "/opt/r/bin/rotor", "/usr/local/lib/rotor") ==
+        std::vector<std::string>{"/env", "/opt/r/lib/rotor", "/opt/r/bin", "/usr/local/lib/rotor"});
+    CHECK(plugin_dirs("", "/usr/lib/rotor/../../bin/rotor", "/usr/lib/rotor").size() == 3);
+    CHECK(plugin_dirs("", "/rotor", "/i") == std::vector<std::string>{"/lib/rotor", "/", "/i"});
+    CHECK(plugin_dirs("", "", "/i") == std::vector<std::string>{"/i"});
   }
 
-  TEST_CASE("another minor is refused with the app's Python, its version and rotor's") {
-    std::vector<PythonVersion> embedded = {{3, 11, "3.11"}};
-    std::string line = version_refusal("/v/bin/python (VIRTUAL_ENV)", "per /v/pyvenv.cfg",
-                                       {3, 12, "3.12.1"}, embedded);
-    CHECK(contains(line, "/v/bin/python (VIRTUAL_ENV) is CPython 3.12.1 (per /v/pyvenv.cfg)"));
-    CHECK(contains(line, "this rotor embeds CPython 3.11 only"));
-    CHECK(contains(line, "cannot load 3.12"));
-    CHECK(line.find('\n') == std::string::npos);
-    CHECK(version_refusal("p", "s", {2, 11, "2.11"}, embedded) != "");
+  TEST_CASE("the first directory that has the version's plugin wins; the others are listed") {
+    TempDir a, b;
+    a.write("rotor-python3.12.so", "");
+    b.write("rotor-python3.12.so", "");
+    b.write("rotor-python3.9.so", "");
+    b.write("rotor-python3.so", "");
+    b.write("rotor-python3.10.so.bak", "");
+    b.write("rotor-python3.10.1.so", "");
+    CHECK(find_plugin({a.dir(), b.dir()}, 3, 12) == a.dir() + "/rotor-python3.12.so");
+    CHECK(find_plugin({a.dir(), b.dir()}, 3, 9) == b.dir() + "/rotor-python3.9.so");
+    CHECK(find_plugin({a.dir(), b.dir()}, 3, 11) == "");
+    auto found = plugin_versions({a.dir(), "/nonexistent", b.dir()});
+    REQUIRE(found.size() == 2);
+    CHECK(found[0].text == "3.9");
+    CHECK(found[1].text == "3.12");
   }
 }
 
 TEST_SUITE("app python at load") {
   const std::vector<std::string> kApp = {"app:app"};
+
+  // A plugin directory holding (an empty stand-in for) the default version's plugin only.
+  struct Plugins {
+    TempDir dir;
+    Plugins() {
+      PythonVersion v = default_python_version();
+      dir.write(rotor::conf::plugin_file_name(v.major, v.minor), "");
+    }
+  };
 
   TEST_CASE("a virtualenv of another version is refused with exit 4, also by --check-config") {
     TempDir venv;
@@ -120,11 +157,15 @@ TEST_SUITE("app python at load") {
     }
   }
 
-  TEST_CASE("a virtualenv of rotor's version is served") {
+  TEST_CASE("a virtualenv of a version with a plugin is served by that plugin") {
     TempDir venv;
+    Plugins plugins;
     make_venv(venv, "version = " + embedded_plus(0) + "\n");
-    auto r = load(kApp, {{"VIRTUAL_ENV", venv.dir()}});
+    auto r = load(kApp, {{"VIRTUAL_ENV", venv.dir()}, {"ROTOR_PLUGIN_DIR", plugins.dir.dir()}});
     CHECK(r.action == Action::kRun);
+    PythonVersion v = default_python_version();
+    CHECK(r.config.python_plugin ==
+          plugins.dir.dir() + "/" + rotor::conf::plugin_file_name(v.major, v.minor));
   }
 
   TEST_CASE("the hello worker and --print-config do not look at the app's Python") {
@@ -160,7 +201,9 @@ TEST_SUITE("app python at load") {
     CHECK(contains(r.message, fake + " (--python) is CPython " + embedded_plus(1) +
                                   " (asked in a subprocess)"));
     dir.write("python", "#!/bin/sh\necho " + embedded_plus(0) + "\n");
-    CHECK(load({"--python", fake, "app:app"}, {}).action == Action::kRun);
+    Plugins plugins;
+    CHECK(load({"--python", fake, "app:app"}, {{"ROTOR_PLUGIN_DIR", plugins.dir.dir()}}).action ==
+          Action::kRun);
     dir.write("python", "#!/bin/sh\nexit 3\n");
     CHECK(contains(load({"--python", fake, "app:app"}, {}).message,
                    "it did not tell its version (exit 3)"));

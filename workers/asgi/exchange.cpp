@@ -293,7 +293,7 @@ PyObject* send_start(Exchange* ex, PyObject* msg) {
   if (!status) return nullptr;
   // Only made an int here; the engine judges the value when it writes the head.
   bool is_int = PyLong_Check(status.get());
-  int code = is_int ? _PyLong_AsInt(status.get()) : -1;
+  int code = is_int ? rotor_long_as_int(status.get()) : -1;
   status.reset();
   if (!is_int) {
     PyErr_SetString(PyExc_TypeError, "http.response.start status must be an int");

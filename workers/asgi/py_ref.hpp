@@ -3,8 +3,7 @@
 // calls it replaces. Destroy or reset it only with the GIL held.
 #pragma once
 
-#define PY_SSIZE_T_CLEAN
-#include <Python.h>
+#include "workers/asgi/py_compat.hpp"
 
 namespace rotor::asgi {
 
