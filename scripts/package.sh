@@ -3,7 +3,9 @@
 # version that has a plugin (scripts/wheel.py), from what `cmake --install` puts in a staging
 # directory. Run scripts/build.sh first: `scripts/build.sh && scripts/package.sh [--out DIR]`.
 # The packages are written to DIR (default dist/); BUILD_DIR (default build) is the build to pack,
-# or --stage STAGE packs a copy of a directory laid out as `cmake --install` lays it out.
+# or --stage STAGE packs a copy of a directory laid out as `cmake --install` lays it out. The
+# plugins of other CPythons that scripts/build-pythons.sh built (PYTHONS_BUILD_DIR, default
+# build-pythons) get their wheels too.
 set -euo pipefail
 OUT=
 STAGE=
@@ -47,6 +49,14 @@ fi
 # Debian's dh_strip, by hand: lintian refuses unstripped objects, and a wheel need not carry
 # debug information either.
 strip --remove-section=.comment --remove-section=.note "$stage/bin/rotor"
+# Other CPythons' plugins (scripts/build-pythons.sh), for their wheels; the build's own win.
+if [ -z "$STAGE" ]; then
+  mkdir -p "$stage/lib/rotor"
+  for plugin in "${PYTHONS_BUILD_DIR:-build-pythons}"/rotor-python3.*.so; do
+    [ -e "$plugin" ] || continue
+    [ -e "$stage/lib/rotor/$(basename "$plugin")" ] || cp "$plugin" "$stage/lib/rotor/"
+  done
+fi
 plugins=()
 for plugin in "$stage"/lib/rotor/rotor-python3.*.so; do
   [ -e "$plugin" ] || continue
@@ -58,19 +68,12 @@ done
 version=$("$stage/bin/rotor" --version | grep -o '[0-9][0-9.]*' | head -n1)
 scripts/package-deb.sh "$stage" "$version" "$OUT"
 
-if [ ${#plugins[@]} -gt 0 ]; then
-  for plugin in "${plugins[@]}"; do
-    python=$(basename "$plugin" .so)
-    /usr/bin/python3 scripts/wheel.py --binary "$stage/bin/rotor" --version "$version" \
-      --python "${python#rotor-python}" --plugin "$plugin" --out "$OUT"
-  done
-else
-  # No plugins: the binary embeds the libpython it links, and serves that version alone.
-  python=$(readelf -d "$stage/bin/rotor" | sed -n 's/.*Shared library: \[libpython\(3\.[0-9]*\)\..*/\1/p')
-  if [ -z "$python" ]; then
-    echo "package: $BUILD_DIR/rotor links no libpython and no plugin was installed" >&2
-    exit 1
-  fi
-  /usr/bin/python3 scripts/wheel.py --binary "$stage/bin/rotor" --version "$version" \
-    --python "$python" --out "$OUT"
+if [ ${#plugins[@]} -eq 0 ]; then
+  echo "package: no Python plugin (rotor-python3.X.so) was built; see ROTOR_PYTHONS" >&2
+  exit 1
 fi
+for plugin in "${plugins[@]}"; do
+  python=$(basename "$plugin" .so)
+  /usr/bin/python3 scripts/wheel.py --binary "$stage/bin/rotor" --version "$version" \
+    --python "${python#rotor-python}" --plugin "$plugin" --out "$OUT"
+done
