@@ -28,6 +28,9 @@ struct Config {
   int64_t backlog = 2048;
   bool reuse_port = false;   // SO_REUSEPORT on the TCP sockets the master binds
   std::string metrics_bind;  // the master's /metrics, /healthz, /readyz listener; empty = off
+  std::string statsd_host;   // HOST:PORT or unix:PATH the master sends statsd to; empty = off
+  std::string statsd_prefix;
+  std::string dogstatsd_tags;  // "k:v,k2:v2", added to every statsd line
 
   // Workers and rotation
   int64_t workers = 1;       // or kWorkersAuto

@@ -84,6 +84,13 @@ std::string check_metrics_bind(std::string_view text) {
   return text.empty() ? "" : check_bind(text);
 }
 
+// --statsd-host: off when empty, else HOST:PORT (a name is resolved at start) or unix:PATH.
+std::string check_statsd_host(std::string_view text) {
+  if (text.empty() || text.starts_with("unix:")) return check_metrics_bind(text);
+  if (text.starts_with("fd://")) return "expected HOST:PORT or unix:PATH";
+  return check_bind(text);
+}
+
 // --log-syslog-to: the grammar is the sink's own.
 std::string check_syslog_address(std::string_view text) {
   return log::parse_syslog_address(text, nullptr);
@@ -198,6 +205,28 @@ const std::vector<Option>& options() {
                "move it).",
        .member = &Config::metrics_bind,
        .check = check_metrics_bind},
+      {.name = "statsd_host",
+       .flags = "--statsd-host",
+       .metavar = "ADDRESS",
+       .help = "Send statsd metrics from the master, once a second, to HOST:PORT (UDP) or "
+               "unix:PATH (a datagram socket), under gunicorn's names: gunicorn.requests, "
+               "gunicorn.request.duration, gunicorn.request.status.2xx, gunicorn.workers. Off by "
+               "default; a host name is resolved at start.",
+       .member = &Config::statsd_host,
+       .check = check_statsd_host,
+       .gunicorn = "statsd_host"},
+      {.name = "statsd_prefix",
+       .flags = "--statsd-prefix",
+       .metavar = "PREFIX",
+       .help = "Put PREFIX. before every statsd name (as gunicorn does).",
+       .member = &Config::statsd_prefix,
+       .gunicorn = "statsd_prefix"},
+      {.name = "dogstatsd_tags",
+       .flags = "--dogstatsd-tags",
+       .metavar = "TAGS",
+       .help = "Datadog tags (k:v,k2:v2) added to every statsd line.",
+       .member = &Config::dogstatsd_tags,
+       .gunicorn = "dogstatsd_tags"},
 
       // Workers
       {.name = "workers",
@@ -798,8 +827,6 @@ static std::vector<IgnoredFlag> build_ignored_flags() {
        kGunicorn, "logconfig"},
       {"--capture-output", false, "workers write to the error log already", false, kGunicorn,
        "capture_output"},
-      {"--statsd-host", true, "statsd is not supported", false, kGunicorn, "statsd_host"},
-      {"--statsd-prefix", true, "statsd is not supported", false, kGunicorn, "statsd_prefix"},
       {"--initgroups", false, "--user drops supplementary groups", false, kGunicorn, "initgroups"},
       {"-R,--enable-stdio-inheritance", false, "rotor does not daemonize; workers keep its stdio",
        false, kGunicorn, "enable_stdio_inheritance"},
@@ -811,7 +838,6 @@ static std::vector<IgnoredFlag> build_ignored_flags() {
        "logger_class"},
       {"--disable-redirect-access-to-syslog", false, "the access log never goes to syslog", false,
        kGunicorn, "disable_redirect_access_to_syslog"},
-      {"--dogstatsd-tags", true, "statsd is not supported", false, kGunicorn, "dogstatsd_tags"},
   };
   // Ignoring these would serve what the operator asked not to, or not serve the app at all.
   constexpr std::string_view kNoPaste =

@@ -164,6 +164,7 @@ int Arbiter::run() {
 
   close_listeners(listeners_);
   control_.close();
+  statsd_tick(true);
   if (!cfg_.pid_file.empty()) remove_pid_file(cfg_.pid_file, pid_file_id_);
   spdlog::info("event=exit code={}", exit_code_);
   return exit_code_;
@@ -224,6 +225,7 @@ void Arbiter::sweep() {
     manage_workers();
   }
   notify_tick();
+  statsd_tick();
 }
 
 Worker Arbiter::new_worker(uint64_t predecessor, size_t slot, uint64_t generation) {
@@ -301,6 +303,7 @@ void Arbiter::prepare_child(const conf::Config& config) {
   ::close(signal_fd_);
   ::close(notify_pipe_[0]);
   control_.close_in_child();
+  statsd_.close();
   for (auto& [pid, t] : children_.templates()) {
     if (t.fd >= 0) ::close(t.fd);
   }

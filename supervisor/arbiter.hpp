@@ -33,6 +33,8 @@
 #include "supervisor/scoreboard.hpp"
 #include "supervisor/sd_notices.hpp"
 #include "supervisor/signal_batch.hpp"
+#include "supervisor/statsd.hpp"
+#include "supervisor/statsd_sink.hpp"
 #include "workers/runtime.hpp"
 
 namespace rotor {
@@ -73,6 +75,8 @@ class Arbiter {
   int run();  // returns the exit code
   // --metrics-bind's socket, bound by main before any fork; served from run()'s loop.
   void serve_probes(Listener listener);
+  // --statsd-host's socket, opened by main; sent to from the sweep (arbiter_statsd.cpp).
+  void set_statsd(StatsdSink sink);
   // The control socket main opened (--control-socket), served by run()'s loop.
   void set_control(ControlServer server) { control_ = std::move(server); }
 
@@ -158,6 +162,7 @@ class Arbiter {
   metrics::Snapshot metrics_snapshot();
   void add_request_metrics(metrics::Snapshot& m) const;
   void add_worker_metrics(metrics::Snapshot& m);
+  void add_exit_metrics(metrics::Snapshot& m) const;
   void add_master_metrics(metrics::Snapshot& m) const;
   void release_slot(size_t slot, uint64_t id);  // folds its counts into the master's first
   // Probes and the shutdown delay (arbiter_probes.cpp).
@@ -166,6 +171,7 @@ class Arbiter {
   void on_stop_signal(StopKind kind);
   void end_shutdown_delay_when_due();
   bool stop_pending() const { return stopping_ || shutdown_delay_until_ns_ != 0; }
+  void statsd_tick(bool last = false);  // at most once a second, and once more at exit
   // systemd's sd_notify (arbiter_notify.cpp).
   void open_notify();
   void notify(const std::string& message);
@@ -247,6 +253,11 @@ class Arbiter {
   std::unique_ptr<ProbeServer> probe_server_;  // --metrics-bind
   int64_t shutdown_delay_until_ns_ = 0;        // a TERM's --shutdown-delay ends then (0: none)
   ControlServer control_;
+  StatsdSink statsd_;  // --statsd-host
+  statsd::Format statsd_format_;
+  metrics::Snapshot statsd_sent_;  // the counts the last statsd datagrams covered
+  int64_t statsd_due_ns_ = 0;
+  bool statsd_warned_ = false;
   int64_t started_ns_ = monotonic_ns();
 };
 

@@ -128,11 +128,15 @@ void Arbiter::add_worker_metrics(metrics::Snapshot& m) {
     }
     m.workers.push_back(x);
   }
+  add_exit_metrics(m);
+  m.desired_workers = static_cast<uint64_t>(desired_);
+}
+
+void Arbiter::add_exit_metrics(metrics::Snapshot& m) const {
   for (ExitReason r : kExitReasons) {
     auto it = metrics_.exits.find(r);
     m.exits_by_reason[exit_reason_name(r)] = it == metrics_.exits.end() ? 0 : it->second;
   }
-  m.desired_workers = static_cast<uint64_t>(desired_);
 }
 
 void Arbiter::add_master_metrics(metrics::Snapshot& m) const {

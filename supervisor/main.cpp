@@ -20,6 +20,7 @@
 #include "supervisor/leak_trace.hpp"
 #include "supervisor/listeners.hpp"
 #include "supervisor/pid_file.hpp"
+#include "supervisor/statsd_sink.hpp"
 #include "supervisor/workers_auto.hpp"
 #include "workers/http/access_log.hpp"
 
@@ -132,6 +133,16 @@ int main(int argc, char** argv) {
       return rotor::kExitBindFailed;
     }
   }
+  rotor::StatsdSink statsd;
+  if (!cfg.statsd_host.empty()) {
+    if (std::string why = statsd.open(cfg.statsd_host); !why.empty()) {
+      std::fprintf(stderr, "rotor: error: --statsd-host: %s: %s\n", cfg.statsd_host.c_str(),
+                   why.c_str());
+      if (probes) listeners.push_back(std::move(*probes));
+      rotor::close_listeners(listeners);
+      return rotor::kExitBindFailed;
+    }
+  }
   rotor::ControlServer control;
   if (!cfg.control_socket.empty()) {
     if (std::string why = control.open(cfg.control_socket); !why.empty()) {
@@ -151,5 +162,6 @@ int main(int argc, char** argv) {
                          std::move(listeners), *identity);
   if (probes) arbiter.serve_probes(std::move(*probes));
   arbiter.set_control(std::move(control));
+  if (statsd.is_open()) arbiter.set_statsd(std::move(statsd));
   return arbiter.run();
 }

@@ -27,9 +27,9 @@ REFUSED = {
 }
 # Accepted with a warning: the list of flags that stopped rotor as unknown.
 WARNED = {"--no-sendfile", "--spew", "--logger-class", "--reload-extra-file",
-          "--disable-redirect-access-to-syslog", "--dogstatsd-tags"}
+          "--disable-redirect-access-to-syslog"}
 IMPLEMENTED = {"--reuse-port", "--log-syslog", "--log-syslog-to", "--log-syslog-prefix",
-               "--log-syslog-facility"}
+               "--log-syslog-facility", "--statsd-host", "--statsd-prefix", "--dogstatsd-tags"}
 # Actions, not settings.
 ACTIONS = {"check_config", "print_config", "config"}
 
@@ -182,8 +182,7 @@ def test_a_gunicorn_conf_py_treats_each_setting_as_its_flag(tmp_path):
 
 def test_warned_flags_start_rotor_and_say_so(rotor):
     r = rotor("-k", "hello", "--no-sendfile", "--spew", "--logger-class", "x.Logger",
-              "--reload-extra-file", "/etc/hostname", "--disable-redirect-access-to-syslog",
-              "--dogstatsd-tags", "env:prod")
+              "--reload-extra-file", "/etc/hostname", "--disable-redirect-access-to-syslog")
     assert httpx.get(r.url("/")).status_code == 200
     warnings = [f["message"] for f in r.events("config-warning")]
     for flag in WARNED:
