@@ -2,32 +2,24 @@
 
 #include <unistd.h>
 
-#include <climits>
+#include "conf/self_path.hpp"
 
 namespace rotor::conf {
 
 namespace {
 
-std::string parent(const std::string& path) {
-  size_t slash = path.find_last_of('/');
-  if (slash == std::string::npos) return ".";
-  return slash == 0 ? "/" : path.substr(0, slash);
-}
-
 // A rotor that pip installed as VENV/bin/rotor serves with VENV's python, as a console script
 // would, whether or not the virtualenv is activated.
 std::string own_venv_python() {
-  char exe[PATH_MAX];
-  ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-  if (n <= 0) return "";
-  return venv_python_in(parent(std::string(exe, static_cast<size_t>(n))));
+  std::string exe = self_executable();
+  return exe.empty() ? "" : venv_python_in(parent_dir(exe));
 }
 
 }  // namespace
 
 std::string venv_python_in(const std::string& bin_dir) {
   std::string python = bin_dir + "/python";
-  std::string home = parent(bin_dir);
+  std::string home = parent_dir(bin_dir);
   std::string cfg = (home == "/" ? "" : home) + "/pyvenv.cfg";
   if (access(cfg.c_str(), F_OK) != 0 || access(python.c_str(), X_OK) != 0) return "";
   return python;

@@ -6,24 +6,14 @@
 #include <algorithm>
 #include <climits>
 
+#include "conf/self_path.hpp"
+
 namespace rotor::conf {
 
 namespace {
 
 constexpr const char* kPrefix = "rotor-python";
 constexpr const char* kSuffix = ".so";
-
-std::string parent(const std::string& path) {
-  size_t slash = path.find_last_of('/');
-  if (slash == std::string::npos) return ".";
-  return slash == 0 ? "/" : path.substr(0, slash);
-}
-
-std::string self_exe() {
-  char buf[PATH_MAX];
-  ssize_t n = readlink("/proc/self/exe", buf, sizeof buf - 1);
-  return n > 0 ? std::string(buf, static_cast<size_t>(n)) : "";
-}
 
 // The version a plugin's file name says: "rotor-python3.12.so" is 3.12.
 std::optional<PythonVersion> version_of(const std::string& name) {
@@ -51,8 +41,8 @@ std::vector<std::string> plugin_dirs(const std::string& env_dir, const std::stri
   };
   add(env_dir);
   if (!exe.empty()) {
-    std::string bin = parent(exe);
-    add(parent(bin) + (parent(bin) == "/" ? "" : "/") + "lib/rotor");
+    std::string bin = parent_dir(exe);
+    add(parent_dir(bin) + (parent_dir(bin) == "/" ? "" : "/") + "lib/rotor");
     add(bin);
   }
   add(install_dir);
@@ -61,7 +51,8 @@ std::vector<std::string> plugin_dirs(const std::string& env_dir, const std::stri
 
 std::vector<std::string> plugin_dirs(const std::map<std::string, std::string>& env) {
   auto it = env.find("ROTOR_PLUGIN_DIR");
-  return plugin_dirs(it == env.end() ? "" : it->second, self_exe(), ROTOR_PLUGIN_INSTALL_DIR);
+  return plugin_dirs(it == env.end() ? "" : it->second, self_executable(),
+                     ROTOR_PLUGIN_INSTALL_DIR);
 }
 
 std::string find_plugin(const std::vector<std::string>& dirs, int major, int minor) {

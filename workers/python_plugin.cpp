@@ -34,8 +34,13 @@ std::string mismatch(const PythonPlugin& p, const std::string& path) {
   if (p.abi != kPythonPluginAbi)
     return "plugin ABI " + std::to_string(p.abi) + ", this rotor's is " +
            std::to_string(kPythonPluginAbi);
-  if (std::string(p.rotor_version) != ROTOR_VERSION || p.config_size != sizeof(conf::Config))
+  if (std::string(p.rotor_version) != ROTOR_VERSION)
     return std::string("built for rotor ") + p.rotor_version + ", this is rotor " ROTOR_VERSION;
+  // Same version, other sources (a plugin left from an older build): rebuild it with the binary.
+  if (p.config_size != sizeof(conf::Config))
+    return "built from other sources than this rotor (its configuration is " +
+           std::to_string(p.config_size) + " bytes, this rotor's " +
+           std::to_string(sizeof(conf::Config)) + "); rebuild the plugins with the binary";
   if (base_name(path) != conf::plugin_file_name(p.python_major, p.python_minor))
     return std::string("it embeds CPython ") + p.python_version + ", not the version its name says";
   return "";

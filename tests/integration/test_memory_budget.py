@@ -16,7 +16,7 @@ import pytest
 import conftest
 from conftest import BIN, wait_for
 from test_flow_example import EXAMPLE, Client, flow
-from test_workers_auto import remove_cgroup
+from test_workers_auto import remove_cgroup, v1_hierarchy
 
 LEAK = {"FLOW_LEAK_KB": "1024"}  # the flow example keeps 1 MiB per run
 
@@ -257,26 +257,10 @@ def test_with_no_room_for_a_successor_the_worker_leaves_before_it_starts(rotor, 
 
 # --- in a real memory cgroup -------------------------------------------------------------------
 
-def memory_hierarchy():
-    """The v1 memory controller's mount point and this process's directory in it, or None."""
-    ours = None
-    for line in Path("/proc/self/cgroup").read_text().splitlines():
-        _, controllers, path = line.split(":", 2)
-        if "memory" in controllers.split(","):
-            ours = path
-    if ours is None:
-        return None
-    for line in Path("/proc/self/mountinfo").read_text().splitlines():
-        fields, _, fs = line.partition(" - ")
-        fields, fs = fields.split(), fs.split()
-        if fs[0] == "cgroup" and "memory" in fs[2].split(",") and fields[3] == "/":
-            return Path(fields[4]), Path(fields[4] + ours)
-    return None
-
 
 def own_memory_limit():
     """The tightest v1 memory limit over this process (None: none, or no v1 memory hierarchy)."""
-    found = memory_hierarchy()
+    found = v1_hierarchy("memory")
     if not found:
         return None
     mount, d = found
@@ -297,7 +281,7 @@ def memory_cgroup(tmp_path, monkeypatch):
     the master and every child it forks are charged there, and the test process is not."""
     if os.geteuid() != 0:
         pytest.skip("creating a memory cgroup needs root")
-    found = memory_hierarchy()
+    found = v1_hierarchy("memory")
     if not found:
         pytest.skip("no cgroup v1 memory hierarchy is mounted here")
     _, ours = found

@@ -14,19 +14,19 @@ import pytest
 from conftest import BIN, wait_for
 
 
-def cpu_hierarchy():
-    """The v1 cpu controller's mount point and this process's directory in it, or None."""
+def v1_hierarchy(controller):
+    """A v1 controller's mount point and this process's directory in it, or None."""
     ours = None
     for line in Path("/proc/self/cgroup").read_text().splitlines():
         _, controllers, path = line.split(":", 2)
-        if "cpu" in controllers.split(","):
+        if controller in controllers.split(","):
             ours = path
     if ours is None:
         return None
     for line in Path("/proc/self/mountinfo").read_text().splitlines():
         fields, _, fs = line.partition(" - ")
         fields, fs = fields.split(), fs.split()
-        if fs[0] == "cgroup" and "cpu" in fs[2].split(",") and fields[3] == "/":
+        if fs[0] == "cgroup" and controller in fs[2].split(",") and fields[3] == "/":
             return Path(fields[4]), Path(fields[4] + ours)
     return None
 
@@ -48,7 +48,7 @@ def cpu_cgroup():
     """Makes cgroups under this process's v1 cpu cgroup: make(quota, period) -> directory."""
     if os.geteuid() != 0:
         pytest.skip("creating a cpu cgroup needs root")
-    found = cpu_hierarchy()
+    found = v1_hierarchy("cpu")
     if not found:
         pytest.skip("no cgroup v1 cpu hierarchy is mounted here")
     mount, ours = found
