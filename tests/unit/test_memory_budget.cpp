@@ -31,19 +31,21 @@ PressureInputs pressure(std::vector<WorkerMemory> workers, uint64_t budget_mib =
 
 TEST_SUITE("memory budget") {
   TEST_CASE("each worker may grow to its share of the budget: (share - ready) / growth") {
-    CHECK(request_limit(leaking()) == 180);  // (200 - 20) MiB at 1 MiB per request
+    // The share is budget / (workers + 1): a retiring worker's memory is not freed at once.
+    CHECK(share(leaking()) == doctest::Approx((400 << 10) / 3.0));
+    CHECK(request_limit(leaking()) == 113);  // (133.3 - 20) MiB at 1 MiB per request
     Sizing four = leaking();
     four.workers = 4;
-    CHECK(request_limit(four) == 80);
+    CHECK(request_limit(four) == 60);  // 400 / 5 - 20
     Sizing slow = leaking();
     slow.kib_per_request = 10;
-    CHECK(request_limit(slow) == (180 << 10) / 10);
+    CHECK(request_limit(slow) == 11605);  // (400 / 3 - 20) MiB in KiB, / 10
   }
 
   TEST_CASE("the requests served past the limit, measured, come off it") {
     Sizing s = leaking();
     s.overshoot_requests = 25.5;
-    CHECK(request_limit(s) == 154);
+    CHECK(request_limit(s) == 87);  // 113.3 - 25.5
     s.overshoot_requests = 500;
     CHECK(request_limit(s) == 1);
   }
@@ -55,7 +57,7 @@ TEST_SUITE("memory budget") {
     flat.kib_per_request = -3;
     CHECK(request_limit(flat) == 0);
     Sizing small = leaking();
-    small.budget_kib = 40 << 10;  // the two workers take all of it at ready
+    small.budget_kib = 60 << 10;  // a share of 20 MiB: a worker takes all of it at ready
     CHECK(too_small(small));
     CHECK(request_limit(small) == 0);
     CHECK_FALSE(too_small(leaking()));
@@ -63,7 +65,7 @@ TEST_SUITE("memory budget") {
 
   TEST_CASE("a share just above the ready size still gives at least one request") {
     Sizing tight = leaking();
-    tight.budget_kib = 45 << 10;  // 22.5 MiB each, 20 at ready: not too small (40 < 40.5)
+    tight.budget_kib = 67 << 10;  // 22.3 MiB shares, 20 at ready: not too small (20 < 20.1)
     CHECK_FALSE(too_small(tight));
     CHECK(request_limit(tight) == 2);
     tight.kib_per_request = 100 << 10;
@@ -106,13 +108,13 @@ TEST_SUITE("memory budget") {
     CHECK_FALSE(l.known());
     Sizing s = leaking();
     CHECK(l.update(s));  // the first is always news
-    CHECK(l.limit() == 180);
-    s.kib_per_request = 1100;  // 167: 7 % less
+    CHECK(l.limit() == 113);
+    s.kib_per_request = 1100;  // 105: 7 % less
     CHECK_FALSE(l.update(s));
-    CHECK(l.limit() == 180);
-    s.kib_per_request = 2048;  // 90: half
+    CHECK(l.limit() == 113);
+    s.kib_per_request = 2048;  // 56: half
     CHECK(l.update(s));
-    CHECK(l.limit() == 90);
+    CHECK(l.limit() == 56);
     s.kib_per_request = 0;  // the leak is gone: no limit from the budget
     CHECK(l.update(s));
     CHECK(l.limit() == 0);
