@@ -20,6 +20,7 @@ import httpx
 import pytest
 
 from conftest import BIN, ROOT, Rotor, DEADLINE
+from test_python_version import other_python
 
 DEBIAN_PYTHON = "/usr/bin/python3"
 
@@ -27,19 +28,6 @@ DEBIAN_PYTHON = "/usr/bin/python3"
 def python_version(python):
     return subprocess.run([str(python), "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
                           capture_output=True, text=True, check=True).stdout.strip()
-
-
-def pyenv_python(minor):
-    """The machine image's pyenv CPython 3.`minor`, or None."""
-    root = os.environ.get("PYENV_ROOT")
-    if not root and shutil.which("pyenv"):
-        root = subprocess.run(["pyenv", "root"], capture_output=True, text=True).stdout.strip()
-    root = Path(root or Path.home() / ".pyenv")
-    for version in sorted((root / "versions").glob(f"3.{minor}.*")):
-        exe = version / "bin" / f"python3.{minor}"
-        if exe.is_file() and os.access(exe, os.X_OK):
-            return exe
-    return None
 
 
 @pytest.fixture(scope="session")
@@ -343,9 +331,7 @@ def test_the_wheel_for_debians_python_serves_its_virtualenvs_app_with_its_interp
 
 def test_the_wheel_for_python_3_12_serves_a_3_12_virtualenvs_app_with_its_interpreter(
         packages, tmp_path, run_packaged, whoami_dir):
-    python = pyenv_python(12)
-    if python is None:
-        pytest.skip("no CPython 3.12 under the pyenv root (the machine image's builds)")
+    python = other_python(12)
     if "3.12" not in wheels(packages):
         pytest.skip("no rotor-python3.12.so plugin was built, so package.sh made no cp312 wheel "
                     "(configure with -DROTOR_PYTHONS='/usr/bin/python3;" + str(python) + "')")
@@ -353,9 +339,7 @@ def test_the_wheel_for_python_3_12_serves_a_3_12_virtualenvs_app_with_its_interp
 
 
 def test_a_rotor_in_a_virtualenv_of_a_python_it_has_no_plugin_for_refuses_with_exit_4(tmp_path):
-    python = pyenv_python(12)
-    if python is None:
-        pytest.skip("no CPython 3.12 under the pyenv root (the machine image's builds)")
+    python = other_python(12)
     venv = tmp_path / "venv312"
     subprocess.run([str(python), "-m", "venv", "--without-pip", str(venv)], check=True,
                    timeout=300)

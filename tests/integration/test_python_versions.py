@@ -17,19 +17,9 @@ import httpx
 import pytest
 
 from conftest import BIN, ROOT, run_wrk, serve, wait_for
-from test_python_version import DEBIAN_PYTHON, EMBEDDED, make_venv, pyenv_root, refused
+from test_python_version import DEBIAN_PYTHON, EMBEDDED, make_venv, other_python, refused
 
 MINORS = [9, 10, 11, 12, 13]
-
-
-def pyenv_python(minor):
-    """The pyenv root's CPython 3.`minor`, or a skip saying it is absent."""
-    for version in sorted((pyenv_root() / "versions").glob(f"3.{minor}.*")):
-        exe = version / "bin" / f"python3.{minor}"
-        if exe.is_file() and os.access(exe, os.X_OK):
-            return exe
-    pytest.skip(f"no CPython 3.{minor} under {pyenv_root()}/versions (the machine image's pyenv "
-                "builds): nothing to test for it")
 
 
 @pytest.fixture(scope="session")
@@ -48,7 +38,7 @@ def plugin_dir():
 def version_venv(request, plugin_dir, tmp_path_factory):
     """(minor, its pyenv interpreter, a virtualenv of it, the plugin dir holding its plugin)."""
     minor = request.param
-    python = pyenv_python(minor)
+    python = other_python(minor)
     plugin = plugin_dir / f"rotor-python3.{minor}.so"
     assert plugin.exists(), f"scripts/build-pythons.sh built no {plugin.name}"
     venv = make_venv(python, tmp_path_factory.mktemp(f"venv3{minor}") / "venv")
@@ -114,7 +104,7 @@ def test_the_master_never_maps_python_the_template_and_workers_do(rotor):
 
 def test_a_version_without_a_plugin_is_refused_with_one_line_and_nothing_forked(tmp_path):
     """An installed layout (bin/rotor, lib/rotor/) holding the default Python's plugin only."""
-    python = pyenv_python(12)
+    python = other_python(12)
     venv = make_venv(python, tmp_path / "venv312")
     (tmp_path / "inst" / "bin").mkdir(parents=True)
     (tmp_path / "inst" / "lib" / "rotor").mkdir(parents=True)
